@@ -1,0 +1,15 @@
+use crate::cli::{CreateOpts, GlobalOpts};
+use crate::container;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub opts: CreateOpts,
+    /// The new container's id.
+    pub id: String,
+}
+
+pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
+    container::create(g, &a.id, &a.opts, container::Mode::Create)?;
+    Ok(0)
+}

@@ -1,0 +1,109 @@
+//! `create`: validate the bundle, claim the id, make the init, record the state.
+
+use std::path::Path;
+
+use anyhow::Context;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::Mode as FileMode;
+use nix::unistd::{mkfifo, Pid};
+
+use crate::cli::{CreateOpts, GlobalOpts};
+use crate::state::{ContainerDir, Phase, ProcStat, State, Store};
+
+/// Who is asking: plain `create`, or `run` (which then starts and waits).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Create,
+    Run,
+}
+
+/// A created container: its directory (still locked) and state.
+pub struct Created {
+    pub dir: ContainerDir,
+    pub state: State,
+}
+
+pub fn create(g: &GlobalOpts, id: &str, opts: &CreateOpts, _mode: Mode) -> anyhow::Result<Created> {
+    create_inner(g, id, opts).with_context(|| format!("create {id}"))
+}
+
+fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts) -> anyhow::Result<Created> {
+    // Everything the config can get wrong is found here, before anything exists.
+    let bundle = crate::spec::load(&opts.bundle)?;
+    if bundle.spec.process().as_ref().map(|p| p.terminal().unwrap_or(false)).unwrap_or(false)
+        && opts.console_socket.is_none()
+    {
+        anyhow::bail!("process.terminal is true but no --console-socket was given (terminals are not supported yet)");
+    }
+    let store = Store::open(&g.root)?;
+    let dir = store.create(id)?;
+    let mut state = State {
+        id: id.to_string(),
+        phase: Phase::Creating,
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        annotations: bundle
+            .spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        created: crate::logging::rfc3339_now(),
+        owner: owner_name(),
+    };
+    let result = (|| -> anyhow::Result<()> {
+        dir.save(&state)?;
+        mkfifo(&dir.fifo_path(), FileMode::from_bits_truncate(0o622)).context("make exec fifo")?;
+        let pid = crate::native::create(&bundle, &dir.path, opts.no_pivot, opts.preserve_fds)?;
+        state.pid = pid;
+        state.phase = Phase::Created;
+        let started = ProcStat::read(pid).map(|s| s.start_time);
+        let finish = started
+            .context("read the init's start time")
+            .and_then(|t| {
+                state.pid_start = t;
+                dir.save(&state)?;
+                if let Some(p) = &opts.pid_file {
+                    write_pid_file(p, pid)?;
+                }
+                Ok(())
+            });
+        if finish.is_err() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        finish
+    })();
+    match result {
+        Ok(()) => Ok(Created { dir, state }),
+        Err(e) => {
+            // The first error is what the user sees; cleanup is best effort.
+            let _ = dir.remove();
+            Err(e)
+        }
+    }
+}
+
+/// Writes the pid file atomically (runc writes the bare number, no newline).
+pub fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
+    let abs = std::path::absolute(path).with_context(|| format!("pid file {}", path.display()))?;
+    let dir = abs.parent().unwrap_or(Path::new("/"));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        abs.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string()).with_context(|| format!("write pid file {}", tmp.display()))?;
+    std::fs::rename(&tmp, &abs).with_context(|| format!("write pid file {}", abs.display()))?;
+    Ok(())
+}
+
+fn owner_name() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}

@@ -1,0 +1,50 @@
+//! `delete`: remove a stopped container (or, with --force, stop it first).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::Signal;
+
+use crate::cli::GlobalOpts;
+use crate::state::{State, Status, Store, StoreError};
+
+pub fn delete(g: &GlobalOpts, id: &str, force: bool) -> anyhow::Result<()> {
+    let dir = match Store::existing(&g.root).lock(id) {
+        Ok(d) => d,
+        // runc: deleting with --force what does not exist is not an error.
+        Err(StoreError::NotFound(_)) if force => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("delete {id}")),
+    };
+    let st = match dir.load() {
+        Ok(st) => st,
+        // A create that died before writing its state: nothing runs, remove what is there.
+        Err(StoreError::Corrupt { .. }) => return dir.remove().with_context(|| format!("delete {id}")),
+        Err(e) => return Err(e).with_context(|| format!("delete {id}")),
+    };
+    match st.status() {
+        Status::Stopped => {}
+        // A created container has not run anything yet: runc deletes it without --force.
+        Status::Created => stop(&st).with_context(|| format!("delete {id}"))?,
+        s @ (Status::Running | Status::Creating) => {
+            if !force {
+                bail!("delete {id}: cannot delete container that is not stopped: {s} (use --force)");
+            }
+            stop(&st).with_context(|| format!("delete {id}"))?;
+        }
+    }
+    dir.remove().with_context(|| format!("delete {id}"))
+}
+
+/// SIGKILLs every process of the container and waits for the init to be gone.
+fn stop(st: &State) -> anyhow::Result<()> {
+    super::kill::signal_all(st, Signal::SIGKILL);
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while st.init_alive() {
+        if Instant::now() > deadline {
+            bail!("container init {} did not die after SIGKILL", st.pid);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}

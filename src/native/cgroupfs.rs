@@ -1,0 +1,135 @@
+//! A `cgroup` mount inside the container: the container's own view of its cgroups.
+//!
+//! On a pure cgroup v2 host this is a cgroup2 mount (the cgroup namespace makes it start at
+//! the container's cgroup). On a v1 or hybrid host a single mount cannot hold every hierarchy,
+//! so it is a tmpfs with one directory per hierarchy, each the container's own cgroup of it.
+
+use std::path::Path;
+
+use nix::mount::MsFlags;
+use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
+
+use super::error::{Context, Result};
+use super::mountopts::MountOpts;
+use super::mounts::{bind_source, MountCtx};
+use super::paths::{open_in_root, proc_fd_path, Create};
+
+pub fn mount(ctx: &MountCtx, dest: &Path, opts: &MountOpts) -> Result<()> {
+    let what = || format!("mount cgroup on {}", dest.display());
+    let unified = statfs("/sys/fs/cgroup").map(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC);
+    if unified.unwrap_or(false) {
+        let target = open_in_root(ctx.root, dest, Create::Dir)?;
+        let flags = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        match nix::mount::mount(
+            Some("cgroup2"),
+            proc_fd_path(&target).as_str(),
+            Some("cgroup2"),
+            flags,
+            None::<&str>,
+        ) {
+            Ok(()) => return Ok(()),
+            // Not allowed here (no cgroup namespace of our own in a user namespace): show
+            // the host's hierarchy read-only instead.
+            Err(_) => {
+                let mut o = opts.clone();
+                o.flags |= MsFlags::MS_BIND | MsFlags::MS_REC;
+                return bind_source(ctx, Path::new("/sys/fs/cgroup"), dest, &o);
+            }
+        }
+    }
+    // v1 / hybrid: a tmpfs holding one bind per hierarchy, made read-only at the end.
+    let target = open_in_root(ctx.root, dest, Create::Dir)?;
+    let base = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY);
+    nix::mount::mount(
+        Some("tmpfs"),
+        proc_fd_path(&target).as_str(),
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+    )
+    .ctx(what)?;
+    let own = own_cgroups();
+    for h in hierarchies() {
+        let Some(rel) = own.iter().find(|(k, _)| *k == h.key).map(|(_, p)| p.clone()) else {
+            continue;
+        };
+        let host_dir = Path::new(&h.mount_point).join(rel.trim_start_matches('/'));
+        let name = Path::new(&h.mount_point)
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if name.is_empty() || !host_dir.is_dir() {
+            continue;
+        }
+        let sub = dest.join(&name);
+        let mut o = MountOpts::default();
+        o.flags = MsFlags::MS_BIND | MsFlags::MS_REC | (base & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC));
+        if opts.flags.contains(MsFlags::MS_RDONLY) {
+            o.flags |= MsFlags::MS_RDONLY;
+        }
+        bind_source(ctx, &host_dir, &sub, &o)?;
+    }
+    if opts.flags.contains(MsFlags::MS_RDONLY) {
+        let target = open_in_root(ctx.root, dest, Create::No)?;
+        nix::mount::mount(
+            None::<&str>,
+            proc_fd_path(&target).as_str(),
+            None::<&str>,
+            base | MsFlags::MS_RDONLY | MsFlags::MS_REMOUNT,
+            Some("mode=755"),
+        )
+        .ctx(|| format!("remount {} read-only", dest.display()))?;
+    }
+    Ok(())
+}
+
+/// One mounted cgroup hierarchy of the host.
+struct Hierarchy {
+    /// Its key as /proc/self/cgroup names it: "memory", "cpu,cpuacct", "name=systemd", "".
+    key: String,
+    mount_point: String,
+}
+
+/// The cgroup hierarchies mounted in this mount namespace, from /proc/self/mountinfo.
+fn hierarchies() -> Vec<Hierarchy> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out: Vec<Hierarchy> = Vec::new();
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let mount_point = left.split(' ').nth(4).unwrap_or("").to_string();
+        let mut r = right.split(' ');
+        let fstype = r.next().unwrap_or("");
+        let super_opts = r.nth(1).unwrap_or("");
+        let key = match fstype {
+            "cgroup2" => String::new(),
+            "cgroup" => {
+                let known: Vec<&str> = super_opts
+                    .split(',')
+                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent"))
+                    .filter(|o| !o.contains('=') || o.starts_with("name="))
+                    .filter(|o| !matches!(*o, "xattr" | "noprefix" | "clone_children" | "cpuset_v2_mode"))
+                    .collect();
+                known.join(",")
+            }
+            _ => continue,
+        };
+        if !out.iter().any(|h| h.key == key) {
+            out.push(Hierarchy { key, mount_point });
+        }
+    }
+    out
+}
+
+/// This process's cgroup in each hierarchy: (key, path), from /proc/self/cgroup.
+fn own_cgroups() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let _id = it.next()?;
+            let key = it.next()?.to_string();
+            let path = it.next()?.to_string();
+            Some((key, path))
+        })
+        .collect()
+}

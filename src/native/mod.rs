@@ -1,0 +1,93 @@
+//! The Linux sandbox: one forked init per container, set up in its own namespaces.
+//!
+//! `create` runs in the `hull create` process: it forks the setup stages (see init.rs),
+//! answers their requests over the sync socket and returns the init's pid once the init is
+//! fully set up and waiting on the exec fifo.
+
+mod cgroupfs;
+mod devices;
+mod error;
+mod idmap;
+mod init;
+mod mountopts;
+mod mounts;
+mod namespaces;
+mod paths;
+mod process;
+mod rootfs;
+mod sync;
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use nix::fcntl::{open, OFlag};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult, Pid};
+
+pub use error::Error;
+use error::{Context, Result};
+use sync::Msg;
+
+use crate::spec::Bundle;
+
+/// What the init needs to know, beyond the spec.
+pub struct InitConfig<'a> {
+    pub bundle: &'a Bundle,
+    /// The container's state directory (O_PATH): where the exec fifo is.
+    pub state_dir: OwnedFd,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+}
+
+/// Creates the container's init. On error nothing of it is left running.
+pub fn create(bundle: &Bundle, state_dir: &Path, no_pivot: bool, preserve_fds: u32) -> Result<i32> {
+    let dirfd = open(state_dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| format!("open state directory {}", state_dir.display()))?;
+    let cfg = InitConfig { bundle, state_dir: dirfd, no_pivot, preserve_fds };
+    let plan = namespaces::Plan::from_spec(&bundle.spec);
+    let (parent, child) = sync::pair().ctx(|| "create sync socket".to_string())?;
+    // SAFETY: hull is single-threaded here (no thread is ever started before create).
+    match unsafe { fork() }.ctx(|| "fork".to_string())? {
+        ForkResult::Child => {
+            drop(parent);
+            init::stage1(&cfg, &plan, &child)
+        }
+        ForkResult::Parent { child: stage1 } => {
+            drop(child);
+            let mut init_pid: Option<i32> = None;
+            let r = talk(&parent, &bundle.spec, &mut init_pid);
+            let _ = waitpid(stage1, None);
+            if r.is_err() {
+                if let Some(p) = init_pid {
+                    let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+                }
+            }
+            r
+        }
+    }
+}
+
+/// The parent's side of the setup conversation.
+fn talk(sock: &sync::SyncSocket, spec: &oci_spec::runtime::Spec, init_pid: &mut Option<i32>) -> Result<i32> {
+    loop {
+        match sock.recv().ctx(|| "read from container init".to_string())? {
+            Some(Msg::WriteIdMaps { pid }) => {
+                if let Err(e) = idmap::write(pid, spec) {
+                    let _ = sock.send(&Msg::Error { msg: e.to_string() });
+                    return Err(e);
+                }
+                sock.send(&Msg::IdMapsWritten).ctx(|| "write to container init".to_string())?;
+            }
+            Some(Msg::InitPid { pid }) => *init_pid = Some(pid),
+            Some(Msg::Ready) => {
+                return init_pid
+                    .ok_or_else(|| Error::Msg("container init reported ready before its pid".into()))
+            }
+            Some(Msg::Error { msg }) => return Err(Error::Msg(msg)),
+            Some(other) => return Err(Error::Msg(format!("unexpected message {other:?}"))),
+            None => return Err(Error::Msg("container init exited before it was set up".into())),
+        }
+    }
+}

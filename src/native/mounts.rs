@@ -1,0 +1,153 @@
+//! The spec's `mounts`, each made on an fd resolved inside the rootfs.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::mount::{mount, MsFlags};
+use nix::sys::statvfs::{statvfs, FsFlags};
+use oci_spec::runtime::Mount;
+
+use super::cgroupfs;
+use super::error::{Context, Result};
+use super::mountopts::MountOpts;
+use super::paths::{open_in_root, proc_fd_path, Create};
+
+/// What every mount needs to know about the container around it.
+pub struct MountCtx<'a> {
+    pub root: &'a OwnedFd,
+    pub bundle: &'a Path,
+    pub in_userns: bool,
+}
+
+fn describe(m: &Mount) -> String {
+    let typ = m.typ().as_deref().unwrap_or("bind");
+    format!("mount {typ} on {}", m.destination().display())
+}
+
+/// Makes one mount of the spec.
+pub fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
+    let opts = MountOpts::parse(m.options().as_deref().unwrap_or(&[]));
+    let typ = m.typ().as_deref().unwrap_or("none");
+    let dest = m.destination();
+    let what = || describe(m);
+    if opts.bind || typ == "bind" {
+        return bind(ctx, m, &opts);
+    }
+    match typ {
+        "cgroup" | "cgroup2" => return cgroupfs::mount(ctx, dest, &opts),
+        "sysfs" => {
+            let target = open_in_root(ctx.root, dest, Create::Dir).map_err(|e| prefix(e, &what()))?;
+            match mount_fs(&target, "sysfs", "sysfs", &opts) {
+                // Without a network namespace of its own, an unprivileged user namespace may
+                // not mount sysfs: bind the host's read-only view instead, as runc does.
+                Err(Errno::EPERM) if ctx.in_userns => {
+                    let mut o = opts.clone();
+                    o.flags |= MsFlags::MS_BIND | MsFlags::MS_REC;
+                    bind_source(ctx, Path::new("/sys"), dest, &o).map_err(|e| prefix(e, &what()))?;
+                    return Ok(());
+                }
+                r => r.ctx(what)?,
+            }
+        }
+        _ => {
+            let target = open_in_root(ctx.root, dest, Create::Dir).map_err(|e| prefix(e, &what()))?;
+            let source = m.source().as_ref().map(|s| s.display().to_string());
+            mount_fs(&target, source.as_deref().unwrap_or(typ), typ, &opts).ctx(what)?;
+        }
+    }
+    apply_propagation(ctx, dest, &opts).map_err(|e| prefix(e, &what()))
+}
+
+fn prefix(e: super::error::Error, what: &str) -> super::error::Error {
+    super::error::Error::Msg(format!("{what}: {e}"))
+}
+
+fn mount_fs(target: &OwnedFd, source: &str, typ: &str, opts: &MountOpts) -> nix::Result<()> {
+    let data = opts.data();
+    mount(
+        Some(source),
+        proc_fd_path(target).as_str(),
+        Some(typ),
+        opts.flags - MsFlags::MS_REMOUNT,
+        data.as_deref(),
+    )
+}
+
+/// A bind mount: the source is a host path (relative ones are relative to the bundle).
+fn bind(ctx: &MountCtx, m: &Mount, opts: &MountOpts) -> Result<()> {
+    let src = m.source().clone().unwrap_or_default();
+    let src = if src.is_absolute() { src } else { ctx.bundle.join(src) };
+    let mut o = opts.clone();
+    o.flags |= MsFlags::MS_BIND;
+    bind_source(ctx, &src, m.destination(), &o).map_err(|e| prefix(e, &describe(m)))?;
+    apply_propagation(ctx, m.destination(), opts).map_err(|e| prefix(e, &describe(m)))
+}
+
+/// Binds host path `src` onto `dest` inside the rootfs, then remounts for flags like `ro`
+/// that a bind ignores.
+pub fn bind_source(ctx: &MountCtx, src: &Path, dest: &Path, o: &MountOpts) -> Result<()> {
+    let meta = std::fs::metadata(src).ctx(|| format!("source {}", src.display()))?;
+    let create = if meta.is_dir() { Create::Dir } else { Create::File };
+    let target = open_in_root(ctx.root, dest, create)?;
+    let bind_flags = MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC);
+    mount(Some(src), proc_fd_path(&target).as_str(), None::<&str>, bind_flags, None::<&str>)
+        .ctx(|| format!("bind {}", src.display()))?;
+    let extra = o.remount_flags();
+    if !extra.is_empty() {
+        remount_bind(ctx, dest, extra, o.cleared)?;
+    }
+    Ok(())
+}
+
+/// Remounts the bind at `dest` with `flags`. Inside a user namespace the flags the kernel has
+/// locked on the source (nosuid, nodev, noexec, atime) must be kept or the remount fails.
+pub fn remount_bind(ctx: &MountCtx, dest: &Path, flags: MsFlags, cleared: MsFlags) -> Result<()> {
+    let target = open_in_root(ctx.root, dest, Create::No)?;
+    let path = proc_fd_path(&target);
+    let mut flags = flags;
+    if ctx.in_userns {
+        flags |= locked_flags(&path) - cleared;
+    }
+    mount(
+        None::<&str>,
+        path.as_str(),
+        None::<&str>,
+        flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+        None::<&str>,
+    )
+    .ctx(|| format!("remount {} ({flags:?})", dest.display()))
+}
+
+pub fn locked_flags(path: &str) -> MsFlags {
+    let Ok(st) = statvfs(path) else { return MsFlags::empty() };
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (s, m) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+    ] {
+        if f.contains(s) {
+            out |= m;
+        }
+    }
+    out
+}
+
+fn apply_propagation(ctx: &MountCtx, dest: &Path, opts: &MountOpts) -> Result<()> {
+    if opts.propagation.is_empty() {
+        return Ok(());
+    }
+    let target = open_in_root(ctx.root, dest, Create::No)?;
+    let path = proc_fd_path(&target);
+    for p in &opts.propagation {
+        mount(None::<&str>, path.as_str(), None::<&str>, *p, None::<&str>)
+            .ctx(|| format!("set propagation {p:?} on {}", dest.display()))?;
+    }
+    Ok(())
+}

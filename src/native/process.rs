@@ -1,0 +1,154 @@
+//! The last steps before the user's program runs: find it, become its user, enter its cwd,
+//! leave nothing of hull's behind (fds, signal state), exec.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal, SigHandler, signal};
+use nix::unistd::{chdir, execve, setgroups, setresgid, setresuid, Gid, Uid};
+use oci_spec::runtime::Process;
+
+use super::error::{msg, Context, Result};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Everything exec needs, checked inside the container before `create` reports success.
+pub struct Prepared {
+    program: CString,
+    args: Vec<CString>,
+    env: Vec<CString>,
+    cwd: PathBuf,
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+    umask: Option<u32>,
+    no_new_privs: bool,
+    preserve_fds: u32,
+}
+
+fn cstr(s: &str, what: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| super::error::Error::Msg(format!("{what} contains a NUL byte")))
+}
+
+/// Finds the program the way execvp would, but in the container's PATH, and checks cwd.
+pub fn prepare(p: &Process, preserve_fds: u32) -> Result<Prepared> {
+    let args = p.args().clone().unwrap_or_default();
+    let Some(arg0) = args.first() else { return msg("process.args is empty") };
+    let env: Vec<String> = p.env().clone().unwrap_or_default();
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH)
+        .to_string();
+    let cwd = p.cwd().clone();
+    let meta = std::fs::metadata(&cwd).ctx(|| format!("process.cwd {}", cwd.display()))?;
+    if !meta.is_dir() {
+        return msg(format!("process.cwd {}: not a directory", cwd.display()));
+    }
+    let program = find_program(arg0, &path_var, &cwd)?;
+    let user = p.user();
+    Ok(Prepared {
+        program: CString::new(program.as_os_str().as_bytes())
+            .map_err(|_| super::error::Error::Msg("program path contains a NUL byte".into()))?,
+        args: args.iter().map(|a| cstr(a, "process.args")).collect::<Result<_>>()?,
+        env: env.iter().map(|e| cstr(e, "process.env")).collect::<Result<_>>()?,
+        cwd,
+        uid: user.uid(),
+        gid: user.gid(),
+        groups: user.additional_gids().clone().unwrap_or_default(),
+        umask: user.umask(),
+        no_new_privs: p.no_new_privileges().unwrap_or(false),
+        preserve_fds,
+    })
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+}
+
+fn find_program(arg0: &str, path_var: &str, cwd: &Path) -> Result<PathBuf> {
+    if arg0.contains('/') {
+        let p = if Path::new(arg0).is_absolute() { PathBuf::from(arg0) } else { cwd.join(arg0) };
+        return match std::fs::metadata(&p) {
+            Err(e) => msg(format!("exec: {arg0:?}: {e}")),
+            Ok(m) if m.is_dir() => msg(format!("exec: {arg0:?}: is a directory")),
+            Ok(_) if !is_executable(&p) => msg(format!("exec: {arg0:?}: permission denied")),
+            Ok(_) => Ok(p),
+        };
+    }
+    for dir in path_var.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let cand = Path::new(dir).join(arg0);
+        if is_executable(&cand) {
+            return Ok(cand);
+        }
+    }
+    msg(format!("exec: {arg0:?}: executable file not found in $PATH"))
+}
+
+impl Prepared {
+    /// Becomes the user, enters cwd and replaces this process with the program.
+    /// Returns only on failure.
+    pub fn exec(self) -> super::error::Error {
+        match self.exec_inner() {
+            Ok(never) => match never {},
+            Err(e) => e,
+        }
+    }
+
+    fn exec_inner(self) -> Result<std::convert::Infallible> {
+        let gids: Vec<Gid> = self.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+        setgroups(&gids).ctx(|| "setgroups (process.user.additionalGids)".to_string())?;
+        setresgid(Gid::from_raw(self.gid), Gid::from_raw(self.gid), Gid::from_raw(self.gid))
+            .ctx(|| format!("setgid {}", self.gid))?;
+        setresuid(Uid::from_raw(self.uid), Uid::from_raw(self.uid), Uid::from_raw(self.uid))
+            .ctx(|| format!("setuid {}", self.uid))?;
+        let mask = self.umask.unwrap_or(0o022);
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+        chdir(&self.cwd).ctx(|| format!("chdir {}", self.cwd.display()))?;
+        if self.no_new_privs {
+            // SAFETY: prctl with integer arguments only; no memory is shared with the kernel.
+            let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error()).ctx(|| "set no_new_privs".to_string());
+            }
+        }
+        reset_signals();
+        close_fds_from(3 + self.preserve_fds)?;
+        execve(&self.program, &self.args, &self.env)
+            .ctx(|| format!("exec {}", self.program.to_string_lossy()))
+    }
+}
+
+/// Rust ignores SIGPIPE and hull may have blocked signals: the program gets the defaults.
+fn reset_signals() {
+    // SAFETY: SIG_DFL installs no handler code; this process is single-threaded here.
+    unsafe {
+        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// Marks every fd from `first` on close-on-exec, so none of hull's reaches the program.
+fn close_fds_from(first: u32) -> Result<()> {
+    // SAFETY: close_range only changes flags of this process's fds; no pointers involved.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    // Older kernels: walk /proc/self/fd.
+    let entries = std::fs::read_dir("/proc/self/fd").ctx(|| "list /proc/self/fd".to_string())?;
+    for e in entries.flatten() {
+        if let Some(fd) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) {
+            if fd >= first as i32 {
+                // SAFETY: setting FD_CLOEXEC on an fd number touches no memory.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+        }
+    }
+    Ok(())
+}

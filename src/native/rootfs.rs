@@ -1,0 +1,145 @@
+//! The container's root filesystem: propagation, the spec's mounts, /dev, pivot_root,
+//! masked and read-only paths, and a read-only root.
+
+use std::path::Path;
+
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+use nix::unistd::{chdir, chroot, pivot_root};
+use oci_spec::runtime::Spec;
+
+use super::devices;
+use super::error::{msg, Context, Result};
+use super::mounts::{locked_flags, mount_one, remount_bind, MountCtx};
+use super::paths::{open_in_root, proc_fd_path, Create};
+
+fn propagation(spec: &Spec) -> Result<Option<MsFlags>> {
+    let Some(p) = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()) else {
+        return Ok(None);
+    };
+    let f = match p.as_str() {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        other => return msg(format!("linux.rootfsPropagation: unknown value {other:?}")),
+    };
+    Ok(Some(f))
+}
+
+/// Sets up the root filesystem in the init's own mount namespace and enters it.
+pub fn setup(spec: &Spec, rootfs: &Path, bundle: &Path, no_pivot: bool, in_userns: bool) -> Result<()> {
+    let prop = propagation(spec)?;
+    // Nothing we mount may propagate back to the host: make everything a slave (or what the
+    // spec asks) before the first mount.
+    let first = match prop {
+        Some(p) if p.contains(MsFlags::MS_SHARED) => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some(p) => p | MsFlags::MS_REC,
+        None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
+    mount(None::<&str>, "/", None::<&str>, first, None::<&str>).ctx(|| "make / a slave mount".to_string())?;
+    // pivot_root needs the new root to be a mount point.
+    mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .ctx(|| format!("bind rootfs {}", rootfs.display()))?;
+    let root = open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| format!("open rootfs {}", rootfs.display()))?;
+    let ctx = MountCtx { root: &root, bundle, in_userns };
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    for m in &mounts {
+        mount_one(&ctx, m)?;
+    }
+    let dev_is_bind = mounts.iter().any(|m| {
+        m.destination() == Path::new("/dev")
+            && (m.typ().as_deref() == Some("bind")
+                || m.options().as_deref().unwrap_or(&[]).iter().any(|o| o == "bind" || o == "rbind"))
+    });
+    if !dev_is_bind {
+        let devs = spec.linux().as_ref().and_then(|l| l.devices().clone()).unwrap_or_default();
+        devices::create_all(&root, &devs, in_userns)?;
+        devices::symlinks(&root)?;
+    }
+    drop(ctx);
+    drop(root);
+    enter(rootfs, no_pivot)?;
+    let linux = spec.linux().as_ref();
+    let slash = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| "open new root".to_string())?;
+    let ctx = MountCtx { root: &slash, bundle, in_userns };
+    for p in linux.and_then(|l| l.masked_paths().clone()).unwrap_or_default() {
+        mask(&ctx, Path::new(&p))?;
+    }
+    for p in linux.and_then(|l| l.readonly_paths().clone()).unwrap_or_default() {
+        make_readonly(&ctx, Path::new(&p))?;
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        let mut flags = MsFlags::MS_RDONLY | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+        if in_userns {
+            flags |= locked_flags("/");
+        }
+        mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+            .ctx(|| "remount root read-only".to_string())?;
+    }
+    if let Some(p) = prop {
+        mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
+            .ctx(|| format!("set rootfs propagation {p:?}"))?;
+    }
+    Ok(())
+}
+
+/// Makes the rootfs "/" and lets go of the host's root.
+fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
+    if no_pivot {
+        mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .ctx(|| "move rootfs to /".to_string())?;
+        chroot(".").ctx(|| "chroot".to_string())?;
+    } else {
+        // pivot_root(".", ".") stacks the old root under the new one; detaching "." then
+        // removes the old root without needing a directory for it inside the rootfs.
+        pivot_root(".", ".").ctx(|| "pivot_root".to_string())?;
+        mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
+            .ctx(|| "make old root a slave".to_string())?;
+        umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach old root".to_string())?;
+    }
+    chdir("/").ctx(|| "chdir /".to_string())
+}
+
+/// Hides a path: /dev/null over a file, an empty read-only tmpfs over a directory.
+fn mask(ctx: &MountCtx, p: &Path) -> Result<()> {
+    let target = match open_in_root(ctx.root, p, Create::No) {
+        Ok(t) => t,
+        Err(super::error::Error::Sys { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(())
+        }
+        Err(e) => return Err(e),
+    };
+    let path = proc_fd_path(&target);
+    let is_dir = std::fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false);
+    if is_dir {
+        mount(Some("tmpfs"), path.as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
+    } else {
+        mount(Some("/dev/null"), path.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+    }
+    .ctx(|| format!("mask {}", p.display()))
+}
+
+fn make_readonly(ctx: &MountCtx, p: &Path) -> Result<()> {
+    let target = match open_in_root(ctx.root, p, Create::No) {
+        Ok(t) => t,
+        Err(super::error::Error::Sys { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(())
+        }
+        Err(e) => return Err(e),
+    };
+    let path = proc_fd_path(&target);
+    mount(Some(path.as_str()), path.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .ctx(|| format!("bind {} for read-only", p.display()))?;
+    // Keep what the path already had (nosuid, noexec on /proc): only add read-only.
+    let keep = locked_flags(&proc_fd_path(&open_in_root(ctx.root, p, Create::No)?));
+    remount_bind(ctx, p, keep | MsFlags::MS_RDONLY | MsFlags::MS_REC, MsFlags::empty())
+}

@@ -1,0 +1,71 @@
+//! The socket between `hull create` (parent) and the container's setup processes.
+//!
+//! A SOCK_SEQPACKET socketpair: each message is one packet of JSON, so framing is free and a
+//! closed peer reads as end-of-file. The children report every stage or the error that
+//! stopped them; the parent answers the one request that needs it (user-namespace maps).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Debug)]
+pub enum Msg {
+    /// Child: I have unshared a user namespace; write the id maps for this pid.
+    WriteIdMaps { pid: i32 },
+    /// Parent: the maps are written.
+    IdMapsWritten,
+    /// Child: the container's init exists with this host pid.
+    InitPid { pid: i32 },
+    /// Init: set up and about to block on the exec fifo.
+    Ready,
+    /// Any child: setup failed.
+    Error { msg: String },
+}
+
+pub struct SyncSocket {
+    fd: OwnedFd,
+}
+
+/// Makes the pair: (parent end, child end). Both are close-on-exec.
+pub fn pair() -> io::Result<(SyncSocket, SyncSocket)> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    Ok((SyncSocket { fd: a }, SyncSocket { fd: b }))
+}
+
+impl SyncSocket {
+    pub fn send(&self, msg: &Msg) -> io::Result<()> {
+        let buf = serde_json::to_vec(msg).map_err(io::Error::other)?;
+        send(self.fd.as_raw_fd(), &buf, MsgFlags::MSG_NOSIGNAL)?;
+        Ok(())
+    }
+
+    /// The next message, or None when every peer has closed its end.
+    pub fn recv(&self) -> io::Result<Option<Msg>> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(0) => return Ok(None),
+                Ok(n) => {
+                    return serde_json::from_slice(&buf[..n])
+                        .map(Some)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl AsFd for SyncSocket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

@@ -1,0 +1,131 @@
+//! The runtime-spec features document (`hull features`): what this build of hull really
+//! supports, for callers (containerd, CRI-O) that check before they ask.
+
+use serde_json::{json, Value};
+
+/// Hooks hull runs, in the spec's order.
+const HOOKS: &[&str] =
+    &["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"];
+
+/// Mount options hull turns into mount(2) flags or propagation; any other option is passed
+/// to the filesystem as data.
+const MOUNT_OPTIONS: &[&str] = &[
+    "async", "atime", "bind", "dev", "diratime", "dirsync", "exec", "mand", "noatime", "nodev",
+    "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid", "private",
+    "rbind", "relatime", "remount", "rprivate", "rshared", "rslave", "runbindable", "ro", "rw",
+    "shared", "slave", "strictatime", "suid", "sync", "unbindable",
+];
+
+const NAMESPACES: &[&str] = &["cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time"];
+
+/// Every capability the kernel headers name, in number order (CAP_CHOWN = 0 ..
+/// CAP_CHECKPOINT_RESTORE = 40).
+pub const CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+pub fn features() -> Value {
+    json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": super::OCI_VERSION,
+        "hooks": HOOKS,
+        "mountOptions": MOUNT_OPTIONS,
+        "linux": {
+            "namespaces": NAMESPACES,
+            "capabilities": CAPABILITIES,
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
+            "seccomp": {"enabled": false},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false}
+        },
+        "annotations": {"io.github.hull.backends": "native"}
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn has_the_keys_features_md_names() {
+        let f = features();
+        let keys: Vec<&str> = f.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        for k in ["ociVersionMin", "ociVersionMax", "hooks", "mountOptions", "linux", "annotations"] {
+            assert!(keys.contains(&k), "{k} missing from {keys:?}");
+        }
+        let linux = f["linux"].as_object().unwrap();
+        for k in ["namespaces", "capabilities", "cgroup", "seccomp", "apparmor", "selinux", "intelRdt"] {
+            assert!(linux.contains_key(k), "linux.{k} missing");
+        }
+        for k in ["v1", "v2", "systemd", "systemdUser"] {
+            assert!(f["linux"]["cgroup"][k].is_boolean(), "linux.cgroup.{k}");
+        }
+        assert_eq!(f["ociVersionMax"], super::super::OCI_VERSION);
+        assert_eq!(f["linux"]["seccomp"]["enabled"], false);
+    }
+
+    #[test]
+    fn parses_as_oci_spec_features() {
+        let text = serde_json::to_string(&features()).unwrap();
+        let f: oci_spec::runtime::Features = serde_json::from_str(&text).unwrap();
+        assert_eq!(f.oci_version_min(), "1.0.0");
+        assert_eq!(f.hooks().as_ref().unwrap().len(), 6);
+        let linux = f.linux().as_ref().unwrap();
+        assert_eq!(linux.namespaces().as_ref().unwrap().len(), 8);
+    }
+
+    #[test]
+    fn capabilities_are_the_ones_oci_spec_knows() {
+        assert_eq!(CAPABILITIES.len(), 41);
+        for c in CAPABILITIES {
+            let parsed: Result<oci_spec::runtime::Capability, _> =
+                serde_json::from_value(Value::String(c.to_string()));
+            assert!(parsed.is_ok(), "{c}");
+        }
+        let mut sorted = CAPABILITIES.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), CAPABILITIES.len());
+    }
+}

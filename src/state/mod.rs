@@ -1,0 +1,121 @@
+//! The state store: `<root>/<id>/state.json`, one directory per container.
+//!
+//! What is stored is what hull learned when it made the container (init pid and its start
+//! time, bundle, annotations). The status is never stored: it is derived every time from the
+//! live process, so a crash or a recycled pid cannot make a container look other than it is.
+
+mod proc;
+mod store;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use proc::ProcStat;
+pub use store::{ContainerDir, Store, StoreError, EXEC_FIFO};
+
+/// How far `create`/`start` got. Together with the live process this gives the status.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// `create` has started but the init is not set up yet.
+    Creating,
+    /// The init waits on the exec fifo.
+    Created,
+    /// `start` has released the init.
+    Started,
+}
+
+/// The OCI status, as `state` reports it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// What hull keeps about one container.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct State {
+    pub id: String,
+    pub phase: Phase,
+    /// Host pid of the container's init; 0 before it exists.
+    pub pid: i32,
+    /// The init's start time (clock ticks since boot, /proc/<pid>/stat field 22): a pid whose
+    /// start time differs is another process.
+    pub pid_start: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// RFC 3339 creation time.
+    pub created: String,
+    pub owner: String,
+}
+
+/// The OCI state document that `state` prints.
+#[derive(Serialize, Debug)]
+pub struct OciState {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: String,
+    pub id: String,
+    pub status: Status,
+    pub pid: i32,
+    pub bundle: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl State {
+    /// The status, derived from the init process as it is now.
+    pub fn status(&self) -> Status {
+        if self.pid <= 0 {
+            return match self.phase {
+                Phase::Creating => Status::Creating,
+                _ => Status::Stopped,
+            };
+        }
+        if !self.init_alive() {
+            return Status::Stopped;
+        }
+        match self.phase {
+            Phase::Creating => Status::Creating,
+            Phase::Created => Status::Created,
+            Phase::Started => Status::Running,
+        }
+    }
+
+    /// True when the stored pid is still the same, living (not zombie) process.
+    pub fn init_alive(&self) -> bool {
+        match ProcStat::read(self.pid) {
+            Ok(st) => st.start_time == self.pid_start && !st.is_dead(),
+            Err(_) => false,
+        }
+    }
+
+    pub fn oci(&self) -> OciState {
+        let status = self.status();
+        OciState {
+            oci_version: crate::spec::OCI_VERSION.to_string(),
+            id: self.id.clone(),
+            status,
+            pid: if status == Status::Stopped { 0 } else { self.pid },
+            bundle: self.bundle.display().to_string(),
+            annotations: self.annotations.clone(),
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Container directories under `--root`: exclusive creation, a lock per container, atomic
+//! state writes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use super::State;
+
+const STATE_FILE: &str = "state.json";
+const LOCK_FILE: &str = "lock";
+/// The fifo the init blocks on until `start` opens it.
+pub const EXEC_FIFO: &str = "exec.fifo";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid container id {0:?}: {1}")]
+    BadId(String, &'static str),
+    #[error("container {0} already exists")]
+    Exists(String),
+    #[error("container {0} does not exist")]
+    NotFound(String),
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: io::Error },
+    #[error("state of container {id} is unreadable ({path}): {msg}")]
+    Corrupt { id: String, path: PathBuf, msg: String },
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io { what, path: path.to_path_buf(), source }
+}
+
+/// The `--root` directory.
+pub struct Store {
+    root: PathBuf,
+}
+
+/// One container's directory, held under its lock for as long as this value lives.
+pub struct ContainerDir {
+    pub id: String,
+    pub path: PathBuf,
+    _lock: File,
+}
+
+/// Ids become directory names: keep them to what runc allows.
+pub fn validate_id(id: &str) -> Result<(), StoreError> {
+    let bad = |why| Err(StoreError::BadId(id.to_string(), why));
+    if id.is_empty() {
+        return bad("empty");
+    }
+    if id == "." || id == ".." {
+        return bad("a dot name");
+    }
+    if id.len() > 1024 {
+        return bad("too long");
+    }
+    if !id.chars().all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c)) {
+        return bad("only letters, digits and _ + - . are allowed");
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens the root, creating it with mode 0700 when missing.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        if !root.is_dir() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(root)
+                .map_err(io_err("create state root", root))?;
+        }
+        Ok(Store { root: root.to_path_buf() })
+    }
+
+    /// Opens the root only if it exists (read-only commands must not create it).
+    pub fn existing(root: &Path) -> Store {
+        Store { root: root.to_path_buf() }
+    }
+
+    pub fn dir_of(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// Makes the container's directory; exactly one of several racing callers wins.
+    pub fn create(&self, id: &str) -> Result<ContainerDir, StoreError> {
+        validate_id(id)?;
+        let path = self.dir_of(id);
+        match fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::Exists(id.to_string()))
+            }
+            Err(e) => return Err(io_err("create container directory", &path)(e)),
+        }
+        let lock = match lock_file(&path) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&path);
+                return Err(e);
+            }
+        };
+        Ok(ContainerDir { id: id.to_string(), path, _lock: lock })
+    }
+
+    /// Locks an existing container's directory, waiting for other commands on it.
+    pub fn lock(&self, id: &str) -> Result<ContainerDir, StoreError> {
+        validate_id(id)?;
+        let path = self.dir_of(id);
+        if !path.is_dir() {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        let lock = lock_file(&path).map_err(|e| match e {
+            StoreError::Io { ref source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                StoreError::NotFound(id.to_string())
+            }
+            e => e,
+        })?;
+        // The holder before us may have deleted the container while we waited.
+        if !path.exists() {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        Ok(ContainerDir { id: id.to_string(), path, _lock: lock })
+    }
+
+    /// Reads a container's state without taking its lock (state.json is replaced atomically,
+    /// so a reader sees the old or the new file, never half of one).
+    pub fn read(&self, id: &str) -> Result<State, StoreError> {
+        validate_id(id)?;
+        let path = self.dir_of(id);
+        if !path.is_dir() {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        read_state(id, &path)
+    }
+
+    /// Ids of all containers with a directory under the root, sorted.
+    pub fn ids(&self) -> Result<Vec<String>, StoreError> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(io_err("read state root", &self.root)(e)),
+        };
+        let mut ids: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|id| validate_id(id).is_ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+fn lock_file(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let f = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(io_err("open lock", &path))?;
+    // SAFETY: flock on an fd we own; it only blocks this thread until the lock is free.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    if rc != 0 {
+        return Err(io_err("lock", &path)(io::Error::last_os_error()));
+    }
+    Ok(f)
+}
+
+fn read_state(id: &str, dir: &Path) -> Result<State, StoreError> {
+    let path = dir.join(STATE_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if dir.exists() {
+                return Err(StoreError::Corrupt { id: id.to_string(), path, msg: "no state.json".into() });
+            }
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        Err(e) => return Err(io_err("read state", &path)(e)),
+    };
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+        id: id.to_string(),
+        path,
+        msg: e.to_string(),
+    })
+}
+
+impl ContainerDir {
+    /// Reads state.json; a directory without one belongs to a create that never got far.
+    pub fn load(&self) -> Result<State, StoreError> {
+        read_state(&self.id, &self.path)
+    }
+
+    /// Writes state.json atomically: a temp file in the same directory, fsync'd, renamed.
+    pub fn save(&self, state: &State) -> Result<(), StoreError> {
+        let tmp = self.path.join(".state.json.tmp");
+        let dst = self.path.join(STATE_FILE);
+        let text = serde_json::to_vec(state).map_err(|e| StoreError::Corrupt {
+            id: self.id.clone(),
+            path: dst.clone(),
+            msg: e.to_string(),
+        })?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(io_err("write state", &tmp))?;
+        f.write_all(&text).map_err(io_err("write state", &tmp))?;
+        f.sync_data().map_err(io_err("sync state", &tmp))?;
+        fs::rename(&tmp, &dst).map_err(io_err("rename state", &dst))?;
+        Ok(())
+    }
+
+    pub fn fifo_path(&self) -> PathBuf {
+        self.path.join(EXEC_FIFO)
+    }
+
+    /// Removes the directory and everything in it; the lock goes with this value.
+    pub fn remove(self) -> Result<(), StoreError> {
+        match fs::remove_dir_all(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("remove state directory", &self.path)(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_id;
+    #[test]
+    fn ids() {
+        assert!(validate_id("abc-1_2.3+x").is_ok());
+        for bad in ["", ".", "..", "a/b", "../x", "a b", "a\0"] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+}
