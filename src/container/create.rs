@@ -57,6 +57,10 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts) -> anyhow::Result<C
     let result = (|| -> anyhow::Result<()> {
         dir.save(&state)?;
         mkfifo(&dir.fifo_path(), FileMode::from_bits_truncate(0o622)).context("make exec fifo")?;
+        // Writable by the container's root whatever user namespace it is in (umask took
+        // the bits mkfifo asked for); only root can read it and so start the container.
+        std::fs::set_permissions(dir.fifo_path(), std::os::unix::fs::PermissionsExt::from_mode(0o622))
+            .context("chmod exec fifo")?;
         let pid = crate::native::create(&bundle, &dir.path, opts.no_pivot, opts.preserve_fds)?;
         state.pid = pid;
         state.phase = Phase::Created;

@@ -42,6 +42,7 @@ pub fn run(g: &GlobalOpts, id: &str, opts: &CreateOpts, detach: bool, keep: bool
     }
     let mut created = create(g, id, opts, Mode::Run)?;
     if let Err(e) = start_locked(&created.dir, &mut created.state) {
+        drop(created); // releases the lock that delete takes
         let _ = super::delete::delete(g, id, true);
         return Err(e).with_context(|| format!("start {id}"));
     }

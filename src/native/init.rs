@@ -5,7 +5,7 @@
 //! namespace. It sets up the rootfs, reports Ready, blocks on the exec fifo until `start`,
 //! and execs the program.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 
 use nix::fcntl::{openat, OFlag};
 use nix::sched::CloneFlags;
@@ -39,10 +39,6 @@ pub fn stage1(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> ! {
 }
 
 fn stage1_inner(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<()> {
-    // While hull is still in this process, /proc/<pid>/exe and /proc/<pid>/fd must not be
-    // reachable from the container (CVE-2019-5736). exec of the program resets it.
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let joins = plan.open_joins()?;
     namespaces::join(&joins)?;
     drop(joins);
@@ -59,10 +55,25 @@ fn stage1_inner(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<()> 
             .ctx(|| "become root in the user namespace (setgid 0)".to_string())?;
         setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
             .ctx(|| "become root in the user namespace (setuid 0)".to_string())?;
+        // Changing credentials made us non-dumpable, which hands /proc/self to the host's
+        // root; we still write there (timens_offsets) before the real lock-down below.
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
     }
     namespaces::create(plan.create)?;
     if plan.create.contains(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)) {
+        // Written while still dumpable: a non-dumpable process's /proc/self belongs to the
+        // host's root, which a user namespace's root cannot write.
         namespaces::set_time_offsets(&cfg.bundle.spec)?;
+    }
+    // From here on the init is reachable from the container's pid namespace: while hull is
+    // still in this process, /proc/<pid>/exe and /proc/<pid>/fd must not be open to it
+    // (CVE-2019-5736). exec of the program makes it dumpable again. In a user namespace the
+    // container's root is an unprivileged host user who cannot write the host binary anyway,
+    // and a non-dumpable init could not reach its own /proc/self/fd (owned by host root).
+    if !plan.in_userns() {
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     }
     // SAFETY: hull is single-threaded (no threads are ever started before create), so the
     // child may run arbitrary code after fork.
@@ -76,16 +87,18 @@ fn stage1_inner(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<()> 
 
 /// stage 2: the container's init.
 fn stage2(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> ! {
-    let r = stage2_setup(cfg, plan, sock);
-    match r {
-        Ok(prepared) => {
-            let e = prepared.exec();
-            eprintln!("hull: container init: {e}");
-            // SAFETY: as in `finish`.
-            unsafe { libc::_exit(127) }
-        }
+    let prepared = match stage2_setup(cfg, plan, sock) {
+        Ok(p) => p,
         Err(e) => finish(sock, Err(e)),
-    }
+    };
+    // `create` has returned: from here on errors can only go to the container's stderr.
+    let e = match wait_for_start(cfg) {
+        Ok(()) => prepared.exec(),
+        Err(e) => e,
+    };
+    eprintln!("hull: container init: {e}");
+    // SAFETY: as in `finish`.
+    unsafe { libc::_exit(127) }
 }
 
 fn stage2_setup(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<process::Prepared> {
@@ -106,7 +119,6 @@ fn stage2_setup(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<proc
     let Some(proc_spec) = spec.process() else { return msg("process: missing") };
     let prepared = process::prepare(proc_spec, cfg.preserve_fds)?;
     sock.send(&Msg::Ready).ctx(|| "report ready".to_string())?;
-    wait_for_start(&cfg.state_dir)?;
     Ok(prepared)
 }
 
@@ -120,9 +132,18 @@ fn set_domainname(d: &str) -> Result<()> {
 }
 
 /// Blocks until `start` opens the exec fifo for reading, then tells it we are going.
-fn wait_for_start(state_dir: &OwnedFd) -> Result<()> {
-    let fifo = openat(state_dir.as_fd(), EXEC_FIFO, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| "open exec fifo".to_string())?;
+///
+/// The fifo is reopened through the O_PATH fd taken before the init entered the container:
+/// the state directory is not reachable from inside (mode 0700, maybe another user
+/// namespace), the fifo itself is writable by all. Without a /proc in the container, the
+/// directory fd is the way in (which works when no user namespace is in the way).
+fn wait_for_start(cfg: &InitConfig) -> Result<()> {
+    let via_proc = format!("/proc/self/fd/{}", cfg.fifo.as_raw_fd());
+    let fifo = match nix::fcntl::open(via_proc.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+        Ok(f) => f,
+        Err(_) => openat(cfg.state_dir.as_fd(), EXEC_FIFO, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .ctx(|| "open exec fifo".to_string())?,
+    };
     nix::unistd::write(&fifo, b"0").ctx(|| "write exec fifo".to_string())?;
     Ok(())
 }

@@ -37,6 +37,8 @@ pub struct InitConfig<'a> {
     pub bundle: &'a Bundle,
     /// The container's state directory (O_PATH): where the exec fifo is.
     pub state_dir: OwnedFd,
+    /// The exec fifo (O_PATH), reopened for writing by the init.
+    pub fifo: OwnedFd,
     pub no_pivot: bool,
     pub preserve_fds: u32,
 }
@@ -45,7 +47,10 @@ pub struct InitConfig<'a> {
 pub fn create(bundle: &Bundle, state_dir: &Path, no_pivot: bool, preserve_fds: u32) -> Result<i32> {
     let dirfd = open(state_dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| format!("open state directory {}", state_dir.display()))?;
-    let cfg = InitConfig { bundle, state_dir: dirfd, no_pivot, preserve_fds };
+    let fifo_path = state_dir.join(crate::state::EXEC_FIFO);
+    let fifo = open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| format!("open {}", fifo_path.display()))?;
+    let cfg = InitConfig { bundle, state_dir: dirfd, fifo, no_pivot, preserve_fds };
     let plan = namespaces::Plan::from_spec(&bundle.spec);
     let (parent, child) = sync::pair().ctx(|| "create sync socket".to_string())?;
     // SAFETY: hull is single-threaded here (no thread is ever started before create).

@@ -39,7 +39,9 @@ pub fn default_spec(rootless: bool) -> Spec {
     if let Some(p) = spec.process_mut() {
         p.set_terminal(Some(true));
         let caps: Capabilities =
-            [Capability::AuditWrite, Capability::Kill, Capability::NetBindService].into_iter().collect();
+            [Capability::AuditWrite, Capability::Kill, Capability::NetBindService]
+                .into_iter()
+                .collect();
         let mut lc = LinuxCapabilities::default();
         lc.set_bounding(Some(caps.clone()));
         lc.set_effective(Some(caps.clone()));
@@ -64,7 +66,9 @@ pub fn default_spec(rootless: bool) -> Spec {
             n
         };
         use LinuxNamespaceType::*;
-        l.set_namespaces(Some([Pid, Network, Ipc, Uts, Mount, Cgroup].into_iter().map(ns).collect()));
+        l.set_namespaces(Some(
+            [Pid, Network, Ipc, Uts, Mount, Cgroup].into_iter().map(ns).collect(),
+        ));
     }
 
     if rootless {
@@ -87,7 +91,11 @@ fn to_rootless(spec: &mut Spec) {
         nss.push(user);
         l.set_namespaces(Some(nss));
         let map = |host: u32| {
-            let m = LinuxIdMappingBuilder::default().container_id(0u32).host_id(host).size(1u32).build();
+            let m = LinuxIdMappingBuilder::default()
+                .container_id(0u32)
+                .host_id(host)
+                .size(1u32)
+                .build();
             // The builder has no required fields: it cannot fail.
             m.map(|m| vec![m]).unwrap_or_default()
         };
@@ -107,7 +115,10 @@ fn to_rootless(spec: &mut Spec) {
                 sys.set_typ(Some("none".to_string()));
                 sys.set_source(Some(PathBuf::from("/sys")));
                 sys.set_options(Some(
-                    ["rbind", "nosuid", "noexec", "nodev", "ro"].iter().map(|s| s.to_string()).collect(),
+                    ["rbind", "nosuid", "noexec", "nodev", "ro"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
                 ));
                 return sys;
             }
@@ -143,7 +154,11 @@ mod tests {
     }
 
     fn with_rootfs(f: impl FnOnce(&std::path::Path)) {
-        let dir = std::env::temp_dir().join(format!("hull-default-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let dir = std::env::temp_dir().join(format!(
+            "hull-default-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         std::fs::create_dir_all(dir.join("rootfs")).unwrap();
         f(&dir);
         let _ = std::fs::remove_dir_all(&dir);
@@ -162,14 +177,22 @@ mod tests {
         assert_eq!(v["process"]["rlimits"][0]["hard"], 1024);
         let caps = &v["process"]["capabilities"];
         for set in ["bounding", "effective", "permitted"] {
-            let mut got: Vec<&str> = caps[set].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+            let mut got: Vec<&str> =
+                caps[set].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
             got.sort();
             assert_eq!(got, ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"], "{set}");
         }
         assert!(caps.get("inheritable").is_none() && caps.get("ambient").is_none());
-        let dests: Vec<&str> =
-            v["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap()).collect();
-        assert_eq!(dests, ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"]);
+        let dests: Vec<&str> = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            dests,
+            ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"]
+        );
         assert_eq!(v["mounts"][5]["type"], "sysfs");
         assert!(v["mounts"][2]["options"].as_array().unwrap().contains(&"gid=5".into()));
         assert_eq!(ns_types(&v), ["pid", "network", "ipc", "uts", "mount", "cgroup"]);
@@ -187,9 +210,16 @@ mod tests {
         assert_eq!(ns_types(&v), ["pid", "ipc", "uts", "mount", "cgroup", "user"]);
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
-        assert_eq!(v["linux"]["uidMappings"], serde_json::json!([{"hostID": uid, "containerID": 0, "size": 1}]));
-        assert_eq!(v["linux"]["gidMappings"], serde_json::json!([{"hostID": gid, "containerID": 0, "size": 1}]));
-        let sys = v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap();
+        assert_eq!(
+            v["linux"]["uidMappings"],
+            serde_json::json!([{"hostID": uid, "containerID": 0, "size": 1}])
+        );
+        assert_eq!(
+            v["linux"]["gidMappings"],
+            serde_json::json!([{"hostID": gid, "containerID": 0, "size": 1}])
+        );
+        let sys =
+            v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap();
         assert_eq!(sys["type"], "none");
         assert_eq!(sys["source"], "/sys");
         assert!(sys["options"].as_array().unwrap().contains(&"rbind".into()));

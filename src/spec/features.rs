@@ -10,10 +10,38 @@ const HOOKS: &[&str] =
 /// Mount options hull turns into mount(2) flags or propagation; any other option is passed
 /// to the filesystem as data.
 const MOUNT_OPTIONS: &[&str] = &[
-    "async", "atime", "bind", "dev", "diratime", "dirsync", "exec", "mand", "noatime", "nodev",
-    "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid", "private",
-    "rbind", "relatime", "remount", "rprivate", "rshared", "rslave", "runbindable", "ro", "rw",
-    "shared", "slave", "strictatime", "suid", "sync", "unbindable",
+    "async",
+    "atime",
+    "bind",
+    "dev",
+    "diratime",
+    "dirsync",
+    "exec",
+    "mand",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "nomand",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "private",
+    "rbind",
+    "relatime",
+    "remount",
+    "rprivate",
+    "rshared",
+    "rslave",
+    "runbindable",
+    "ro",
+    "rw",
+    "shared",
+    "slave",
+    "strictatime",
+    "suid",
+    "sync",
+    "unbindable",
 ];
 
 const NAMESPACES: &[&str] = &["cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time"];
@@ -91,11 +119,14 @@ mod tests {
     fn has_the_keys_features_md_names() {
         let f = features();
         let keys: Vec<&str> = f.as_object().unwrap().keys().map(|k| k.as_str()).collect();
-        for k in ["ociVersionMin", "ociVersionMax", "hooks", "mountOptions", "linux", "annotations"] {
+        for k in ["ociVersionMin", "ociVersionMax", "hooks", "mountOptions", "linux", "annotations"]
+        {
             assert!(keys.contains(&k), "{k} missing from {keys:?}");
         }
         let linux = f["linux"].as_object().unwrap();
-        for k in ["namespaces", "capabilities", "cgroup", "seccomp", "apparmor", "selinux", "intelRdt"] {
+        for k in
+            ["namespaces", "capabilities", "cgroup", "seccomp", "apparmor", "selinux", "intelRdt"]
+        {
             assert!(linux.contains_key(k), "linux.{k} missing");
         }
         for k in ["v1", "v2", "systemd", "systemdUser"] {

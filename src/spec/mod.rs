@@ -27,8 +27,8 @@ pub struct Bundle {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("bundle {bundle}: {source}")]
-    Io { bundle: PathBuf, source: std::io::Error },
+    #[error("bundle {bundle}: {err}")]
+    Io { bundle: PathBuf, err: std::io::Error },
     #[error("bundle {bundle}: config.json: {msg}")]
     Parse { bundle: PathBuf, msg: String },
     #[error("bundle {bundle}: config.json: {field}: {msg}")]
@@ -39,11 +39,11 @@ pub enum SpecError {
 pub fn load(dir: &Path) -> Result<Bundle, SpecError> {
     let dir = std::path::absolute(dir)
         .and_then(|d| d.canonicalize())
-        .map_err(|source| SpecError::Io { bundle: dir.to_path_buf(), source })?;
+        .map_err(|err| SpecError::Io { bundle: dir.to_path_buf(), err })?;
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(|e| SpecError::Io {
         bundle: dir.clone(),
-        source: std::io::Error::new(e.kind(), format!("read config.json: {e}")),
+        err: std::io::Error::new(e.kind(), format!("read config.json: {e}")),
     })?;
     let spec: Spec = serde_json::from_str(&text)
         .map_err(|e| SpecError::Parse { bundle: dir.clone(), msg: e.to_string() })?;

@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{
-    Hook, Hooks, Linux, LinuxDeviceType, LinuxIdMapping, LinuxNamespace, LinuxNamespaceType,
-    Mount, Process, Spec,
+    Hook, Hooks, Linux, LinuxDeviceType, LinuxIdMapping, LinuxNamespace, LinuxNamespaceType, Mount,
+    Process, Spec,
 };
 
 /// A rule the config breaks: which field, and why.
@@ -127,7 +127,10 @@ fn check_process(p: &Process) -> Check {
     if let Some(rlimits) = p.rlimits() {
         for (i, r) in rlimits.iter().enumerate() {
             if rlimits[..i].iter().any(|o| o.typ() == r.typ()) {
-                return Err(bad(format!("process.rlimits[{i}].type"), format!("{} is listed twice", r.typ())));
+                return Err(bad(
+                    format!("process.rlimits[{i}].type"),
+                    format!("{} is listed twice", r.typ()),
+                ));
             }
             if r.soft() > r.hard() {
                 return Err(bad(
@@ -144,7 +147,10 @@ fn check_process(p: &Process) -> Check {
     }
     if let Some(io) = p.io_priority() {
         if !(0..=7).contains(&io.priority()) {
-            return Err(bad("process.ioPriority.priority", format!("{} is outside 0..7", io.priority())));
+            return Err(bad(
+                "process.ioPriority.priority",
+                format!("{} is outside 0..7", io.priority()),
+            ));
         }
     }
     Ok(())
@@ -207,8 +213,15 @@ fn check_mount(f: &str, m: &Mount) -> Check {
     let uid = m.uid_mappings().as_deref().unwrap_or_default();
     let gid = m.gid_mappings().as_deref().unwrap_or_default();
     if uid.is_empty() != gid.is_empty() {
-        let (set, unset) = if uid.is_empty() { ("gidMappings", "uidMappings") } else { ("uidMappings", "gidMappings") };
-        return Err(bad(format!("{f}.{unset}"), format!("missing: {set} is set, and the two go together")));
+        let (set, unset) = if uid.is_empty() {
+            ("gidMappings", "uidMappings")
+        } else {
+            ("uidMappings", "gidMappings")
+        };
+        return Err(bad(
+            format!("{f}.{unset}"),
+            format!("missing: {set} is set, and the two go together"),
+        ));
     }
     check_mappings(&format!("{f}.uidMappings"), uid)?;
     check_mappings(&format!("{f}.gidMappings"), gid)
@@ -257,14 +270,25 @@ fn check_linux(spec: &Spec, linux: &Linux, process: &Process) -> Check {
         no_nul(field, value)?;
     }
     check_devices(linux)?;
-    for (field, paths) in [("linux.maskedPaths", linux.masked_paths()), ("linux.readonlyPaths", linux.readonly_paths())] {
+    for (field, paths) in [
+        ("linux.maskedPaths", linux.masked_paths()),
+        ("linux.readonlyPaths", linux.readonly_paths()),
+    ] {
         for (i, p) in paths.as_deref().unwrap_or_default().iter().enumerate() {
             abs_clean(&format!("{field}[{i}]"), Path::new(p))?;
         }
     }
     if let Some(prop) = linux.rootfs_propagation().as_deref().filter(|p| !p.is_empty()) {
-        const KNOWN: [&str; 8] =
-            ["private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"];
+        const KNOWN: [&str; 8] = [
+            "private",
+            "rprivate",
+            "shared",
+            "rshared",
+            "slave",
+            "rslave",
+            "unbindable",
+            "runbindable",
+        ];
         if !KNOWN.contains(&prop) {
             return Err(bad(
                 "linux.rootfsPropagation",
@@ -327,7 +351,11 @@ fn check_namespaces(nss: &[LinuxNamespace]) -> Check {
     Ok(())
 }
 
-fn check_user_namespace(linux: &Linux, userns: Option<&LinuxNamespace>, process: &Process) -> Check {
+fn check_user_namespace(
+    linux: &Linux,
+    userns: Option<&LinuxNamespace>,
+    process: &Process,
+) -> Check {
     let uid = linux.uid_mappings().as_deref().unwrap_or_default();
     let gid = linux.gid_mappings().as_deref().unwrap_or_default();
     match userns {
@@ -341,7 +369,10 @@ fn check_user_namespace(linux: &Linux, userns: Option<&LinuxNamespace>, process:
         Some(ns) if ns.path().is_none() => {
             for (field, maps) in [("linux.uidMappings", uid), ("linux.gidMappings", gid)] {
                 if maps.is_empty() {
-                    return Err(bad(field, "missing: a new user namespace needs at least one mapping"));
+                    return Err(bad(
+                        field,
+                        "missing: a new user namespace needs at least one mapping",
+                    ));
                 }
             }
             check_mappings("linux.uidMappings", uid)?;
@@ -390,7 +421,10 @@ fn mapped(maps: &[LinuxIdMapping], id: u32) -> bool {
 fn check_mappings(field: &str, maps: &[LinuxIdMapping]) -> Check {
     const MAX_LINES: usize = 340;
     if maps.len() > MAX_LINES {
-        return Err(bad(field, format!("{} mappings: the kernel takes at most {MAX_LINES}", maps.len())));
+        return Err(bad(
+            field,
+            format!("{} mappings: the kernel takes at most {MAX_LINES}", maps.len()),
+        ));
     }
     let end = |start: u32, size: u32| u64::from(start) + u64::from(size);
     for (i, m) in maps.iter().enumerate() {
@@ -401,12 +435,14 @@ fn check_mappings(field: &str, maps: &[LinuxIdMapping]) -> Check {
         if end(m.container_id(), m.size()) > u64::from(u32::MAX)
             || end(m.host_id(), m.size()) > u64::from(u32::MAX)
         {
-            return Err(bad(format!("{f}.size"), "the range runs past the largest id (4294967294)"));
+            return Err(bad(
+                format!("{f}.size"),
+                "the range runs past the largest id (4294967294)",
+            ));
         }
         for (j, o) in maps[..i].iter().enumerate() {
-            let overlap = |a: u32, b: u32| {
-                u64::from(a) < end(b, o.size()) && u64::from(b) < end(a, m.size())
-            };
+            let overlap =
+                |a: u32, b: u32| u64::from(a) < end(b, o.size()) && u64::from(b) < end(a, m.size());
             if overlap(m.container_id(), o.container_id()) {
                 return Err(bad(f, format!("its containerID range overlaps {field}[{j}]")));
             }
@@ -541,8 +577,8 @@ mod tests {
         fn new() -> Bundle {
             static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let dir = std::env::temp_dir()
-                .join(format!("hull-validate-{}-{n}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("hull-validate-{}-{n}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(dir.join("rootfs")).unwrap();
             Bundle(dir.canonicalize().unwrap())
@@ -626,7 +662,13 @@ mod tests {
     #[test]
     fn oci_version() {
         rejects(|v| v["ociVersion"] = json!(""), "ociVersion", "missing");
-        rejects(|v| { v.as_object_mut().unwrap().remove("ociVersion"); }, "ociVersion", "missing");
+        rejects(
+            |v| {
+                v.as_object_mut().unwrap().remove("ociVersion");
+            },
+            "ociVersion",
+            "missing",
+        );
         rejects(|v| v["ociVersion"] = json!("2.0.0"), "ociVersion", "1.x");
         rejects(|v| v["ociVersion"] = json!("0.5.0"), "ociVersion", "1.x");
         rejects(|v| v["ociVersion"] = json!("1.0"), "ociVersion", "SemVer");
@@ -638,7 +680,13 @@ mod tests {
 
     #[test]
     fn root() {
-        rejects(|v| { v.as_object_mut().unwrap().remove("root"); }, "root", "missing");
+        rejects(
+            |v| {
+                v.as_object_mut().unwrap().remove("root");
+            },
+            "root",
+            "missing",
+        );
         rejects(|v| v["root"]["path"] = json!(""), "root.path", "missing");
         rejects(|v| v["root"]["path"] = json!("nope"), "root.path", "No such file");
         rejects(|v| v["root"]["path"] = json!("/etc/hostname"), "root.path", "not a directory");
@@ -646,16 +694,36 @@ mod tests {
 
     #[test]
     fn process() {
-        rejects(|v| { v.as_object_mut().unwrap().remove("process"); }, "process", "missing");
+        rejects(
+            |v| {
+                v.as_object_mut().unwrap().remove("process");
+            },
+            "process",
+            "missing",
+        );
         rejects(|v| v["process"]["args"] = json!([]), "process.args", "at least one");
-        rejects(|v| { v["process"].as_object_mut().unwrap().remove("args"); }, "process.args", "at least one");
+        rejects(
+            |v| {
+                v["process"].as_object_mut().unwrap().remove("args");
+            },
+            "process.args",
+            "at least one",
+        );
         rejects(|v| v["process"]["args"] = json!([""]), "process.args[0]", "empty");
         rejects(|v| v["process"]["args"] = json!(["sh", "a\u{0}b"]), "process.args[1]", "NUL");
         rejects(|v| v["process"]["cwd"] = json!("tmp"), "process.cwd", "absolute");
-        rejects(|v| v["process"]["env"] = json!(["A=1", "NOEQUALS"]), "process.env[1]", "KEY=VALUE");
+        rejects(
+            |v| v["process"]["env"] = json!(["A=1", "NOEQUALS"]),
+            "process.env[1]",
+            "KEY=VALUE",
+        );
         rejects(|v| v["process"]["env"] = json!(["=x"]), "process.env[0]", "empty variable name");
         accepts(|v| v["process"]["env"] = json!(["EMPTY=", "A=b=c"]));
-        rejects(|v| v["process"]["oomScoreAdj"] = json!(1001), "process.oomScoreAdj", "-1000..1000");
+        rejects(
+            |v| v["process"]["oomScoreAdj"] = json!(1001),
+            "process.oomScoreAdj",
+            "-1000..1000",
+        );
         rejects(
             |v| v["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 8}),
             "process.ioPriority.priority",
@@ -698,11 +766,21 @@ mod tests {
 
     #[test]
     fn mounts() {
-        rejects(|v| v["mounts"][0]["destination"] = json!("proc"), "mounts[0].destination", "absolute");
-        rejects(|v| v["mounts"][1]["destination"] = json!("/../etc"), "mounts[1].destination", "..");
+        rejects(
+            |v| v["mounts"][0]["destination"] = json!("proc"),
+            "mounts[0].destination",
+            "absolute",
+        );
+        rejects(
+            |v| v["mounts"][1]["destination"] = json!("/../etc"),
+            "mounts[1].destination",
+            "..",
+        );
         rejects(|v| v["mounts"][1]["destination"] = json!(""), "mounts[1].destination", "absolute");
         rejects(
-            |v| { v["mounts"][1].as_object_mut().unwrap().remove("source"); },
+            |v| {
+                v["mounts"][1].as_object_mut().unwrap().remove("source");
+            },
             "mounts[1].source",
             "bind mount needs a source",
         );
@@ -712,7 +790,9 @@ mod tests {
             "bind mount needs a source",
         );
         rejects(
-            |v| { v["mounts"][0].as_object_mut().unwrap().remove("type"); },
+            |v| {
+                v["mounts"][0].as_object_mut().unwrap().remove("type");
+            },
             "mounts[0].type",
             "missing",
         );
@@ -722,7 +802,10 @@ mod tests {
             "NUL",
         );
         rejects(
-            |v| v["mounts"][1]["uidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]),
+            |v| {
+                v["mounts"][1]["uidMappings"] =
+                    json!([{"containerID": 0, "hostID": 1000, "size": 1}])
+            },
             "mounts[1].gidMappings",
             "missing",
         );
@@ -732,14 +815,27 @@ mod tests {
 
     #[test]
     fn mount_namespace_is_required() {
-        rejects(|v| v["linux"]["namespaces"] = json!([{"type": "pid"}]), "linux.namespaces", "mount namespace");
-        rejects(|v| { v.as_object_mut().unwrap().remove("linux"); }, "linux", "missing");
+        rejects(
+            |v| v["linux"]["namespaces"] = json!([{"type": "pid"}]),
+            "linux.namespaces",
+            "mount namespace",
+        );
+        rejects(
+            |v| {
+                v.as_object_mut().unwrap().remove("linux");
+            },
+            "linux",
+            "missing",
+        );
     }
 
     #[test]
     fn namespaces() {
         rejects(
-            |v| v["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "pid"}, {"type": "uts"}, {"type": "pid"}]),
+            |v| {
+                v["linux"]["namespaces"] =
+                    json!([{"type": "mount"}, {"type": "pid"}, {"type": "uts"}, {"type": "pid"}])
+            },
             "linux.namespaces[3].type",
             "pid namespace is listed twice",
         );
@@ -770,12 +866,18 @@ mod tests {
     fn user_namespace() {
         accepts(userns);
         rejects(
-            |v| { userns(v); v["linux"].as_object_mut().unwrap().remove("uidMappings"); },
+            |v| {
+                userns(v);
+                v["linux"].as_object_mut().unwrap().remove("uidMappings");
+            },
             "linux.uidMappings",
             "needs at least one mapping",
         );
         rejects(
-            |v| { userns(v); v["linux"]["gidMappings"] = json!([]); },
+            |v| {
+                userns(v);
+                v["linux"]["gidMappings"] = json!([]);
+            },
             "linux.gidMappings",
             "needs at least one mapping",
         );
@@ -790,7 +892,10 @@ mod tests {
             "no user namespace",
         );
         rejects(
-            |v| { userns(v); v["linux"]["uidMappings"][0]["size"] = json!(0); },
+            |v| {
+                userns(v);
+                v["linux"]["uidMappings"][0]["size"] = json!(0);
+            },
             "linux.uidMappings[0].size",
             "greater than 0",
         );
@@ -806,37 +911,56 @@ mod tests {
             "containerID range overlaps linux.gidMappings[0]",
         );
         rejects(
-            |v| { userns(v); v["linux"]["uidMappings"][0]["hostID"] = json!(4294967295u32); },
+            |v| {
+                userns(v);
+                v["linux"]["uidMappings"][0]["hostID"] = json!(4294967295u32);
+            },
             "linux.uidMappings[0].size",
             "largest id",
         );
         rejects(
-            |v| { userns(v); v["process"]["user"]["uid"] = json!(70000); },
+            |v| {
+                userns(v);
+                v["process"]["user"]["uid"] = json!(70000);
+            },
             "process.user.uid",
             "not mapped",
         );
         rejects(
-            |v| { userns(v); v["process"]["user"]["additionalGids"] = json!([1, 70000]); },
+            |v| {
+                userns(v);
+                v["process"]["user"]["additionalGids"] = json!([1, 70000]);
+            },
             "process.user.additionalGids[1]",
             "not mapped",
         );
         // Joining a user namespace: its mappings exist already.
         accepts(|v| {
-            v["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user", "path": "/proc/self/ns/user"}));
+            v["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user", "path": "/proc/self/ns/user"}));
         });
     }
 
     #[test]
     fn time_namespace() {
         let offsets = json!({"monotonic": {"secs": 10}, "boottime": {"secs": 1, "nanosecs": 5}});
-        rejects(|v| v["linux"]["timeOffsets"] = offsets.clone(), "linux.timeOffsets", "no time namespace");
+        rejects(
+            |v| v["linux"]["timeOffsets"] = offsets.clone(),
+            "linux.timeOffsets",
+            "no time namespace",
+        );
         accepts(|v| {
             v["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
             v["linux"]["timeOffsets"] = offsets.clone();
         });
         rejects(
             |v| {
-                v["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time", "path": "/proc/self/ns/time"}));
+                v["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"type": "time", "path": "/proc/self/ns/time"}));
                 v["linux"]["timeOffsets"] = offsets.clone();
             },
             "linux.timeOffsets",
@@ -865,19 +989,37 @@ mod tests {
         let no_uts = |v: &mut Value| v["linux"]["namespaces"] = json!([{"type": "mount"}]);
         rejects(no_uts, "hostname", "no uts namespace");
         rejects(
-            |v| { no_uts(v); v.as_object_mut().unwrap().remove("hostname"); v["domainname"] = json!("d"); },
+            |v| {
+                no_uts(v);
+                v.as_object_mut().unwrap().remove("hostname");
+                v["domainname"] = json!("d");
+            },
             "domainname",
             "no uts namespace",
         );
-        accepts(|v| { no_uts(v); v.as_object_mut().unwrap().remove("hostname"); });
-        accepts(|v| { no_uts(v); v["hostname"] = json!(""); });
+        accepts(|v| {
+            no_uts(v);
+            v.as_object_mut().unwrap().remove("hostname");
+        });
+        accepts(|v| {
+            no_uts(v);
+            v["hostname"] = json!("");
+        });
         rejects(|v| v["hostname"] = json!("x".repeat(65)), "hostname", "64 bytes");
     }
 
     #[test]
     fn masked_and_readonly_paths() {
-        rejects(|v| v["linux"]["maskedPaths"] = json!(["/proc/kcore", "proc/keys"]), "linux.maskedPaths[1]", "absolute");
-        rejects(|v| v["linux"]["readonlyPaths"] = json!(["sys"]), "linux.readonlyPaths[0]", "absolute");
+        rejects(
+            |v| v["linux"]["maskedPaths"] = json!(["/proc/kcore", "proc/keys"]),
+            "linux.maskedPaths[1]",
+            "absolute",
+        );
+        rejects(
+            |v| v["linux"]["readonlyPaths"] = json!(["sys"]),
+            "linux.readonlyPaths[0]",
+            "absolute",
+        );
     }
 
     #[test]
@@ -885,12 +1027,36 @@ mod tests {
         let dev = |v: &mut Value, d: Value| v["linux"]["devices"] = json!([d]);
         accepts(|v| dev(v, json!({"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229})));
         accepts(|v| dev(v, json!({"path": "/dev/fifo", "type": "p"})));
-        rejects(|v| dev(v, json!({"path": "dev/fuse", "type": "c", "major": 10, "minor": 229})), "linux.devices[0].path", "absolute");
-        rejects(|v| dev(v, json!({"path": "/etc/fuse", "type": "c", "major": 10, "minor": 229})), "linux.devices[0].path", "under /dev");
-        rejects(|v| dev(v, json!({"path": "/dev/../etc/x", "type": "c", "major": 10, "minor": 229})), "linux.devices[0].path", "..");
-        rejects(|v| dev(v, json!({"path": "/dev/fuse", "type": "a"})), "linux.devices[0].type", "c, b, u or p");
-        rejects(|v| dev(v, json!({"path": "/dev/fuse", "type": "c"})), "linux.devices[0]", "major and minor");
-        rejects(|v| dev(v, json!({"path": "/dev/sda", "type": "b", "major": -1, "minor": 0})), "linux.devices[0].major", "outside");
+        rejects(
+            |v| dev(v, json!({"path": "dev/fuse", "type": "c", "major": 10, "minor": 229})),
+            "linux.devices[0].path",
+            "absolute",
+        );
+        rejects(
+            |v| dev(v, json!({"path": "/etc/fuse", "type": "c", "major": 10, "minor": 229})),
+            "linux.devices[0].path",
+            "under /dev",
+        );
+        rejects(
+            |v| dev(v, json!({"path": "/dev/../etc/x", "type": "c", "major": 10, "minor": 229})),
+            "linux.devices[0].path",
+            "..",
+        );
+        rejects(
+            |v| dev(v, json!({"path": "/dev/fuse", "type": "a"})),
+            "linux.devices[0].type",
+            "c, b, u or p",
+        );
+        rejects(
+            |v| dev(v, json!({"path": "/dev/fuse", "type": "c"})),
+            "linux.devices[0]",
+            "major and minor",
+        );
+        rejects(
+            |v| dev(v, json!({"path": "/dev/sda", "type": "b", "major": -1, "minor": 0})),
+            "linux.devices[0].major",
+            "outside",
+        );
         rejects(
             |v| {
                 v["linux"]["devices"] = json!([
@@ -909,7 +1075,11 @@ mod tests {
 
     #[test]
     fn hooks() {
-        rejects(|v| v["hooks"] = json!({"prestart": [{"path": "hook"}]}), "hooks.prestart[0].path", "absolute");
+        rejects(
+            |v| v["hooks"] = json!({"prestart": [{"path": "hook"}]}),
+            "hooks.prestart[0].path",
+            "absolute",
+        );
         rejects(
             |v| v["hooks"] = json!({"poststop": [{"path": "/bin/true"}, {"path": "bin/true"}]}),
             "hooks.poststop[1].path",
@@ -935,9 +1105,17 @@ mod tests {
 
     #[test]
     fn other_linux_fields() {
-        rejects(|v| v["linux"]["rootfsPropagation"] = json!("everywhere"), "linux.rootfsPropagation", "not one of");
+        rejects(
+            |v| v["linux"]["rootfsPropagation"] = json!("everywhere"),
+            "linux.rootfsPropagation",
+            "not one of",
+        );
         accepts(|v| v["linux"]["rootfsPropagation"] = json!("rslave"));
-        rejects(|v| v["linux"]["intelRdt"] = json!({"closID": "x"}), "linux.intelRdt", "does not support");
+        rejects(
+            |v| v["linux"]["intelRdt"] = json!({"closID": "x"}),
+            "linux.intelRdt",
+            "does not support",
+        );
         rejects(
             |v| v["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwx"}]}),
             "linux.resources.devices[0].access",
