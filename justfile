@@ -33,12 +33,16 @@ demo: setup build
 # Run every test (unit and integration; integration tests need root). ARGS go to cargo test.
 test *ARGS:
     @[ "$(id -u)" -eq 0 ] || echo "test: not root: the integration tests need root and will fail" >&2
-    cargo test --workspace {{ ARGS }}
+    cargo test --workspace --no-fail-fast {{ ARGS }}
 
 # Clippy with warnings as errors, and rustfmt's check.
 lint:
-    cargo clippy --workspace --all-targets -- -D warnings
-    cargo fmt --all --check
+    #!/usr/bin/env bash
+    set -uo pipefail
+    rc=0
+    cargo clippy --workspace --all-targets -- -D warnings || rc=1
+    cargo fmt --all --check || rc=1
+    exit "$rc"
 
 # Format the code.
 fmt:

@@ -43,13 +43,9 @@ pub fn error(msg: &str) {
     write_log("error", msg);
 }
 
-/// A warning worth a user's attention that does not stop the command.
+/// A problem that does not stop the command (a failed poststart hook): stderr and the log.
 pub fn warn(msg: &str) {
-    if let Ok(s) = SINK.lock() {
-        if s.debug || s.file.is_none() {
-            eprintln!("hull: warning: {msg}");
-        }
-    }
+    eprintln!("hull: warning: {msg}");
     write_log("warning", msg);
 }
 

@@ -4,18 +4,12 @@ use std::path::Path;
 
 use anyhow::Context;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::stat::Mode as FileMode;
+use nix::sys::stat::Mode;
 use nix::unistd::{mkfifo, Pid};
 
 use crate::cli::{CreateOpts, GlobalOpts};
-use crate::state::{ContainerDir, Phase, ProcStat, State, Store};
+use crate::state::{ContainerDir, Phase, ProcStat, State, Status, Store};
 
-/// Who is asking: plain `create`, or `run` (which then starts and waits).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Mode {
-    Create,
-    Run,
-}
 
 /// A created container: its directory (still locked) and state.
 pub struct Created {
@@ -23,7 +17,7 @@ pub struct Created {
     pub state: State,
 }
 
-pub fn create(g: &GlobalOpts, id: &str, opts: &CreateOpts, _mode: Mode) -> anyhow::Result<Created> {
+pub fn create(g: &GlobalOpts, id: &str, opts: &CreateOpts) -> anyhow::Result<Created> {
     create_inner(g, id, opts).with_context(|| format!("create {id}"))
 }
 
@@ -33,7 +27,11 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts) -> anyhow::Result<C
     if bundle.spec.process().as_ref().map(|p| p.terminal().unwrap_or(false)).unwrap_or(false)
         && opts.console_socket.is_none()
     {
-        anyhow::bail!("process.terminal is true but no --console-socket was given (terminals are not supported yet)");
+        anyhow::bail!("process.terminal is true but no --console-socket was given");
+    }
+    if bundle.spec.process().as_ref().map(|p| p.terminal().unwrap_or(false)).unwrap_or(false) {
+        // Until the console work lands, say so rather than run without the terminal asked for.
+        anyhow::bail!("process.terminal: terminals are not supported by this hull yet");
     }
     let store = Store::open(&g.root)?;
     let dir = store.create(id)?;
@@ -53,15 +51,22 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts) -> anyhow::Result<C
             .collect(),
         created: crate::logging::rfc3339_now(),
         owner: owner_name(),
+        hooks: bundle.spec.hooks().clone(),
     };
     let result = (|| -> anyhow::Result<()> {
         dir.save(&state)?;
-        mkfifo(&dir.fifo_path(), FileMode::from_bits_truncate(0o622)).context("make exec fifo")?;
+        mkfifo(&dir.fifo_path(), Mode::from_bits_truncate(0o622)).context("make exec fifo")?;
         // Writable by the container's root whatever user namespace it is in (umask took
         // the bits mkfifo asked for); only root can read it and so start the container.
         std::fs::set_permissions(dir.fifo_path(), std::os::unix::fs::PermissionsExt::from_mode(0o622))
             .context("chmod exec fifo")?;
-        let pid = crate::native::create(&bundle, &dir.path, opts.no_pivot, opts.preserve_fds)?;
+        let for_hooks = |pid: i32| {
+            let mut st = state.clone();
+            st.pid = pid;
+            st.oci_as(Status::Creating)
+        };
+        let pid = crate::native::create(&bundle, &dir.path, opts.no_pivot, opts.preserve_fds, &for_hooks)?;
+        crate::logging::debug(&format!("create {id}: init pid {pid} waits on the exec fifo"));
         state.pid = pid;
         state.phase = Phase::Created;
         let started = ProcStat::read(pid).map(|s| s.start_time);

@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 use nix::sys::signal::Signal;
 
 use crate::cli::GlobalOpts;
+use crate::hooks;
 use crate::state::{State, Status, Store, StoreError};
 
 pub fn delete(g: &GlobalOpts, id: &str, force: bool) -> anyhow::Result<()> {
@@ -32,11 +33,20 @@ pub fn delete(g: &GlobalOpts, id: &str, force: bool) -> anyhow::Result<()> {
             stop(&st).with_context(|| format!("delete {id}"))?;
         }
     }
+    // The runtime spec: a failing poststop hook is a warning; delete goes on.
+    let state = st.oci_as(Status::Stopped);
+    if let Err(e) = hooks::run_in(st.hooks.as_ref(), hooks::Kind::Poststop, &state) {
+        crate::logging::warn(&e.to_string());
+    }
     dir.remove().with_context(|| format!("delete {id}"))
 }
 
 /// SIGKILLs every process of the container and waits for the init to be gone.
 fn stop(st: &State) -> anyhow::Result<()> {
+    if st.pid <= 0 {
+        // Never signal pid 0 or -1: that would hit hull's own process group or everything.
+        return Ok(());
+    }
     super::kill::signal_all(st, Signal::SIGKILL);
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), Signal::SIGKILL);
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -12,7 +12,7 @@ use anyhow::Context;
 use crate::cli::GlobalOpts;
 use crate::state::{ContainerDir, OciState, State, Store};
 
-pub use create::{create, Mode};
+pub use create::create;
 pub use delete::delete;
 pub use kill::kill;
 pub use list::list;

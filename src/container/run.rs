@@ -9,7 +9,7 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::create::{create, Mode};
+use super::create::create;
 use super::start::start_locked;
 use crate::cli::{CreateOpts, GlobalOpts};
 
@@ -40,7 +40,7 @@ pub fn run(g: &GlobalOpts, id: &str, opts: &CreateOpts, detach: bool, keep: bool
     if !detach {
         set.thread_block().context("block signals")?;
     }
-    let mut created = create(g, id, opts, Mode::Run)?;
+    let mut created = create(g, id, opts)?;
     if let Err(e) = start_locked(&created.dir, &mut created.state) {
         drop(created); // releases the lock that delete takes
         let _ = super::delete::delete(g, id, true);

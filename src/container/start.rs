@@ -9,6 +9,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 
 use crate::cli::GlobalOpts;
+use crate::hooks;
 use crate::state::{ContainerDir, Phase, State, Status};
 
 pub fn start(g: &GlobalOpts, id: &str) -> anyhow::Result<()> {
@@ -50,5 +51,10 @@ pub fn start_locked(dir: &ContainerDir, st: &mut State) -> anyhow::Result<()> {
     st.phase = Phase::Started;
     dir.save(st)?;
     let _ = std::fs::remove_file(dir.fifo_path());
+    // The runtime spec: a failing poststart hook is a warning, the container keeps running.
+    let state = st.oci_as(Status::Running);
+    if let Err(e) = hooks::run_in(st.hooks.as_ref(), hooks::Kind::Poststart, &state) {
+        crate::logging::warn(&e.to_string());
+    }
     Ok(())
 }

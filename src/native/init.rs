@@ -16,6 +16,7 @@ use super::error::{msg, Context, Result};
 use super::namespaces::{self, Plan};
 use super::sync::{Msg, SyncSocket};
 use super::{process, rootfs, InitConfig};
+use crate::hooks;
 use crate::state::EXEC_FIFO;
 
 /// Runs a stage with its errors sent to the parent, then leaves the process.
@@ -39,6 +40,9 @@ pub fn stage1(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> ! {
 }
 
 fn stage1_inner(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<()> {
+    // hull create's other fds (the container's lock above all: an flock lives as long as any
+    // copy of its fd) must not live on in the init while it waits for `start`.
+    close_inherited(cfg, sock)?;
     let joins = plan.open_joins()?;
     namespaces::join(&joins)?;
     drop(joins);
@@ -85,14 +89,32 @@ fn stage1_inner(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<()> 
     }
 }
 
+/// Closes every fd above stdio and the preserved ones, except those the init needs.
+fn close_inherited(cfg: &InitConfig, sock: &SyncSocket) -> Result<()> {
+    let keep = [sock.as_fd().as_raw_fd(), cfg.state_dir.as_raw_fd(), cfg.fifo.as_raw_fd()];
+    let first = 3 + cfg.preserve_fds as i32;
+    let entries = std::fs::read_dir("/proc/self/fd").ctx(|| "list /proc/self/fd".to_string())?;
+    let fds: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .filter(|fd| *fd >= first && !keep.contains(fd))
+        .collect();
+    for fd in fds {
+        // SAFETY: closing an fd number this process inherited and never uses again; the
+        // read_dir handle above is already dropped, so this cannot close it under us.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
 /// stage 2: the container's init.
 fn stage2(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> ! {
-    let prepared = match stage2_setup(cfg, plan, sock) {
+    let (prepared, state) = match stage2_setup(cfg, plan, sock) {
         Ok(p) => p,
         Err(e) => finish(sock, Err(e)),
     };
     // `create` has returned: from here on errors can only go to the container's stderr.
-    let e = match wait_for_start(cfg) {
+    let e = match wait_for_start(cfg).and_then(|()| start_hooks(cfg, &state)) {
         Ok(()) => prepared.exec(),
         Err(e) => e,
     };
@@ -101,7 +123,30 @@ fn stage2(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> ! {
     unsafe { libc::_exit(127) }
 }
 
-fn stage2_setup(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<process::Prepared> {
+/// startContainer hooks: in the container, after `start`, before the program.
+fn start_hooks(cfg: &InitConfig, state: &Option<serde_json::Value>) -> Result<()> {
+    let spec = &cfg.bundle.spec;
+    let Some(state) = state else { return Ok(()) };
+    hooks::run(spec, hooks::Kind::StartContainer, state).map_err(|e| super::error::Error::Msg(e.to_string()))
+}
+
+/// Asks the parent to run prestart/createRuntime hooks, then runs createContainer here.
+/// Returns the state JSON the parent sent, for the startContainer hooks.
+fn create_hooks(spec: &oci_spec::runtime::Spec, sock: &SyncSocket) -> Result<serde_json::Value> {
+    sock.send(&Msg::RunHooks).ctx(|| "ask parent for hooks".to_string())?;
+    let state = match sock.recv().ctx(|| "wait for hooks".to_string())? {
+        Some(Msg::HooksDone { state }) => state,
+        Some(Msg::Error { msg: m }) => return msg(m),
+        other => return msg(format!("unexpected message from parent: {other:?}")),
+    };
+    hooks::run(spec, hooks::Kind::CreateContainer, &state)
+        .map_err(|e| super::error::Error::Msg(e.to_string()))?;
+    Ok(state)
+}
+
+type Setup = (process::Prepared, Option<serde_json::Value>);
+
+fn stage2_setup(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<Setup> {
     let _ = setsid();
     // Device nodes and directories get exactly the modes the spec asks for.
     nix::sys::stat::umask(Mode::empty());
@@ -109,7 +154,16 @@ fn stage2_setup(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<proc
     if !plan.has(CloneFlags::CLONE_NEWNS) {
         return msg("linux.namespaces: hull needs a mount namespace for the container");
     }
-    rootfs::setup(spec, &cfg.bundle.rootfs, &cfg.bundle.dir, cfg.no_pivot, plan.in_userns())?;
+    // Hooks need the parent's state JSON; ask only when the spec has any, it costs a round trip.
+    let wants_hooks = hooks::any_at_create(spec) || !hooks::of_kind(spec, hooks::Kind::StartContainer).is_empty();
+    let mut state = None;
+    let mut before_pivot = || -> Result<()> {
+        if wants_hooks {
+            state = Some(create_hooks(spec, sock)?);
+        }
+        Ok(())
+    };
+    rootfs::setup(spec, &cfg.bundle.rootfs, &cfg.bundle.dir, cfg.no_pivot, plan.in_userns(), &mut before_pivot)?;
     if let Some(h) = spec.hostname() {
         nix::unistd::sethostname(h).ctx(|| format!("set hostname {h:?}"))?;
     }
@@ -117,9 +171,13 @@ fn stage2_setup(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<proc
         set_domainname(d)?;
     }
     let Some(proc_spec) = spec.process() else { return msg("process: missing") };
-    let prepared = process::prepare(proc_spec, cfg.preserve_fds)?;
+    let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(super::seccomp::compile(s)?),
+        None => None,
+    };
+    let prepared = process::prepare(proc_spec, cfg.preserve_fds, filter)?;
     sock.send(&Msg::Ready).ctx(|| "report ready".to_string())?;
-    Ok(prepared)
+    Ok((prepared, state))
 }
 
 fn set_domainname(d: &str) -> Result<()> {

@@ -15,6 +15,7 @@ mod namespaces;
 mod paths;
 mod process;
 mod rootfs;
+mod seccomp;
 mod sync;
 
 use std::os::fd::OwnedFd;
@@ -43,8 +44,17 @@ pub struct InitConfig<'a> {
     pub preserve_fds: u32,
 }
 
+/// Builds the OCI state JSON that hooks get on stdin, for the init with this host pid.
+pub type StateFor<'a> = &'a dyn Fn(i32) -> serde_json::Value;
+
 /// Creates the container's init. On error nothing of it is left running.
-pub fn create(bundle: &Bundle, state_dir: &Path, no_pivot: bool, preserve_fds: u32) -> Result<i32> {
+pub fn create(
+    bundle: &Bundle,
+    state_dir: &Path,
+    no_pivot: bool,
+    preserve_fds: u32,
+    state_for: StateFor,
+) -> Result<i32> {
     let dirfd = open(state_dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| format!("open state directory {}", state_dir.display()))?;
     let fifo_path = state_dir.join(crate::state::EXEC_FIFO);
@@ -62,7 +72,7 @@ pub fn create(bundle: &Bundle, state_dir: &Path, no_pivot: bool, preserve_fds: u
         ForkResult::Parent { child: stage1 } => {
             drop(child);
             let mut init_pid: Option<i32> = None;
-            let r = talk(&parent, &bundle.spec, &mut init_pid);
+            let r = talk(&parent, &bundle.spec, &mut init_pid, state_for);
             let _ = waitpid(stage1, None);
             if r.is_err() {
                 if let Some(p) = init_pid {
@@ -75,8 +85,26 @@ pub fn create(bundle: &Bundle, state_dir: &Path, no_pivot: bool, preserve_fds: u
 }
 
 /// The parent's side of the setup conversation.
-fn talk(sock: &sync::SyncSocket, spec: &oci_spec::runtime::Spec, init_pid: &mut Option<i32>) -> Result<i32> {
+fn talk(
+    sock: &sync::SyncSocket,
+    spec: &oci_spec::runtime::Spec,
+    init_pid: &mut Option<i32>,
+    state_for: StateFor,
+) -> Result<i32> {
+    // The init may ask for hooks before stage 1's InitPid message has been read.
+    let mut hooks_wanted = false;
     loop {
+        if let (true, Some(pid)) = (hooks_wanted, *init_pid) {
+            hooks_wanted = false;
+            let state = state_for(pid);
+            let ran = crate::hooks::run(spec, crate::hooks::Kind::Prestart, &state)
+                .and_then(|()| crate::hooks::run(spec, crate::hooks::Kind::CreateRuntime, &state));
+            if let Err(e) = ran {
+                let _ = sock.send(&Msg::Error { msg: e.to_string() });
+                return Err(Error::Msg(e.to_string()));
+            }
+            sock.send(&Msg::HooksDone { state }).ctx(|| "write to container init".to_string())?;
+        }
         match sock.recv().ctx(|| "read from container init".to_string())? {
             Some(Msg::WriteIdMaps { pid }) => {
                 if let Err(e) = idmap::write(pid, spec) {
@@ -86,6 +114,7 @@ fn talk(sock: &sync::SyncSocket, spec: &oci_spec::runtime::Spec, init_pid: &mut 
                 sock.send(&Msg::IdMapsWritten).ctx(|| "write to container init".to_string())?;
             }
             Some(Msg::InitPid { pid }) => *init_pid = Some(pid),
+            Some(Msg::RunHooks) => hooks_wanted = true,
             Some(Msg::Ready) => {
                 return init_pid
                     .ok_or_else(|| Error::Msg("container init reported ready before its pid".into()))

@@ -123,6 +123,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let root = dir.join("root");
         std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("outside")).unwrap();
         std::fs::create_dir_all(dir.join("outside")).unwrap();
         symlink("/outside", root.join("abs")).unwrap();
         symlink("../../outside", root.join("rel")).unwrap();
@@ -135,6 +136,10 @@ mod tests {
         assert!(!dir.join("outside/x").exists() && !dir.join("outside/y").exists());
         open_in_root(&rootfd, Path::new("/etc/f"), Create::File).unwrap();
         assert!(root.join("etc/f").is_file());
+        // A dangling symlink is refused, not followed out of the root.
+        symlink("/nowhere", root.join("dangling")).unwrap();
+        assert!(open_in_root(&rootfd, Path::new("/dangling/z"), Create::Dir).is_err());
+        assert!(!Path::new("/nowhere").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -26,6 +26,7 @@ pub struct Prepared {
     umask: Option<u32>,
     no_new_privs: bool,
     preserve_fds: u32,
+    seccomp: Option<super::seccomp::Filter>,
 }
 
 fn cstr(s: &str, what: &str) -> Result<CString> {
@@ -33,7 +34,11 @@ fn cstr(s: &str, what: &str) -> Result<CString> {
 }
 
 /// Finds the program the way execvp would, but in the container's PATH, and checks cwd.
-pub fn prepare(p: &Process, preserve_fds: u32) -> Result<Prepared> {
+pub fn prepare(
+    p: &Process,
+    preserve_fds: u32,
+    seccomp: Option<super::seccomp::Filter>,
+) -> Result<Prepared> {
     let args = p.args().clone().unwrap_or_default();
     let Some(arg0) = args.first() else { return msg("process.args is empty") };
     let env: Vec<String> = p.env().clone().unwrap_or_default();
@@ -61,6 +66,7 @@ pub fn prepare(p: &Process, preserve_fds: u32) -> Result<Prepared> {
         umask: user.umask(),
         no_new_privs: p.no_new_privileges().unwrap_or(false),
         preserve_fds,
+        seccomp,
     })
 }
 
@@ -117,6 +123,10 @@ impl Prepared {
         }
         reset_signals();
         close_fds_from(3 + self.preserve_fds)?;
+        // Last: from here on every syscall is filtered, execve included.
+        if let Some(f) = self.seccomp {
+            f.install()?;
+        }
         execve(&self.program, &self.args, &self.env)
             .ctx(|| format!("exec {}", self.program.to_string_lossy()))
     }

@@ -33,7 +33,15 @@ fn propagation(spec: &Spec) -> Result<Option<MsFlags>> {
 }
 
 /// Sets up the root filesystem in the init's own mount namespace and enters it.
-pub fn setup(spec: &Spec, rootfs: &Path, bundle: &Path, no_pivot: bool, in_userns: bool) -> Result<()> {
+/// `before_pivot` runs once the mounts are made, before the host's root goes away (hooks).
+pub fn setup(
+    spec: &Spec,
+    rootfs: &Path,
+    bundle: &Path,
+    no_pivot: bool,
+    in_userns: bool,
+    before_pivot: &mut dyn FnMut() -> Result<()>,
+) -> Result<()> {
     let prop = propagation(spec)?;
     // Nothing we mount may propagate back to the host: make everything a slave (or what the
     // spec asks) before the first mount.
@@ -65,6 +73,7 @@ pub fn setup(spec: &Spec, rootfs: &Path, bundle: &Path, no_pivot: bool, in_usern
     }
     drop(ctx);
     drop(root);
+    before_pivot()?;
     enter(rootfs, no_pivot)?;
     let linux = spec.linux().as_ref();
     let slash = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())

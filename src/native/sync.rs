@@ -18,6 +18,10 @@ pub enum Msg {
     IdMapsWritten,
     /// Child: the container's init exists with this host pid.
     InitPid { pid: i32 },
+    /// Init: mounts are made, run the prestart and createRuntime hooks, then answer.
+    RunHooks,
+    /// Parent: hooks done; the state JSON for the init's own hooks.
+    HooksDone { state: serde_json::Value },
     /// Init: set up and about to block on the exec fifo.
     Ready,
     /// Any child: setup failed.

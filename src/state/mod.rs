@@ -65,6 +65,9 @@ pub struct State {
     /// RFC 3339 creation time.
     pub created: String,
     pub owner: String,
+    /// The spec's hooks: poststart and poststop run after create, when the bundle may be gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// The OCI state document that `state` prints.
@@ -108,7 +111,15 @@ impl State {
     }
 
     pub fn oci(&self) -> OciState {
-        let status = self.status();
+        self.oci_with(self.status())
+    }
+
+    /// The state document as hooks get it, with the status the lifecycle point implies.
+    pub fn oci_as(&self, status: Status) -> serde_json::Value {
+        serde_json::to_value(self.oci_with(status)).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn oci_with(&self, status: Status) -> OciState {
         OciState {
             oci_version: crate::spec::OCI_VERSION.to_string(),
             id: self.id.clone(),

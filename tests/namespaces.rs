@@ -1,0 +1,424 @@
+//! Namespaces as the container sees them: its hostname, its pid 1, its network devices, its
+//! ipc objects, its user and gid maps, its clocks, its cgroup paths; and joining an existing
+//! namespace by path. Each test compares with what the host (this test process) sees.
+
+mod common;
+use common::*;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+// ---- helpers ----
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `cmd` with its output in files and a deadline, so a hung command fails the test.
+fn run_cmd(env: &Env, mut cmd: Command) -> Output {
+    let n = SEQ.fetch_add(1, Ordering::SeqCst);
+    let (o, e) = (env.dir.join(format!("cmd{n}.out")), env.dir.join(format!("cmd{n}.err")));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&o).unwrap())
+        .stderr(std::fs::File::create(&e).unwrap())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (status, timed_out) = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break (s, false);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break (child.wait().unwrap(), true);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut stderr = std::fs::read(&e).unwrap_or_default();
+    if timed_out {
+        stderr.extend_from_slice(b"\n[test] the command hung: killed after 20 s\n");
+    }
+    Output { status, stdout: std::fs::read(&o).unwrap_or_default(), stderr }
+}
+
+fn h(env: &Env, args: &[&str]) -> Output {
+    run_cmd(env, env.cmd(args))
+}
+
+/// `hull run` of the bundle: the container's output, after checking it exited 0.
+#[track_caller]
+fn run_ok(env: &Env, id: &str) -> String {
+    let o = h(env, &["run", "--bundle", env.bundle.to_str().unwrap(), id]);
+    assert!(o.status.success(), "run {id} failed ({:?}): stdout={:?} stderr={:?}", o.status, stdout(&o), stderr(&o));
+    stdout(&o)
+}
+
+/// `hull run --detach`: the container runs on, its output going to `<id>.out` in env.dir.
+#[track_caller]
+fn run_detached(env: &Env, id: &str) -> i32 {
+    let out = std::fs::File::create(env.dir.join(format!("{id}.out"))).unwrap();
+    let err = std::fs::File::create(env.dir.join(format!("{id}.err"))).unwrap();
+    let mut c = env.cmd(&["run", "--detach", "--bundle", env.bundle.to_str().unwrap(), id]);
+    c.stdout(out).stderr(err);
+    let o = run_cmd(env, c);
+    assert!(
+        o.status.success(),
+        "run --detach {id}: {}",
+        std::fs::read_to_string(env.dir.join(format!("{id}.err"))).unwrap_or_default()
+    );
+    env.state(id)["pid"].as_i64().unwrap() as i32
+}
+
+/// Stops and removes a container without `delete --force` racing anything.
+fn stop(env: &Env, id: &str) {
+    let _ = h(env, &["kill", id, "KILL"]);
+    env.wait_status(id, "stopped");
+    let o = h(env, &["delete", id]);
+    assert!(o.status.success(), "delete {id}: {}", stderr(&o));
+}
+
+#[track_caller]
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        if Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim_end().to_string())
+        .unwrap_or_default()
+}
+
+fn start_time(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    text[text.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Declared after the [`Env`], so it drops first: SIGKILLs what a failed test left running.
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let root = self.0.to_str().unwrap().to_string();
+        let me = std::process::id() as i32;
+        let pids: Vec<i32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+            .collect();
+        for p in pids {
+            if p != me && cmdline(p).contains(&root) {
+                // SAFETY: kill(2) with plain integers.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+        }
+        for e in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            let Ok(text) = std::fs::read(e.path().join("state.json")) else { continue };
+            let Ok(st) = serde_json::from_slice::<Value>(&text) else { continue };
+            let pid = st["pid"].as_i64().unwrap_or(0) as i32;
+            if pid > 0 && pid != me && start_time(pid).is_some() && start_time(pid) == st["pid_start"].as_u64() {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+fn env_of(args: &[&str]) -> (Env, Reaper) {
+    let env = Env::new(args);
+    let r = Reaper(env.root.clone());
+    (env, r)
+}
+
+/// This process's namespace of `kind`, as `readlink /proc/self/ns/<kind>` prints it.
+fn host_ns(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}")).unwrap().display().to_string()
+}
+
+fn add_ns(env: &mut Env, ns: Value) {
+    env.config["linux"]["namespaces"].as_array_mut().unwrap().push(ns);
+    env.write_config();
+}
+
+fn remove_ns(env: &mut Env, kind: &str) {
+    env.config["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != kind);
+    env.write_config();
+}
+
+// ---- uts ----
+
+#[test]
+fn uts_hostname_and_domainname() {
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host_domain = std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap();
+    let (mut env, _r) = env_of(&["sh", "-c", "hostname; cat /proc/sys/kernel/domainname; readlink /proc/self/ns/uts"]);
+    env.config["hostname"] = json!("box-one");
+    env.config["domainname"] = json!("example.test");
+    env.write_config();
+    let out = run_ok(&env, "ns-uts");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0], "box-one");
+    assert_eq!(lines[1], "example.test");
+    assert_ne!(lines[2], host_ns("uts"), "the container shares the host's uts namespace");
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(), host_name, "host hostname changed");
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap(), host_domain, "host domainname changed");
+}
+
+// ---- pid ----
+
+#[test]
+fn pid_namespace_program_is_pid_1() {
+    let (env, _r) = env_of(&["sh", "-c", "echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; readlink /proc/self/ns/pid; ls /proc | grep -c '^[0-9]'"]);
+    let out = run_ok(&env, "ns-pid");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(lines[0], "1", "the program is not pid 1: {out}");
+    assert!(lines[1].starts_with("sh -c echo $$"), "pid 1 is not the program: {out}");
+    assert_ne!(lines[2], host_ns("pid"));
+    // The container's /proc shows its own few processes, not the host's.
+    let n: usize = lines[3].parse().unwrap();
+    assert!(n <= 5, "the container's /proc shows {n} processes: it is not its own pid namespace's procfs");
+}
+
+// ---- network ----
+
+#[test]
+fn network_namespace_has_only_lo() {
+    let (env, _r) = env_of(&["sh", "-c", "ls /sys/class/net; echo --; tail -n +3 /proc/net/dev | cut -d: -f1; echo --; readlink /proc/self/ns/net"]);
+    let out = run_ok(&env, "ns-net");
+    let parts: Vec<&str> = out.split("--\n").collect();
+    assert_eq!(parts.len(), 3, "{out}");
+    assert_eq!(parts[0].split_whitespace().collect::<Vec<_>>(), vec!["lo"], "/sys/class/net: {out}");
+    assert_eq!(parts[1].split_whitespace().collect::<Vec<_>>(), vec!["lo"], "/proc/net/dev: {out}");
+    assert_ne!(parts[2].trim(), host_ns("net"));
+}
+
+#[test]
+fn without_network_namespace_the_host_network_is_seen() {
+    // The control for the test above: it would see more than lo if hull forgot the namespace.
+    let (mut env, _r) = env_of(&["sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1; readlink /proc/self/ns/net"]);
+    remove_ns(&mut env, "network");
+    let out = run_ok(&env, "ns-nonet");
+    assert!(out.contains(&host_ns("net")), "{out}");
+    let host_devs = std::fs::read_to_string("/proc/net/dev").unwrap().lines().count() - 2;
+    assert_eq!(out.lines().count() - 1, host_devs, "{out}");
+}
+
+// ---- ipc ----
+
+#[test]
+fn ipc_namespace_is_private() {
+    // A SysV shared memory segment made on the host must not be visible inside.
+    const KEY: i32 = 0x48554c4c; // "HULL"
+    // SAFETY: shmget with plain integers.
+    let shmid = unsafe { libc::shmget(KEY, 4096, libc::IPC_CREAT | 0o600) };
+    assert!(shmid >= 0, "shmget: {}", std::io::Error::last_os_error());
+    let (env, _r) = env_of(&["sh", "-c", "readlink /proc/self/ns/ipc; cat /proc/sysvipc/shm"]);
+    let out = run_ok(&env, "ns-ipc");
+    let host_shm = std::fs::read_to_string("/proc/sysvipc/shm").unwrap();
+    // SAFETY: removes the segment made above.
+    unsafe { libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut()) };
+    let key_dec = KEY.to_string();
+    assert!(host_shm.lines().any(|l| l.split_whitespace().next() == Some(&key_dec)), "host: {host_shm}");
+    let mut lines = out.lines();
+    assert_ne!(lines.next().unwrap(), host_ns("ipc"));
+    assert!(!lines.any(|l| l.split_whitespace().next() == Some(&key_dec)), "the host's segment is visible inside: {out}");
+}
+
+// ---- joining by path ----
+
+#[test]
+fn join_network_namespace_by_path() {
+    let (env_a, _ra) = env_of(&["sleep", "1000"]);
+    let a = "ns-join-a";
+    let pid_a = run_detached(&env_a, a);
+    let a_net = std::fs::read_link(format!("/proc/{pid_a}/ns/net")).unwrap().display().to_string();
+    assert_ne!(a_net, host_ns("net"));
+
+    let (mut env_b, _rb) = env_of(&["sh", "-c", "readlink /proc/self/ns/net; readlink /proc/self/ns/uts"]);
+    remove_ns(&mut env_b, "network");
+    add_ns(&mut env_b, json!({"type": "network", "path": format!("/proc/{pid_a}/ns/net")}));
+    let out = run_ok(&env_b, "ns-join-b");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], a_net, "B is not in A's network namespace");
+    // The namespaces B creates are still its own.
+    let a_uts = std::fs::read_link(format!("/proc/{pid_a}/ns/uts")).unwrap().display().to_string();
+    assert_ne!(lines[1], a_uts);
+    assert_ne!(lines[1], host_ns("uts"));
+    stop(&env_a, a);
+}
+
+#[test]
+fn join_missing_namespace_path_fails_cleanly() {
+    let (mut env, _r) = env_of(&["true"]);
+    remove_ns(&mut env, "network");
+    add_ns(&mut env, json!({"type": "network", "path": "/proc/999999999/ns/net"}));
+    let id = "ns-join-missing";
+    let o = env.create(id);
+    assert!(!o.status.success(), "create joining a missing namespace must fail");
+    let e = stderr(&o);
+    assert!(e.contains(&format!("create {id}")) && e.contains("/proc/999999999/ns/net"), "{e}");
+    assert!(env.root_is_empty(), "state left behind");
+}
+
+// ---- user ----
+
+fn userns_config(env: &mut Env) {
+    add_ns(env, json!({"type": "user"}));
+    env.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    env.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    env.write_config();
+}
+
+#[test]
+fn user_namespace_with_mappings() {
+    let script = "cat /proc/self/uid_map; cat /proc/self/gid_map; id -u; id -g; \
+                  stat -c %u /bin/busybox; touch /etc/hull-x 2>/dev/null && echo wrote-etc || echo etc-ro; \
+                  readlink /proc/self/ns/user; echo ready; exec sleep 1000";
+    let (mut env, _r) = env_of(&["sh", "-c", script]);
+    userns_config(&mut env);
+    let id = "ns-user";
+    let pid = run_detached(&env, id);
+    let outf = env.dir.join(format!("{id}.out"));
+    wait_until("ready", || std::fs::read_to_string(&outf).unwrap_or_default().contains("ready"));
+    let out = std::fs::read_to_string(&outf).unwrap();
+    // What the host sees: the container's root is host uid 100000.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |k: &str| status.lines().find(|l| l.starts_with(k)).unwrap().split_whitespace().nth(1).unwrap().to_string();
+    let (host_uid, host_gid) = (field("Uid:"), field("Gid:"));
+    stop(&env, id);
+
+    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert!(lines.len() >= 8, "{out}");
+    assert_eq!(lines[0], ["0", "100000", "65536"], "uid_map: {out}");
+    assert_eq!(lines[1], ["0", "100000", "65536"], "gid_map: {out}");
+    assert_eq!(lines[2], ["0"], "id -u: {out}");
+    assert_eq!(lines[3], ["0"], "id -g: {out}");
+    assert_eq!(lines[4], ["65534"], "host root's files must look unmapped (overflow uid): {out}");
+    assert_eq!(lines[5], ["etc-ro"], "the container's root could write a host-root-owned dir: {out}");
+    assert_ne!(lines[6][0], host_ns("user"));
+    assert_eq!(host_uid, "100000");
+    assert_eq!(host_gid, "100000");
+    assert!(!env.rootfs().join("etc/hull-x").exists());
+}
+
+#[test]
+fn user_namespace_with_proc_sys_and_dev() {
+    // The usual mounts work inside a user namespace: proc, sysfs (own netns), devices (bound
+    // from the host), devpts, mqueue.
+    let script = "grep -c . /proc/self/uid_map; ls /sys/class/net; echo x > /dev/null && echo null-ok; \
+                  head -c 4 /dev/zero | od -An -tx1 | tr -d ' '; \
+                  awk '$5 == \"/dev/pts\" || $5 == \"/dev/mqueue\" || $5 == \"/sys\" { print $5 }' /proc/self/mountinfo | sort";
+    let (mut env, _r) = env_of(&["sh", "-c", script]);
+    userns_config(&mut env);
+    let out = run_ok(&env, "ns-user-mounts");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1", "{out}");
+    assert_eq!(lines[1], "lo", "{out}");
+    assert_eq!(lines[2], "null-ok", "{out}");
+    assert_eq!(lines[3], "00000000", "{out}");
+    assert_eq!(&lines[4..], &["/dev/mqueue", "/dev/pts", "/sys"], "{out}");
+}
+
+// ---- time ----
+
+#[test]
+fn time_namespace_offsets() {
+    const YEAR: u64 = 86400 * 365;
+    let (mut env, _r) = env_of(&["sh", "-c", "cat /proc/uptime; cat /proc/self/timens_offsets; readlink /proc/self/ns/time"]);
+    add_ns(&mut env, json!({"type": "time"}));
+    env.config["linux"]["timeOffsets"] = json!({
+        "boottime": {"secs": YEAR, "nanosecs": 0},
+        "monotonic": {"secs": 86400, "nanosecs": 0}
+    });
+    env.write_config();
+    let out = run_ok(&env, "ns-time");
+    let host_up: f64 = std::fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    let up: f64 = lines[0].split_whitespace().next().unwrap().parse().unwrap();
+    assert!(up > YEAR as f64, "uptime inside {up} does not include the boottime offset: {out}");
+    assert!((up - YEAR as f64 - host_up).abs() < 30.0, "inside {up}, host {host_up}: {out}");
+    let offsets: Vec<Vec<&str>> = lines[1..3].iter().map(|l| l.split_whitespace().collect()).collect();
+    assert!(offsets.contains(&vec!["monotonic", "86400", "0"]), "{out}");
+    assert!(offsets.contains(&vec!["boottime", &YEAR.to_string(), "0"]), "{out}");
+    assert_ne!(lines[3], host_ns("time"));
+}
+
+// ---- cgroup ----
+
+/// A child cgroup of this host's pids hierarchy (v1), removed on drop.
+struct HostCgroup(PathBuf);
+
+impl HostCgroup {
+    fn new(name: &str) -> Option<HostCgroup> {
+        let base = PathBuf::from("/sys/fs/cgroup/pids");
+        if !base.join("cgroup.procs").exists() {
+            return None;
+        }
+        let p = base.join(format!("hull-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&p).ok()?;
+        Some(HostCgroup(p))
+    }
+    fn rel(&self) -> String {
+        format!("/{}", self.0.file_name().unwrap().to_str().unwrap())
+    }
+}
+
+impl Drop for HostCgroup {
+    fn drop(&mut self) {
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `hull run` started from inside `cg` (through a shell that moves itself there first).
+fn run_in_cgroup(env: &Env, cg: &HostCgroup, id: &str) -> String {
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec \"$0\" --root \"$1\" run --bundle \"$2\" \"$3\"",
+        cg.0.display()
+    );
+    let mut c = Command::new("/bin/sh");
+    c.args(["-c", &script, HULL, env.root.to_str().unwrap(), env.bundle.to_str().unwrap(), id]);
+    let o = run_cmd(env, c);
+    assert!(o.status.success(), "run {id}: {}", stderr(&o));
+    stdout(&o)
+}
+
+#[test]
+fn cgroup_namespace_roots_the_container_at_its_cgroup() {
+    let Some(cg) = HostCgroup::new("cgns") else {
+        eprintln!("no v1 pids hierarchy here; skipped");
+        return;
+    };
+    // Control: without a cgroup namespace the container sees the host path of its cgroup.
+    let (env, _r) = env_of(&["sh", "-c", "cat /proc/self/cgroup; readlink /proc/self/ns/cgroup"]);
+    let out = run_in_cgroup(&env, &cg, "ns-nocg");
+    let pids_line = out.lines().find(|l| l.split(':').nth(1) == Some("pids")).unwrap_or_else(|| panic!("{out}"));
+    assert!(pids_line.ends_with(&format!(":{}", cg.rel())), "{out}");
+    assert!(out.contains(&host_ns("cgroup")), "{out}");
+
+    // With one, every hierarchy's path is "/".
+    let (mut env, _r2) = env_of(&["sh", "-c", "cat /proc/self/cgroup; readlink /proc/self/ns/cgroup"]);
+    add_ns(&mut env, json!({"type": "cgroup"}));
+    let out = run_in_cgroup(&env, &cg, "ns-cg");
+    let mut lines: Vec<&str> = out.lines().collect();
+    let ns = lines.pop().unwrap();
+    assert_ne!(ns, host_ns("cgroup"));
+    assert!(!lines.is_empty());
+    for l in lines {
+        assert!(l.ends_with(":/"), "{l} is not rooted at the container's cgroup: {out}");
+    }
+}
