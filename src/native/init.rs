@@ -43,6 +43,14 @@ fn stage1_inner(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<()> 
     // hull create's other fds (the container's lock above all: an flock lives as long as any
     // copy of its fd) must not live on in the init while it waits for `start`.
     close_inherited(cfg, sock)?;
+    if let Some(p) = cfg.bundle.spec.process() {
+        if let Some(v) = p.oom_score_adj() {
+            super::scheduling::set_oom_score_adj(v)?;
+        }
+        if let Some(list) = p.exec_cpu_affinity().as_ref().and_then(|a| a.initial().clone()) {
+            super::scheduling::set_affinity(&list)?;
+        }
+    }
     let joins = plan.open_joins()?;
     namespaces::join(&joins)?;
     drop(joins);
@@ -175,7 +183,7 @@ fn stage2_setup(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<Setu
         Some(s) => Some(super::seccomp::compile(s)?),
         None => None,
     };
-    let prepared = process::prepare(proc_spec, cfg.preserve_fds, filter)?;
+    let prepared = process::prepare(proc_spec, spec.linux().as_ref(), cfg.preserve_fds, filter)?;
     sock.send(&Msg::Ready).ctx(|| "report ready".to_string())?;
     Ok((prepared, state))
 }

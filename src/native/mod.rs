@@ -4,19 +4,24 @@
 //! answers their requests over the sync socket and returns the init's pid once the init is
 //! fully set up and waiting on the exec fifo.
 
+mod capabilities;
 mod cgroupfs;
 mod devices;
 mod error;
 mod idmap;
 mod init;
+mod lsm;
 mod mountopts;
 mod mounts;
 mod namespaces;
 mod paths;
 mod process;
+mod rlimits;
 mod rootfs;
+mod scheduling;
 mod seccomp;
 mod sync;
+mod sysctl;
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -61,6 +66,9 @@ pub fn create(
     let fifo = open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| format!("open {}", fifo_path.display()))?;
     let cfg = InitConfig { bundle, state_dir: dirfd, fifo, no_pivot, preserve_fds };
+    if let Some(p) = bundle.spec.process() {
+        lsm::check(p)?;
+    }
     let plan = namespaces::Plan::from_spec(&bundle.spec);
     let (parent, child) = sync::pair().ctx(|| "create sync socket".to_string())?;
     // SAFETY: hull is single-threaded here (no thread is ever started before create).

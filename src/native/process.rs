@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal, SigHandler, signal};
 use nix::unistd::{chdir, execve, setgroups, setresgid, setresuid, Gid, Uid};
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{Linux, LinuxIOPriority, LinuxPersonality, PosixRlimit, Process, Scheduler};
 
+use super::capabilities::CapPlan;
 use super::error::{msg, Context, Result};
+use super::{lsm, rlimits, scheduling};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -27,6 +29,14 @@ pub struct Prepared {
     no_new_privs: bool,
     preserve_fds: u32,
     seccomp: Option<super::seccomp::Filter>,
+    caps: CapPlan,
+    rlimits: Vec<PosixRlimit>,
+    personality: Option<LinuxPersonality>,
+    io_priority: Option<LinuxIOPriority>,
+    scheduler: Option<Scheduler>,
+    affinity: Option<String>,
+    apparmor: Option<String>,
+    selinux: Option<String>,
 }
 
 fn cstr(s: &str, what: &str) -> Result<CString> {
@@ -36,6 +46,7 @@ fn cstr(s: &str, what: &str) -> Result<CString> {
 /// Finds the program the way execvp would, but in the container's PATH, and checks cwd.
 pub fn prepare(
     p: &Process,
+    linux: Option<&Linux>,
     preserve_fds: u32,
     seccomp: Option<super::seccomp::Filter>,
 ) -> Result<Prepared> {
@@ -67,6 +78,14 @@ pub fn prepare(
         no_new_privs: p.no_new_privileges().unwrap_or(false),
         preserve_fds,
         seccomp,
+        caps: CapPlan::from_spec(p.capabilities().as_ref())?,
+        rlimits: p.rlimits().clone().unwrap_or_default(),
+        personality: linux.and_then(|l| l.personality().clone()),
+        io_priority: p.io_priority().clone(),
+        scheduler: p.scheduler().clone(),
+        affinity: p.exec_cpu_affinity().as_ref().and_then(|a| a.cpu_affinity_final().clone()),
+        apparmor: p.apparmor_profile().clone().filter(|s| !s.is_empty()),
+        selinux: p.selinux_label().clone().filter(|s| !s.is_empty()),
     })
 }
 
@@ -105,12 +124,29 @@ impl Prepared {
     }
 
     fn exec_inner(self) -> Result<std::convert::Infallible> {
+        // While still fully privileged: limits, personality and scheduling (raising some of
+        // them needs capabilities the program may not get).
+        rlimits::apply(&self.rlimits)?;
+        if let Some(p) = &self.personality {
+            scheduling::set_personality(p)?;
+        }
+        if let Some(p) = &self.io_priority {
+            scheduling::set_io_priority(p)?;
+        }
+        if let Some(s) = &self.scheduler {
+            scheduling::set_scheduler(s)?;
+        }
+        if let Some(list) = &self.affinity {
+            scheduling::set_affinity(list)?;
+        }
+        self.caps.before_setuid()?;
         let gids: Vec<Gid> = self.groups.iter().map(|g| Gid::from_raw(*g)).collect();
         setgroups(&gids).ctx(|| "setgroups (process.user.additionalGids)".to_string())?;
         setresgid(Gid::from_raw(self.gid), Gid::from_raw(self.gid), Gid::from_raw(self.gid))
             .ctx(|| format!("setgid {}", self.gid))?;
         setresuid(Uid::from_raw(self.uid), Uid::from_raw(self.uid), Uid::from_raw(self.uid))
             .ctx(|| format!("setuid {}", self.uid))?;
+        self.caps.after_setuid()?;
         let mask = self.umask.unwrap_or(0o022);
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
         chdir(&self.cwd).ctx(|| format!("chdir {}", self.cwd.display()))?;
@@ -121,6 +157,7 @@ impl Prepared {
                 return Err(std::io::Error::last_os_error()).ctx(|| "set no_new_privs".to_string());
             }
         }
+        lsm::set_exec_labels(self.apparmor.as_deref(), self.selinux.as_deref())?;
         reset_signals();
         close_fds_from(3 + self.preserve_fds)?;
         // Last: from here on every syscall is filtered, execve included.

@@ -76,6 +76,8 @@ pub fn setup(
     before_pivot()?;
     enter(rootfs, no_pivot)?;
     let linux = spec.linux().as_ref();
+    // Before readonlyPaths makes /proc/sys read-only, as runc orders it.
+    super::sysctl::apply(&linux.and_then(|l| l.sysctl().clone()).unwrap_or_default())?;
     let slash = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| "open new root".to_string())?;
     let ctx = MountCtx { root: &slash, bundle, in_userns };

@@ -256,6 +256,7 @@ fn check_linux(spec: &Spec, linux: &Linux, process: &Process) -> Check {
     }
     check_user_namespace(linux, find(LinuxNamespaceType::User), process)?;
     check_time_namespace(linux, nss)?;
+    check_sysctl(linux, nss)?;
     for (field, value) in [("hostname", spec.hostname()), ("domainname", spec.domainname())] {
         let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else { continue };
         if find(LinuxNamespaceType::Uts).is_none() {
@@ -324,6 +325,52 @@ fn check_linux(spec: &Spec, linux: &Linux, process: &Process) -> Check {
                     ));
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Which namespace a key lives in, or None when it is global to the host.
+fn sysctl_namespace(key: &str) -> Option<&'static str> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        Some("ipc")
+    } else if key.starts_with("net.") {
+        Some("network")
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        Some("uts")
+    } else {
+        None
+    }
+}
+
+/// linux.sysctl: a key must belong to one of the container's namespaces (new or joined: a
+/// joined one is the caller's choice, as in runc), never to the host as a whole.
+fn check_sysctl(linux: &Linux, nss: &[LinuxNamespace]) -> Check {
+    let Some(sysctl) = linux.sysctl() else { return Ok(()) };
+    let mut keys: Vec<&String> = sysctl.keys().collect();
+    keys.sort();
+    for key in keys {
+        let field = format!("linux.sysctl[{key:?}]");
+        let Some(ns) = sysctl_namespace(key) else {
+            return Err(bad(field, "not a namespaced sysctl: setting it would change the host"));
+        };
+        let t = match ns {
+            "ipc" => LinuxNamespaceType::Ipc,
+            "network" => LinuxNamespaceType::Network,
+            _ => LinuxNamespaceType::Uts,
+        };
+        if !nss.iter().any(|n| n.typ() == t) {
+            return Err(bad(field, format!("needs a {ns} namespace, which linux.namespaces lacks")));
         }
     }
     Ok(())
