@@ -2,6 +2,7 @@
 
 mod cli;
 mod container;
+mod fdpass;
 mod hooks;
 mod logging;
 mod native;

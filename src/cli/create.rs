@@ -10,6 +10,6 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
-    container::create(g, &a.id, &a.opts)?;
+    container::create(g, &a.id, &a.opts, false)?;
     Ok(0)
 }

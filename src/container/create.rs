@@ -1,5 +1,6 @@
 //! `create`: validate the bundle, claim the id, make the init, record the state.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use anyhow::Context;
@@ -15,24 +16,44 @@ use crate::state::{ContainerDir, Phase, ProcStat, State, Status, Store};
 pub struct Created {
     pub dir: ContainerDir,
     pub state: State,
+    /// For `run` on the caller's terminal: the socket the pty master arrives on.
+    pub console: Option<OwnedFd>,
 }
 
-pub fn create(g: &GlobalOpts, id: &str, opts: &CreateOpts) -> anyhow::Result<Created> {
-    create_inner(g, id, opts).with_context(|| format!("create {id}"))
+/// Creates the container. `interactive`: with process.terminal and no --console-socket, hand
+/// the pty to the caller (`run`) instead of failing.
+pub fn create(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) -> anyhow::Result<Created> {
+    create_inner(g, id, opts, interactive).with_context(|| format!("create {id}"))
 }
 
-fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts) -> anyhow::Result<Created> {
+/// The console socket the init sends the pty master to, and the end `run` keeps, if any.
+fn console_socket(
+    terminal: bool,
+    path: Option<&Path>,
+    interactive: bool,
+) -> anyhow::Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    if !terminal {
+        return Ok((None, None));
+    }
+    match path {
+        Some(p) => {
+            let s = std::os::unix::net::UnixStream::connect(p)
+                .with_context(|| format!("connect to console socket {}", p.display()))?;
+            Ok((Some(OwnedFd::from(s)), None))
+        }
+        None if interactive => {
+            let (a, b) = std::os::unix::net::UnixStream::pair().context("console socketpair")?;
+            Ok((Some(OwnedFd::from(a)), Some(OwnedFd::from(b))))
+        }
+        None => anyhow::bail!("process.terminal is true but no --console-socket was given"),
+    }
+}
+
+fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) -> anyhow::Result<Created> {
     // Everything the config can get wrong is found here, before anything exists.
     let bundle = crate::spec::load(&opts.bundle)?;
-    if bundle.spec.process().as_ref().map(|p| p.terminal().unwrap_or(false)).unwrap_or(false)
-        && opts.console_socket.is_none()
-    {
-        anyhow::bail!("process.terminal is true but no --console-socket was given");
-    }
-    if bundle.spec.process().as_ref().map(|p| p.terminal().unwrap_or(false)).unwrap_or(false) {
-        // Until the console work lands, say so rather than run without the terminal asked for.
-        anyhow::bail!("process.terminal: terminals are not supported by this hull yet");
-    }
+    let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let (console, keep) = console_socket(terminal, opts.console_socket.as_deref(), interactive)?;
     let store = Store::open(&g.root)?;
     let dir = store.create(id)?;
     let mut state = State {
@@ -65,7 +86,7 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts) -> anyhow::Result<C
             st.pid = pid;
             st.oci_as(Status::Creating)
         };
-        let pid = crate::native::create(&bundle, &dir.path, opts.no_pivot, opts.preserve_fds, &for_hooks)?;
+        let pid = crate::native::create(&bundle, &dir.path, opts.no_pivot, opts.preserve_fds, console, &for_hooks)?;
         crate::logging::debug(&format!("create {id}: init pid {pid} waits on the exec fifo"));
         state.pid = pid;
         state.phase = Phase::Created;
@@ -86,7 +107,7 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts) -> anyhow::Result<C
         finish
     })();
     match result {
-        Ok(()) => Ok(Created { dir, state }),
+        Ok(()) => Ok(Created { dir, state, console: keep }),
         Err(e) => {
             // The first error is what the user sees; cleanup is best effort.
             let _ = dir.remove();

@@ -99,7 +99,8 @@ fn stage1_inner(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<()> 
 
 /// Closes every fd above stdio and the preserved ones, except those the init needs.
 fn close_inherited(cfg: &InitConfig, sock: &SyncSocket) -> Result<()> {
-    let keep = [sock.as_fd().as_raw_fd(), cfg.state_dir.as_raw_fd(), cfg.fifo.as_raw_fd()];
+    let console = cfg.console.as_ref().map(|c| c.as_raw_fd()).unwrap_or(-1);
+    let keep = [sock.as_fd().as_raw_fd(), cfg.state_dir.as_raw_fd(), cfg.fifo.as_raw_fd(), console];
     let first = 3 + cfg.preserve_fds as i32;
     let entries = std::fs::read_dir("/proc/self/fd").ctx(|| "list /proc/self/fd".to_string())?;
     let fds: Vec<i32> = entries
@@ -135,7 +136,8 @@ fn stage2(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> ! {
 fn start_hooks(cfg: &InitConfig, state: &Option<serde_json::Value>) -> Result<()> {
     let spec = &cfg.bundle.spec;
     let Some(state) = state else { return Ok(()) };
-    hooks::run(spec, hooks::Kind::StartContainer, state).map_err(|e| super::error::Error::Msg(e.to_string()))
+    let state = hooks::in_container(state, "created");
+    hooks::run(spec, hooks::Kind::StartContainer, &state).map_err(|e| super::error::Error::Msg(e.to_string()))
 }
 
 /// Asks the parent to run prestart/createRuntime hooks, then runs createContainer here.
@@ -147,7 +149,7 @@ fn create_hooks(spec: &oci_spec::runtime::Spec, sock: &SyncSocket) -> Result<ser
         Some(Msg::Error { msg: m }) => return msg(m),
         other => return msg(format!("unexpected message from parent: {other:?}")),
     };
-    hooks::run(spec, hooks::Kind::CreateContainer, &state)
+    hooks::run(spec, hooks::Kind::CreateContainer, &hooks::in_container(&state, "creating"))
         .map_err(|e| super::error::Error::Msg(e.to_string()))?;
     Ok(state)
 }
@@ -179,6 +181,13 @@ fn stage2_setup(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<Setu
         set_domainname(d)?;
     }
     let Some(proc_spec) = spec.process() else { return msg("process: missing") };
+    if proc_spec.terminal().unwrap_or(false) {
+        let Some(sock) = &cfg.console else { return msg("process.terminal is set but there is no console socket") };
+        let size = proc_spec.console_size().map(|b| (b.height() as u16, b.width() as u16));
+        let user = proc_spec.user();
+        let slave = super::console::setup(sock, size, user.uid(), user.gid())?;
+        super::console::make_stdio(&slave)?;
+    }
     let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(super::seccomp::compile(s)?),
         None => None,

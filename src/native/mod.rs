@@ -6,6 +6,7 @@
 
 mod capabilities;
 mod cgroupfs;
+mod console;
 mod devices;
 mod error;
 mod idmap;
@@ -47,6 +48,8 @@ pub struct InitConfig<'a> {
     pub fifo: OwnedFd,
     pub no_pivot: bool,
     pub preserve_fds: u32,
+    /// Connected console socket, when process.terminal is set.
+    pub console: Option<OwnedFd>,
 }
 
 /// Builds the OCI state JSON that hooks get on stdin, for the init with this host pid.
@@ -58,6 +61,7 @@ pub fn create(
     state_dir: &Path,
     no_pivot: bool,
     preserve_fds: u32,
+    console: Option<OwnedFd>,
     state_for: StateFor,
 ) -> Result<i32> {
     let dirfd = open(state_dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
@@ -65,7 +69,7 @@ pub fn create(
     let fifo_path = state_dir.join(crate::state::EXEC_FIFO);
     let fifo = open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| format!("open {}", fifo_path.display()))?;
-    let cfg = InitConfig { bundle, state_dir: dirfd, fifo, no_pivot, preserve_fds };
+    let cfg = InitConfig { bundle, state_dir: dirfd, fifo, no_pivot, preserve_fds, console };
     if let Some(p) = bundle.spec.process() {
         lsm::check(p)?;
     }

@@ -1,0 +1,72 @@
+//! process.terminal: a pty from the container's own devpts instance, its master handed to
+//! the console socket, its slave made the program's stdio, controlling tty and /dev/console.
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::Mode;
+
+use super::error::{msg, Context, Result};
+
+/// Makes the pty, sends its master over `socket`, and returns the slave.
+pub fn setup(socket: &OwnedFd, size: Option<(u16, u16)>, uid: u32, gid: u32) -> Result<OwnedFd> {
+    let master = open("/dev/ptmx", OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| "open /dev/ptmx in the container".to_string())?;
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads an int from the pointer, which outlives the call.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } != 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "unlock pty".to_string());
+    }
+    // TIOCGPTPEER opens the slave through the master, with no path lookup to race.
+    // SAFETY: TIOCGPTPEER takes open flags by value and returns a new fd or -1.
+    let raw = unsafe {
+        libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)
+    };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "open pty slave".to_string());
+    }
+    // SAFETY: the ioctl returned a new fd that nothing else owns.
+    let slave = unsafe { OwnedFd::from_raw_fd(raw) };
+    if let Some((rows, cols)) = size {
+        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCSWINSZ reads a winsize from the pointer, which outlives the call.
+        if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
+            return Err(std::io::Error::last_os_error()).ctx(|| "process.consoleSize".to_string());
+        }
+    }
+    // The program's user must own its terminal (it may reopen /dev/tty).
+    nix::unistd::fchown(&slave, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
+        .ctx(|| "chown pty".to_string())?;
+    bind_console(&slave)?;
+    crate::fdpass::send_fd(socket.as_fd(), b"/dev/ptmx", master.as_raw_fd())
+        .ctx(|| "send the pty master to the console socket".to_string())?;
+    Ok(slave)
+}
+
+/// /dev/console in the container is the pty slave.
+fn bind_console(slave: &OwnedFd) -> Result<()> {
+    let console = Path::new("/dev/console");
+    if !console.exists() {
+        std::fs::File::create(console).ctx(|| "create /dev/console".to_string())?;
+    }
+    let src = format!("/proc/self/fd/{}", slave.as_raw_fd());
+    mount(Some(src.as_str()), console, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .ctx(|| "bind the pty on /dev/console".to_string())
+}
+
+/// In the init, right before exec: the slave becomes the controlling tty and stdio.
+pub fn make_stdio(slave: &OwnedFd) -> Result<()> {
+    // SAFETY: TIOCSCTTY takes an int by value; the init leads its own session (setsid).
+    if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "make the pty the controlling terminal".to_string());
+    }
+    for fd in 0..3 {
+        // SAFETY: dup2 onto stdio numbers; the old stdio fds are replaced on purpose.
+        if unsafe { libc::dup2(slave.as_raw_fd(), fd) } < 0 {
+            return msg(format!("dup2 pty onto fd {fd}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
