@@ -8,6 +8,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::{mkfifo, Pid};
 
+use super::systemd;
 use crate::cli::{CreateOpts, GlobalOpts};
 use crate::state::{ContainerDir, Phase, ProcStat, State, Status, Store};
 
@@ -51,7 +52,10 @@ fn console_socket(
 
 fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) -> anyhow::Result<Created> {
     // Everything the config can get wrong is found here, before anything exists.
-    let bundle = crate::spec::load(&opts.bundle)?;
+    let mut bundle = crate::spec::load(&opts.bundle)?;
+    let mut opts = opts.clone();
+    systemd::pass_through(&mut bundle.spec, &mut opts.preserve_fds);
+    let opts = &opts;
     let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let (console, keep) = console_socket(terminal, opts.console_socket.as_deref(), interactive)?;
     let store = Store::open(&g.root)?;

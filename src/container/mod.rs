@@ -6,6 +6,8 @@ mod kill;
 mod list;
 mod run;
 mod start;
+mod systemd;
+mod tty;
 
 use anyhow::Context;
 
