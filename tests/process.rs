@@ -1,0 +1,315 @@
+//! The runtime spec's `process` section and its Linux relatives, checked from inside the
+//! container: user, capabilities, rlimits, no_new_privs, oomScoreAdj, sysctl, personality,
+//! ioPriority, scheduler, execCPUAffinity, LSM labels, fds, terminal, systemd hand-offs.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+/// Runs a shell snippet in a fresh container with `edit` applied to its config.
+fn sh(script: &str, edit: impl FnOnce(&mut serde_json::Value)) -> (Env, std::process::Output) {
+    let mut env = Env::new(&["sh", "-c", script]);
+    edit(&mut env.config);
+    env.write_config();
+    let out = env.run("p1");
+    (env, out)
+}
+
+fn status_field(out: &str, key: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn user_groups_and_umask() {
+    let (_e, out) = sh("id; umask", |c| {
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [5, 7], "umask": 63});
+    });
+    let o = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(o.contains("uid=1000 gid=1001 groups=5,7"), "{o}");
+    assert!(o.contains("0077"), "{o}");
+}
+
+#[test]
+fn capabilities_sets() {
+    let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    let (_e, out) = sh("cat /proc/self/status", |c| {
+        c["process"]["capabilities"] = json!({
+            "bounding": caps, "effective": caps, "permitted": caps,
+        });
+    });
+    let o = stdout(&out);
+    // AUDIT_WRITE=29, KILL=5, NET_BIND_SERVICE=10.
+    let want = format!("{:016x}", (1u64 << 29) | (1 << 5) | (1 << 10));
+    assert_eq!(status_field(&o, "CapBnd"), want, "{o}");
+    assert_eq!(status_field(&o, "CapEff"), want, "{o}");
+    assert_eq!(status_field(&o, "CapInh"), "0000000000000000", "inheritable only when asked: {o}");
+}
+
+#[test]
+fn ambient_capabilities_reach_a_non_root_program() {
+    let (_e, out) = sh("cat /proc/self/status", |c| {
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c["process"]["capabilities"] = json!({
+            "bounding": ["CAP_KILL", "CAP_CHOWN"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"],
+            "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL"],
+        });
+    });
+    let o = stdout(&out);
+    assert_eq!(status_field(&o, "CapAmb"), format!("{:016x}", 1u64 << 5), "{o}");
+    assert_eq!(status_field(&o, "CapEff"), format!("{:016x}", 1u64 << 5), "{o}");
+}
+
+#[test]
+fn no_capabilities_section_means_none() {
+    let (_e, out) = sh("cat /proc/self/status", |_| {});
+    let o = stdout(&out);
+    assert_eq!(status_field(&o, "CapEff"), "0000000000000000", "{o}");
+    assert_eq!(status_field(&o, "NoNewPrivs"), "1", "{o}");
+}
+
+#[test]
+fn rlimits_are_applied() {
+    let (_e, out) = sh("ulimit -n; ulimit -Hn; ulimit -c", |c| {
+        c["process"]["rlimits"] = json!([
+            {"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654},
+            {"type": "RLIMIT_CORE", "soft": 0, "hard": 0},
+        ]);
+    });
+    assert_eq!(stdout(&out).split_whitespace().collect::<Vec<_>>(), ["321", "654", "0"]);
+}
+
+#[test]
+fn an_rlimit_the_kernel_refuses_is_named() {
+    // Above the host's hard limit: needs CAP_SYS_RESOURCE in the initial namespace, which
+    // these machines withhold; where it is granted the limit simply applies.
+    let mut env = Env::new(&["true"]);
+    env.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 1 << 30, "hard": 1 << 30}]);
+    env.write_config();
+    let out = env.run("rl");
+    if !out.status.success() {
+        let e = stderr(&out);
+        assert!(e.contains("RLIMIT_NOFILE"), "{e}");
+    }
+    assert!(env.root_is_empty());
+}
+
+#[test]
+fn oom_score_adj() {
+    let (_e, out) = sh("cat /proc/self/oom_score_adj", |c| c["process"]["oomScoreAdj"] = json!(123));
+    assert_eq!(stdout(&out).trim(), "123");
+}
+
+#[test]
+fn namespaced_sysctls_are_set_in_the_container_only() {
+    let host_before = std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap();
+    let (_e, out) = sh("cat /proc/sys/kernel/shmmni /proc/sys/net/ipv4/ip_forward", |c| {
+        c["linux"]["sysctl"] = json!({"kernel.shmmni": "1234", "net.ipv4.ip_forward": "1"});
+    });
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).split_whitespace().collect::<Vec<_>>(), ["1234", "1"]);
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap(), host_before);
+}
+
+#[test]
+fn a_host_wide_sysctl_is_refused() {
+    let mut env = Env::new(&["true"]);
+    env.config["linux"]["sysctl"] = json!({"vm.swappiness": "1"});
+    env.write_config();
+    let out = env.run("sy");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("vm.swappiness"), "{}", stderr(&out));
+    assert!(env.root_is_empty());
+}
+
+#[test]
+fn personality_linux32() {
+    let (_e, out) = sh("uname -m", |c| c["linux"]["personality"] = json!({"domain": "LINUX32"}));
+    assert_eq!(stdout(&out).trim(), "i686", "{}", stderr(&out));
+}
+
+#[test]
+fn io_priority() {
+    let (_e, out) = sh("ionice -p $$", |c| {
+        c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+    });
+    let o = stdout(&out);
+    assert!(o.contains("best-effort") && o.contains('6'), "{o} {}", stderr(&out));
+}
+
+#[test]
+fn scheduler_batch_with_nice() {
+    let (_e, out) = sh("cat /proc/self/stat", |c| {
+        c["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 5});
+    });
+    // Fields after the command: state is field 3; nice is 19, policy is 41.
+    let o = stdout(&out);
+    let rest = &o[o.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    assert_eq!(f[19 - 3], "5", "nice: {o}");
+    assert_eq!(f[41 - 3], "3", "policy SCHED_BATCH: {o}");
+}
+
+#[test]
+fn exec_cpu_affinity_final() {
+    let (_e, out) = sh("grep Cpus_allowed_list /proc/self/status", |c| {
+        c["process"]["execCPUAffinity"] = json!({"initial": "0", "final": "0"});
+    });
+    assert!(stdout(&out).trim().ends_with("\t0"), "{}", stdout(&out));
+}
+
+#[test]
+fn an_lsm_the_host_lacks_is_a_clear_error() {
+    for (key, value) in [("apparmorProfile", "hull-test"), ("selinuxLabel", "system_u:system_r:container_t:s0")] {
+        let enabled = match key {
+            "apparmorProfile" => std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+                .map(|s| s.starts_with('Y'))
+                .unwrap_or(false),
+            _ => std::path::Path::new("/sys/fs/selinux/enforce").exists(),
+        };
+        if enabled {
+            continue;
+        }
+        let mut env = Env::new(&["true"]);
+        env.config["process"][key] = json!(value);
+        env.write_config();
+        let out = env.create("lsm");
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(key) && stderr(&out).contains("not enabled"), "{}", stderr(&out));
+        assert!(env.root_is_empty());
+    }
+}
+
+#[test]
+fn a_missing_program_fails_create_with_its_name() {
+    let env = Env::new(&["no-such-program"]);
+    let out = env.create("np");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no-such-program"), "{}", stderr(&out));
+    assert!(env.root_is_empty());
+}
+
+#[test]
+fn env_and_cwd() {
+    let (_e, out) = sh("pwd; echo $FOO", |c| {
+        c["process"]["cwd"] = json!("/tmp");
+        c["process"]["env"] = json!(["PATH=/bin", "FOO=bar baz"]);
+    });
+    assert_eq!(stdout(&out), "/tmp\nbar baz\n");
+}
+
+#[test]
+fn only_preserved_fds_reach_the_program() {
+    let env = Env::new(&["sh", "-c", "ls /proc/self/fd"]);
+    let f = std::fs::File::open(env.bundle.join("config.json")).unwrap();
+    let mut c = env.cmd(&["run", "--preserve-fds", "1", "--bundle", env.bundle.to_str().unwrap(), "fds"]);
+    // The file becomes fd 3 of hull, and so of the program.
+    use std::os::fd::AsRawFd;
+    let raw = f.as_raw_fd();
+    // SAFETY (test): dup2 in the child between fork and exec only touches its fd table.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        c.pre_exec(move || {
+            if libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = c.output().unwrap();
+    let fds: Vec<String> = stdout(&out).split_whitespace().map(String::from).collect();
+    // 0-2, the preserved 3, and ls's own directory fd: nothing of hull's.
+    assert!(fds.contains(&"3".to_string()), "{fds:?} {}", stderr(&out));
+    assert!(fds.len() <= 5, "unexpected fds reached the program: {fds:?}");
+}
+
+#[test]
+fn listen_fds_and_notify_socket_are_passed_on() {
+    let env = Env::new(&["sh", "-c", "echo $LISTEN_FDS $LISTEN_PID $NOTIFY_SOCKET; stat -c '%F %i' $NOTIFY_SOCKET"]);
+    let sock = env.dir.join("notify.sock");
+    let _listener = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+    let out = env
+        .cmd(&["run", "--bundle", env.bundle.to_str().unwrap(), "sd"])
+        .env("LISTEN_FDS", "1")
+        .env("NOTIFY_SOCKET", &sock)
+        .output()
+        .unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(&sock).unwrap().ino();
+    let o = stdout(&out);
+    assert!(o.starts_with("1 1 /run/notify/notify.sock\n"), "{o} {}", stderr(&out));
+    assert!(o.contains(&format!("socket {ino}")), "the container sees the host's socket: {o}");
+}
+
+#[test]
+fn terminal_through_a_console_socket() {
+    use std::io::Read;
+    let mut env = Env::new(&["sh", "-c", "tty; stty size; echo done"]);
+    env.config["process"]["terminal"] = json!(true);
+    env.config["process"]["consoleSize"] = json!({"height": 33, "width": 111});
+    env.write_config();
+    let sock = env.dir.join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let t = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        use std::os::fd::AsFd;
+        let (master, name) = recv_fd(conn.as_fd());
+        (master, name)
+    });
+    let out = env
+        .cmd(&["create", "--console-socket", sock.to_str().unwrap(), "--bundle", env.bundle.to_str().unwrap(), "tt"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (master, name) = t.join().unwrap();
+    assert_eq!(name, b"/dev/ptmx");
+    assert!(env.hull(&["start", "tt"]).status.success());
+    let mut f = std::fs::File::from(master);
+    let mut got = String::new();
+    let mut buf = [0u8; 1024];
+    while !got.contains("done") {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(got.contains("/dev/pts/0"), "{got}");
+    assert!(got.contains("33 111"), "{got}");
+}
+
+#[test]
+fn terminal_without_console_socket_fails_create() {
+    let mut env = Env::new(&["true"]);
+    env.config["process"]["terminal"] = json!(true);
+    env.write_config();
+    let out = env.create("nt");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("console-socket"), "{}", stderr(&out));
+    assert!(env.root_is_empty());
+}
+
+/// Receives one fd over a unix socket (SCM_RIGHTS).
+fn recv_fd(sock: std::os::fd::BorrowedFd) -> (std::os::fd::OwnedFd, Vec<u8>) {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut buf = [0u8; 256];
+    let mut cmsg = [0u8; 64];
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY (test): msghdr points at live local buffers for the duration of recvmsg.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cmsg.as_mut_ptr().cast();
+        msg.msg_controllen = cmsg.len();
+        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, 0);
+        assert!(n >= 0, "recvmsg: {}", std::io::Error::last_os_error());
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!c.is_null(), "no control message");
+        let fd = *(libc::CMSG_DATA(c) as *const i32);
+        (std::os::fd::OwnedFd::from_raw_fd(fd), buf[..n as usize].to_vec())
+    }
+}
