@@ -3,6 +3,7 @@
 
 mod create;
 mod delete;
+pub mod exec;
 mod features;
 mod kill;
 mod list;
@@ -73,6 +74,8 @@ pub enum Command {
     Kill(kill::Args),
     /// Remove a container and what hull made for it.
     Delete(delete::Args),
+    /// Run a new process inside a running container.
+    Exec(exec::Args),
     /// Create, start and wait: exits with the container's exit code.
     Run(run::Args),
     /// List the containers under --root.
@@ -107,6 +110,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Some(Command::Kill(a)) => kill::run(&g, a),
         Some(Command::Delete(a)) => delete::run(&g, a),
         Some(Command::Run(a)) => run::run(&g, a),
+        Some(Command::Exec(a)) => exec::run(&g, a),
         Some(Command::List(a)) => list::run(&g, a),
         Some(Command::Spec(a)) => spec::run(&g, a),
         Some(Command::Features(a)) => features::run(&g, a),

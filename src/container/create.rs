@@ -76,7 +76,7 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) 
             .collect(),
         created: crate::logging::rfc3339_now(),
         owner: owner_name(),
-        hooks: bundle.spec.hooks().clone(),
+        config: Some(bundle.spec.clone()),
     };
     let result = (|| -> anyhow::Result<()> {
         dir.save(&state)?;

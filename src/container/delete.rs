@@ -35,7 +35,7 @@ pub fn delete(g: &GlobalOpts, id: &str, force: bool) -> anyhow::Result<()> {
     }
     // The runtime spec: a failing poststop hook is a warning; delete goes on.
     let state = st.oci_as(Status::Stopped);
-    if let Err(e) = hooks::run_in(st.hooks.as_ref(), hooks::Kind::Poststop, &state) {
+    if let Err(e) = hooks::run_in(st.hooks(), hooks::Kind::Poststop, &state) {
         crate::logging::warn(&e.to_string());
     }
     dir.remove().with_context(|| format!("delete {id}"))

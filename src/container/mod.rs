@@ -2,12 +2,14 @@
 
 mod create;
 mod delete;
+mod exec;
 mod kill;
 mod list;
 mod run;
 mod start;
 mod systemd;
 mod tty;
+mod wait;
 
 use anyhow::Context;
 
@@ -16,6 +18,7 @@ use crate::state::{ContainerDir, OciState, State, Store};
 
 pub use create::create;
 pub use delete::delete;
+pub use exec::exec;
 pub use kill::kill;
 pub use list::list;
 pub use run::run;

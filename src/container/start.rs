@@ -53,7 +53,7 @@ pub fn start_locked(dir: &ContainerDir, st: &mut State) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(dir.fifo_path());
     // The runtime spec: a failing poststart hook is a warning, the container keeps running.
     let state = st.oci_as(Status::Running);
-    if let Err(e) = hooks::run_in(st.hooks.as_ref(), hooks::Kind::Poststart, &state) {
+    if let Err(e) = hooks::run_in(st.hooks(), hooks::Kind::Poststart, &state) {
         crate::logging::warn(&e.to_string());
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! process.terminal: a pty from the container's own devpts instance, its master handed to
 //! the console socket, its slave made the program's stdio, controlling tty and /dev/console.
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::fcntl::{open, OFlag};
@@ -10,8 +10,20 @@ use nix::sys::stat::Mode;
 
 use super::error::{msg, Context, Result};
 
-/// Makes the pty, sends its master over `socket`, and returns the slave.
+/// Makes the pty, sends its master over `socket`, and returns the slave (for the init, which
+/// also gets it as /dev/console).
 pub fn setup(socket: &OwnedFd, size: Option<(u16, u16)>, uid: u32, gid: u32) -> Result<OwnedFd> {
+    let slave = open_pty(socket.as_fd(), size, uid, gid)?;
+    bind_console(&slave)?;
+    Ok(slave)
+}
+
+/// The same for an exec'd process, which leaves /dev/console to the init.
+pub fn setup_exec(socket: BorrowedFd, size: Option<(u16, u16)>, uid: u32, gid: u32) -> Result<OwnedFd> {
+    open_pty(socket, size, uid, gid)
+}
+
+fn open_pty(socket: BorrowedFd, size: Option<(u16, u16)>, uid: u32, gid: u32) -> Result<OwnedFd> {
     let master = open("/dev/ptmx", OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| "open /dev/ptmx in the container".to_string())?;
     let unlock: libc::c_int = 0;
@@ -39,8 +51,7 @@ pub fn setup(socket: &OwnedFd, size: Option<(u16, u16)>, uid: u32, gid: u32) -> 
     // The program's user must own its terminal (it may reopen /dev/tty).
     nix::unistd::fchown(&slave, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
         .ctx(|| "chown pty".to_string())?;
-    bind_console(&slave)?;
-    crate::fdpass::send_fd(socket.as_fd(), b"/dev/ptmx", master.as_raw_fd())
+    crate::fdpass::send_fd(socket, b"/dev/ptmx", master.as_raw_fd())
         .ctx(|| "send the pty master to the console socket".to_string())?;
     Ok(slave)
 }

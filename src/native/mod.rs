@@ -9,6 +9,7 @@ mod cgroupfs;
 mod console;
 mod devices;
 mod error;
+mod exec;
 mod idmap;
 mod init;
 mod lsm;
@@ -34,6 +35,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
 
 pub use error::Error;
+pub use exec::{exec, ExecConfig};
 use error::{Context, Result};
 use sync::Msg;
 

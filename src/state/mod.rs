@@ -65,9 +65,10 @@ pub struct State {
     /// RFC 3339 creation time.
     pub created: String,
     pub owner: String,
-    /// The spec's hooks: poststart and poststop run after create, when the bundle may be gone.
+    /// The config the container was created from: poststart/poststop hooks and `exec` need
+    /// it after create, when the bundle may have changed or be gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hooks: Option<oci_spec::runtime::Hooks>,
+    pub config: Option<oci_spec::runtime::Spec>,
 }
 
 /// The OCI state document that `state` prints.
@@ -108,6 +109,10 @@ impl State {
             Ok(st) => st.start_time == self.pid_start && !st.is_dead(),
             Err(_) => false,
         }
+    }
+
+    pub fn hooks(&self) -> Option<&oci_spec::runtime::Hooks> {
+        self.config.as_ref().and_then(|c| c.hooks().as_ref())
     }
 
     pub fn oci(&self) -> OciState {

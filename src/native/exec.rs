@@ -1,0 +1,184 @@
+//! `exec`: a new process inside a running container.
+//!
+//! Like create, two forks: the first joins the init's namespaces (user first) and cgroups,
+//! the second is born inside the container's pid namespace, enters its root and execs with
+//! the same process setup as the init (user, capabilities, rlimits, seccomp last). The
+//! parent learns of success when the sync socket closes on exec with nothing sent.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+
+use nix::fcntl::{open, OFlag};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use nix::unistd::{chroot, fchdir, fork, setsid, ForkResult};
+use oci_spec::runtime::{Linux, Process};
+
+use super::error::{msg, Context, Error, Result};
+use super::sync::{self, Msg, SyncSocket};
+use super::{console, process, seccomp};
+
+/// What to run, and where.
+pub struct ExecConfig<'a> {
+    /// Host pid of the container's init.
+    pub init_pid: i32,
+    pub process: &'a Process,
+    /// The container's linux section: its seccomp filter applies to exec'd processes too.
+    pub linux: Option<&'a Linux>,
+    pub preserve_fds: u32,
+    /// Connected console socket when process.terminal is set.
+    pub console: Option<OwnedFd>,
+}
+
+const KINDS: [(&str, CloneFlags); 8] = [
+    ("user", CloneFlags::CLONE_NEWUSER),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("time", CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)),
+];
+
+/// The init's namespaces that differ from ours, opened, user namespace first.
+fn open_namespaces(pid: i32) -> Result<Vec<(CloneFlags, OwnedFd)>> {
+    let mut out = Vec::new();
+    for (name, flag) in KINDS {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let Ok(t) = std::fs::metadata(&theirs) else { continue };
+        let same = std::fs::metadata(format!("/proc/self/ns/{name}"))
+            .map(|o| o.ino() == t.ino() && o.dev() == t.dev())
+            .unwrap_or(false);
+        if !same {
+            let fd = open(theirs.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                .ctx(|| format!("open {theirs}"))?;
+            out.push((flag, fd));
+        }
+    }
+    Ok(out)
+}
+
+/// The init's cgroup.procs files on the host, one per hierarchy.
+fn cgroup_procs_files(pid: i32) -> Vec<String> {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut files = Vec::new();
+    for line in own.lines() {
+        let mut it = line.splitn(3, ':');
+        let (Some(_), Some(ctrl), Some(path)) = (it.next(), it.next(), it.next()) else { continue };
+        for m in mountinfo.lines() {
+            let Some((left, right)) = m.split_once(" - ") else { continue };
+            let mut r = right.split(' ');
+            let fstype = r.next().unwrap_or("");
+            let opts = r.nth(1).unwrap_or("");
+            let matches = match fstype {
+                "cgroup2" => ctrl.is_empty(),
+                "cgroup" => !ctrl.is_empty() && ctrl.split(',').all(|c| opts.split(',').any(|o| o == c)),
+                _ => false,
+            };
+            if matches {
+                let mp = left.split(' ').nth(4).unwrap_or("");
+                files.push(format!("{mp}{path}/cgroup.procs"));
+                break;
+            }
+        }
+    }
+    files
+}
+
+/// Starts the process; returns its host pid once it has exec'd.
+pub fn exec(cfg: ExecConfig) -> Result<i32> {
+    let pid = cfg.init_pid;
+    let nss = open_namespaces(pid)?;
+    let in_userns = nss.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER);
+    let root = open(format!("/proc/{pid}/root").as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| format!("open the root of container init {pid}"))?;
+    let cgroups = cgroup_procs_files(pid);
+    let (parent, child) = sync::pair().ctx(|| "create sync socket".to_string())?;
+    // SAFETY: hull is single-threaded here.
+    match unsafe { fork() }.ctx(|| "fork".to_string())? {
+        ForkResult::Child => {
+            drop(parent);
+            let r = middle(&cfg, &nss, &root, &cgroups, in_userns, &child);
+            if let Err(e) = r {
+                let _ = child.send(&Msg::Error { msg: e.to_string() });
+            }
+            // SAFETY: _exit leaves the forked child without running the parent's exit code.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child: mid } => {
+            drop(child);
+            let mut new_pid = None;
+            let r = loop {
+                match parent.recv() {
+                    Ok(Some(Msg::InitPid { pid })) => new_pid = Some(pid),
+                    Ok(Some(Msg::Error { msg })) => break Err(Error::Msg(msg)),
+                    Ok(Some(other)) => break Err(Error::Msg(format!("unexpected message {other:?}"))),
+                    Ok(None) => break new_pid.ok_or_else(|| Error::Msg("exec'd process vanished".into())),
+                    Err(e) => break Err(e).ctx(|| "read from exec'd process".to_string()),
+                }
+            };
+            let _ = waitpid(mid, None);
+            r
+        }
+    }
+}
+
+fn middle(
+    cfg: &ExecConfig,
+    nss: &[(CloneFlags, OwnedFd)],
+    root: &OwnedFd,
+    cgroups: &[String],
+    in_userns: bool,
+    sock: &SyncSocket,
+) -> Result<()> {
+    for f in cgroups {
+        // The init's cgroups hold the container's limits: the new process belongs there.
+        std::fs::write(f, std::process::id().to_string()).ctx(|| format!("join cgroup {f}"))?;
+    }
+    if !in_userns {
+        // Visible to the container from here on: no /proc/<pid>/exe to the host binary.
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    }
+    for (flag, fd) in nss {
+        setns(fd, *flag).ctx(|| format!("join the container's {flag:?} namespace"))?;
+    }
+    // SAFETY: single-threaded, as above.
+    match unsafe { fork() }.ctx(|| "fork".to_string())? {
+        ForkResult::Child => {
+            let e = match inner(cfg, root, sock) {
+                Ok(prepared) => prepared.exec(),
+                Err(e) => e,
+            };
+            let _ = sock.send(&Msg::Error { msg: e.to_string() });
+            // SAFETY: as above.
+            unsafe { libc::_exit(127) }
+        }
+        ForkResult::Parent { child } => {
+            sock.send(&Msg::InitPid { pid: child.as_raw() }).ctx(|| "report pid".to_string())
+        }
+    }
+}
+
+/// In the container's pid namespace: enter its root, then set up like the init does.
+fn inner(cfg: &ExecConfig, root: &OwnedFd, _sock: &SyncSocket) -> Result<process::Prepared> {
+    fchdir(root).ctx(|| "enter the container's root".to_string())?;
+    chroot(".").ctx(|| "chroot into the container's root".to_string())?;
+    std::env::set_current_dir("/").ctx(|| "chdir /".to_string())?;
+    let _ = setsid();
+    if cfg.process.terminal().unwrap_or(false) {
+        let Some(sock) = &cfg.console else { return msg("process.terminal is set but there is no console socket") };
+        let size = cfg.process.console_size().map(|b| (b.height() as u16, b.width() as u16));
+        let user = cfg.process.user();
+        let slave = console::setup_exec(sock.as_fd(), size, user.uid(), user.gid())?;
+        console::make_stdio(&slave)?;
+    }
+    let filter = match cfg.linux.and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(seccomp::compile(s)?),
+        None => None,
+    };
+    process::prepare(cfg.process, None, cfg.preserve_fds, filter)
+}
