@@ -105,8 +105,10 @@ fn talk(
     init_pid: &mut Option<i32>,
     state_for: StateFor,
 ) -> Result<i32> {
-    // The init may ask for hooks before stage 1's InitPid message has been read.
+    // The init may ask for hooks, or even report ready, before stage 1's InitPid message has
+    // been read: both processes write to this socket.
     let mut hooks_wanted = false;
+    let mut ready = false;
     loop {
         if let (true, Some(pid)) = (hooks_wanted, *init_pid) {
             hooks_wanted = false;
@@ -127,12 +129,17 @@ fn talk(
                 }
                 sock.send(&Msg::IdMapsWritten).ctx(|| "write to container init".to_string())?;
             }
-            Some(Msg::InitPid { pid }) => *init_pid = Some(pid),
-            Some(Msg::RunHooks) => hooks_wanted = true,
-            Some(Msg::Ready) => {
-                return init_pid
-                    .ok_or_else(|| Error::Msg("container init reported ready before its pid".into()))
+            Some(Msg::InitPid { pid }) => {
+                *init_pid = Some(pid);
+                if ready {
+                    return Ok(pid);
+                }
             }
+            Some(Msg::RunHooks) => hooks_wanted = true,
+            Some(Msg::Ready) => match *init_pid {
+                Some(pid) => return Ok(pid),
+                None => ready = true,
+            },
             Some(Msg::Error { msg }) => return Err(Error::Msg(msg)),
             Some(other) => return Err(Error::Msg(format!("unexpected message {other:?}"))),
             None => return Err(Error::Msg("container init exited before it was set up".into())),

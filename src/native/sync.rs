@@ -52,8 +52,17 @@ impl SyncSocket {
 
     /// The next message, or None when every peer has closed its end.
     pub fn recv(&self) -> io::Result<Option<Msg>> {
-        let mut buf = vec![0u8; 64 * 1024];
         loop {
+            // The packet's whole size first (MSG_TRUNC): the state JSON for the hooks carries
+            // the spec's annotations and can be far bigger than any fixed buffer.
+            let mut probe = [0u8; 1];
+            let size = match recv(self.fd.as_raw_fd(), &mut probe, MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
+                Ok(0) => return Ok(None),
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let mut buf = vec![0u8; size];
             match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
                 Ok(0) => return Ok(None),
                 Ok(n) => {

@@ -1,0 +1,207 @@
+//! `hull exec`: a new process inside a running container, checked from what it saw.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+/// A running container whose init sleeps.
+fn running(id: &str) -> Env {
+    let env = Env::new(&["sleep", "1000"]);
+    let out = env.create(id);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env.hull(&["start", id]).status.success());
+    env
+}
+
+fn exec(env: &Env, args: &[&str]) -> std::process::Output {
+    let mut a = vec!["exec"];
+    a.extend_from_slice(args);
+    env.cmd(&a).stdin(std::process::Stdio::null()).output().unwrap()
+}
+
+#[test]
+fn joins_every_namespace_of_the_container() {
+    let env = running("ex-ns");
+    let init = env.state("ex-ns")["pid"].as_i64().unwrap();
+    let mut script = String::new();
+    for ns in ["mnt", "uts", "ipc", "net", "pid"] {
+        script.push_str(&format!("readlink /proc/self/ns/{ns}; "));
+    }
+    script.push_str("hostname; echo $$; cat /proc/1/cmdline | tr '\\0' ' '");
+    let out = exec(&env, &["ex-ns", "sh", "-c", &script]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o = stdout(&out);
+    let lines: Vec<&str> = o.lines().collect();
+    for (i, ns) in ["mnt", "uts", "ipc", "net"].iter().enumerate() {
+        let want = std::fs::read_link(format!("/proc/{init}/ns/{ns}")).unwrap();
+        assert_eq!(lines[i], want.to_str().unwrap(), "{ns}");
+    }
+    // pid_for_children of the init is the container's; the exec'd shell lives in it.
+    assert_eq!(lines[5], "hull-test");
+    assert_ne!(lines[6], "1", "the exec'd process is not the init");
+    assert!(lines[7].starts_with("sleep 1000"), "pid 1 seen from inside: {}", lines[7]);
+}
+
+#[test]
+fn exit_code_and_signal() {
+    let env = running("ex-code");
+    assert_eq!(exec(&env, &["ex-code", "sh", "-c", "exit 42"]).status.code(), Some(42));
+    assert_eq!(exec(&env, &["ex-code", "sh", "-c", "kill -9 $$"]).status.code(), Some(137));
+}
+
+#[test]
+fn user_groups_env_and_cwd() {
+    let env = running("ex-user");
+    let script = "id; echo $FOO; pwd";
+    let args = ["-u", "1000:1001", "-g", "5", "-e", "FOO=bar", "--cwd", "/tmp", "ex-user", "sh", "-c", script];
+    let out = exec(&env, &args);
+    assert_eq!(stdout(&out), "uid=1000 gid=1001 groups=5\nbar\n/tmp\n", "{}", stderr(&out));
+    // Names come from the container's /etc/passwd (nobody is 65534 there).
+    let out = exec(&env, &["-u", "nobody", "ex-user", "id", "-u"]);
+    assert_eq!(stdout(&out).trim(), "65534", "{}", stderr(&out));
+}
+
+#[test]
+fn process_json_with_caps_and_no_new_privs() {
+    let env = running("ex-json");
+    let p = env.dir.join("process.json");
+    std::fs::write(
+        &p,
+        serde_json::to_vec(&json!({
+            "args": ["sh", "-c", "echo $X; pwd; grep -E 'CapBnd|NoNewPrivs' /proc/self/status"],
+            "env": ["PATH=/bin", "X=from-json"],
+            "cwd": "/dev",
+            "user": {"uid": 0, "gid": 0},
+            "noNewPrivileges": true,
+            "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let out = exec(&env, &["--process", p.to_str().unwrap(), "ex-json"]);
+    let o = stdout(&out);
+    assert!(o.starts_with("from-json\n/dev\n"), "{o} {}", stderr(&out));
+    assert!(o.contains(&format!("CapBnd:\t{:016x}", 1u64 << 5)), "{o}");
+    assert!(o.contains("NoNewPrivs:\t1"), "{o}");
+}
+
+#[test]
+fn detach_writes_the_pid_file() {
+    let env = running("ex-detach");
+    let pidfile = env.dir.join("exec.pid");
+    // The detached process keeps its stdio: give it none, or output() would wait for it.
+    let out = env
+        .cmd(&["exec", "-d", "--pid-file", pidfile.to_str().unwrap(), "ex-detach", "sleep", "100"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    assert_eq!(cmdline, "sleep\0100\0");
+    let init = env.state("ex-detach")["pid"].as_i64().unwrap();
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap(),
+        std::fs::read_link(format!("/proc/{init}/ns/pid")).unwrap()
+    );
+}
+
+#[test]
+fn missing_binary_fails_with_its_name_and_leaves_no_process() {
+    let env = running("ex-missing");
+    let before = count_in_pidns(&env, "ex-missing");
+    let out = exec(&env, &["ex-missing", "no-such-binary"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no-such-binary"), "{}", stderr(&out));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(count_in_pidns(&env, "ex-missing"), before);
+}
+
+fn count_in_pidns(env: &Env, id: &str) -> usize {
+    let init = env.state(id)["pid"].as_i64().unwrap();
+    let ns = std::fs::read_link(format!("/proc/{init}/ns/pid")).unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| std::fs::read_link(e.path().join("ns/pid")).ok().as_ref() == Some(&ns))
+        .filter(|e| {
+            // Zombies are gone for our purpose.
+            std::fs::read_to_string(e.path().join("stat")).map(|s| !s.contains(") Z ")).unwrap_or(false)
+        })
+        .count()
+}
+
+#[test]
+fn stopped_and_unknown_containers() {
+    let env = Env::new(&["true"]);
+    // runc's --keep: the container stays, stopped, after run returns.
+    let out = env
+        .cmd(&["run", "--keep", "--bundle", env.bundle.to_str().unwrap(), "ex-stopped"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.status("ex-stopped"), "stopped");
+    let out = exec(&env, &["ex-stopped", "true"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("container not running"), "{}", stderr(&out));
+    let out = exec(&env, &["nosuch", "true"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
+
+#[test]
+fn no_hull_fd_reaches_the_process() {
+    let env = running("ex-fds");
+    // The shell stays (": " keeps busybox from exec'ing ls in its place): its fds are what
+    // exec gave it.
+    let out = exec(&env, &["ex-fds", "sh", "-c", "ls /proc/$$/fd; :"]);
+    let text = stdout(&out);
+    let fds: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(fds, ["0", "1", "2"], "{}", stderr(&out));
+    // And it is not dumpable-by-hull: /proc/<pid>/exe is the program, not hull.
+    let out = exec(&env, &["ex-fds", "readlink", "/proc/self/exe"]);
+    assert_eq!(stdout(&out).trim(), "/bin/busybox");
+}
+
+#[test]
+fn tty_through_a_console_socket() {
+    use std::io::Read;
+    let env = running("ex-tty");
+    let sock = env.dir.join("exec-console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let t = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        let mut cmsg = [0u8; 64];
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY (test): msghdr points at live local buffers during recvmsg.
+        unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = cmsg.as_mut_ptr().cast();
+            msg.msg_controllen = cmsg.len();
+            assert!(libc::recvmsg(conn.as_raw_fd(), &mut msg, 0) >= 0);
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            assert!(!c.is_null());
+            std::fs::File::from_raw_fd(*(libc::CMSG_DATA(c) as *const i32))
+        }
+    });
+    let out = exec(&env, &["-t", "-d", "--console-socket", sock.to_str().unwrap(), "ex-tty", "sh", "-c", "tty; echo done"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut master = t.join().unwrap();
+    let mut got = String::new();
+    let mut buf = [0u8; 256];
+    while !got.contains("done") {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(got.contains("/dev/pts/"), "{got}");
+}
