@@ -1,5 +1,6 @@
 //! hull: a low-level OCI container runtime, called the way runc is.
 
+mod cgroups;
 mod cli;
 mod container;
 mod fdpass;

@@ -58,6 +58,13 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) 
     let opts = &opts;
     let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let (console, keep) = console_socket(terminal, opts.console_socket.as_deref(), interactive)?;
+    let linux = bundle.spec.linux().as_ref();
+    let cgroup_path = crate::cgroups::resolve(
+        linux.and_then(|l| l.cgroups_path().as_ref()).and_then(|p| p.to_str()),
+        id,
+        g.systemd_cgroup,
+    )
+    .map_err(|m| anyhow::anyhow!("bundle {}: config.json: {m}", bundle.dir.display()))?;
     let store = Store::open(&g.root)?;
     let dir = store.create(id)?;
     let mut state = State {
@@ -77,7 +84,10 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) 
         created: crate::logging::rfc3339_now(),
         owner: owner_name(),
         config: Some(bundle.spec.clone()),
+        cgroup: Some(cgroup_path.clone()),
+        cgroup_created_from: None,
     };
+    let mut cgroup: Option<crate::cgroups::Cgroup> = None;
     let result = (|| -> anyhow::Result<()> {
         dir.save(&state)?;
         mkfifo(&dir.fifo_path(), Mode::from_bits_truncate(0o622)).context("make exec fifo")?;
@@ -85,12 +95,17 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) 
         // the bits mkfifo asked for); only root can read it and so start the container.
         std::fs::set_permissions(dir.fifo_path(), std::os::unix::fs::PermissionsExt::from_mode(0o622))
             .context("chmod exec fifo")?;
+        let resources = bundle.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+        let (cg, created_from) = crate::cgroups::Cgroup::create(&cgroup_path, resources)?;
+        state.cgroup_created_from = created_from;
+        let cg = cgroup.insert(cg);
+        dir.save(&state)?;
         let for_hooks = |pid: i32| {
             let mut st = state.clone();
             st.pid = pid;
             st.oci_as(Status::Creating)
         };
-        let pid = crate::native::create(&bundle, &dir.path, opts.no_pivot, opts.preserve_fds, console, &for_hooks)?;
+        let pid = crate::native::create(&bundle, &dir.path, opts.no_pivot, opts.preserve_fds, console, Some(cg), &for_hooks)?;
         crate::logging::debug(&format!("create {id}: init pid {pid} waits on the exec fifo"));
         state.pid = pid;
         state.phase = Phase::Created;
@@ -114,6 +129,9 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) 
         Ok(()) => Ok(Created { dir, state, console: keep }),
         Err(e) => {
             // The first error is what the user sees; cleanup is best effort.
+            if let Some(cg) = cgroup {
+                let _ = cg.destroy(state.cgroup_created_from.as_deref());
+            }
             let _ = dir.remove();
             Err(e)
         }

@@ -26,7 +26,7 @@ pub fn delete(g: &GlobalOpts, id: &str, force: bool) -> anyhow::Result<()> {
         Status::Stopped => {}
         // A created container has not run anything yet: runc deletes it without --force.
         Status::Created => stop(&st).with_context(|| format!("delete {id}"))?,
-        s @ (Status::Running | Status::Creating) => {
+        s @ (Status::Running | Status::Creating | Status::Paused) => {
             if !force {
                 bail!("delete {id}: cannot delete container that is not stopped: {s} (use --force)");
             }
@@ -37,6 +37,11 @@ pub fn delete(g: &GlobalOpts, id: &str, force: bool) -> anyhow::Result<()> {
     let state = st.oci_as(Status::Stopped);
     if let Err(e) = hooks::run_in(st.hooks(), hooks::Kind::Poststop, &state) {
         crate::logging::warn(&e.to_string());
+    }
+    if let Some(path) = &st.cgroup {
+        if let Ok(cg) = crate::cgroups::Cgroup::open(path) {
+            cg.destroy(st.cgroup_created_from.as_deref()).with_context(|| format!("delete {id}"))?;
+        }
     }
     dir.remove().with_context(|| format!("delete {id}"))
 }
@@ -49,6 +54,10 @@ fn stop(st: &State) -> anyhow::Result<()> {
     }
     super::kill::signal_all(st, Signal::SIGKILL);
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), Signal::SIGKILL);
+    // A frozen cgroup holds the SIGKILL pending: thaw it so the processes can die.
+    if let Some(cg) = st.cgroup.as_deref().and_then(|p| crate::cgroups::Cgroup::open(p).ok()) {
+        let _ = cg.freeze(false);
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while st.init_alive() {
         if Instant::now() > deadline {

@@ -23,6 +23,7 @@ pub fn start_locked(dir: &ContainerDir, st: &mut State) -> anyhow::Result<()> {
         Status::Created => {}
         Status::Stopped => bail!("cannot start a container that has stopped"),
         Status::Running => bail!("cannot start an already running container"),
+        Status::Paused => bail!("cannot start a paused container"),
         Status::Creating => bail!("cannot start a container that is still being created"),
     }
     // Non-blocking open: a reader needs no writer, and we never hang on a dead init.

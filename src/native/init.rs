@@ -34,7 +34,14 @@ fn finish(sock: &SyncSocket, r: Result<()>) -> ! {
 }
 
 /// stage 1: namespaces, then fork the init.
-pub fn stage1(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> ! {
+pub fn stage1(cfg: &mut InitConfig, plan: &Plan, sock: &SyncSocket) -> ! {
+    // The cgroup first, before a cgroup namespace is made (it is rooted where we are) and
+    // before anything runs that its limits should hold.
+    if let Some(cg) = cfg.cgroup.as_mut() {
+        if let Err(e) = cg.join(std::process::id()) {
+            finish(sock, Err(super::error::Error::Msg(e.to_string())));
+        }
+    }
     let r = stage1_inner(cfg, plan, sock);
     finish(sock, r)
 }
@@ -192,7 +199,19 @@ fn stage2_setup(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<Setu
         Some(s) => Some(super::seccomp::compile(s)?),
         None => None,
     };
+    let (notify, filter) = match filter {
+        Some(f) if f.needs_listener() => (Some(f), None),
+        f => (None, f),
+    };
     let prepared = process::prepare(proc_spec, spec.linux().as_ref(), cfg.preserve_fds, filter)?;
+    if let Some(f) = notify {
+        // SCMP_ACT_NOTIFY: the listener goes to the agent at listenerPath, a host path only
+        // `hull create` can reach, and it is gone after Ready: install now, as runc does; the
+        // filter then covers the rest of the init's steps.
+        let listener = f.install_listener()?;
+        sock.send_fd(&Msg::SeccompListener { fd: None }, listener.as_fd())
+            .ctx(|| "send the seccomp listener to hull create".to_string())?;
+    }
     sock.send(&Msg::Ready).ctx(|| "report ready".to_string())?;
     Ok((prepared, state))
 }

@@ -52,6 +52,8 @@ pub struct InitConfig<'a> {
     pub preserve_fds: u32,
     /// Connected console socket, when process.terminal is set.
     pub console: Option<OwnedFd>,
+    /// The container's cgroup, joined by stage 1 before anything else happens.
+    pub cgroup: Option<&'a mut crate::cgroups::Cgroup>,
 }
 
 /// Builds the OCI state JSON that hooks get on stdin, for the init with this host pid.
@@ -64,6 +66,7 @@ pub fn create(
     no_pivot: bool,
     preserve_fds: u32,
     console: Option<OwnedFd>,
+    cgroup: Option<&mut crate::cgroups::Cgroup>,
     state_for: StateFor,
 ) -> Result<i32> {
     let dirfd = open(state_dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
@@ -71,7 +74,7 @@ pub fn create(
     let fifo_path = state_dir.join(crate::state::EXEC_FIFO);
     let fifo = open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| format!("open {}", fifo_path.display()))?;
-    let cfg = InitConfig { bundle, state_dir: dirfd, fifo, no_pivot, preserve_fds, console };
+    let mut cfg = InitConfig { bundle, state_dir: dirfd, fifo, no_pivot, preserve_fds, console, cgroup };
     if let Some(p) = bundle.spec.process() {
         lsm::check(p)?;
     }
@@ -81,7 +84,7 @@ pub fn create(
     match unsafe { fork() }.ctx(|| "fork".to_string())? {
         ForkResult::Child => {
             drop(parent);
-            init::stage1(&cfg, &plan, &child)
+            init::stage1(&mut cfg, &plan, &child)
         }
         ForkResult::Parent { child: stage1 } => {
             drop(child);
@@ -109,6 +112,8 @@ fn talk(
     // been read: both processes write to this socket.
     let mut hooks_wanted = false;
     let mut ready = false;
+    // A seccomp listener that came before the pid its agent must be told.
+    let mut listener = None;
     loop {
         if let (true, Some(pid)) = (hooks_wanted, *init_pid) {
             hooks_wanted = false;
@@ -131,11 +136,21 @@ fn talk(
             }
             Some(Msg::InitPid { pid }) => {
                 *init_pid = Some(pid);
+                if let Some(fd) = listener.take() {
+                    seccomp::hand_over(spec, &fd, pid, state_for)?;
+                }
                 if ready {
                     return Ok(pid);
                 }
             }
             Some(Msg::RunHooks) => hooks_wanted = true,
+            Some(Msg::SeccompListener { fd }) => {
+                let fd = fd.ok_or_else(|| Error::Msg("seccomp listener message without its fd".into()))?;
+                match *init_pid {
+                    Some(pid) => seccomp::hand_over(spec, &fd, pid, state_for)?,
+                    None => listener = Some(fd),
+                }
+            }
             Some(Msg::Ready) => match *init_pid {
                 Some(pid) => return Ok(pid),
                 None => ready = true,

@@ -139,6 +139,15 @@ impl Prepared {
         if let Some(list) = &self.affinity {
             scheduling::set_affinity(list)?;
         }
+        // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the capability
+        // drop and the user switch below take away: install it here, as runc does (it then
+        // covers the rest of this setup). With no_new_privs: last, right before execve.
+        let mut seccomp = self.seccomp;
+        if !self.no_new_privs {
+            if let Some(f) = seccomp.take() {
+                f.install()?;
+            }
+        }
         self.caps.before_setuid()?;
         let gids: Vec<Gid> = self.groups.iter().map(|g| Gid::from_raw(*g)).collect();
         setgroups(&gids).ctx(|| "setgroups (process.user.additionalGids)".to_string())?;
@@ -161,7 +170,7 @@ impl Prepared {
         reset_signals();
         close_fds_from(3 + self.preserve_fds)?;
         // Last: from here on every syscall is filtered, execve included.
-        if let Some(f) = self.seccomp {
+        if let Some(f) = seccomp {
             f.install()?;
         }
         execve(&self.program, &self.args, &self.env)

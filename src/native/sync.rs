@@ -5,9 +5,12 @@
 //! stopped them; the parent answers the one request that needs it (user-namespace maps).
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::IoSliceMut;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recv, recvmsg, send, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -24,6 +27,12 @@ pub enum Msg {
     HooksDone { state: serde_json::Value },
     /// Init: set up and about to block on the exec fifo.
     Ready,
+    /// Init: its seccomp filter's listener fd (sent with SCM_RIGHTS, put here by `recv`), for
+    /// the agent at linux.seccomp.listenerPath.
+    SeccompListener {
+        #[serde(skip)]
+        fd: Option<OwnedFd>,
+    },
     /// Any child: setup failed.
     Error { msg: String },
 }
@@ -50,6 +59,31 @@ impl SyncSocket {
         Ok(())
     }
 
+    /// Sends `msg` with `fd` attached (SCM_RIGHTS).
+    pub fn send_fd(&self, msg: &Msg, fd: BorrowedFd) -> io::Result<()> {
+        let buf = serde_json::to_vec(msg).map_err(io::Error::other)?;
+        crate::fdpass::send_fd(self.fd.as_fd(), &buf, fd.as_raw_fd())
+    }
+
+    /// Reads one packet, and the fd passed with it if any (close-on-exec).
+    fn recv_packet(&self, buf: &mut [u8]) -> nix::Result<(usize, Option<OwnedFd>)> {
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let mut iov = [IoSliceMut::new(buf)];
+        let m = recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+        let mut fd = None;
+        for c in m.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                for f in fds {
+                    // SAFETY: the kernel just installed this fd in our table; nothing else owns
+                    // it (extra ones are closed when dropped here).
+                    let owned = unsafe { OwnedFd::from_raw_fd(f) };
+                    fd.get_or_insert(owned);
+                }
+            }
+        }
+        Ok((m.bytes, fd))
+    }
+
     /// The next message, or None when every peer has closed its end.
     pub fn recv(&self) -> io::Result<Option<Msg>> {
         loop {
@@ -63,12 +97,15 @@ impl SyncSocket {
                 Err(e) => return Err(e.into()),
             };
             let mut buf = vec![0u8; size];
-            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(0) => return Ok(None),
-                Ok(n) => {
-                    return serde_json::from_slice(&buf[..n])
-                        .map(Some)
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+            match self.recv_packet(&mut buf) {
+                Ok((0, _)) => return Ok(None),
+                Ok((n, fd)) => {
+                    let mut msg: Msg = serde_json::from_slice(&buf[..n])
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    if let Msg::SeccompListener { fd: slot } = &mut msg {
+                        *slot = fd;
+                    }
+                    return Ok(Some(msg));
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),

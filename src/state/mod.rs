@@ -34,6 +34,7 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -43,6 +44,7 @@ impl std::fmt::Display for Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         })
     }
@@ -69,6 +71,12 @@ pub struct State {
     /// it after create, when the bundle may have changed or be gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<oci_spec::runtime::Spec>,
+    /// The container's cgroup, below each hierarchy's root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// The topmost cgroup directory hull created for it, removed with it when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_created_from: Option<String>,
 }
 
 /// The OCI state document that `state` prints.
@@ -99,6 +107,7 @@ impl State {
         match self.phase {
             Phase::Creating => Status::Creating,
             Phase::Created => Status::Created,
+            Phase::Started if self.frozen() => Status::Paused,
             Phase::Started => Status::Running,
         }
     }
@@ -108,6 +117,14 @@ impl State {
         match ProcStat::read(self.pid) {
             Ok(st) => st.start_time == self.pid_start && !st.is_dead(),
             Err(_) => false,
+        }
+    }
+
+    /// True when the container's cgroup is frozen (`pause`).
+    pub fn frozen(&self) -> bool {
+        match &self.cgroup {
+            Some(p) => crate::cgroups::Cgroup::open(p).map(|c| c.is_frozen()).unwrap_or(false),
+            None => false,
         }
     }
 

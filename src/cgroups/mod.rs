@@ -1,0 +1,302 @@
+//! The container's cgroup: where it is (path.rs), made before the init exists, resources
+//! written (v1.rs / v2.rs), joined by the init before it execs anything, frozen, listed,
+//! killed and removed with the container.
+//!
+//! Control files are written directly, as crun does: cgroups-rs 0.5 resolved the v1 cpu
+//! controller to a bare relative path on hosts that mount cpu and cpuacct separately (these
+//! machines do), and the files are few and stable.
+
+mod path;
+mod v1;
+mod v2;
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxResources;
+
+pub use path::resolve;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cgroup {path}: {msg}")]
+    Op { path: String, msg: String },
+}
+
+fn op(path: &str, msg: impl std::fmt::Display) -> CgroupError {
+    CgroupError::Op { path: path.to_string(), msg: msg.to_string() }
+}
+
+/// The host's cgroup layout.
+#[derive(Debug, Clone)]
+pub enum Layout {
+    /// Pure cgroup v2 at /sys/fs/cgroup.
+    Unified,
+    /// v1 hierarchies: (controllers, mount point), e.g. ("memory", "/sys/fs/cgroup/memory").
+    Legacy(Vec<(Vec<String>, PathBuf)>),
+}
+
+impl Layout {
+    pub fn detect() -> Layout {
+        let unified = nix::sys::statfs::statfs("/sys/fs/cgroup")
+            .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+            .unwrap_or(false);
+        if unified {
+            return Layout::Unified;
+        }
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut out = Vec::new();
+        for l in text.lines() {
+            let Some((left, right)) = l.split_once(" - ") else { continue };
+            let mut r = right.split(' ');
+            if r.next() != Some("cgroup") {
+                continue;
+            }
+            let opts = r.nth(1).unwrap_or("");
+            let ctrls: Vec<String> = opts
+                .split(',')
+                .filter(|o| !matches!(*o, "rw" | "ro") && (!o.contains('=') || o.starts_with("name=")))
+                .filter(|o| !matches!(*o, "xattr" | "noprefix" | "clone_children" | "cpuset_v2_mode"))
+                .map(String::from)
+                .collect();
+            let Some(mp) = left.split(' ').nth(4) else { continue };
+            if !out.iter().any(|(_, p): &(Vec<String>, PathBuf)| p == Path::new(mp)) {
+                out.push((ctrls, PathBuf::from(mp)));
+            }
+        }
+        Layout::Legacy(out)
+    }
+
+    /// Every directory the cgroup `path` has (one per v1 hierarchy, or one).
+    pub fn dirs(&self, path: &str) -> Vec<PathBuf> {
+        let rel = path.trim_start_matches('/');
+        match self {
+            Layout::Unified => vec![Path::new("/sys/fs/cgroup").join(rel)],
+            Layout::Legacy(h) => h.iter().map(|(_, mp)| mp.join(rel)).collect(),
+        }
+    }
+
+    /// The directory of `path` in the v1 hierarchy holding `controller`.
+    pub fn dir_of(&self, controller: &str, path: &str) -> Option<PathBuf> {
+        let rel = path.trim_start_matches('/');
+        match self {
+            Layout::Unified => Some(Path::new("/sys/fs/cgroup").join(rel)),
+            Layout::Legacy(h) => h
+                .iter()
+                .find(|(c, _)| c.iter().any(|x| x == controller))
+                .map(|(_, mp)| mp.join(rel)),
+        }
+    }
+}
+
+/// A container's cgroup.
+pub struct Cgroup {
+    /// Path below each hierarchy's root, e.g. "/hull/c1".
+    pub path: String,
+    layout: Layout,
+}
+
+/// Writes one control file; the error names the file (and so the setting).
+pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<(), String> {
+    std::fs::write(dir.join(file), value).map_err(|e| format!("write {value:?} to {file}: {e}"))
+}
+
+impl Cgroup {
+    /// The cgroup at `path` (it may or may not exist).
+    pub fn open(path: &str) -> Result<Cgroup, CgroupError> {
+        Ok(Cgroup { path: path.to_string(), layout: Layout::detect() })
+    }
+
+    /// Creates the cgroup and applies `resources`. Returns the topmost directory this call
+    /// created (so delete removes the parents hull made, and no others).
+    pub fn create(path: &str, resources: Option<&LinuxResources>) -> Result<(Cgroup, Option<String>), CgroupError> {
+        let cg = Cgroup::open(path)?;
+        let first_new = cg.first_missing_ancestor();
+        let made = cg.make_dirs().and_then(|()| match resources {
+            Some(r) => cg.set(r),
+            None => Ok(()),
+        });
+        match made {
+            Ok(()) => Ok((cg, first_new)),
+            Err(e) => {
+                let _ = cg.destroy(first_new.as_deref());
+                Err(e)
+            }
+        }
+    }
+
+    fn make_dirs(&self) -> Result<(), CgroupError> {
+        match &self.layout {
+            Layout::Unified => v2::make_dirs(&self.path).map_err(|m| op(&self.path, m)),
+            Layout::Legacy(_) => {
+                for dir in self.layout.dirs(&self.path) {
+                    std::fs::create_dir_all(&dir).map_err(|e| op(&self.path, format!("mkdir {}: {e}", dir.display())))?;
+                }
+                if let Some(d) = self.layout.dir_of("cpuset", &self.path) {
+                    v1::init_cpuset(&d).map_err(|m| op(&self.path, m))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Moves process `pid` into the cgroup (every hierarchy).
+    pub fn join(&self, pid: u32) -> Result<(), CgroupError> {
+        for dir in self.layout.dirs(&self.path) {
+            write(&dir, "cgroup.procs", &pid.to_string()).map_err(|m| op(&self.path, m))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the spec's resources (create and `update`).
+    pub fn set(&self, r: &LinuxResources) -> Result<(), CgroupError> {
+        match &self.layout {
+            Layout::Unified => v2::apply(&self.layout, &self.path, r),
+            Layout::Legacy(_) => v1::apply(&self.layout, &self.path, r),
+        }
+        .map_err(|m| op(&self.path, format!("linux.resources: {m}")))
+    }
+
+    /// Pids of every process in the cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        let dir = match &self.layout {
+            Layout::Unified => self.layout.dirs(&self.path).into_iter().next(),
+            Layout::Legacy(_) => self
+                .layout
+                .dir_of("pids", &self.path)
+                .or_else(|| self.layout.dir_of("memory", &self.path))
+                .or_else(|| self.layout.dirs(&self.path).into_iter().next()),
+        };
+        let mut out = Vec::new();
+        if let Some(d) = dir {
+            collect_procs(&d, &mut out);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Freezes or thaws every process, waiting until the kernel says it is done.
+    pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        let r = match &self.layout {
+            Layout::Unified => v2::freeze(&self.layout.dirs(&self.path)[0], frozen),
+            Layout::Legacy(_) => match self.layout.dir_of("freezer", &self.path) {
+                Some(d) => v1::freeze(&d, frozen),
+                None => Err("no freezer controller on this host".to_string()),
+            },
+        };
+        r.map_err(|m| op(&self.path, m))
+    }
+
+    /// True when the freezer holds the cgroup frozen.
+    pub fn is_frozen(&self) -> bool {
+        match &self.layout {
+            Layout::Unified => std::fs::read_to_string(self.layout.dirs(&self.path)[0].join("cgroup.events"))
+                .map(|t| t.lines().any(|l| l == "frozen 1"))
+                .unwrap_or(false),
+            Layout::Legacy(_) => self
+                .layout
+                .dir_of("freezer", &self.path)
+                .and_then(|d| std::fs::read_to_string(d.join("freezer.state")).ok())
+                .map(|s| s.trim() == "FROZEN")
+                .unwrap_or(false),
+        }
+    }
+
+    /// SIGKILLs everything in it: cgroup.kill on v2 where the kernel has it.
+    pub fn kill_all(&self) {
+        if let Layout::Unified = self.layout {
+            if write(&self.layout.dirs(&self.path)[0], "cgroup.kill", "1").is_ok() {
+                return;
+            }
+        }
+        for pid in self.pids() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// The directory of a v1 controller (or the v2 directory).
+    pub fn dir_of(&self, controller: &str) -> Option<PathBuf> {
+        self.layout.dir_of(controller, &self.path)
+    }
+
+    pub fn is_v2(&self) -> bool {
+        matches!(self.layout, Layout::Unified)
+    }
+
+    /// Removes the cgroup, nested children first, then the empty parents hull created
+    /// (from `first_new` down).
+    pub fn destroy(&self, first_new: Option<&str>) -> Result<(), CgroupError> {
+        for dir in self.layout.dirs(&self.path) {
+            remove_tree(&dir).map_err(|e| op(&self.path, format!("remove {}: {e}", dir.display())))?;
+        }
+        if let Some(top) = first_new {
+            let mut p = Path::new(&self.path).parent().map(Path::to_path_buf);
+            while let Some(d) = p {
+                let ds = d.to_string_lossy().to_string();
+                if ds == "/" || !ds.starts_with(top) {
+                    break;
+                }
+                for dir in self.layout.dirs(&ds) {
+                    let _ = std::fs::remove_dir(dir);
+                }
+                p = d.parent().map(Path::to_path_buf);
+            }
+        }
+        Ok(())
+    }
+
+    /// The topmost component of the path that does not exist yet.
+    fn first_missing_ancestor(&self) -> Option<String> {
+        let mut acc = String::new();
+        for comp in self.path.split('/').filter(|c| !c.is_empty()) {
+            acc.push('/');
+            acc.push_str(comp);
+            if !self.layout.dirs(&acc).iter().all(|d| d.exists()) {
+                return Some(acc);
+            }
+        }
+        None
+    }
+}
+
+/// Pids in a cgroup and its descendants.
+fn collect_procs(dir: &Path, out: &mut Vec<i32>) {
+    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_procs(&e.path(), out);
+            }
+        }
+    }
+}
+
+/// rmdir of a cgroup and its children (cgroup directories hold only control files and
+/// sub-cgroups, so rmdir is how they go). A busy cgroup is retried briefly: its last
+/// process may still be exiting.
+fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_tree(&e.path())?;
+            }
+        }
+    }
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 400 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
