@@ -86,6 +86,31 @@ fn bind_host_dir(env: &mut Env, name: &str, dest: &str) -> PathBuf {
     host
 }
 
+/// Declared after the [`Env`], so it drops first: SIGKILLs whatever a failed test left running
+/// (inits that never exec'd still carry hull's argv, and with it the state root).
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let root = self.0.to_str().unwrap().to_string();
+        let me = std::process::id() as i32;
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            if p != me && String::from_utf8_lossy(&cmd).contains(&root) {
+                // SAFETY: kill(2) with plain integers.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+fn env_of(args: &[&str]) -> (Env, Reaper) {
+    let env = Env::new(args);
+    let r = Reaper(env.root.clone());
+    (env, r)
+}
+
 /// runc's log time format: RFC 3339 in UTC, e.g. 2024-01-02T03:04:05.123456789Z.
 fn looks_like_rfc3339(t: &str) -> bool {
     let b = t.as_bytes();
@@ -124,7 +149,7 @@ fn version_has_three_lines() {
 
 #[test]
 fn version_spec_matches_state_oci_version() {
-    let env = Env::new(&["sleep", "1000"]);
+    let (env, _reaper) = env_of(&["sleep", "1000"]);
     let v = stdout(&hull_raw(&env.dir, &["--version"]));
     let spec = v.lines().nth(2).unwrap().strip_prefix("spec: ").unwrap().to_string();
     let out = std::fs::File::create(env.dir.join("c.out")).unwrap();
@@ -137,10 +162,7 @@ fn version_spec_matches_state_oci_version() {
         .unwrap();
     assert!(status.success(), "{}", std::fs::read_to_string(env.dir.join("c.out")).unwrap());
     let st = env.state("cli-ver");
-    let pid = st["pid"].as_i64().unwrap() as i32;
-    // Clean up without `delete` (which waits on the container's lock).
-    // SAFETY: kill(2) with plain integers.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    ok(&h(&env, &["delete", "--force", "cli-ver"]), "delete --force");
     assert_eq!(st["ociVersion"], spec.as_str());
 }
 
@@ -162,7 +184,7 @@ fn help_and_unknown_command() {
 
 #[test]
 fn global_flags_that_callers_pass_are_accepted() {
-    let env = Env::new(&["sh", "-c", "echo hello from $(hostname)"]);
+    let (env, _reaper) = env_of(&["sh", "-c", "echo hello from $(hostname)"]);
     let log = env.dir.join("log.json");
     let root = env.root.to_str().unwrap();
     let bundle = env.bundle.to_str().unwrap();
@@ -195,7 +217,7 @@ fn global_flags_that_callers_pass_are_accepted() {
 
 #[test]
 fn log_json_on_error() {
-    let env = Env::new(&["true"]);
+    let (env, _reaper) = env_of(&["true"]);
     let log = env.dir.join("hull.log");
     let o = h(&env, &["--log", log.to_str().unwrap(), "--log-format", "json", "state", "nosuchid"]);
     assert!(!o.status.success(), "state of an unknown id must fail");
@@ -227,7 +249,7 @@ fn log_json_on_error() {
 
 #[test]
 fn log_text_on_error() {
-    let env = Env::new(&["true"]);
+    let (env, _reaper) = env_of(&["true"]);
     let log = env.dir.join("hull.log");
     let o = h(&env, &["--log", log.to_str().unwrap(), "state", "nosuchid"]);
     assert!(!o.status.success());
@@ -241,7 +263,7 @@ fn log_text_on_error() {
 #[test]
 fn log_json_names_the_failed_create() {
     // A create that fails inside the container setup: the log's msg is the one clear message.
-    let mut env = Env::new(&["true"]);
+    let (mut env, _reaper) = env_of(&["true"]);
     env.config["mounts"].as_array_mut().unwrap().push(json!({
         "destination": "/data", "type": "bind", "source": "/no/such/source/dir", "options": ["bind"]
     }));
@@ -262,7 +284,7 @@ fn log_json_names_the_failed_create() {
 
 #[test]
 fn spec_writes_a_runnable_config() {
-    let env = Env::new(&["true"]);
+    let (env, _reaper) = env_of(&["true"]);
     let b = env.dir.join("specbundle");
     std::fs::create_dir_all(&b).unwrap();
     let o = hull_raw(&env.dir, &["spec", "--bundle", b.to_str().unwrap()]);
@@ -337,7 +359,7 @@ fn features_document_shape() {
 /// Every hook features lists runs, with the state on stdin.
 #[test]
 fn features_hooks_really_run() {
-    let mut env = Env::new(&["true"]);
+    let (mut env, _reaper) = env_of(&["true"]);
     let hooks_dir = bind_host_dir(&mut env, "hooks", "/host");
     let f = features(&env.dir);
     let listed: Vec<String> = f["hooks"].as_array().cloned().unwrap_or_default().iter()
@@ -373,7 +395,7 @@ fn features_hooks_really_run() {
 /// features lists capabilities: a container given only CAP_KILL must have only CAP_KILL.
 #[test]
 fn features_capabilities_really_apply() {
-    let mut env = Env::new(&["sh", "-c", "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status"]);
+    let (mut env, _reaper) = env_of(&["sh", "-c", "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status"]);
     let f = features(&env.dir);
     if !f["linux"]["capabilities"].as_array().is_some_and(|a| a.iter().any(|c| c == "CAP_KILL")) {
         return;

@@ -57,6 +57,29 @@ fn run_t(env: &Env, id: &str) -> Output {
     h(env, &["run", "--bundle", env.bundle.to_str().unwrap(), id])
 }
 
+/// Directories named `id` in the host's cgroup hierarchies (up to four levels down): what a
+/// container's cgroup would leave behind.
+fn cgroup_dirs_named(id: &str) -> Vec<PathBuf> {
+    fn walk(d: &Path, id: &str, depth: usize, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(d) else { return };
+        for e in entries.flatten() {
+            if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            let p = e.path();
+            if e.file_name().to_str() == Some(id) {
+                out.push(p.clone());
+            }
+            if depth > 1 {
+                walk(&p, id, depth - 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), id, 5, &mut out);
+    out
+}
+
 /// Declared after the [`Env`], so it drops first: SIGKILLs whatever containers a failed test
 /// left, so that the Env's own `delete --force` cannot block on them.
 struct Reaper(PathBuf);
@@ -366,6 +389,7 @@ fn missing_cwd_fails_at_create() {
     assert!(e.contains("/no/such/dir"), "the message should name the cwd: {e}");
     assert!(env.root_is_empty(), "state dir left behind");
     assert_eq!(stray_hull_processes(&env), vec![]);
+    assert_eq!(cgroup_dirs_named(id), Vec::<PathBuf>::new(), "cgroups left behind");
 }
 
 // ---- run ----
@@ -593,6 +617,7 @@ fn delete_running_needs_force() {
     }
     assert!(!env.root.join(id).exists(), "state dir left after delete --force");
     assert!(env.root_is_empty());
+    assert_eq!(cgroup_dirs_named(id), Vec::<PathBuf>::new(), "cgroups left after delete --force");
 }
 
 #[test]
@@ -608,6 +633,7 @@ fn delete_created_container() {
     std::thread::sleep(Duration::from_millis(100));
     assert!(!host.join("ran").exists(), "deleting a created container ran its program");
     assert_eq!(stray_hull_processes(&env), vec![]);
+    assert_eq!(cgroup_dirs_named(id), Vec::<PathBuf>::new(), "cgroups left after delete");
 }
 
 #[test]
