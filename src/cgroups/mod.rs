@@ -300,3 +300,32 @@ fn remove_tree(dir: &Path) -> std::io::Result<()> {
         }
     }
 }
+
+/// The resources to write for a new container: the spec's, plus device-cgroup allow rules
+/// for the devices every container gets and for those linux.devices lists (runc does the
+/// same: a spec that denies all devices still needs /dev/null to work).
+pub fn with_default_devices(spec: &oci_spec::runtime::Spec) -> Option<LinuxResources> {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+    let linux = spec.linux().as_ref()?;
+    let mut r = linux.resources().clone()?;
+    let Some(mut rules) = r.devices().clone() else { return Some(r) };
+    let allow = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>| {
+        let mut d = LinuxDeviceCgroup::default();
+        d.set_allow(true);
+        d.set_typ(Some(typ));
+        d.set_major(major);
+        d.set_minor(minor);
+        d.set_access(Some("rwm".to_string()));
+        d
+    };
+    let c = LinuxDeviceType::C;
+    for (ma, mi) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2)] {
+        rules.push(allow(c, Some(ma), Some(mi)));
+    }
+    rules.push(allow(c, Some(136), None)); // /dev/pts/*
+    for d in linux.devices().iter().flatten() {
+        rules.push(allow(d.typ(), Some(d.major()), Some(d.minor())));
+    }
+    r.set_devices(Some(rules));
+    Some(r)
+}

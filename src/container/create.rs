@@ -95,8 +95,8 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) 
         // the bits mkfifo asked for); only root can read it and so start the container.
         std::fs::set_permissions(dir.fifo_path(), std::os::unix::fs::PermissionsExt::from_mode(0o622))
             .context("chmod exec fifo")?;
-        let resources = bundle.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-        let (cg, created_from) = crate::cgroups::Cgroup::create(&cgroup_path, resources)?;
+        let resources = crate::cgroups::with_default_devices(&bundle.spec);
+        let (cg, created_from) = crate::cgroups::Cgroup::create(&cgroup_path, resources.as_ref())?;
         state.cgroup_created_from = created_from;
         let cg = cgroup.insert(cg);
         dir.save(&state)?;

@@ -52,58 +52,82 @@ fn relative(path: &Path) -> String {
 pub fn open_in_root<Fd: AsFd>(root: &Fd, path: &Path, create: Create) -> Result<OwnedFd> {
     let rel = relative(path);
     match openat2(root, rel.as_str(), how(OFlag::O_PATH)) {
-        Ok(fd) => return Ok(fd),
-        Err(Errno::ENOENT) if create != Create::No => {}
-        Err(e) => return Err(e).ctx(|| format!("resolve {} in rootfs", path.display())),
+        Ok(fd) => Ok(fd),
+        Err(Errno::ENOENT) if create != Create::No => create_in_root(root, path, create),
+        Err(e) => Err(e).ctx(|| format!("resolve {} in rootfs", path.display())),
     }
-    let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
-    let mut parent: Option<OwnedFd> = None;
-    for i in 0..comps.len() {
-        let prefix = comps[..=i].join("/");
-        let last = i + 1 == comps.len();
-        let opened = openat2(root, prefix.as_str(), how(OFlag::O_PATH));
-        let fd = match opened {
-            Ok(fd) => fd,
+}
+
+/// Walks `path` one component at a time from `root`, following symlinks as if `root` were
+/// "/" (an absolute target restarts at `root`, `..` stops there), and makes what is missing:
+/// a symlink to a missing target gets its target created inside the rootfs, as runc does.
+fn create_in_root<Fd: AsFd>(root: &Fd, path: &Path, create: Create) -> Result<OwnedFd> {
+    let what = || format!("create {} in rootfs", path.display());
+    let open_root = || openat2(root, ".", how(OFlag::O_PATH | OFlag::O_DIRECTORY)).ctx(what);
+    // Components still to walk, last first (so pop() gives the next one).
+    let mut todo: Vec<String> = relative(path).split('/').rev().map(String::from).collect();
+    let mut stack: Vec<OwnedFd> = vec![open_root()?];
+    let mut links = 0;
+    while let Some(comp) = todo.pop() {
+        let last = todo.is_empty();
+        match comp.as_str() {
+            "" | "." => continue,
+            ".." => {
+                if stack.len() > 1 {
+                    stack.pop();
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let cur = stack.last().ok_or_else(|| super::error::Error::Msg(what()))?;
+        let st = nix::sys::stat::fstatat(cur, comp.as_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW);
+        match st {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                links += 1;
+                if links > 40 {
+                    return Err(Errno::ELOOP).ctx(what);
+                }
+                let target = nix::fcntl::readlinkat(cur, comp.as_str()).ctx(what)?;
+                let target = target.to_string_lossy().to_string();
+                if target.starts_with('/') {
+                    stack.truncate(1);
+                }
+                todo.extend(target.split('/').rev().map(String::from));
+                continue;
+            }
+            Ok(_) => {}
             Err(Errno::ENOENT) => {
-                let name = comps[i];
-                let dir_fd = match &parent {
-                    Some(p) => p.as_raw_fd(),
-                    None => root.as_fd().as_raw_fd(),
-                };
-                // SAFETY: dir_fd is a live fd owned by `parent` or `root` for this whole call.
-                let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(dir_fd) };
                 if last && create == Create::File {
                     let f = openat(
-                        dir,
-                        name,
+                        cur,
+                        comp.as_str(),
                         OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                         Mode::from_bits_truncate(0o644),
                     );
                     match f {
                         Ok(_) | Err(Errno::EEXIST) => {}
-                        Err(e) => {
-                            return Err(e).ctx(|| format!("create {} in rootfs", path.display()))
-                        }
+                        Err(e) => return Err(e).ctx(what),
                     }
                 } else {
-                    match mkdirat(dir, name, Mode::from_bits_truncate(0o755)) {
+                    match mkdirat(cur, comp.as_str(), Mode::from_bits_truncate(0o755)) {
                         Ok(()) | Err(Errno::EEXIST) => {}
-                        Err(e) => {
-                            return Err(e).ctx(|| format!("mkdir {} in rootfs", path.display()))
-                        }
+                        Err(e) => return Err(e).ctx(what),
                     }
                 }
-                openat2(root, prefix.as_str(), how(OFlag::O_PATH))
-                    .ctx(|| format!("resolve {} in rootfs (after creating it)", path.display()))?
             }
-            Err(e) => return Err(e).ctx(|| format!("resolve {} in rootfs", path.display())),
-        };
-        parent = Some(fd);
+            Err(e) => return Err(e).ctx(what),
+        }
+        let next = openat(cur, comp.as_str(), OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+            .ctx(what)?;
+        stack.push(next);
     }
-    match parent {
-        Some(fd) => Ok(fd),
-        None => openat2(root, ".", how(OFlag::O_PATH)).ctx(|| "open rootfs".to_string()),
+    let fd = stack.pop().ok_or_else(|| super::error::Error::Msg(what()))?;
+    if stack.is_empty() {
+        // The path was the root itself.
+        return open_root();
     }
+    Ok(fd)
 }
 
 /// The path through which the kernel reaches what `fd` refers to, for mount(2) and friends.
@@ -136,10 +160,13 @@ mod tests {
         assert!(!dir.join("outside/x").exists() && !dir.join("outside/y").exists());
         open_in_root(&rootfd, Path::new("/etc/f"), Create::File).unwrap();
         assert!(root.join("etc/f").is_file());
-        // A dangling symlink is refused, not followed out of the root.
+        // A dangling symlink gets its target made inside the root, never on the host.
         symlink("/nowhere", root.join("dangling")).unwrap();
-        assert!(open_in_root(&rootfd, Path::new("/dangling/z"), Create::Dir).is_err());
-        assert!(!Path::new("/nowhere").exists());
+        symlink("../../../../elsewhere", root.join("dangling2")).unwrap();
+        open_in_root(&rootfd, Path::new("/dangling/z"), Create::Dir).unwrap();
+        open_in_root(&rootfd, Path::new("/dangling2/f"), Create::File).unwrap();
+        assert!(root.join("nowhere/z").is_dir() && !Path::new("/nowhere").exists());
+        assert!(root.join("elsewhere/f").is_file() && !Path::new("/elsewhere").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

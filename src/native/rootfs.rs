@@ -46,7 +46,9 @@ pub fn setup(
     // Nothing we mount may propagate back to the host: make everything a slave (or what the
     // spec asks) before the first mount.
     let first = match prop {
-        Some(p) if p.contains(MsFlags::MS_SHARED) => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        // Shared would leak our mounts to the host; unbindable would forbid binding the
+        // rootfs. Both are applied to the new root after pivot_root instead.
+        Some(p) if p.intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE) => MsFlags::MS_SLAVE | MsFlags::MS_REC,
         Some(p) => p | MsFlags::MS_REC,
         None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
