@@ -3,6 +3,7 @@
 # (cargo) is already installed. Idempotent: a second run changes nothing and touches no network.
 #
 #   apt:  busybox-static (the test and demo rootfs), jq (demo bundle), runc (benchmarks),
+#         golang-github-containers-common (the real seccomp profile the tests use),
 #         gcc (the linker cargo calls), when missing; `apt-get update` only then.
 #   just: from PyPI (`pip install rust-just`, which ships the binary), else
 #         `cargo install just --locked`. Run as root, it also links `just` into /usr/local/bin
@@ -33,7 +34,7 @@ command -v cargo >/dev/null 2>&1 \
 # ---------------------------------------------------------------------------------------------
 # Debian packages
 
-apt_packages=(busybox-static jq runc)
+apt_packages=(busybox-static jq runc golang-github-containers-common)
 # cargo links through `cc`; a Rust toolchain from rustup does not bring one.
 command -v cc >/dev/null 2>&1 || apt_packages+=(gcc libc6-dev)
 

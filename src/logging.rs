@@ -37,6 +37,12 @@ pub fn init(opts: &GlobalOpts) {
     }
 }
 
+/// The log file's fd, which forked setup processes keep (they log with --debug too).
+pub fn log_fd() -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    SINK.lock().ok().and_then(|s| s.file.as_ref().map(|f| f.as_raw_fd()))
+}
+
 /// The final error of a command: stderr and the log.
 pub fn error(msg: &str) {
     eprintln!("hull: {msg}");

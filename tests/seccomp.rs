@@ -568,8 +568,8 @@ fn bad_input_is_refused() {
             "listenerPath",
         ),
         (
-            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ALLOW", "errnoRet": 3}]}),
-            "errnoRet",
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 70000}]}),
+            "errnoRet 70000",
         ),
         (
             json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
@@ -585,6 +585,31 @@ fn bad_input_is_refused() {
         assert!(!stdout(&o).contains("should-not-run"));
         assert!(env.root_is_empty(), "{want}: state left behind");
     }
+}
+
+/// `hull exec` puts the container's filter on the new process too (as runc does).
+#[test]
+fn exec_gets_the_container_filter() {
+    let env = env_with("sleep 1000", deny_mkdir("SCMP_ACT_ERRNO", Some(18)));
+    let o = env.create("ex");
+    assert!(o.status.success(), "create: {}", stderr(&o));
+    assert!(env.hull(&["start", "ex"]).status.success());
+    let mut c = Command::new(HULL);
+    c.arg("--root").arg(&env.root).args([
+        "exec",
+        "ex",
+        "sh",
+        "-c",
+        "mkdir /tmp/x; echo mkdir=$?; grep -E '^Seccomp:' /proc/self/status",
+    ]);
+    let o = run_cmd(&env, c);
+    let out = both(&o);
+    assert!(
+        out.contains("Invalid cross-device link") && out.contains("mkdir=1"),
+        "{out}"
+    );
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    let _ = env.hull(&["delete", "--force", "ex"]);
 }
 
 // ---- SCMP_ACT_NOTIFY and the seccomp agent ----

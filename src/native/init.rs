@@ -107,7 +107,8 @@ fn stage1_inner(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<()> 
 /// Closes every fd above stdio and the preserved ones, except those the init needs.
 fn close_inherited(cfg: &InitConfig, sock: &SyncSocket) -> Result<()> {
     let console = cfg.console.as_ref().map(|c| c.as_raw_fd()).unwrap_or(-1);
-    let keep = [sock.as_fd().as_raw_fd(), cfg.state_dir.as_raw_fd(), cfg.fifo.as_raw_fd(), console];
+    let log = crate::logging::log_fd().unwrap_or(-1);
+    let keep = [sock.as_fd().as_raw_fd(), cfg.state_dir.as_raw_fd(), cfg.fifo.as_raw_fd(), console, log];
     let first = 3 + cfg.preserve_fds as i32;
     let entries = std::fs::read_dir("/proc/self/fd").ctx(|| "list /proc/self/fd".to_string())?;
     let fds: Vec<i32> = entries

@@ -5,6 +5,7 @@
 //! __ARCH_WANT_* defines), plus the syscalls added since 6.1 (451..469, numbered alike on
 //! every architecture). Each table is sorted by name. Do not edit by hand.
 
+#[rustfmt::skip]
 pub static X86_64: &[(&str, u32)] = &[
     ("_sysctl", 156), ("accept", 43), ("accept4", 288), ("access", 21), ("acct", 163),
     ("add_key", 248), ("adjtimex", 159), ("afs_syscall", 183), ("alarm", 37), ("arch_prctl", 158),
@@ -96,6 +97,7 @@ pub static X86_64: &[(&str, u32)] = &[
     ("vserver", 236), ("wait4", 61), ("waitid", 247), ("write", 1), ("writev", 20),
 ];
 
+#[rustfmt::skip]
 pub static X86: &[(&str, u32)] = &[
     ("_llseek", 140), ("_newselect", 142), ("_sysctl", 149), ("accept4", 364), ("access", 33),
     ("acct", 51), ("add_key", 286), ("adjtimex", 124), ("afs_syscall", 137), ("alarm", 27),
@@ -208,6 +210,7 @@ pub static X86: &[(&str, u32)] = &[
     ("wait4", 114), ("waitid", 284), ("waitpid", 7), ("write", 4), ("writev", 146),
 ];
 
+#[rustfmt::skip]
 pub static X32: &[(&str, u32)] = &[
     ("accept", 0x4000002b), ("accept4", 0x40000120), ("access", 0x40000015), ("acct", 0x400000a3),
     ("add_key", 0x400000f8), ("adjtimex", 0x4000009f), ("afs_syscall", 0x400000b7),
@@ -334,6 +337,7 @@ pub static X32: &[(&str, u32)] = &[
     ("writev", 0x40000204),
 ];
 
+#[rustfmt::skip]
 pub static AARCH64: &[(&str, u32)] = &[
     ("accept", 202), ("accept4", 242), ("acct", 89), ("add_key", 217), ("adjtimex", 171),
     ("bind", 200), ("bpf", 280), ("brk", 214), ("cachestat", 451), ("capget", 90), ("capset", 91),
@@ -414,6 +418,7 @@ pub static AARCH64: &[(&str, u32)] = &[
     ("vmsplice", 75), ("wait4", 260), ("waitid", 95), ("write", 64), ("writev", 66),
 ];
 
+#[rustfmt::skip]
 pub static RISCV64: &[(&str, u32)] = &[
     ("accept", 202), ("accept4", 242), ("acct", 89), ("add_key", 217), ("adjtimex", 171),
     ("bind", 200), ("bpf", 280), ("brk", 214), ("cachestat", 451), ("capget", 90), ("capset", 91),
@@ -499,7 +504,13 @@ pub static RISCV64: &[(&str, u32)] = &[
 mod tests {
     #[test]
     fn sorted_by_name() {
-        for t in [super::X86_64, super::X86, super::X32, super::AARCH64, super::RISCV64] {
+        for t in [
+            super::X86_64,
+            super::X86,
+            super::X32,
+            super::AARCH64,
+            super::RISCV64,
+        ] {
             assert!(t.windows(2).all(|w| w[0].0 < w[1].0));
         }
     }
