@@ -100,7 +100,7 @@ fn detach_writes_the_pid_file() {
     assert!(out.status.success(), "{}", stderr(&out));
     let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
-    assert_eq!(cmdline, "sleep\0100\0");
+    assert_eq!(cmdline, "sleep\x00100\x00");
     let init = env.state("ex-detach")["pid"].as_i64().unwrap();
     assert_eq!(
         std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap(),

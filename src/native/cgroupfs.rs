@@ -62,11 +62,11 @@ pub fn mount(ctx: &MountCtx, dest: &Path, opts: &MountOpts) -> Result<()> {
             continue;
         }
         let sub = dest.join(&name);
-        let mut o = MountOpts::default();
-        o.flags = MsFlags::MS_BIND | MsFlags::MS_REC | (base & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC));
-        if opts.flags.contains(MsFlags::MS_RDONLY) {
-            o.flags |= MsFlags::MS_RDONLY;
-        }
+        let keep = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
+        let o = MountOpts {
+            flags: MsFlags::MS_BIND | MsFlags::MS_REC | (base & keep) | (opts.flags & MsFlags::MS_RDONLY),
+            ..MountOpts::default()
+        };
         bind_source(ctx, &host_dir, &sub, &o)?;
     }
     if opts.flags.contains(MsFlags::MS_RDONLY) {

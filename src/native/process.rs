@@ -81,7 +81,7 @@ pub fn prepare(
         caps: CapPlan::from_spec(p.capabilities().as_ref())?,
         rlimits: p.rlimits().clone().unwrap_or_default(),
         personality: linux.and_then(|l| l.personality().clone()),
-        io_priority: p.io_priority().clone(),
+        io_priority: *p.io_priority(),
         scheduler: p.scheduler().clone(),
         affinity: p.exec_cpu_affinity().as_ref().and_then(|a| a.cpu_affinity_final().clone()),
         apparmor: p.apparmor_profile().clone().filter(|s| !s.is_empty()),

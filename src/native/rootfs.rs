@@ -73,7 +73,7 @@ pub fn setup(
         devices::create_all(&root, &devs, in_userns)?;
         devices::symlinks(&root)?;
     }
-    drop(ctx);
+    // Let go of the rootfs fd before leaving the host's root.
     drop(root);
     before_pivot()?;
     enter(rootfs, no_pivot)?;
