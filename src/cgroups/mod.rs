@@ -6,7 +6,9 @@
 //! controller to a bare relative path on hosts that mount cpu and cpuacct separately (these
 //! machines do), and the files are few and stable.
 
+mod devices_bpf;
 mod path;
+pub mod stats;
 mod v1;
 mod v2;
 

@@ -162,11 +162,8 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
         }
         write(&d, key, value).map_err(|e| format!("unified[{key:?}]: {e}"))?;
     }
-    if r.devices().as_ref().is_some_and(|v| !v.is_empty()) {
-        // cgroup v2 has no devices files: rules need an eBPF program (not built yet). The
-        // container's /dev only holds the nodes the spec lists, so what it can reach is still
-        // bounded; say so once with --debug.
-        crate::logging::debug("linux.resources.devices: cgroup v2 device rules are not enforced yet");
+    if let Some(rules) = r.devices().as_ref().filter(|v| !v.is_empty()) {
+        super::devices_bpf::attach(&d, rules)?;
     }
     Ok(())
 }
