@@ -3,14 +3,19 @@
 
 mod create;
 mod delete;
+mod events;
 pub mod exec;
 mod features;
 mod kill;
 mod list;
+mod pause;
+mod ps;
+mod resume;
 mod run;
 mod spec;
 mod start;
 mod state;
+pub mod update;
 
 use std::path::PathBuf;
 
@@ -85,6 +90,16 @@ pub enum Command {
     Spec(spec::Args),
     /// Print the runtime-spec features document: what this hull supports.
     Features(features::Args),
+    /// Freeze every process of a running container.
+    Pause(pause::Args),
+    /// Thaw a paused container.
+    Resume(resume::Args),
+    /// Change the resource limits of a live container.
+    Update(update::Args),
+    /// Print the container's resource statistics, once (--stats) or as a stream with OOM events.
+    Events(events::Args),
+    /// List the container's processes.
+    Ps(ps::Args),
 }
 
 pub fn parse() -> Cli {
@@ -114,6 +129,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Some(Command::List(a)) => list::run(&g, a),
         Some(Command::Spec(a)) => spec::run(&g, a),
         Some(Command::Features(a)) => features::run(&g, a),
+        Some(Command::Pause(a)) => pause::run(&g, a),
+        Some(Command::Resume(a)) => resume::run(&g, a),
+        Some(Command::Update(a)) => update::run(&g, a),
+        Some(Command::Events(a)) => events::run(&g, a),
+        Some(Command::Ps(a)) => ps::run(&g, a),
     }
 }
 

@@ -2,13 +2,17 @@
 
 mod create;
 mod delete;
+mod events;
 mod exec;
 mod kill;
 mod list;
+mod pause;
+mod ps;
 mod run;
 mod start;
 mod systemd;
 mod tty;
+mod update;
 mod wait;
 
 use anyhow::Context;
@@ -18,11 +22,15 @@ use crate::state::{ContainerDir, OciState, State, Store};
 
 pub use create::create;
 pub use delete::delete;
+pub use events::events;
 pub use exec::exec;
 pub use kill::kill;
 pub use list::list;
+pub use pause::{pause, resume};
+pub use ps::{pids as ps_pids, table as ps_table};
 pub use run::run;
 pub use start::start;
+pub use update::update;
 
 /// Locks and loads an existing container.
 fn open(g: &GlobalOpts, id: &str) -> anyhow::Result<(ContainerDir, State)> {

@@ -1,0 +1,13 @@
+use crate::cli::{GlobalOpts, IdArg};
+use crate::container;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub id: IdArg,
+}
+
+pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
+    container::resume(g, &a.id.id)?;
+    Ok(0)
+}
