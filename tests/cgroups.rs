@@ -1033,7 +1033,6 @@ fn delete_removes_the_cgroup_with_nested_children_and_its_own_parents() {
 /// With a cgroup namespace on a v1 host, the container's cgroup mount should still show its
 /// own cgroup, as without one (and as runc's fresh per-hierarchy mounts do).
 #[test]
-#[ignore = "known bug in native/cgroupfs.rs: on v1 with a cgroup namespace the cgroup mount binds the hierarchy roots"]
 fn v1_view_with_cgroup_namespace() {
     if v2() {
         return skip("v1 only");

@@ -14,7 +14,9 @@ pub fn kill(g: &GlobalOpts, id: &str, sig: Signal, all: bool) -> anyhow::Result<
         _ => bail!("kill {id}: container not running"),
     }
     if all {
+        // Every process, the init included; one that exits meanwhile is no error.
         signal_all(&st, sig);
+        return Ok(());
     }
     send(Pid::from_raw(st.pid), sig).with_context(|| format!("kill {id}: signal {sig}"))?;
     Ok(())

@@ -62,6 +62,12 @@ pub fn mount(ctx: &MountCtx, dest: &Path, opts: &MountOpts) -> Result<()> {
             continue;
         }
         let sub = dest.join(&name);
+        // In its own cgroup namespace (and not a user namespace, where v1 mounts are not
+        // allowed) the container gets a fresh mount of the hierarchy, which starts at its
+        // own cgroup; binding the host's directory would show the namespace root instead.
+        if ctx.in_cgroupns && !ctx.in_userns && fresh_mount(ctx, &h, &sub, base, opts).is_ok() {
+            continue;
+        }
         let keep = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
         let o = MountOpts {
             flags: MsFlags::MS_BIND | MsFlags::MS_REC | (base & keep) | (opts.flags & MsFlags::MS_RDONLY),
@@ -81,6 +87,15 @@ pub fn mount(ctx: &MountCtx, dest: &Path, opts: &MountOpts) -> Result<()> {
         .ctx(|| format!("remount {} read-only", dest.display()))?;
     }
     Ok(())
+}
+
+fn fresh_mount(ctx: &MountCtx, h: &Hierarchy, sub: &Path, base: MsFlags, opts: &MountOpts) -> Result<()> {
+    let target = open_in_root(ctx.root, sub, Create::Dir)?;
+    let (fstype, data) = if h.key.is_empty() { ("cgroup2", None) } else { ("cgroup", Some(h.key.as_str())) };
+    let keep = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let flags = (base & keep) | (opts.flags & MsFlags::MS_RDONLY);
+    nix::mount::mount(Some(fstype), proc_fd_path(&target).as_str(), Some(fstype), flags, data)
+        .ctx(|| format!("mount cgroup {} on {}", h.key, sub.display()))
 }
 
 /// One mounted cgroup hierarchy of the host.

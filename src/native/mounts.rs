@@ -18,6 +18,9 @@ pub struct MountCtx<'a> {
     pub root: &'a OwnedFd,
     pub bundle: &'a Path,
     pub in_userns: bool,
+    /// The container has a cgroup namespace of its own (a fresh cgroup mount then starts
+    /// at its cgroup).
+    pub in_cgroupns: bool,
 }
 
 fn describe(m: &Mount) -> String {

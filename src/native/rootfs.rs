@@ -58,7 +58,12 @@ pub fn setup(
         .ctx(|| format!("bind rootfs {}", rootfs.display()))?;
     let root = open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| format!("open rootfs {}", rootfs.display()))?;
-    let ctx = MountCtx { root: &root, bundle, in_userns };
+    let in_cgroupns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|n| n.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup));
+    let ctx = MountCtx { root: &root, bundle, in_userns, in_cgroupns };
     let mounts = spec.mounts().clone().unwrap_or_default();
     for m in &mounts {
         mount_one(&ctx, m)?;
@@ -82,7 +87,7 @@ pub fn setup(
     super::sysctl::apply(&linux.and_then(|l| l.sysctl().clone()).unwrap_or_default())?;
     let slash = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| "open new root".to_string())?;
-    let ctx = MountCtx { root: &slash, bundle, in_userns };
+    let ctx = MountCtx { root: &slash, bundle, in_userns, in_cgroupns };
     for p in linux.and_then(|l| l.masked_paths().clone()).unwrap_or_default() {
         mask(&ctx, Path::new(&p))?;
     }
