@@ -774,7 +774,7 @@ fn update_changes_the_live_container() {
         ok(&h(&env, &["update", "--blkio-weight", "300", &id]), "update --blkio-weight");
         let v = read_cg(pid, "blkio", f);
         // io.weight: 1 + ((300 - 10) * 9999) / 990.
-        let want = if f == "io.weight" { "default 2929" } else if f.starts_with("io.") { "default 300" } else { "300" };
+        let want = if f == "io.weight" { "default 2930" } else if f.starts_with("io.") { "default 300" } else { "300" };
         assert!(v.lines().any(|l| l.trim() == want), "{f}: {v:?}, want {want:?}");
     } else {
         skip("update --blkio-weight: no weight file");

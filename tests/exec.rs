@@ -205,3 +205,71 @@ fn tty_through_a_console_socket() {
     }
     assert!(got.contains("/dev/pts/"), "{got}");
 }
+
+#[test]
+fn paused_container_needs_ignore_paused() {
+    let env = running("ex-paused");
+    assert!(env.hull(&["pause", "ex-paused"]).status.success());
+    let out = exec(&env, &["ex-paused", "true"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("paused"), "{}", stderr(&out));
+    // With --ignore-paused the process is made (and frozen with the rest until resume).
+    // Its stdio must not be ours: it stays frozen, holding whatever it was given.
+    let status = env
+        .cmd(&["exec", "--ignore-paused", "-d", "ex-paused", "true"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(env.hull(&["resume", "ex-paused"]).status.success());
+}
+
+#[test]
+fn cgroup_flag_runs_in_a_sub_cgroup() {
+    let env = running("ex-subcg");
+    let init = env.state("ex-subcg")["pid"].as_i64().unwrap();
+    // The sub-cgroup must exist, as with runc: make it in every hierarchy of the init.
+    let own = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut made = Vec::new();
+    for line in own.lines() {
+        let mut it = line.splitn(3, ':');
+        let (_, ctrl, path) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
+        for m in mounts.lines() {
+            let (left, right) = m.split_once(" - ").unwrap();
+            let mut r = right.split(' ');
+            let fstype = r.next().unwrap();
+            let opts = r.nth(1).unwrap_or("");
+            let hit = match fstype {
+                "cgroup2" => ctrl.is_empty(),
+                "cgroup" => !ctrl.is_empty() && ctrl.split(',').all(|c| opts.split(',').any(|o| o == c)),
+                _ => false,
+            };
+            if hit {
+                let parent = format!("{}{}", left.split(' ').nth(4).unwrap(), path);
+                let dir = format!("{parent}/sub");
+                if std::fs::create_dir(&dir).is_ok() {
+                    // A v1 cpuset starts empty and takes no process until it has cpus and mems.
+                    for f in ["cpuset.cpus", "cpuset.mems"] {
+                        if let Ok(v) = std::fs::read_to_string(format!("{parent}/{f}")) {
+                            std::fs::write(format!("{dir}/{f}"), v.trim()).unwrap();
+                        }
+                    }
+                    made.push(dir);
+                }
+                break;
+            }
+        }
+    }
+    let out = exec(&env, &["--cgroup", "sub", "ex-subcg", "cat", "/proc/self/cgroup"]);
+    let o = stdout(&out);
+    for d in &made {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
+    // On a hybrid host hull places containers in the v1 hierarchies only ("0::" stays).
+    let hybrid = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    assert!(o.lines().filter(|l| !(hybrid && l.starts_with("0::"))).all(|l| l.ends_with("/ex-subcg/sub")), "{o}");
+}

@@ -120,23 +120,38 @@ fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> std::io::Result<i64> {
     }
 }
 
-/// Loads the program for `rules` and attaches it to the cgroup at `dir`.
-pub fn attach(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), String> {
-    let prog = program(rules);
+/// BPF_PROG_LOAD with an optional verifier log buffer.
+fn load(prog: &[Insn], log: Option<&mut Vec<u8>>) -> std::io::Result<i64> {
     let license = b"Apache-2.0\0";
-    let mut log = vec![0u8; 4096];
     let mut attr = [0u8; 128];
     attr[0..4].copy_from_slice(&15u32.to_ne_bytes()); // BPF_PROG_TYPE_CGROUP_DEVICE
     attr[4..8].copy_from_slice(&(prog.len() as u32).to_ne_bytes());
     attr[8..16].copy_from_slice(&(prog.as_ptr() as u64).to_ne_bytes());
     attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
-    attr[24..28].copy_from_slice(&1u32.to_ne_bytes()); // log_level
-    attr[28..32].copy_from_slice(&(log.len() as u32).to_ne_bytes());
-    attr[32..40].copy_from_slice(&(log.as_mut_ptr() as u64).to_ne_bytes());
-    let fd = bpf(5, &mut attr).map_err(|e| {
-        let msg = String::from_utf8_lossy(&log);
-        format!("devices: load the device-cgroup BPF program: {e}: {}", msg.trim_end_matches('\0').trim())
-    })?;
+    if let Some(log) = log {
+        attr[24..28].copy_from_slice(&1u32.to_ne_bytes()); // log_level
+        attr[28..32].copy_from_slice(&(log.len() as u32).to_ne_bytes());
+        attr[32..40].copy_from_slice(&(log.as_mut_ptr() as u64).to_ne_bytes());
+    }
+    bpf(5, &mut attr)
+}
+
+/// Loads the program for `rules` and attaches it to the cgroup at `dir`.
+pub fn attach(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), String> {
+    let prog = program(rules);
+    // Without a log first: before Linux 6.4 a verifier log that outgrows its buffer fails
+    // the load (ENOSPC) even for a valid program. The log is only wanted to explain a failure.
+    let fd = match load(&prog, None) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let mut log = vec![0u8; 1 << 20];
+            let detail = match load(&prog, Some(&mut log)) {
+                Ok(_) => String::new(),
+                Err(_) => String::from_utf8_lossy(&log).trim_end_matches('\0').trim().to_string(),
+            };
+            return Err(format!("devices: load the device-cgroup BPF program: {e}: {detail}"));
+        }
+    };
     // SAFETY: BPF_PROG_LOAD returned a new fd that nothing else owns.
     let prog_fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     let cg = std::fs::File::open(dir).map_err(|e| format!("devices: open {}: {e}", dir.display()))?;
@@ -236,7 +251,13 @@ mod tests {
         let dir = Path::new(&mp).join(format!("hull-bpf-test-{}", std::process::id()));
         std::fs::create_dir(&dir).unwrap();
         let c = Some(LinuxDeviceType::C);
-        attach(&dir, &[rule(false, None, None, None, "rwm"), rule(true, c, Some(1), Some(3), "rwm")]).unwrap();
+        // Many rules, as podman sends: a long verifier log must not fail the load.
+        let mut rules = vec![rule(false, None, None, None, "rwm"), rule(true, c, Some(1), Some(3), "rwm")];
+        for minor in 100..140 {
+            rules.push(rule(true, c, Some(10), Some(minor), "rwm"));
+        }
+        rules.push(rule(false, c, Some(1), Some(5), "rwm"));
+        attach(&dir, &rules).unwrap();
         let procs = dir.join("cgroup.procs");
         let status = std::process::Command::new("/bin/sh")
             .arg("-c")

@@ -112,6 +112,15 @@ impl Cgroup {
     /// created (so delete removes the parents hull made, and no others).
     pub fn create(path: &str, resources: Option<&LinuxResources>) -> Result<(Cgroup, Option<String>), CgroupError> {
         let cg = Cgroup::open(path)?;
+        // A cgroup that already holds processes belongs to someone else (or to a container
+        // that was never deleted); a frozen one would freeze our init before it could say
+        // anything. Refuse both rather than hang or share.
+        if !cg.pids().is_empty() {
+            return Err(op(path, "already exists and has processes in it"));
+        }
+        if cg.is_frozen() {
+            return Err(op(path, "already exists and is frozen"));
+        }
         let first_new = cg.first_missing_ancestor();
         let made = cg.make_dirs().and_then(|()| match resources {
             Some(r) => cg.set(r),
@@ -216,13 +225,39 @@ impl Cgroup {
         }
     }
 
+    /// The cgroup.procs files a new process of the container writes itself to: one per
+    /// hierarchy, in the sub-cgroups `--cgroup` names ("path" for all, "ctrl:path" for one).
+    pub fn procs_files(&self, subs: &[String]) -> Vec<PathBuf> {
+        let mut all: Option<&str> = None;
+        let mut per: Vec<(&str, &str)> = Vec::new();
+        for s in subs {
+            match s.split_once(':') {
+                Some((c, p)) => per.push((c, p)),
+                None => all = Some(s.as_str()),
+            }
+        }
+        let pick = |ctrls: &[String]| -> Option<&str> {
+            per.iter().find(|(c, _)| ctrls.iter().any(|x| x == c)).map(|(_, p)| *p).or(all)
+        };
+        let join = |dir: PathBuf, sub: Option<&str>| match sub {
+            Some(p) => dir.join(p.trim_start_matches('/')).join("cgroup.procs"),
+            None => dir.join("cgroup.procs"),
+        };
+        match &self.layout {
+            Layout::Unified => {
+                let sub = per.first().map(|(_, p)| *p).or(all);
+                self.layout.dirs(&self.path).into_iter().map(|d| join(d, sub)).collect()
+            }
+            Layout::Legacy(h) => h
+                .iter()
+                .map(|(ctrls, mp)| join(mp.join(self.path.trim_start_matches('/')), pick(ctrls)))
+                .collect(),
+        }
+    }
+
     /// The directory of a v1 controller (or the v2 directory).
     pub fn dir_of(&self, controller: &str) -> Option<PathBuf> {
         self.layout.dir_of(controller, &self.path)
-    }
-
-    pub fn is_v2(&self) -> bool {
-        matches!(self.layout, Layout::Unified)
     }
 
     /// Removes the cgroup, nested children first, then the empty parents hull created

@@ -50,7 +50,7 @@ pub struct Args {
     /// Exec even into a paused container.
     #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
-    /// Sub-cgroup to run in (controller:path or path); accepted, joins the container's cgroup.
+    /// Run in this sub-cgroup of the container's (path, or controller:path); repeatable.
     #[arg(long)]
     pub cgroup: Vec<String>,
     /// The container's id.

@@ -20,8 +20,14 @@ fn exec_inner(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
     let st = Store::existing(&g.root).read(&a.id)?;
     match st.status() {
         Status::Running | Status::Created => {}
+        Status::Paused if a.ignore_paused => {}
+        Status::Paused => bail!("cannot exec in a paused container (resume it first, or pass --ignore-paused)"),
         _ => bail!("container not running"),
     }
+    let cgroup_procs = match &st.cgroup {
+        Some(p) => crate::cgroups::Cgroup::open(p)?.procs_files(&a.cgroup),
+        None => Vec::new(),
+    };
     let config = st.config.clone().unwrap_or_default();
     let process = build_process(&a, &config, st.pid)?;
     let terminal = process.terminal().unwrap_or(false);
@@ -45,6 +51,8 @@ fn exec_inner(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
         linux: config.linux().as_ref(),
         preserve_fds: a.preserve_fds,
         console,
+        cgroup_procs,
+        join_after_exec: st.status() == Status::Paused,
     })?;
     if let Some(p) = &a.pid_file {
         write_pid_file(p, pid)?;

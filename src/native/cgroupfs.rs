@@ -18,24 +18,29 @@ pub fn mount(ctx: &MountCtx, dest: &Path, opts: &MountOpts) -> Result<()> {
     let what = || format!("mount cgroup on {}", dest.display());
     let unified = statfs("/sys/fs/cgroup").map(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC);
     if unified.unwrap_or(false) {
-        let target = open_in_root(ctx.root, dest, Create::Dir)?;
-        let flags = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
-        match nix::mount::mount(
-            Some("cgroup2"),
-            proc_fd_path(&target).as_str(),
-            Some("cgroup2"),
-            flags,
-            None::<&str>,
-        ) {
-            Ok(()) => return Ok(()),
-            // Not allowed here (no cgroup namespace of our own in a user namespace): show
-            // the host's hierarchy read-only instead.
-            Err(_) => {
-                let mut o = opts.clone();
-                o.flags |= MsFlags::MS_BIND | MsFlags::MS_REC;
-                return bind_source(ctx, Path::new("/sys/fs/cgroup"), dest, &o);
+        // With a cgroup namespace a fresh cgroup2 mount starts at the container's cgroup.
+        // Without one it would show the whole host tree: bind the container's own
+        // directory instead (what runc does), which is also the way in when a user
+        // namespace forbids the mount.
+        if ctx.in_cgroupns {
+            let target = open_in_root(ctx.root, dest, Create::Dir)?;
+            let flags = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+            let fresh = nix::mount::mount(
+                Some("cgroup2"),
+                proc_fd_path(&target).as_str(),
+                Some("cgroup2"),
+                flags,
+                None::<&str>,
+            );
+            if fresh.is_ok() {
+                return Ok(());
             }
         }
+        let own = own_cgroups().into_iter().find(|(k, _)| k.is_empty()).map(|(_, p)| p).unwrap_or_default();
+        let host_dir = Path::new("/sys/fs/cgroup").join(own.trim_start_matches('/'));
+        let mut o = opts.clone();
+        o.flags |= MsFlags::MS_BIND | MsFlags::MS_REC;
+        return bind_source(ctx, &host_dir, dest, &o).map_err(|e| super::error::Error::Msg(format!("{}: {e}", what())));
     }
     // v1 / hybrid: a tmpfs holding one bind per hierarchy, made read-only at the end.
     let target = open_in_root(ctx.root, dest, Create::Dir)?;

@@ -29,6 +29,11 @@ pub struct ExecConfig<'a> {
     pub preserve_fds: u32,
     /// Connected console socket when process.terminal is set.
     pub console: Option<OwnedFd>,
+    /// The cgroup.procs files the process joins (the container's cgroup, or a sub-cgroup).
+    pub cgroup_procs: Vec<std::path::PathBuf>,
+    /// The cgroup is frozen (exec --ignore-paused): a process joining it now would freeze
+    /// before it could exec, so it joins right after exec instead, and freezes there.
+    pub join_after_exec: bool,
 }
 
 const KINDS: [(&str, CloneFlags); 8] = [
@@ -60,34 +65,6 @@ fn open_namespaces(pid: i32) -> Result<Vec<(CloneFlags, OwnedFd)>> {
     Ok(out)
 }
 
-/// The init's cgroup.procs files on the host, one per hierarchy.
-fn cgroup_procs_files(pid: i32) -> Vec<String> {
-    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut files = Vec::new();
-    for line in own.lines() {
-        let mut it = line.splitn(3, ':');
-        let (Some(_), Some(ctrl), Some(path)) = (it.next(), it.next(), it.next()) else { continue };
-        for m in mountinfo.lines() {
-            let Some((left, right)) = m.split_once(" - ") else { continue };
-            let mut r = right.split(' ');
-            let fstype = r.next().unwrap_or("");
-            let opts = r.nth(1).unwrap_or("");
-            let matches = match fstype {
-                "cgroup2" => ctrl.is_empty(),
-                "cgroup" => !ctrl.is_empty() && ctrl.split(',').all(|c| opts.split(',').any(|o| o == c)),
-                _ => false,
-            };
-            if matches {
-                let mp = left.split(' ').nth(4).unwrap_or("");
-                files.push(format!("{mp}{path}/cgroup.procs"));
-                break;
-            }
-        }
-    }
-    files
-}
-
 /// Starts the process; returns its host pid once it has exec'd.
 pub fn exec(cfg: ExecConfig) -> Result<i32> {
     let pid = cfg.init_pid;
@@ -95,7 +72,7 @@ pub fn exec(cfg: ExecConfig) -> Result<i32> {
     let in_userns = nss.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER);
     let root = open(format!("/proc/{pid}/root").as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| format!("open the root of container init {pid}"))?;
-    let cgroups = cgroup_procs_files(pid);
+    let cgroups: &[std::path::PathBuf] = if cfg.join_after_exec { &[] } else { &cfg.cgroup_procs };
     let (parent, child) = sync::pair().ctx(|| "create sync socket".to_string())?;
     // SAFETY: hull is single-threaded here.
     match unsafe { fork() }.ctx(|| "fork".to_string())? {
@@ -121,6 +98,11 @@ pub fn exec(cfg: ExecConfig) -> Result<i32> {
                 }
             };
             let _ = waitpid(mid, None);
+            if let (Ok(pid), true) = (&r, cfg.join_after_exec) {
+                for f in &cfg.cgroup_procs {
+                    std::fs::write(f, pid.to_string()).ctx(|| format!("join cgroup {}", f.display()))?;
+                }
+            }
             r
         }
     }
@@ -130,13 +112,13 @@ fn middle(
     cfg: &ExecConfig,
     nss: &[(CloneFlags, OwnedFd)],
     root: &OwnedFd,
-    cgroups: &[String],
+    cgroups: &[std::path::PathBuf],
     in_userns: bool,
     sock: &SyncSocket,
 ) -> Result<()> {
     for f in cgroups {
         // The init's cgroups hold the container's limits: the new process belongs there.
-        std::fs::write(f, std::process::id().to_string()).ctx(|| format!("join cgroup {f}"))?;
+        std::fs::write(f, std::process::id().to_string()).ctx(|| format!("join cgroup {}", f.display()))?;
     }
     if !in_userns {
         // Visible to the container from here on: no /proc/<pid>/exe to the host binary.
