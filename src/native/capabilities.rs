@@ -77,8 +77,12 @@ impl CapPlan {
         caps::clear(None, CapSet::Ambient)
             .map_err(|e| super::error::Error::Msg(format!("clear ambient capabilities: {e}")))?;
         for cap in &self.ambient {
-            caps::raise(None, CapSet::Ambient, *cap)
-                .map_err(|e| super::error::Error::Msg(format!("raise ambient {cap}: {e}")))?;
+            // The kernel refuses an ambient capability that is not both permitted and
+            // inheritable; runc's default spec lists ambient caps that are not inheritable
+            // and runc goes on without them, so hull does too (--debug says so).
+            if let Err(e) = caps::raise(None, CapSet::Ambient, *cap) {
+                crate::logging::debug(&format!("ambient {cap} not raised: {e}"));
+            }
         }
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
