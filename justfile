@@ -62,3 +62,59 @@ clean-state:
         done
     fi
     rm -rf --one-file-system "$root"
+
+# Run CMD in the test machine: QEMU (TCG) booting Debian's cloud kernel with a pure cgroup v2
+# hierarchy and an ordinary /dev/kvm, hull at /hull (integration/testvm/README.md).
+# E.g. `just testvm -- cat /sys/fs/cgroup/cgroup.controllers`; `just testvm -i` for a shell.
+[positional-arguments]
+testvm *ARGS: build
+    ./integration/testvm/testvm.sh --hull "{{ hull }}" "$@"
+
+# Build the integration tests on the host and run them in the test machine (cgroup v2, KVM).
+# ARGS: [--all] [--test NAME]... [-- LIBTEST_ARGS...]
+[positional-arguments]
+testvm-tests *ARGS:
+    ./integration/testvm/run-tests.sh "$@"
+
+# Check the test machine: cgroup v2 controllers enabled, and a KVM VM runs (kvm-ioctls).
+[positional-arguments]
+testvm-smoke *ARGS:
+    ./integration/testvm/smoke.sh "$@"
+
+# Alternating, N times each: run, create/start/state/delete, exec, and the no-runtime floor.
+# E.g. `just bench 200` or `N=200 just bench`; runc comes from Debian if missing. Needs root.
+# Benchmark hull against runc on one busybox bundle (integration/bench/README.md).
+bench N=env("N", "100"): build
+    @[ "$(id -u)" -eq 0 ] || { echo "bench: needs root; run: sudo just bench" >&2; exit 1; }
+    python3 integration/bench/bench.py -n "{{ N }}" --hull "{{ hull }}"
+
+# Checks run, exit codes, exec, -t, --memory, stop/kill, top, pause, rm on a busybox --rootfs,
+# with private roots; podman and conmon come from Debian if missing. Needs root.
+# `just podman --testvm` runs the same checks in the test machine (cgroup v2).
+# Drive hull with Debian's podman (integration/podman/README.md).
+[positional-arguments]
+podman *ARGS: build
+    @[ "$(id -u)" -eq 0 ] || { echo "podman: needs root; run: sudo just podman" >&2; exit 1; }
+    ./integration/podman/run.sh --hull "{{ hull }}" "$@"
+
+# Checks run --rm (output, exit codes, stdin, -t), -d + task exec (output, exit code, -t), task
+# ps/metrics, pause/resume, kill (TERM, KILL, --all) + delete, --memory-limit (read inside, OOM)
+# through containerd-shim-runc-v2 with hull as its runc, on a busybox image built on the fly;
+# private root/state/socket; containerd comes from Debian if missing. Needs root.
+# Drive hull with Debian's containerd and ctr (integration/containerd/README.md).
+[positional-arguments]
+containerd *ARGS: build
+    @[ "$(id -u)" -eq 0 ] || { echo "containerd: needs root; run: sudo just containerd" >&2; exit 1; }
+    ./integration/containerd/run.sh --hull "{{ hull }}" "$@"
+
+# Real clients drive hull: the containerd suite, then the podman suite; fails if either fails.
+conformance: build
+    #!/usr/bin/env bash
+    set -uo pipefail
+    [ "$(id -u)" -eq 0 ] || { echo "conformance: needs root; run: sudo just conformance" >&2; exit 1; }
+    rc=0
+    echo "=== containerd ==="
+    ./integration/containerd/run.sh --hull "{{ hull }}" || rc=1
+    echo "=== podman ==="
+    ./integration/podman/run.sh --hull "{{ hull }}" || rc=1
+    exit "$rc"

@@ -1,0 +1,551 @@
+#!/usr/bin/env bash
+# containerd drives hull: Debian's containerd and ctr, containerd-shim-runc-v2 with
+# BinaryName=hull (`ctr run --runc-binary`), on a busybox image this script builds itself.
+#
+#   integration/containerd/run.sh [--hull PATH] [--keep]
+#
+#   --hull PATH   the hull binary (default: target/release/hull under the repository root)
+#   --keep        keep the temporary directory (containerd's root, logs) for a post-mortem
+#
+# Needs root. Installs containerd and busybox-static from Debian when missing. Everything
+# containerd writes (root, state, config, socket, images, the runtime root hull is given) lives
+# in one temporary directory, removed on exit together with the containerd it started.
+# Prints PASS/FAIL per check and "N passed, M failed"; exits non-zero when anything failed.
+
+# Container commands are in single quotes on purpose: they expand inside the container.
+# shellcheck disable=SC2016
+set -uo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+hull="$repo/target/release/hull"
+keep=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --hull) hull="$2"; shift 2 ;;
+        --keep) keep=1; shift ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        *) echo "containerd: unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+log() { printf 'containerd: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "needs root (containerd and hull both do)"
+hull="$(realpath "$hull" 2>/dev/null)" || die "hull binary not found; run: cargo build --release"
+[ -x "$hull" ] || die "$hull is not executable; run: cargo build --release"
+
+# ---------------------------------------------------------------------------------------------
+# Debian packages: containerd (containerd, ctr, containerd-shim-runc-v2) and a static busybox.
+
+need=()
+for b in containerd ctr containerd-shim-runc-v2; do
+    command -v "$b" >/dev/null 2>&1 || { need+=(containerd); break; }
+done
+static_busybox() {
+    local b
+    for b in /bin/busybox /usr/bin/busybox; do
+        [ -x "$b" ] || continue
+        # A dynamically linked busybox would not run in a rootfs without its libraries.
+        if ! ldd "$b" >/dev/null 2>&1; then echo "$b"; return 0; fi
+    done
+    return 1
+}
+static_busybox >/dev/null || need+=(busybox-static)
+if [ "${#need[@]}" -gt 0 ]; then
+    log "installing ${need[*]} from Debian"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1 || {
+        apt-get update -q >/dev/null && \
+            apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+    } || die "apt-get install ${need[*]} failed"
+fi
+busybox="$(static_busybox)" || die "no static busybox (install busybox-static)"
+log "$(containerd --version)"
+
+# ---------------------------------------------------------------------------------------------
+# A private containerd: root, state, config, sockets and hull's runtime root in one temp dir.
+
+tmp="$(mktemp -d /tmp/hull-containerd.XXXXXX)"
+sock="$tmp/containerd.sock"
+ns="hull-test"
+runc_root="$tmp/runc"          # the shim gives hull --root $runc_root/$ns
+hull_root="$runc_root/$ns"
+calls="$tmp/hull-calls.log"    # one line per hull invocation, written by the wrapper
+wrapper="$tmp/hull"
+image="docker.io/hull-test/busybox:latest"
+containerd_pid=""
+
+# Every ctr call is bounded: a hang fails its check (exit 124) instead of the whole run.
+ctr_() { timeout -k 5 60 ctr -a "$sock" -n "$ns" "$@"; }
+
+cleanup() {
+    local rc=$?
+    set +e
+    if [ -n "$containerd_pid" ] && kill -0 "$containerd_pid" 2>/dev/null; then
+        # Whatever a failed check left: kill and delete its tasks and containers (this also
+        # stops their shims), then containerd itself.
+        local c
+        for c in $(ctr_ containers ls -q 2>/dev/null); do
+            ctr_ tasks kill -s SIGKILL "$c" >/dev/null 2>&1
+            sleep 0.2
+            ctr_ tasks delete -f "$c" >/dev/null 2>&1
+            ctr_ containers delete "$c" >/dev/null 2>&1
+        done
+        kill "$containerd_pid"
+        for _ in $(seq 50); do kill -0 "$containerd_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$containerd_pid" 2>/dev/null
+        wait "$containerd_pid" 2>/dev/null
+    fi
+    # Containers hull still holds (a check failed half-way): their processes and cgroups.
+    local id
+    for id in $("$hull" --root "$hull_root" list -q 2>/dev/null); do
+        "$hull" --root "$hull_root" delete --force "$id" >/dev/null 2>&1
+    done
+    # The namespace's parent cgroup (/hull-test), when empty: runc leaves it, hull removes it.
+    rmdir /sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/"$ns" 2>/dev/null
+    # Mounts containerd left (snapshots, rootfs of containers), deepest first.
+    awk -v t="$tmp/" 'index($2, t) == 1 { print $2 }' /proc/self/mounts | sort -r |
+        while read -r m; do umount -l "$m"; done
+    if [ "$keep" -eq 1 ]; then
+        log "kept $tmp"
+    else
+        rm -rf --one-file-system "$tmp"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$tmp/root" "$tmp/state" "$tmp/opt" "$runc_root"
+# overlayfs (ctr's default snapshotter) cannot sit on overlayfs, as /tmp is inside some CI
+# containers: use the native (copying) snapshotter there.
+if [ "$(stat -f -c %T "$tmp")" = overlayfs ]; then export CONTAINERD_SNAPSHOTTER=native; fi
+cat >"$tmp/config.toml" <<EOF
+version = 2
+root = "$tmp/root"
+state = "$tmp/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "$sock"
+
+[ttrpc]
+  address = "$sock.ttrpc"
+
+[debug]
+  level = "debug"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$tmp/opt"
+EOF
+
+# The wrapper the shim runs as its runc: it records the argv, then becomes hull.
+cat >"$wrapper" <<EOF
+#!/bin/sh
+printf '%s\n' "\$*" >>"$calls"
+exec "$hull" "\$@"
+EOF
+chmod 755 "$wrapper"
+
+# Its own session: a Ctrl-C in the terminal reaches this script, whose cleanup then stops the
+# containers through containerd before stopping containerd.
+setsid containerd --config "$tmp/config.toml" >"$tmp/containerd.log" 2>&1 &
+containerd_pid=$!
+for _ in $(seq 100); do
+    ctr -a "$sock" version >/dev/null 2>&1 && break
+    kill -0 "$containerd_pid" 2>/dev/null || break
+    sleep 0.1
+done
+if ! ctr -a "$sock" version >/dev/null 2>&1; then
+    tail -n 30 "$tmp/containerd.log" >&2
+    die "containerd did not come up"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# The image: an OCI image layout built by hand (one gzip layer: busybox, its applets, passwd
+# and group), imported with ctr. No registry.
+
+build_image() {
+    local rootfs="$tmp/image/rootfs" layout="$tmp/image/layout" arch d
+    case "$(uname -m)" in
+        x86_64) arch=amd64 ;;
+        aarch64) arch=arm64 ;;
+        *) arch="$(dpkg --print-architecture)" ;;
+    esac
+    for d in bin etc proc sys dev tmp root; do mkdir -p "$rootfs/$d"; done
+    chmod 1777 "$rootfs/tmp"
+    chmod 700 "$rootfs/root"
+    cp "$busybox" "$rootfs/bin/busybox"
+    "$busybox" --list | while read -r a; do
+        [ "$a" = busybox ] || ln -sf busybox "$rootfs/bin/$a"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
+        >"$rootfs/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+
+    mkdir -p "$layout/blobs/sha256"
+    local b="$layout/blobs/sha256"
+    tar --numeric-owner --owner=0 --group=0 --sort=name --mtime=@0 -C "$rootfs" -cf "$tmp/image/layer.tar" .
+    local diff_id layer layer_size
+    diff_id="$(sha256sum <"$tmp/image/layer.tar" | cut -d' ' -f1)"
+    gzip -n -c "$tmp/image/layer.tar" >"$tmp/image/layer.tar.gz"
+    layer="$(sha256sum <"$tmp/image/layer.tar.gz" | cut -d' ' -f1)"
+    layer_size="$(stat -c %s "$tmp/image/layer.tar.gz")"
+    mv "$tmp/image/layer.tar.gz" "$b/$layer"
+
+    printf '%s' "{\"architecture\":\"$arch\",\"os\":\"linux\",\"config\":{\"Env\":[\"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"],\"Cmd\":[\"sh\"]},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:$diff_id\"]},\"history\":[{\"created_by\":\"hull integration/containerd/run.sh\"}]}" \
+        >"$tmp/image/config.json"
+    local config config_size
+    config="$(sha256sum <"$tmp/image/config.json" | cut -d' ' -f1)"
+    config_size="$(stat -c %s "$tmp/image/config.json")"
+    mv "$tmp/image/config.json" "$b/$config"
+
+    printf '%s' "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:$config\",\"size\":$config_size},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$layer\",\"size\":$layer_size}]}" \
+        >"$tmp/image/manifest.json"
+    local manifest manifest_size
+    manifest="$(sha256sum <"$tmp/image/manifest.json" | cut -d' ' -f1)"
+    manifest_size="$(stat -c %s "$tmp/image/manifest.json")"
+    mv "$tmp/image/manifest.json" "$b/$manifest"
+
+    printf '%s' "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"sha256:$manifest\",\"size\":$manifest_size,\"platform\":{\"architecture\":\"$arch\",\"os\":\"linux\"},\"annotations\":{\"org.opencontainers.image.ref.name\":\"latest\"}}]}" \
+        >"$layout/index.json"
+    printf '%s' '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
+    tar --numeric-owner --owner=0 --group=0 -C "$layout" -cf "$tmp/image/busybox-oci.tar" \
+        oci-layout index.json blobs
+}
+build_image || die "building the busybox image failed"
+# Debian's ctr (containerd 1.6) names the index's "latest" ref <base-name>:latest.
+ctr_ images import --base-name "${image%:*}" "$tmp/image/busybox-oci.tar" >"$tmp/import.log" 2>&1 \
+    || { cat "$tmp/import.log" >&2; die "ctr images import failed"; }
+ctr_ images ls -q | grep -qx "$image" \
+    || { ctr_ images ls >&2; die "image $image not in containerd after the import"; }
+
+# ---------------------------------------------------------------------------------------------
+# Checks
+
+passed=0
+failed=0
+t_last="${EPOCHREALTIME/,/.}"
+log_mark="$(wc -l <"$tmp/containerd.log")"
+log_from=$((log_mark + 1))
+# Sets $took to the seconds since the last check ended, for a slow step to show, and
+# $log_from to the first line containerd logged since then.
+elapsed() {
+    local now="${EPOCHREALTIME/,/.}"
+    took="$(awk -v a="$t_last" -v b="$now" 'BEGIN { printf "%.1fs", b - a }')"
+    t_last="$now"
+    log_from=$((log_mark + 1))
+    log_mark="$(wc -l <"$tmp/containerd.log")"
+}
+pass() { passed=$((passed + 1)); elapsed; printf 'PASS  %s (%s)\n' "$1" "$took"; }
+fail() {
+    failed=$((failed + 1))
+    elapsed
+    printf 'FAIL  %s (%s)\n' "$1" "$took"
+    shift
+    local l
+    for l in "$@"; do printf '      %s\n' "$l"; done
+    # What hull told the shim (the last lines of each container's log.json) and containerd.
+    local f
+    for f in "$tmp"/state/io.containerd.runtime.v2.task/"$ns"/*/log.json; do
+        [ -s "$f" ] || continue
+        printf '      %s:\n' "${f#"$tmp"/}"
+        tail -n 3 "$f" | sed 's/^/        /'
+    done
+    printf '      containerd.log (errors and warnings during this check):\n'
+    tail -n "+$log_from" "$tmp/containerd.log" | grep -E 'level=(error|warning)' | tail -n 5 |
+        sed 's/^/        /'
+}
+# check NAME EXPECTED ACTUAL [detail...]
+check_eq() {
+    local name="$1" want="$2" got="$3"
+    shift 3
+    if [ "$got" = "$want" ]; then pass "$name"; else fail "$name" "want: $want" "got:  $got" "$@"; fi
+}
+
+# ctr run with hull as the runc of containerd-shim-runc-v2 (BinaryName), in the private root.
+RUN=(run --runtime io.containerd.runc.v2 --runc-binary "$wrapper" --runc-root "$runc_root")
+
+# Runs ctr with a pseudo-terminal on its stdin/stdout (ctr -t needs one): util-linux's script.
+# Its own stdin must be /dev/null: with a pipe that stays open, script 2.38 spins until the
+# pipe closes and then exits 0 whatever the command's status.
+with_pty() {
+    local cmd
+    printf -v cmd '%q ' timeout --foreground -k 5 60 ctr -a "$sock" -n "$ns" "$@"
+    script -qefc "$cmd" /dev/null </dev/null
+}
+
+# Status of a task in `ctr task ls` (RUNNING, PAUSED, STOPPED, ...), empty when none.
+task_status() { ctr_ tasks ls 2>/dev/null | awk -v id="$1" '$1 == id { print $3 }'; }
+task_pid() { ctr_ tasks ls 2>/dev/null | awk -v id="$1" '$1 == id { print $2 }'; }
+wait_status() {
+    local id="$1" want="$2" s=""
+    for _ in $(seq 100); do
+        s="$(task_status "$id")"
+        [ "$s" = "$want" ] && break
+        sleep 0.1
+    done
+    echo "$s"
+}
+# The exit code `ctr task delete` reported in OUTFILE: newer ctr exits with it, Debian's
+# (containerd 1.6) exits 0 and warns "exit with non-zero exit code N"; 0 when neither says.
+exit_code_of() {
+    local n
+    n="$(sed -n 's/.*exit with non-zero exit code \([0-9]*\).*/\1/p' "$1" | tail -n1)"
+    echo "${n:-0}"
+}
+# The cgroup file FILE of the v1 controller CTRL (or the v2 unified file) of process PID.
+cgroup_file() {
+    local pid="$1" ctrl="$2" file="$3" line path
+    while IFS= read -r line; do
+        case "$line" in
+            *":$ctrl:"*) path="${line#*:"$ctrl":}"; echo "/sys/fs/cgroup/$ctrl$path/$file"; return ;;
+        esac
+    done <"/proc/$pid/cgroup"
+    line="$(grep '^0::' "/proc/$pid/cgroup")"
+    path="${line#0::}"
+    if [ -d /sys/fs/cgroup/unified ]; then
+        echo "/sys/fs/cgroup/unified$path/$file"
+    else
+        echo "/sys/fs/cgroup$path/$file"
+    fi
+}
+
+# 1. run --rm: output reaches ctr.
+out="$(ctr_ "${RUN[@]}" --rm "$image" hull-echo echo hello from hull </dev/null 2>&1)"
+rc=$?
+check_eq "run --rm: output of echo" "hello from hull rc=0" "$out rc=$rc"
+
+# 2. exit codes: ctr run exits with the container's code.
+ctr_ "${RUN[@]}" --rm "$image" hull-exit sh -c 'exit 3' </dev/null >"$tmp/out" 2>&1
+rc=$?
+check_eq "run --rm: exit code 3" 3 "$rc" "$(cat "$tmp/out")"
+ctr_ "${RUN[@]}" --rm "$image" hull-false false </dev/null >"$tmp/out" 2>&1
+rc=$?
+# (1 is also what ctr exits with on its own errors: the output must be empty too.)
+check_eq "run --rm: exit code of false" "1 " "$rc $(cat "$tmp/out")"
+
+# 3. the image's config reaches the container: default Cmd (sh) with stdin, Env PATH, cwd.
+# (stdin ends after a second: ctr closes the task's stdin on EOF only once the task exists.)
+out="$( (sleep 1; printf 'echo "$PATH"; pwd; echo $$\n') | ctr_ "${RUN[@]}" --rm "$image" hull-stdin 2>&1)"
+rc=$?
+check_eq "run --rm: image Cmd sh reads stdin (PATH, cwd, pid 1)" \
+    "$(printf '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n/\n1') rc=0" "$out rc=$rc"
+
+# 4. run -t: the container's stdio is a terminal.
+with_pty "${RUN[@]}" --rm -t "$image" hull-tty sh -c 'tty; [ -t 0 ] && [ -t 1 ] && echo both-tty; exit 4' \
+    >"$tmp/out" 2>&1
+rc=$?
+out="$(tr -d '\r' <"$tmp/out")"
+case "$out" in
+    */dev/pts/*both-tty*) check_eq "run --rm -t: terminal, exit code 4" 4 "$rc" "$out" ;;
+    *) fail "run --rm -t: terminal, exit code 4" "got: $out (rc=$rc)" ;;
+esac
+
+# 5. run -d, then exec into the running task.
+id="hull-long"
+ctr_ "${RUN[@]}" -d "$image" "$id" sh -c 'trap "exit 143" TERM; while :; do sleep 1; done' \
+    </dev/null >"$tmp/out" 2>&1
+rc=$?
+check_eq "run -d: started, task RUNNING" "0 RUNNING" "$rc $(wait_status "$id" RUNNING)" "$(cat "$tmp/out")"
+pid="$(task_pid "$id")"
+
+out="$(ctr_ tasks exec --exec-id e1 "$id" sh -c 'echo exec-out; echo exec-err >&2; cat /proc/1/cmdline | tr "\0" " "' </dev/null 2>"$tmp/err")"
+rc=$?
+check_eq "task exec: stdout and stderr, in the container's pid namespace" \
+    "$(printf 'exec-out\nsh -c trap "exit 143" TERM; while :; do sleep 1; done ') exec-err rc=0" \
+    "$out $(cat "$tmp/err") rc=$rc"
+
+ctr_ tasks exec --exec-id e2 "$id" sh -c 'exit 7' </dev/null >"$tmp/out" 2>&1
+rc=$?
+check_eq "task exec: exit code 7" 7 "$rc" "$(cat "$tmp/out")"
+
+out="$( (sleep 1; printf 'line-in\n') | ctr_ tasks exec --exec-id e3 "$id" cat 2>&1)"
+rc=$?
+check_eq "task exec: stdin reaches the process" "line-in rc=0" "$out rc=$rc"
+
+with_pty tasks exec -t --exec-id e4 "$id" sh -c 'tty; [ -t 0 ] && [ -t 1 ] && echo both-tty; exit 5' \
+    >"$tmp/out" 2>&1
+rc=$?
+out="$(tr -d '\r' <"$tmp/out")"
+case "$out" in
+    */dev/pts/*both-tty*) check_eq "task exec -t: terminal, exit code 5" 5 "$rc" "$out" ;;
+    *) fail "task exec -t: terminal, exit code 5" "got: $out (rc=$rc)" ;;
+esac
+
+ctr_ tasks exec --exec-id e5 "$id" /no/such/binary </dev/null >"$tmp/out" 2>&1
+rc=$?
+if [ "$rc" -ne 0 ] && [ "$(task_status "$id")" = RUNNING ]; then
+    pass "task exec of a missing binary fails, the task keeps running"
+else
+    fail "task exec of a missing binary fails, the task keeps running" \
+        "rc=$rc status=$(task_status "$id")" "$(cat "$tmp/out")"
+fi
+
+# 6. task ps: the shim asks hull (ps --format json) for the container's pids.
+ctr_ tasks exec -d --exec-id e6 "$id" sleep 1000 </dev/null >"$tmp/out" 2>&1
+ps_ok=0
+for _ in $(seq 50); do
+    ps_out="$(ctr_ tasks ps "$id" 2>&1)"
+    rc=$?
+    # The host pids it lists: the init, and one whose command line is the exec'd `sleep 1000`.
+    pids="$(echo "$ps_out" | awk 'NR > 1 { print $1 }' | tr '\n' ' ')"
+    exec_pid=""
+    for p in $pids; do
+        [ "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)" = "sleep 1000 " ] && exec_pid="$p"
+    done
+    if [ "$rc" -eq 0 ] && [[ " $pids" == *" $pid "* ]] && [ -n "$exec_pid" ]; then ps_ok=1; break; fi
+    sleep 0.1
+done
+if [ "$ps_ok" -eq 1 ]; then
+    pass "task ps: lists the init (pid $pid) and the exec'd process (pid $exec_pid)"
+else
+    fail "task ps: lists the init (pid $pid) and the exec'd process" "rc=$rc" "$ps_out"
+fi
+
+# 7. task metrics: Debian's shim (1.6) reads the cgroup of the init itself, not `events --stats`.
+out="$(ctr_ tasks metrics "$id" 2>&1)"
+rc=$?
+if [ "$rc" -eq 0 ] && echo "$out" | grep -Eq 'memory\.(usage_in_bytes|usage)|pids\.current'; then
+    pass "task metrics: memory and pids stats (the shim reads hull's cgroup)"
+else
+    fail "task metrics: memory and pids stats (the shim reads hull's cgroup)" "rc=$rc" "$out"
+fi
+
+# 8. pause and resume: the status containerd reports, and the freezer really froze the cgroup.
+ctr_ tasks pause "$id" >"$tmp/out" 2>&1
+rc=$?
+st="$(task_status "$id")"
+f="$(cgroup_file "$pid" freezer freezer.state)"
+[ -e "$f" ] || f="$(cgroup_file "$pid" "" cgroup.freeze)"
+frozen="$(cat "$f" 2>/dev/null)"
+check_eq "task pause: PAUSED, cgroup frozen" "0 PAUSED" "$rc $st" "$(cat "$tmp/out")"
+case "$frozen" in
+    FROZEN|1) pass "task pause: freezer says frozen ($f)" ;;
+    *) fail "task pause: freezer says frozen" "$f: $frozen" ;;
+esac
+ctr_ tasks resume "$id" >"$tmp/out" 2>&1
+rc=$?
+st="$(task_status "$id")"
+check_eq "task resume: RUNNING, cgroup thawed" "0 RUNNING $(case "$frozen" in 1) echo 0 ;; *) echo THAWED ;; esac)" \
+    "$rc $st $(cat "$f" 2>/dev/null)" "$(cat "$tmp/out")"
+out="$(ctr_ tasks exec --exec-id e7 "$id" echo alive </dev/null 2>&1)"
+check_eq "task exec after resume" alive "$out"
+
+# 9. task kill (SIGTERM: the init's trap exits 143), then task delete, container delete.
+ctr_ tasks kill "$id" >"$tmp/out" 2>&1
+rc=$?
+st="$(wait_status "$id" STOPPED)"
+check_eq "task kill (SIGTERM): task STOPPED" "0 STOPPED" "$rc $st" "$(cat "$tmp/out")"
+# Debian's ctr (1.6) exits 0 here and warns "task ID exit with non-zero exit code N".
+ctr_ tasks delete "$id" >"$tmp/out" 2>&1
+rc=$?
+check_eq "task delete: exit status 143 of the SIGTERM trap" "0 143" "$rc $(exit_code_of "$tmp/out")" "$(cat "$tmp/out")"
+ctr_ containers delete "$id" >"$tmp/out" 2>&1
+rc=$?
+left="$(ctr_ containers ls -q | grep -x "$id")"
+check_eq "container delete" "0 " "$rc $left" "$(cat "$tmp/out")"
+
+# 10. task kill -s SIGKILL of an init that ignores SIGTERM (sleep as pid 1).
+id="hull-kill"
+ctr_ "${RUN[@]}" -d "$image" "$id" sleep 1000 </dev/null >"$tmp/out" 2>&1
+wait_status "$id" RUNNING >/dev/null
+ctr_ tasks kill -s SIGKILL "$id" >"$tmp/out" 2>&1
+rc=$?
+st="$(wait_status "$id" STOPPED)"
+check_eq "task kill -s SIGKILL: task STOPPED" "0 STOPPED" "$rc $st" "$(cat "$tmp/out")"
+ctr_ tasks delete "$id" >"$tmp/out" 2>&1
+rc=$?
+check_eq "task delete: exit status 137 (SIGKILL)" "0 137" "$rc $(exit_code_of "$tmp/out")" "$(cat "$tmp/out")"
+ctr_ containers delete "$id" >/dev/null 2>&1
+
+# 11. task kill --all: every process of the container, not only its init. The init (sh, pid 1
+# of its namespace, no handler) ignores SIGTERM; its two children do not. Only a signal to all
+# of them kills the children, after which the init's `wait` returns and the task stops.
+id="hull-killall"
+ctr_ "${RUN[@]}" -d "$image" "$id" sh -c 'sleep 1000 & sleep 1001 & wait; exit 9' \
+    </dev/null >"$tmp/out" 2>&1
+wait_status "$id" RUNNING >/dev/null
+pid="$(task_pid "$id")"
+children=""
+for _ in $(seq 50); do
+    children="$(cat /proc/"$pid"/task/*/children 2>/dev/null | xargs)"
+    [ "$(echo "$children" | wc -w)" -ge 2 ] && break
+    sleep 0.1
+done
+ctr_ tasks kill --all -s SIGTERM "$id" >"$tmp/out" 2>&1
+rc=$?
+st="$(wait_status "$id" STOPPED)"
+alive=""
+for c in $children; do kill -0 "$c" 2>/dev/null && alive="$alive $c"; done
+check_eq "task kill --all (SIGTERM): both children ($children) gone, init's wait returns" \
+    "0 2 STOPPED " "$rc $(echo "$children" | wc -w) $st $alive" "$(cat "$tmp/out")"
+ctr_ tasks delete "$id" >"$tmp/out" 2>&1
+check_eq "task delete: exit status 9 of the init after its wait" 9 "$(exit_code_of "$tmp/out")" \
+    "$(cat "$tmp/out")"
+ctr_ containers delete "$id" >/dev/null 2>&1
+
+# 12. task delete of a task that was created but never started, and of an exited one.
+id="hull-exited"
+ctr_ "${RUN[@]}" -d "$image" "$id" true </dev/null >"$tmp/out" 2>&1
+st="$(wait_status "$id" STOPPED)"
+ctr_ tasks delete "$id" >"$tmp/out" 2>&1
+rc=$?
+check_eq "task delete of an exited task (exit 0)" "STOPPED 0 0" "$st $rc $(exit_code_of "$tmp/out")" "$(cat "$tmp/out")"
+ctr_ containers delete "$id" >/dev/null 2>&1
+
+# 13. --memory-limit: the container reads its own limit from its cgroup. containerd 1.6's
+# default spec has no cgroup mount (its CRI plugin adds one): ask for it as CRI does, which
+# also checks hull's `cgroup` mount (v1: a tmpfs with the container's own cgroup of each
+# hierarchy; v2: cgroup2, showing the whole tree without a cgroup namespace).
+out="$(ctr_ "${RUN[@]}" --rm --memory-limit 67108864 \
+    --mount type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:noexec:nodev \
+    "$image" hull-mem sh -c '
+        for f in /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max \
+                "/sys/fs/cgroup$(sed -n "s/^0:://p" /proc/self/cgroup)/memory.max"; do
+            if [ -r "$f" ]; then cat "$f"; exit 0; fi
+        done
+        echo "no memory limit file; /sys/fs/cgroup has: $(ls /sys/fs/cgroup)"; exit 1' \
+    </dev/null 2>&1)"
+rc=$?
+check_eq "run --memory-limit 67108864: the container reads its limit" "67108864 rc=0" "$out rc=$rc"
+
+# 14. the limit holds: a process that outgrows it is OOM-killed, and the shim (which watches
+# the cgroup hull put the container in) reports the OOM to containerd.
+ctr_ "${RUN[@]}" --rm --memory-limit 33554432 "$image" hull-oom sh -c \
+    'sleep 1; dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; exit $?' \
+    </dev/null >"$tmp/out" 2>&1
+rc=$?
+oom=no
+for _ in $(seq 20); do
+    grep -q 'topic=/tasks/oom' "$tmp/containerd.log" && { oom=yes; break; }
+    sleep 0.1
+done
+check_eq "run --memory-limit 32M: dd of 64M is OOM-killed (137), containerd sees the OOM" \
+    "137 yes" "$rc $oom" "$(cat "$tmp/out")"
+
+# 15. hull really was the runtime: the wrapper saw the shim's calls, with its global flags.
+# (Debian's shim reads stats and OOM events from the cgroup itself, never `events`.)
+want_cmds=("create --bundle" "start" "exec" "kill" "kill --all" "delete" "delete --force"
+    "pause" "resume" "ps --format json")
+missing=""
+for c in "${want_cmds[@]}"; do
+    grep -Eq -- "^--root $hull_root --log [^ ]+/log\.json --log-format json $c( |\$)" "$calls" \
+        2>/dev/null || missing="$missing, $c"
+done
+if [ -z "$missing" ]; then
+    pass "hull was called by the shim: $(wc -l <"$calls") calls, all of create, start, exec, kill [--all], delete [--force], pause, resume, ps"
+else
+    fail "hull was called by the shim for each command" "not seen: ${missing#, }" \
+        "first calls:" "$(head -n 3 "$calls" 2>/dev/null)"
+fi
+
+# 16. nothing left behind: no container in hull's root, no cgroup under the namespace's.
+left="$("$hull" --root "$hull_root" list -q 2>&1)"
+check_eq "no container left in hull's root ($hull_root)" "" "$left"
+left="$(find /sys/fs/cgroup -mindepth 2 -maxdepth 4 -type d -path "*/$ns/hull-*" 2>/dev/null | head -n 5)"
+check_eq "no container cgroup left under /$ns" "" "$left"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

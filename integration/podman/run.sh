@@ -1,0 +1,355 @@
+#!/usr/bin/env bash
+# Drive hull with Debian's podman (conmon in between), no image registry, private everything.
+#
+#   integration/podman/run.sh [--hull PATH] [--keep] [--testvm]
+#
+# --testvm runs the same checks inside the test machine (integration/testvm: QEMU, pure cgroup
+# v2), with the host's podman, conmon and bash carried in; without it they run on this host.
+#
+# Installs podman from apt if missing, builds a busybox rootfs, writes a private containers.conf
+# and storage.conf (own graphroot, runroot, tmp dir, cgroupfs manager, file events backend,
+# no network) and points podman at a wrapper named `hull` that logs its argv and execs hull, so
+# the log proves hull (and not runc or crun) ran each container. Prints PASS/FAIL per check and
+# `N passed, M failed`; exits non-zero on any failure. Needs root.
+#
+# These machines lack CAP_SYS_RESOURCE and their hard rlimits are below podman's default
+# ulimits, so every `run` passes --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 (runc fails
+# the same way without them).
+# shellcheck disable=SC2016,SC2015,SC2013  # quoted $(...) is for the container's shell
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+hull="$repo/target/release/hull"
+keep=0
+testvm=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --hull) hull="$2"; shift 2 ;;
+    --keep) keep=1; shift ;;
+    --testvm) testvm=1; shift ;;
+    -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" | sed '$d'; exit 0 ;;
+    *) echo "run.sh: unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+[ "$(id -u)" -eq 0 ] || { echo "podman: needs root" >&2; exit 1; }
+hull="$(readlink -f "$hull")"
+[ -x "$hull" ] || { echo "podman: no hull binary at $hull (cargo build --release)" >&2; exit 1; }
+
+apt_install() {
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y "$@" >&2 || {
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update >&2 &&
+            DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y "$@" >&2
+    }
+}
+if ! command -v podman >/dev/null || ! command -v conmon >/dev/null; then
+    echo "podman: installing podman (apt)" >&2
+    apt_install podman conmon || { echo "podman: could not install podman" >&2; exit 1; }
+fi
+# The rootfs needs a static busybox (Debian's busybox-static installs it as /bin/busybox).
+if command -v apt-get >/dev/null && ! dpkg -s busybox-static >/dev/null 2>&1; then
+    apt_install busybox-static || { echo "podman: could not install busybox-static" >&2; exit 1; }
+fi
+[ -x /bin/busybox ] || { echo "podman: no /bin/busybox (busybox-static)" >&2; exit 1; }
+
+if [ "$testvm" -eq 1 ]; then
+    args=()
+    [ "$keep" -eq 1 ] && args+=(--keep)
+    exec "$repo/integration/testvm/testvm.sh" --hull "$hull" --timeout 1200 \
+        --add "$(readlink -f "$(command -v bash)")":/bin/bash \
+        --add "$(command -v podman)" --add "$(command -v conmon)" \
+        --add /usr/share/containers/seccomp.json --add "$here/run.sh" \
+        -- bash "$here/run.sh" --hull /hull "${args[@]}"
+fi
+
+# ---------------------------------------------------------------- private podman
+# Short path: conmon's attach socket path is limited to ~108 bytes.
+work="$(mktemp -d /tmp/hull-podman.XXXXXX)"
+log="$work/hull-argv.log"
+rootfs="$work/rootfs"
+hullroot="$work/hullroot"
+
+cleanup() {
+    local rc=$?
+    if [ "$keep" -eq 1 ]; then
+        echo "podman: kept $work" >&2
+        return "$rc"
+    fi
+    pm rm -af -t 0 >/dev/null 2>&1 || true
+    # Whatever podman left in hull's state root (there should be nothing).
+    if [ -d "$hullroot" ]; then
+        for d in "$hullroot"/*/; do
+            [ -d "$d" ] || continue
+            "$hull" --root "$hullroot" delete --force "$(basename "$d")" >/dev/null 2>&1 || true
+        done
+    fi
+    # Unmount anything podman left mounted under the work dir, deepest first.
+    awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+    done
+    rm -rf --one-file-system "$work" 2>/dev/null || rm -rf "$work"
+    return "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$work"/{graph,runroot,tmp,netconf,hullroot} "$rootfs"/{bin,etc,proc,sys,dev,tmp,root}
+
+# The wrapper is named hull: podman names a runtime after the file, and lists it under
+# runtime_supports_json below so conmon passes --log-format json, as it does for runc. It logs
+# the argv podman and conmon gave it, then runs hull with a private state root (podman passes no
+# --root of its own, so hull would otherwise use /run/hull, shared with everything else).
+cat >"$work/hull" <<EOF
+#!/bin/sh
+printf '%s\n' "\$*" >>"$log"
+exec "$hull" --root "$hullroot" "\$@"
+EOF
+chmod 755 "$work/hull"
+: >"$log"
+
+cat >"$work/containers.conf" <<EOF
+[containers]
+netns = "none"
+log_driver = "k8s-file"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$work/events.log"
+tmp_dir = "$work/tmp"
+runtime = "hull"
+runtime_supports_json = ["crun", "runc", "kata", "runsc", "youki", "krun", "hull"]
+runtime_supports_nocgroups = ["crun", "krun"]
+no_pivot_root = false
+
+[engine.runtimes]
+hull = ["$work/hull"]
+
+[network]
+network_config_dir = "$work/netconf"
+EOF
+
+cat >"$work/storage.conf" <<EOF
+[storage]
+driver = "vfs"
+graphroot = "$work/graph"
+runroot = "$work/runroot"
+EOF
+
+export CONTAINERS_CONF="$work/containers.conf"
+export CONTAINERS_STORAGE_CONF="$work/storage.conf"
+# No registries.conf or policy.json is needed: no image is ever pulled.
+
+# Every podman call: the same private roots and runtime as flags too, so the config file is not
+# the only thing standing between this test and the host's podman state.
+pm() {
+    podman --root "$work/graph" --runroot "$work/runroot" --tmpdir "$work/tmp" \
+        --cgroup-manager cgroupfs --events-backend file --runtime "$work/hull" \
+        --storage-driver vfs "$@"
+}
+run_opts=(--network none --ulimit nofile=1024:1024 --ulimit nproc=4096:4096)
+# prun [OPTIONS] -- CMD...: podman run with the options above on the busybox rootfs (--rootfs
+# makes the first argument a directory instead of an image), never with the host's stdin.
+prun() {
+    local opts=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
+    shift
+    pm run "${run_opts[@]}" "${opts[@]}" --rootfs "$rootfs" "$@" </dev/null
+}
+
+# ---------------------------------------------------------------- busybox rootfs
+cp /bin/busybox "$rootfs/bin/busybox"
+for a in $("$rootfs/bin/busybox" --list); do
+    [ "$a" = busybox ] || ln -sf busybox "$rootfs/bin/$a"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
+    >"$rootfs/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+: >"$rootfs/etc/hosts"
+: >"$rootfs/etc/resolv.conf"
+: >"$rootfs/etc/hostname"
+chmod 1777 "$rootfs/tmp"
+
+# ---------------------------------------------------------------- checks
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "PASS  $1"; }
+fail() {
+    failed=$((failed + 1)); echo "FAIL  $1"
+    shift
+    [ $# -gt 0 ] && printf '%s\n' "$@" | tail -n 15 | sed 's/^/      /'
+    return 0
+}
+# expect NAME WANT GOT [details...]
+expect() {
+    local name="$1" want="$2" got="$3"; shift 3
+    if [ "$got" = "$want" ]; then pass "$name"; else fail "$name" "want: $want" "got:  $got" "$@"; fi
+}
+out="$work/out"
+
+echo "podman $(podman --version | awk '{print $3}'), conmon $(conmon --version | awk 'NR==1{print $3}'), hull $hull"
+
+# 1. podman run --rm: output comes back through conmon.
+got="$(prun --rm --name t-echo -- sh -c 'echo hello from hull' 2>"$out")"; rc=$?
+expect "run --rm: output" "hello from hull" "$got" "rc=$rc" "$(cat "$out")"
+
+# 2. hull was the runtime: the wrapper saw create and start for that container.
+if grep -Eq '(^| )create( |$)' "$log" && grep -Eq '(^| )start( |$)' "$log"; then
+    pass "hull was called (create, start in $log)"
+else
+    fail "hull was called" "$(cat "$log")"
+fi
+
+# 3. Exit codes come through conmon.
+prun --rm --name t-exit3 -- sh -c 'exit 3' >"$out" 2>&1; rc=$?
+expect "run --rm: exit code 3" 3 "$rc" "$(cat "$out")"
+prun --rm --name t-exit0 -- true >"$out" 2>&1; rc=$?
+expect "run --rm: exit code 0" 0 "$rc" "$(cat "$out")"
+# A missing binary: podman exits 127 (as with runc) and shows hull's error, which names it.
+prun --rm --name t-nocmd -- /no/such/binary >"$out" 2>&1; rc=$?
+if [ "$rc" -eq 127 ] && grep -q /no/such/binary "$out"; then
+    pass "run --rm: missing binary: exit 127, error names it"
+else
+    fail "run --rm: missing binary: exit 127, error names it" "rc=$rc" "$(cat "$out")"
+fi
+
+# What podman puts in config.json reaches the process: env, workdir, user, hostname.
+got="$(prun --rm --name t-spec -e HULL_T=yes -w /tmp --user 65534:65534 --hostname hulltest \
+    -- sh -c 'echo "$HULL_T $(pwd) $(id -u):$(id -g) $(hostname)"' 2>"$out")"; rc=$?
+expect "run: env, workdir, user, hostname" "yes /tmp 65534:65534 hulltest" "$got" "rc=$rc" "$(cat "$out")"
+
+# 4. run -d, then exec: output and exit code.
+id="$(prun -d --name t-bg -- sh -c 'trap "exit 0" TERM; while :; do sleep 0.2; done' 2>"$out")"; rc=$?
+if [ "$rc" -eq 0 ] && [ "$(pm inspect -f '{{.State.Status}}' t-bg 2>/dev/null)" = running ]; then
+    pass "run -d: running"
+else
+    fail "run -d: running" "rc=$rc id=$id" "$(cat "$out")" "$(pm ps -a 2>&1)"
+fi
+# podman's pid is hull's pid: both read from the same container.
+ppid="$(pm inspect -f '{{.State.Pid}}' t-bg 2>&1)"
+hstate="$("$hull" --root "$hullroot" state "$id" 2>&1)"
+hpid="$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' <<<"$hstate" | head -1)"
+hstatus="$(sed -n 's/.*"status": *"\([a-z]*\)".*/\1/p' <<<"$hstate" | head -1)"
+expect "hull state agrees with podman inspect (pid, running)" "$ppid running" "$hpid $hstatus" "$hstate"
+got="$(pm exec t-bg sh -c 'echo exec says $((6*7))' 2>"$out" </dev/null)"; rc=$?
+expect "exec: output" "exec says 42" "$got" "rc=$rc" "$(cat "$out")"
+pm exec t-bg sh -c 'exit 5' >"$out" 2>&1 </dev/null; rc=$?
+expect "exec: exit code 5" 5 "$rc" "$(cat "$out")"
+got="$(pm exec -u 65534 -e HULL_X=1 -w /tmp t-bg sh -c 'echo $(id -u) $HULL_X $(pwd)' 2>"$out" </dev/null)"; rc=$?
+expect "exec: user, env, workdir" "65534 1 /tmp" "$got" "rc=$rc" "$(cat "$out")"
+got="$(pm exec -t t-bg tty 2>"$out" </dev/null | tr -d '\r')"; rc=$?
+case "$got" in
+/dev/pts/*) pass "exec -t: tty ($got)" ;;
+*) fail "exec -t: tty" "want: /dev/pts/N" "got:  $got" "rc=$rc" "$(cat "$out")" ;;
+esac
+grep -Eq '(^| )exec( |$)' "$log" && pass "hull exec was called" || fail "hull exec was called" "$(cat "$log")"
+
+# 5. podman top lists the container's processes (podman reads /proc itself).
+got="$(pm top t-bg 2>"$out")"; rc=$?
+if [ "$rc" -eq 0 ] && grep -q 'while' <<<"$got"; then
+    pass "top: lists the container's init"
+else
+    fail "top: lists the container's init" "rc=$rc" "$got" "$(cat "$out")"
+fi
+
+# 6. stop: SIGTERM first; this container traps it and exits 0 quickly.
+start=$(date +%s)
+pm stop -t 20 t-bg >"$out" 2>&1; rc=$?
+took=$(($(date +%s) - start))
+st="$(pm inspect -f '{{.State.Status}} {{.State.ExitCode}}' t-bg 2>&1)"
+if [ "$rc" -eq 0 ] && [ "$st" = "exited 0" ] && [ "$took" -lt 10 ]; then
+    pass "stop: SIGTERM handled by the container (${took}s, $st)"
+else
+    fail "stop: SIGTERM handled by the container" "rc=$rc took=${took}s state: $st" "$(cat "$out")"
+fi
+
+# 7. rm: gone from podman and from hull's state.
+pm rm t-bg >"$out" 2>&1; rc=$?
+if [ "$rc" -eq 0 ] && ! pm container exists t-bg; then
+    pass "rm: container removed"
+else
+    fail "rm: container removed" "rc=$rc" "$(cat "$out")" "$(pm ps -a 2>&1)"
+fi
+
+# 8. stop of a container that ignores SIGTERM: SIGKILL after the timeout.
+prun -d --name t-stubborn -- sh -c 'trap "" TERM; while :; do sleep 0.2; done' >"$out" 2>&1 ||
+    fail "run -d (ignores TERM)" "$(cat "$out")"
+start=$(date +%s)
+pm stop -t 2 t-stubborn >"$out" 2>&1; rc=$?
+took=$(($(date +%s) - start))
+st="$(pm inspect -f '{{.State.Status}} {{.State.ExitCode}}' t-stubborn 2>&1)"
+if [ "$rc" -eq 0 ] && [ "$st" = "exited 137" ] && [ "$took" -ge 2 ] && [ "$took" -lt 15 ]; then
+    pass "stop -t 2: SIGKILL after the timeout (${took}s, $st)"
+else
+    fail "stop -t 2: SIGKILL after the timeout" "rc=$rc took=${took}s state: $st" "$(cat "$out")"
+fi
+pm rm t-stubborn >"$out" 2>&1 || fail "rm t-stubborn" "$(cat "$out")"
+
+# 9. --memory is the container's memory cgroup limit, read from inside.
+got="$(prun --rm --name t-mem --memory 64m -- sh -c '
+    if [ -f /sys/fs/cgroup/memory.max ]; then cat /sys/fs/cgroup/memory.max
+    else cat /sys/fs/cgroup/memory/memory.limit_in_bytes; fi' 2>"$out")"; rc=$?
+expect "run --memory 64m: limit seen inside" 67108864 "$got" "rc=$rc" "$(cat "$out")"
+
+# 10. -t: the container gets a pty (conmon hands hull a console socket).
+got="$(prun -t --rm --name t-tty -- tty 2>"$out" | tr -d '\r')"; rc=$?
+expect "run -t: tty" /dev/pts/0 "$got" "rc=$rc" "$(cat "$out")"
+grep -q -- '--console-socket' "$log" && pass "hull got --console-socket" ||
+    fail "hull got --console-socket" "$(cat "$log")"
+
+# 11. kill, wait, logs on a detached container.
+prun -d --name t-kill -- sh -c 'echo started; while :; do sleep 0.2; done' >"$out" 2>&1 ||
+    fail "run -d t-kill" "$(cat "$out")"
+pm kill -s KILL t-kill >"$out" 2>&1; rc=$?
+got="$(pm wait t-kill 2>>"$out")"
+expect "kill -s KILL + wait: exit code 137" "0 137" "$rc $got" "$(cat "$out")"
+got="$(pm logs t-kill 2>"$out")"
+expect "logs: container output kept by conmon" started "$got" "$(cat "$out")"
+pm rm t-kill >"$out" 2>&1 || fail "rm t-kill" "$(cat "$out")"
+
+# 12. pause / unpause: the container counts into a file of the rootfs (podman uses the --rootfs
+# directory itself); paused, the count stands still; resumed, it moves again.
+ticks="$rootfs/ticks-$$"
+prun -d --name t-pause -- sh -c "i=0; while :; do i=\$((i+1)); echo \$i >/ticks-$$; sleep 0.1; done" \
+    >"$out" 2>&1 || fail "run -d t-pause" "$(cat "$out")"
+for _ in $(seq 50); do [ -s "$ticks" ] && break; sleep 0.2; done
+pm pause t-pause >"$out" 2>&1; rc=$?
+st="$(pm inspect -f '{{.State.Status}}' t-pause 2>&1)"
+sleep 0.3; a="$(cat "$ticks" 2>&1)"; sleep 0.7; b="$(cat "$ticks" 2>&1)"
+if [ "$rc $st" = "0 paused" ] && [ -n "$a" ] && [ "$a" = "$b" ]; then
+    pass "pause: status paused, the container stands still ($a)"
+else
+    fail "pause: status paused, the container stands still" "rc=$rc status=$st ticks: $a then $b" "$(cat "$out")"
+fi
+pm unpause t-pause >"$out" 2>&1; rc=$?
+st="$(pm inspect -f '{{.State.Status}}' t-pause 2>&1)"
+for _ in $(seq 25); do
+    sleep 0.2; c="$(cat "$ticks" 2>&1)"
+    [ "${c:-0}" -gt "${b:-0}" ] 2>/dev/null && break
+done
+if [ "$rc $st" = "0 running" ] && [ "${c:-0}" -gt "${b:-0}" ] 2>/dev/null; then
+    pass "unpause: status running, the container moves again ($b -> $c)"
+else
+    fail "unpause: status running, the container moves again" "rc=$rc status=$st ticks: $b then $c" "$(cat "$out")"
+fi
+pm rm -f -t 0 t-pause >"$out" 2>&1 || fail "rm -f t-pause" "$(cat "$out")"
+rm -f "$ticks"
+
+# 13. Nothing left: podman has no containers, hull's state root podman used is empty.
+# Also no container cgroup: with cgroupfs podman puts each in libpod_parent/libpod-<id> (the
+# libpod_parent/conmon cgroup is podman's own, kept as with runc).
+left="$(pm ps -aq 2>&1)"
+hleft="$(ls -A "$hullroot" 2>&1)"
+cgleft=""
+for cid in $(grep -oE '[0-9a-f]{64}' "$log" | sort -u); do
+    cgleft+="$(find /sys/fs/cgroup -maxdepth 3 -type d -name "libpod-$cid*" 2>/dev/null)"
+done
+if [ -z "$left" ] && [ -z "$hleft" ] && [ -z "$cgleft" ]; then
+    pass "nothing left (podman ps -a, hull's state root, container cgroups)"
+else
+    fail "nothing left" "podman ps -aq: $left" "hull root $hullroot: $hleft" "cgroups: $cgleft"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
