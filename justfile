@@ -118,3 +118,14 @@ conformance: build
     echo "=== podman ==="
     ./integration/podman/run.sh --hull "{{ hull }}" || rc=1
     exit "$rc"
+
+# Everything CI runs (README's test command): the cargo tests, the real clients (containerd,
+# podman) and the nested test machine's smoke test; runs all three, fails if any fails.
+ci:
+    #!/usr/bin/env bash
+    set -uo pipefail
+    rc=0
+    "{{ just_executable() }}" test || rc=1
+    "{{ just_executable() }}" conformance || rc=1
+    "{{ just_executable() }}" testvm-smoke || rc=1
+    exit "$rc"
