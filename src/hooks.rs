@@ -72,9 +72,7 @@ pub fn of_kind_in(hooks: Option<&Hooks>, kind: Kind) -> Vec<Hook> {
 
 /// True when the spec has any hook that runs during create (so the init must stop for them).
 pub fn any_at_create(spec: &Spec) -> bool {
-    [Kind::Prestart, Kind::CreateRuntime, Kind::CreateContainer]
-        .iter()
-        .any(|k| !of_kind(spec, *k).is_empty())
+    [Kind::Prestart, Kind::CreateRuntime, Kind::CreateContainer].iter().any(|k| !of_kind(spec, *k).is_empty())
 }
 
 /// Runs the spec's hooks of `kind` in order, each with `state` (the OCI state JSON) on stdin;
@@ -230,11 +228,8 @@ fn describe(status: ExitStatus) -> String {
 }
 
 fn run_one(kind: Kind, hook: &Hook, state: &serde_json::Value) -> Result<(), HookError> {
-    let fail = |msg: String| HookError::Failed {
-        kind: kind.name(),
-        path: hook.path().display().to_string(),
-        msg,
-    };
+    let fail =
+        |msg: String| HookError::Failed { kind: kind.name(), path: hook.path().display().to_string(), msg };
     let input = serde_json::to_vec(state).map_err(|e| fail(format!("encode state: {e}")))?;
     let mut cmd = Command::new(hook.path());
     // args[0] is argv[0]; without args, argv[0] is the path (Command's default).

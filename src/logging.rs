@@ -21,13 +21,11 @@ static SINK: Mutex<Sink> = Mutex::new(Sink { file: None, json: false, debug: fal
 /// Opens `--log` (append) and remembers the format; a log that cannot be opened is reported
 /// on stderr and otherwise ignored, like runc does.
 pub fn init(opts: &GlobalOpts) {
-    let file = opts.log.as_ref().and_then(|p| {
-        match OpenOptions::new().create(true).append(true).open(p) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                eprintln!("hull: cannot open log file {}: {e}", p.display());
-                None
-            }
+    let file = opts.log.as_ref().and_then(|p| match OpenOptions::new().create(true).append(true).open(p) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            eprintln!("hull: cannot open log file {}: {e}", p.display());
+            None
         }
     });
     if let Ok(mut s) = SINK.lock() {

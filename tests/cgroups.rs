@@ -82,12 +82,22 @@ fn create_global(env: &Env, id: &str, global: &[&str]) -> Output {
         .stderr(std::fs::File::create(&e).unwrap())
         .status()
         .expect("run hull create");
-    Output { status, stdout: std::fs::read(o).unwrap_or_default(), stderr: std::fs::read(e).unwrap_or_default() }
+    Output {
+        status,
+        stdout: std::fs::read(o).unwrap_or_default(),
+        stderr: std::fs::read(e).unwrap_or_default(),
+    }
 }
 
 #[track_caller]
 fn ok(o: &Output, what: &str) {
-    assert!(o.status.success(), "{what} failed ({:?}): stdout={:?} stderr={:?}", o.status, stdout(o), stderr(o));
+    assert!(
+        o.status.success(),
+        "{what} failed ({:?}): stdout={:?} stderr={:?}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
 }
 
 #[track_caller]
@@ -307,7 +317,8 @@ fn memory_limits_host_files_and_container_view() {
     let mut env = Env::new(&[]);
     let id = uid("mem");
     let limit: i64 = 64 << 20;
-    let view = if v2() { view_path("memory", "memory.max") } else { view_path("memory", "memory.limit_in_bytes") };
+    let view =
+        if v2() { view_path("memory", "memory.max") } else { view_path("memory", "memory.limit_in_bytes") };
     set_args(&mut env, &["sh", "-c", &format!("cat {view}; cat /proc/self/cgroup")]);
     add_cgroup_mount(&mut env);
     let swap_file = if v2() { "memory.swap.max" } else { "memory.memsw.limit_in_bytes" };
@@ -361,7 +372,11 @@ fn cpu_and_cpuset_settings() {
     let files = probe_files("cpu");
     let burst_file = if v2() { "cpu.max.burst" } else { "cpu.cfs_burst_us" };
     let has_burst = files.iter().any(|f| f == burst_file);
-    let has_cpuset = if v2() { probe_files("cpuset").iter().any(|f| f == "cpuset.cpus") } else { has_controller("cpuset") };
+    let has_cpuset = if v2() {
+        probe_files("cpuset").iter().any(|f| f == "cpuset.cpus")
+    } else {
+        has_controller("cpuset")
+    };
     let mut cpu = json!({"shares": 512, "quota": 50000, "period": 100000});
     if has_burst {
         cpu["burst"] = json!(20000);
@@ -643,7 +658,8 @@ fn counter(env: &Env) -> Option<u64> {
 
 #[test]
 fn pause_and_resume() {
-    let env = Env::new(&["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.02; done"]);
+    let env =
+        Env::new(&["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.02; done"]);
     let id = uid("pause");
     let pid = create(&env, &id);
 
@@ -711,7 +727,11 @@ fn update_changes_the_live_container() {
 
     // --resources FILE: merged into what the container has (the memory limit stays).
     let file = env.dir.join("res.json");
-    std::fs::write(&file, r#"{"cpu": {"shares": 256, "quota": 30000, "period": 60000}, "pids": {"limit": 42}}"#).unwrap();
+    std::fs::write(
+        &file,
+        r#"{"cpu": {"shares": 256, "quota": 30000, "period": 60000}, "pids": {"limit": 42}}"#,
+    )
+    .unwrap();
     ok(&h(&env, &["update", "--resources", file.to_str().unwrap(), &id]), "update --resources FILE");
     if v2() {
         assert_eq!(read_cg(pid, "cpu", "cpu.weight"), "10");
@@ -730,12 +750,29 @@ fn update_changes_the_live_container() {
     assert_eq!(r["memory"]["limit"], json!(128 << 20));
 
     // --resources - (stdin), what containerd does.
-    ok(&h_stdin(&env, &["update", "--resources", "-", &id], r#"{"memory": {"limit": 100663296}}"#), "update -r -");
+    ok(
+        &h_stdin(&env, &["update", "--resources", "-", &id], r#"{"memory": {"limit": 100663296}}"#),
+        "update -r -",
+    );
     assert_eq!(read_cg(pid, "memory", mem_file), "100663296");
 
     // runc's flags, with k/m/g sizes and -1 for unlimited.
-    let mut args = vec!["update", "--memory-reservation", "16m", "--pids-limit", "-1", "--cpu-quota", "-1", "--cpu-share", "1024"];
-    let has_cpuset = if v2() { probe_files("cpuset").iter().any(|f| f == "cpuset.cpus") } else { has_controller("cpuset") };
+    let mut args = vec![
+        "update",
+        "--memory-reservation",
+        "16m",
+        "--pids-limit",
+        "-1",
+        "--cpu-quota",
+        "-1",
+        "--cpu-share",
+        "1024",
+    ];
+    let has_cpuset = if v2() {
+        probe_files("cpuset").iter().any(|f| f == "cpuset.cpus")
+    } else {
+        has_controller("cpuset")
+    };
     if has_cpuset {
         args.extend(["--cpuset-cpus", "0", "--cpuset-mems", "0"]);
     }
@@ -774,7 +811,13 @@ fn update_changes_the_live_container() {
         ok(&h(&env, &["update", "--blkio-weight", "300", &id]), "update --blkio-weight");
         let v = read_cg(pid, "blkio", f);
         // io.weight: 1 + ((300 - 10) * 9999) / 990.
-        let want = if f == "io.weight" { "default 2930" } else if f.starts_with("io.") { "default 300" } else { "300" };
+        let want = if f == "io.weight" {
+            "default 2930"
+        } else if f.starts_with("io.") {
+            "default 300"
+        } else {
+            "300"
+        };
         assert!(v.lines().any(|l| l.trim() == want), "{f}: {v:?}, want {want:?}");
     } else {
         skip("update --blkio-weight: no weight file");
@@ -894,7 +937,10 @@ fn events_stream_until_the_container_stops() {
     let status = wait_exit(&mut child, "hull events after the container stopped");
     assert!(status.success(), "events: {status:?}");
     let lines = lines_of(&out);
-    assert!(lines.iter().all(|l| l["type"] == "stats" && l["id"] == id.as_str() && l["data"].is_object()), "{lines:?}");
+    assert!(
+        lines.iter().all(|l| l["type"] == "stats" && l["id"] == id.as_str() && l["data"].is_object()),
+        "{lines:?}"
+    );
     ok(&h(&env, &["delete", &id]), "delete");
 }
 
@@ -904,7 +950,11 @@ fn events_stream_reports_oom() {
     let id = uid("oom");
     set_args(
         &mut env,
-        &["sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.05; done; tail /dev/zero; echo survived; exec sleep 1000"],
+        &[
+            "sh",
+            "-c",
+            "while [ ! -e /tmp/go ]; do sleep 0.05; done; tail /dev/zero; echo survived; exec sleep 1000",
+        ],
     );
     let swap_file = if v2() { "memory.swap.max" } else { "memory.memsw.limit_in_bytes" };
     let mut mem = json!({"limit": 32 << 20});
@@ -935,7 +985,10 @@ fn ps_lists_the_container_processes() {
     let init = create(&env, &id);
     start(&env, &id);
     let pidf = env.dir.join("exec.pid");
-    ok(&h(&env, &["exec", "--detach", "--pid-file", pidf.to_str().unwrap(), &id, "sleep", "1002"]), "exec --detach");
+    ok(
+        &h(&env, &["exec", "--detach", "--pid-file", pidf.to_str().unwrap(), &id, "sleep", "1002"]),
+        "exec --detach",
+    );
     let exec_pid: i32 = std::fs::read_to_string(&pidf).unwrap().trim().parse().unwrap();
 
     let pids = || -> Vec<i64> {

@@ -196,7 +196,15 @@ fn global_flags_that_callers_pass_are_accepted() {
         vec!["--rootless=auto"],
         vec!["--log", log.to_str().unwrap(), "--log-format", "json"],
         vec!["--log", log.to_str().unwrap(), "--log-format=text"],
-        vec!["--debug", "--systemd-cgroup", "--rootless=false", "--log", log.to_str().unwrap(), "--log-format", "json"],
+        vec![
+            "--debug",
+            "--systemd-cgroup",
+            "--rootless=false",
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ],
     ]
     .into_iter()
     .enumerate()
@@ -211,7 +219,10 @@ fn global_flags_that_callers_pass_are_accepted() {
         assert!(env.root_is_empty(), "{flags:?}: run left state behind");
     }
     // The list and state commands take them too (go-runc passes them to every command).
-    let o = hull_raw(&env.dir, &["--root", root, "--debug", "--systemd-cgroup", "--rootless=false", "list", "-q"]);
+    let o = hull_raw(
+        &env.dir,
+        &["--root", root, "--debug", "--systemd-cgroup", "--rootless=false", "list", "-q"],
+    );
     ok(&o, "list with global flags");
 }
 
@@ -269,14 +280,28 @@ fn log_json_names_the_failed_create() {
     }));
     env.write_config();
     let log = env.dir.join("hull.log");
-    let o = h(&env, &["--log", log.to_str().unwrap(), "--log-format", "json", "run", "--bundle",
-        env.bundle.to_str().unwrap(), "cli-logcreate"]);
+    let o = h(
+        &env,
+        &[
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "run",
+            "--bundle",
+            env.bundle.to_str().unwrap(),
+            "cli-logcreate",
+        ],
+    );
     assert!(!o.status.success());
     let text = std::fs::read_to_string(&log).expect("--log file written");
     let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["level"], "error", "{text}");
     let msg = last["msg"].as_str().unwrap();
-    assert!(msg.contains("cli-logcreate") && msg.contains("/data") && msg.contains("/no/such/source/dir"), "{msg}");
+    assert!(
+        msg.contains("cli-logcreate") && msg.contains("/data") && msg.contains("/no/such/source/dir"),
+        "{msg}"
+    );
     assert!(env.root_is_empty());
 }
 
@@ -293,7 +318,8 @@ fn spec_writes_a_runnable_config() {
     assert!(cfg["ociVersion"].as_str().is_some_and(|v| v.starts_with("1.")), "{cfg}");
     assert_eq!(cfg["root"]["path"], "rootfs");
     assert!(cfg["process"]["args"].as_array().is_some_and(|a| !a.is_empty()));
-    let nss: Vec<&str> = cfg["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
+    let nss: Vec<&str> =
+        cfg["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
     for ns in ["pid", "network", "ipc", "uts", "mount"] {
         assert!(nss.contains(&ns), "{nss:?}");
     }
@@ -321,7 +347,8 @@ fn spec_rootless_maps_the_caller() {
     let o = hull_raw(&d, &["spec", "--rootless", "--bundle", d.to_str().unwrap()]);
     ok(&o, "spec --rootless");
     let cfg: Value = serde_json::from_slice(&std::fs::read(d.join("config.json")).unwrap()).unwrap();
-    let nss: Vec<&str> = cfg["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
+    let nss: Vec<&str> =
+        cfg["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
     assert!(nss.contains(&"user"), "{nss:?}");
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
@@ -345,7 +372,8 @@ fn features_document_shape() {
     assert!(f["ociVersionMin"].is_string() && f["ociVersionMax"].is_string(), "{f}");
     let v = stdout(&hull_raw(&d, &["--version"]));
     assert_eq!(f["ociVersionMax"], v.lines().nth(2).unwrap().strip_prefix("spec: ").unwrap());
-    let nss: Vec<&str> = f["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    let nss: Vec<&str> =
+        f["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
     for ns in ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"] {
         assert!(nss.contains(&ns), "{nss:?}");
     }
@@ -362,8 +390,13 @@ fn features_hooks_really_run() {
     let (mut env, _reaper) = env_of(&["true"]);
     let hooks_dir = bind_host_dir(&mut env, "hooks", "/host");
     let f = features(&env.dir);
-    let listed: Vec<String> = f["hooks"].as_array().cloned().unwrap_or_default().iter()
-        .map(|h| h.as_str().unwrap().to_string()).collect();
+    let listed: Vec<String> = f["hooks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_string())
+        .collect();
     if listed.is_empty() {
         return;
     }
@@ -383,7 +416,8 @@ fn features_hooks_really_run() {
     for name in &listed {
         match std::fs::read_to_string(hooks_dir.join(name)) {
             Ok(t) => {
-                let st: Value = serde_json::from_str(&t).unwrap_or_else(|e| panic!("hook {name} stdin is not the state: {t:?}: {e}"));
+                let st: Value = serde_json::from_str(&t)
+                    .unwrap_or_else(|e| panic!("hook {name} stdin is not the state: {t:?}: {e}"));
                 assert_eq!(st["id"], "cli-hooks", "{name}: {st}");
             }
             Err(_) => missing.push(name.clone()),
@@ -408,7 +442,10 @@ fn features_capabilities_really_apply() {
     ok(&o, "run with capabilities");
     let text = stdout(&o);
     let get = |k: &str| {
-        text.lines().find(|l| l.starts_with(k)).map(|l| l.split_whitespace().nth(1).unwrap().to_string()).unwrap_or_default()
+        text.lines()
+            .find(|l| l.starts_with(k))
+            .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+            .unwrap_or_default()
     };
     // CAP_KILL is bit 5.
     assert_eq!(get("CapBnd:"), "0000000000000020", "{text}");

@@ -53,7 +53,8 @@ fn exit_code_and_signal() {
 fn user_groups_env_and_cwd() {
     let env = running("ex-user");
     let script = "id; echo $FOO; pwd";
-    let args = ["-u", "1000:1001", "-g", "5", "-e", "FOO=bar", "--cwd", "/tmp", "ex-user", "sh", "-c", script];
+    let args =
+        ["-u", "1000:1001", "-g", "5", "-e", "FOO=bar", "--cwd", "/tmp", "ex-user", "sh", "-c", script];
     let out = exec(&env, &args);
     assert_eq!(stdout(&out), "uid=1000 gid=1001 groups=5\nbar\n/tmp\n", "{}", stderr(&out));
     // Names come from the container's /etc/passwd (nobody is 65534 there).
@@ -192,7 +193,10 @@ fn tty_through_a_console_socket() {
             std::fs::File::from_raw_fd(*(libc::CMSG_DATA(c) as *const i32))
         }
     });
-    let out = exec(&env, &["-t", "-d", "--console-socket", sock.to_str().unwrap(), "ex-tty", "sh", "-c", "tty; echo done"]);
+    let out = exec(
+        &env,
+        &["-t", "-d", "--console-socket", sock.to_str().unwrap(), "ex-tty", "sh", "-c", "tty; echo done"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let mut master = t.join().unwrap();
     let mut got = String::new();
@@ -271,5 +275,8 @@ fn cgroup_flag_runs_in_a_sub_cgroup() {
     assert!(out.status.success(), "{}", stderr(&out));
     // On a hybrid host hull places containers in the v1 hierarchies only ("0::" stays).
     let hybrid = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    assert!(o.lines().filter(|l| !(hybrid && l.starts_with("0::"))).all(|l| l.ends_with("/ex-subcg/sub")), "{o}");
+    assert!(
+        o.lines().filter(|l| !(hybrid && l.starts_with("0::"))).all(|l| l.ends_with("/ex-subcg/sub")),
+        "{o}"
+    );
 }

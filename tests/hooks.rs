@@ -122,7 +122,8 @@ fn pid_gone(pid: i64) -> bool {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             Err(_) => return true,
             Ok(s) => {
-                let state = s.rfind(')').and_then(|i| s[i + 1..].split_whitespace().next().map(str::to_string));
+                let state =
+                    s.rfind(')').and_then(|i| s[i + 1..].split_whitespace().next().map(str::to_string));
                 if state.as_deref() == Some("Z") || state.as_deref() == Some("X") {
                     return true;
                 }
@@ -301,7 +302,9 @@ fn hooks_can_ask_hull_for_the_state() {
     // Hooks often call the runtime back; that must not deadlock on the container's lock.
     let mut env = Env::new(&["sleep", "100"]);
     let (d, root) = (env.dir.display().to_string(), env.root.display().to_string());
-    let ask = |tag: &str| format!("{HULL} --root {root} state st > {d}/{tag}.tmp && mv {d}/{tag}.tmp {d}/{tag}.json");
+    let ask = |tag: &str| {
+        format!("{HULL} --root {root} state st > {d}/{tag}.tmp && mv {d}/{tag}.tmp {d}/{tag}.json")
+    };
     let cr = script(&env, "ask-cr.sh", &ask("cr-state"));
     let ps = script(&env, "ask-ps.sh", &ask("ps-state"));
     let mut hk = hook(&cr);
@@ -346,12 +349,10 @@ fn args_and_env_are_passed_exactly() {
     set_hooks(&mut env, "createRuntime", vec![with_env, no_env, no_args]);
     let _c = Cleanup(&env, "ae");
     ok(&create(&env, "ae"), "create");
-    assert_eq!(
-        std::fs::read_to_string(env.dir.join("args.txt")).unwrap(),
-        "[zero]\n[a b]\n[]\n[c'd]\n"
-    );
+    assert_eq!(std::fs::read_to_string(env.dir.join("args.txt")).unwrap(), "[zero]\n[a b]\n[]\n[c'd]\n");
     // Exactly these variables and no other (std's Command passes them sorted by name).
-    let mut seen: Vec<String> = std::fs::read_to_string(env.dir.join("env.txt")).unwrap().lines().map(String::from).collect();
+    let mut seen: Vec<String> =
+        std::fs::read_to_string(env.dir.join("env.txt")).unwrap().lines().map(String::from).collect();
     seen.sort();
     assert_eq!(seen, ["EMPTY=", "EQ=x=y", "FOO=bar baz"]);
     assert_eq!(std::fs::read_to_string(env.dir.join("noenv.txt")).unwrap(), "");
@@ -435,7 +436,10 @@ fn failing_prestart_hook_fails_create() {
     let out = create(&env, "bp");
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("prestart") && err.contains("exit status 7") && err.contains(bad.to_str().unwrap()), "{err}");
+    assert!(
+        err.contains("prestart") && err.contains("exit status 7") && err.contains(bad.to_str().unwrap()),
+        "{err}"
+    );
     assert!(env.root_is_empty());
 }
 
@@ -546,7 +550,10 @@ fn failing_start_container_hook_stops_the_program() {
     env.wait_status("bsc", "stopped");
     assert!(!env.rootfs().join("tmp/program").exists(), "the program must not run");
     let err = std::fs::read_to_string(&errf).unwrap();
-    assert!(err.contains("startContainer") && err.contains("exit status 4") && err.contains("start hook says no"), "{err}");
+    assert!(
+        err.contains("startContainer") && err.contains("exit status 4") && err.contains("start hook says no"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -559,7 +566,10 @@ fn failing_poststart_hook_only_warns() {
     let out = h(&env, &["start", "bps"]);
     ok(&out, "start");
     let err = stderr(&out);
-    assert!(err.contains("warning") && err.contains("poststart") && err.contains("poststart trouble"), "{err}");
+    assert!(
+        err.contains("warning") && err.contains("poststart") && err.contains("poststart trouble"),
+        "{err}"
+    );
     assert_eq!(env.status("bps"), "running");
 }
 

@@ -98,7 +98,11 @@ impl Drop for Reaper {
             let Ok(text) = std::fs::read(e.path().join("state.json")) else { continue };
             let Ok(st) = serde_json::from_slice::<Value>(&text) else { continue };
             let pid = st["pid"].as_i64().unwrap_or(0) as i32;
-            if pid > 0 && pid != me && start_time(pid).is_some() && start_time(pid) == st["pid_start"].as_u64() {
+            if pid > 0
+                && pid != me
+                && start_time(pid).is_some()
+                && start_time(pid) == st["pid_start"].as_u64()
+            {
                 // SAFETY: as above.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
@@ -131,14 +135,13 @@ fn create_logged(env: &Env, id: &str, extra: &[&str], tag: &str) -> Output {
     let mut args = vec!["create", "--bundle", env.bundle.to_str().unwrap()];
     args.extend_from_slice(extra);
     args.push(id);
-    let status = env
-        .cmd(&args)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .status()
-        .expect("run hull create");
-    Output { status, stdout: std::fs::read(o).unwrap_or_default(), stderr: std::fs::read(e).unwrap_or_default() }
+    let status =
+        env.cmd(&args).stdin(Stdio::null()).stdout(out).stderr(err).status().expect("run hull create");
+    Output {
+        status,
+        stdout: std::fs::read(o).unwrap_or_default(),
+        stderr: std::fs::read(e).unwrap_or_default(),
+    }
 }
 
 /// Makes `<env.dir>/<name>` and bind-mounts it at `dest` in the container (config rewritten).
@@ -342,7 +345,11 @@ fn second_start_fails_and_program_runs_once() {
     let o = h(&env, &["start", id]);
     fails(&o, "start of a stopped container");
     assert!(stderr(&o).to_lowercase().contains("stopped"), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(host.join("log")).unwrap(), "ran\n", "the program must run exactly once");
+    assert_eq!(
+        std::fs::read_to_string(host.join("log")).unwrap(),
+        "ran\n",
+        "the program must run exactly once"
+    );
     ok(&h(&env, &["delete", id]), "delete");
 }
 
@@ -455,7 +462,12 @@ fn run_exit_code_when_killed_by_hull_kill() {
     let pid = pid_of(&env, id);
     ok(&h(&env, &["kill", id, "KILL"]), "kill");
     let s = wait_child(&mut child);
-    assert_eq!(s.code(), Some(137), "{}", std::fs::read_to_string(env.dir.join(format!("{id}.err"))).unwrap());
+    assert_eq!(
+        s.code(),
+        Some(137),
+        "{}",
+        std::fs::read_to_string(env.dir.join(format!("{id}.err"))).unwrap()
+    );
     assert!(!alive(pid));
     assert!(env.root_is_empty());
 }
@@ -477,12 +489,21 @@ fn run_exit_code_for_term_without_pid_namespace() {
     wait_until("sleep exec'd", || cmdline(pid) == "sleep 1000");
     ok(&h(&env, &["kill", id, "TERM"]), "kill TERM");
     let s = wait_child(&mut child);
-    assert_eq!(s.code(), Some(143), "{}", std::fs::read_to_string(env.dir.join(format!("{id}.err"))).unwrap());
+    assert_eq!(
+        s.code(),
+        Some(143),
+        "{}",
+        std::fs::read_to_string(env.dir.join(format!("{id}.err"))).unwrap()
+    );
 }
 
 #[test]
 fn run_forwards_signals_to_the_container() {
-    let (env, _reaper) = env_of(&["sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.05; done"]);
+    let (env, _reaper) = env_of(&[
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.05; done",
+    ]);
     let id = "lc-run-fwd";
     let mut child = spawn_run(&env, id, &[]);
     let out = env.dir.join(format!("{id}.out"));
@@ -564,7 +585,8 @@ fn kill_signal_forms() {
 #[test]
 fn kill_all_signals_every_process() {
     // pid 1 without a handler ignores TERM; its children do not.
-    let (env, _reaper) = env_of(&["sh", "-c", "sleep 1001 & sleep 1002 & echo ready; while true; do sleep 0.05; done"]);
+    let (env, _reaper) =
+        env_of(&["sh", "-c", "sleep 1001 & sleep 1002 & echo ready; while true; do sleep 0.05; done"]);
     let id = "lc-kill-all";
     ok(&env.create(id), "create");
     ok(&h(&env, &["start", id]), "start");
@@ -793,8 +815,16 @@ fn list_formats() {
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(rows.len(), 2, "{text}");
     let bundle = std::fs::canonicalize(&env.bundle).unwrap();
-    assert_eq!(rows[0][..4], ["lc-list-a", &pid_a.to_string(), "created", bundle.to_str().unwrap()], "{text}");
-    assert_eq!(rows[1][..4], ["lc-list-b", &pid_b.to_string(), "running", bundle.to_str().unwrap()], "{text}");
+    assert_eq!(
+        rows[0][..4],
+        ["lc-list-a", &pid_a.to_string(), "created", bundle.to_str().unwrap()],
+        "{text}"
+    );
+    assert_eq!(
+        rows[1][..4],
+        ["lc-list-b", &pid_b.to_string(), "running", bundle.to_str().unwrap()],
+        "{text}"
+    );
 
     let o = h(&env, &["list", "--format", "json"]);
     ok(&o, "list --format json");

@@ -56,7 +56,13 @@ fn h(env: &Env, args: &[&str]) -> Output {
 #[track_caller]
 fn run_ok(env: &Env, id: &str) -> String {
     let o = h(env, &["run", "--bundle", env.bundle.to_str().unwrap(), id]);
-    assert!(o.status.success(), "run {id} failed ({:?}): stdout={:?} stderr={:?}", o.status, stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "run {id} failed ({:?}): stdout={:?} stderr={:?}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
     stdout(&o)
 }
 
@@ -83,7 +89,15 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     while !cond() {
         if Instant::now() > deadline {
             let detail = |p: &str| {
-                what.split(' ').filter(|w| w.ends_with(p)).map(|f| format!("\n{f}: {:?}", std::fs::read_to_string(f.trim_end_matches(')')).unwrap_or_default())).collect::<String>()
+                what.split(' ')
+                    .filter(|w| w.ends_with(p))
+                    .map(|f| {
+                        format!(
+                            "\n{f}: {:?}",
+                            std::fs::read_to_string(f.trim_end_matches(')')).unwrap_or_default()
+                        )
+                    })
+                    .collect::<String>()
             };
             panic!("timed out waiting for: {what}{}{}", detail(".out"), detail(".err)"));
         }
@@ -124,7 +138,11 @@ impl Drop for Reaper {
             let Ok(text) = std::fs::read(e.path().join("state.json")) else { continue };
             let Ok(st) = serde_json::from_slice::<Value>(&text) else { continue };
             let pid = st["pid"].as_i64().unwrap_or(0) as i32;
-            if pid > 0 && pid != me && start_time(pid).is_some() && start_time(pid) == st["pid_start"].as_u64() {
+            if pid > 0
+                && pid != me
+                && start_time(pid).is_some()
+                && start_time(pid) == st["pid_start"].as_u64()
+            {
                 // SAFETY: as above.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
@@ -159,7 +177,8 @@ fn remove_ns(env: &mut Env, kind: &str) {
 fn uts_hostname_and_domainname() {
     let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let host_domain = std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap();
-    let (mut env, _r) = env_of(&["sh", "-c", "hostname; cat /proc/sys/kernel/domainname; readlink /proc/self/ns/uts"]);
+    let (mut env, _r) =
+        env_of(&["sh", "-c", "hostname; cat /proc/sys/kernel/domainname; readlink /proc/self/ns/uts"]);
     env.config["hostname"] = json!("box-one");
     env.config["domainname"] = json!("example.test");
     env.write_config();
@@ -169,8 +188,16 @@ fn uts_hostname_and_domainname() {
     assert_eq!(lines[0], "box-one");
     assert_eq!(lines[1], "example.test");
     assert_ne!(lines[2], host_ns("uts"), "the container shares the host's uts namespace");
-    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(), host_name, "host hostname changed");
-    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap(), host_domain, "host domainname changed");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        host_name,
+        "host hostname changed"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap(),
+        host_domain,
+        "host domainname changed"
+    );
 }
 
 // ---- pid ----
@@ -205,7 +232,8 @@ fn network_namespace_has_only_lo() {
 #[test]
 fn without_network_namespace_the_host_network_is_seen() {
     // The control for the test above: it would see more than lo if hull forgot the namespace.
-    let (mut env, _r) = env_of(&["sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1; readlink /proc/self/ns/net"]);
+    let (mut env, _r) =
+        env_of(&["sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1; readlink /proc/self/ns/net"]);
     remove_ns(&mut env, "network");
     let out = run_ok(&env, "ns-nonet");
     assert!(out.contains(&host_ns("net")), "{out}");
@@ -219,7 +247,7 @@ fn without_network_namespace_the_host_network_is_seen() {
 fn ipc_namespace_is_private() {
     // A SysV shared memory segment made on the host must not be visible inside.
     const KEY: i32 = 0x48554c4c; // "HULL"
-    // SAFETY: shmget with plain integers.
+                                 // SAFETY: shmget with plain integers.
     let shmid = unsafe { libc::shmget(KEY, 4096, libc::IPC_CREAT | 0o600) };
     assert!(shmid >= 0, "shmget: {}", std::io::Error::last_os_error());
     let (env, _r) = env_of(&["sh", "-c", "readlink /proc/self/ns/ipc; cat /proc/sysvipc/shm"]);
@@ -231,7 +259,10 @@ fn ipc_namespace_is_private() {
     assert!(host_shm.lines().any(|l| l.split_whitespace().next() == Some(&key_dec)), "host: {host_shm}");
     let mut lines = out.lines();
     assert_ne!(lines.next().unwrap(), host_ns("ipc"));
-    assert!(!lines.any(|l| l.split_whitespace().next() == Some(&key_dec)), "the host's segment is visible inside: {out}");
+    assert!(
+        !lines.any(|l| l.split_whitespace().next() == Some(&key_dec)),
+        "the host's segment is visible inside: {out}"
+    );
 }
 
 // ---- joining by path ----
@@ -297,7 +328,9 @@ fn user_namespace_with_mappings() {
     let out = std::fs::read_to_string(&outf).unwrap();
     // What the host sees: the container's root is host uid 100000.
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |k: &str| status.lines().find(|l| l.starts_with(k)).unwrap().split_whitespace().nth(1).unwrap().to_string();
+    let field = |k: &str| {
+        status.lines().find(|l| l.starts_with(k)).unwrap().split_whitespace().nth(1).unwrap().to_string()
+    };
     let (host_uid, host_gid) = (field("Uid:"), field("Gid:"));
     stop(&env, id);
 
@@ -338,7 +371,8 @@ fn user_namespace_with_proc_sys_and_dev() {
 #[test]
 fn time_namespace_offsets() {
     const YEAR: u64 = 86400 * 365;
-    let (mut env, _r) = env_of(&["sh", "-c", "cat /proc/uptime; cat /proc/self/timens_offsets; readlink /proc/self/ns/time"]);
+    let (mut env, _r) =
+        env_of(&["sh", "-c", "cat /proc/uptime; cat /proc/self/timens_offsets; readlink /proc/self/ns/time"]);
     add_ns(&mut env, json!({"type": "time"}));
     env.config["linux"]["timeOffsets"] = json!({
         "boottime": {"secs": YEAR, "nanosecs": 0},
@@ -346,7 +380,8 @@ fn time_namespace_offsets() {
     });
     env.write_config();
     let out = run_ok(&env, "ns-time");
-    let host_up: f64 = std::fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let host_up: f64 =
+        std::fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap();
     let lines: Vec<&str> = out.lines().collect();
     let up: f64 = lines[0].split_whitespace().next().unwrap().parse().unwrap();
     assert!(up > YEAR as f64, "uptime inside {up} does not include the boottime offset: {out}");
@@ -408,7 +443,8 @@ fn cgroup_namespace_roots_the_container_at_its_cgroup() {
     let (env, _r) = env_of(&["sh", "-c", "cat /proc/self/cgroup; readlink /proc/self/ns/cgroup"]);
     let out = run_in_cgroup(&env, &cg, "ns-nocg");
     // (It is in the caller's cgroup, or in one hull made for it: either way not the root.)
-    let pids_line = out.lines().find(|l| l.split(':').nth(1) == Some("pids")).unwrap_or_else(|| panic!("{out}"));
+    let pids_line =
+        out.lines().find(|l| l.split(':').nth(1) == Some("pids")).unwrap_or_else(|| panic!("{out}"));
     assert!(!pids_line.ends_with(":/"), "the control container is in the root cgroup: {out}");
     assert!(out.contains(&host_ns("cgroup")), "{out}");
 

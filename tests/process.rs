@@ -163,7 +163,9 @@ fn exec_cpu_affinity_final() {
 
 #[test]
 fn an_lsm_the_host_lacks_is_a_clear_error() {
-    for (key, value) in [("apparmorProfile", "hull-test"), ("selinuxLabel", "system_u:system_r:container_t:s0")] {
+    for (key, value) in
+        [("apparmorProfile", "hull-test"), ("selinuxLabel", "system_u:system_r:container_t:s0")]
+    {
         let enabled = match key {
             "apparmorProfile" => std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
                 .map(|s| s.starts_with('Y'))
@@ -228,7 +230,11 @@ fn only_preserved_fds_reach_the_program() {
 
 #[test]
 fn listen_fds_and_notify_socket_are_passed_on() {
-    let env = Env::new(&["sh", "-c", "echo $LISTEN_FDS $LISTEN_PID $NOTIFY_SOCKET; stat -c '%F %i' $NOTIFY_SOCKET"]);
+    let env = Env::new(&[
+        "sh",
+        "-c",
+        "echo $LISTEN_FDS $LISTEN_PID $NOTIFY_SOCKET; stat -c '%F %i' $NOTIFY_SOCKET",
+    ]);
     let sock = env.dir.join("notify.sock");
     let _listener = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
     let out = env
@@ -260,7 +266,14 @@ fn terminal_through_a_console_socket() {
         (master, name)
     });
     let out = env
-        .cmd(&["create", "--console-socket", sock.to_str().unwrap(), "--bundle", env.bundle.to_str().unwrap(), "tt"])
+        .cmd(&[
+            "create",
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "--bundle",
+            env.bundle.to_str().unwrap(),
+            "tt",
+        ])
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();

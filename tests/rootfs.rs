@@ -96,22 +96,34 @@ const SEP: &str = "@@MOUNTINFO@@";
 /// container's mounts.
 #[track_caller]
 fn run_script(env: &mut Env, id: &str, script: &str, extra: &[&str]) -> (String, Vec<Mnt>) {
-    env.config["process"]["args"] = json!(["sh", "-c", format!("exec 2>&1\n{script}\necho {SEP}; cat /proc/self/mountinfo")]);
+    env.config["process"]["args"] =
+        json!(["sh", "-c", format!("exec 2>&1\n{script}\necho {SEP}; cat /proc/self/mountinfo")]);
     env.write_config();
     let mut args = vec!["run", "--bundle", env.bundle.to_str().unwrap()];
     args.extend_from_slice(extra);
     args.push(id);
     let o = h(env, &args);
-    assert!(o.status.success(), "run {id} failed ({:?}): stdout={:?} stderr={:?}", o.status, stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "run {id} failed ({:?}): stdout={:?} stderr={:?}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
     let out = stdout(&o);
-    let (before, mi) = out.split_once(&format!("{SEP}\n")).unwrap_or_else(|| panic!("no mountinfo in {out:?}"));
+    let (before, mi) =
+        out.split_once(&format!("{SEP}\n")).unwrap_or_else(|| panic!("no mountinfo in {out:?}"));
     (before.to_string(), parse_mountinfo(mi))
 }
 
 /// The mount visible at `point` (the last one mounted there).
 #[track_caller]
 fn at<'a>(mounts: &'a [Mnt], point: &str) -> &'a Mnt {
-    mounts.iter().rev().find(|m| m.point == point).unwrap_or_else(|| panic!("nothing mounted on {point}: {mounts:#?}"))
+    mounts
+        .iter()
+        .rev()
+        .find(|m| m.point == point)
+        .unwrap_or_else(|| panic!("nothing mounted on {point}: {mounts:#?}"))
 }
 
 fn host_mountinfo() -> String {
@@ -227,7 +239,10 @@ struct HostMount(PathBuf);
 impl HostMount {
     fn tmpfs(at: &Path) -> HostMount {
         std::fs::create_dir_all(at).unwrap();
-        let st = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "hulltest", at.to_str().unwrap()]).status().unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "hulltest", at.to_str().unwrap()])
+            .status()
+            .unwrap();
         assert!(st.success(), "mount tmpfs on {}", at.display());
         HostMount(at.to_path_buf())
     }
@@ -246,8 +261,14 @@ fn bind_ro_cannot_be_written() {
     let (mut env, _r) = env_of(&["true"]);
     let ro = host_dir(&env, "ro-src", &[("f", "orig\n")]);
     let rw = host_dir(&env, "rw-src", &[]);
-    add_mount(&mut env, json!({"destination": "/data", "type": "bind", "source": ro.to_str().unwrap(), "options": ["bind", "ro"]}));
-    add_mount(&mut env, json!({"destination": "/rw", "type": "bind", "source": rw.to_str().unwrap(), "options": ["bind", "rw"]}));
+    add_mount(
+        &mut env,
+        json!({"destination": "/data", "type": "bind", "source": ro.to_str().unwrap(), "options": ["bind", "ro"]}),
+    );
+    add_mount(
+        &mut env,
+        json!({"destination": "/rw", "type": "bind", "source": rw.to_str().unwrap(), "options": ["bind", "rw"]}),
+    );
     let script = "cat /data/f; echo new 2>/dev/null > /data/f && echo WROTE; touch /data/g 2>/dev/null && echo TOUCHED; \
                   echo from-container > /rw/new && echo rw-ok";
     let (out, mounts) = run_script(&mut env, "rf-bind-ro", script, &[]);
@@ -265,7 +286,10 @@ fn bind_mount_of_a_file_and_relative_source() {
     let (mut env, _r) = env_of(&["true"]);
     std::fs::write(env.bundle.join("hosts.txt"), "127.0.0.1 hull\n").unwrap();
     // A relative source is relative to the bundle; the destination file is made.
-    add_mount(&mut env, json!({"destination": "/etc/myhosts", "type": "bind", "source": "hosts.txt", "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}));
+    add_mount(
+        &mut env,
+        json!({"destination": "/etc/myhosts", "type": "bind", "source": "hosts.txt", "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}),
+    );
     let (out, mounts) = run_script(&mut env, "rf-bind-file", "cat /etc/myhosts", &[]);
     assert_eq!(out, "127.0.0.1 hull\n");
     let m = at(&mounts, "/etc/myhosts");
@@ -280,8 +304,14 @@ fn rbind_carries_submounts_and_bind_does_not() {
     let tree = host_dir(&env, "tree", &[("top", "t\n")]);
     let sub = HostMount::tmpfs(&tree.join("sub"));
     std::fs::write(sub.0.join("marker"), "in-submount\n").unwrap();
-    add_mount(&mut env, json!({"destination": "/r", "type": "bind", "source": tree.to_str().unwrap(), "options": ["rbind"]}));
-    add_mount(&mut env, json!({"destination": "/b", "type": "bind", "source": tree.to_str().unwrap(), "options": ["bind"]}));
+    add_mount(
+        &mut env,
+        json!({"destination": "/r", "type": "bind", "source": tree.to_str().unwrap(), "options": ["rbind"]}),
+    );
+    add_mount(
+        &mut env,
+        json!({"destination": "/b", "type": "bind", "source": tree.to_str().unwrap(), "options": ["bind"]}),
+    );
     let script = "cat /r/top /r/sub/marker; echo --; cat /b/top; ls -A /b/sub";
     let (out, mounts) = run_script(&mut env, "rf-rbind", script, &[]);
     assert_eq!(out, "t\nin-submount\n--\nt\n", "rbind must show the submount, bind must not");
@@ -295,8 +325,11 @@ fn rbind_carries_submounts_and_bind_does_not() {
 #[test]
 fn tmpfs_size_and_mode() {
     let (mut env, _r) = env_of(&["true"]);
-    add_mount(&mut env, json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
-        "options": ["nosuid", "nodev", "noexec", "mode=1750", "size=1m"]}));
+    add_mount(
+        &mut env,
+        json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosuid", "nodev", "noexec", "mode=1750", "size=1m"]}),
+    );
     let script = "stat -c %a /scratch; df -k /scratch | awk 'NR==2 {print $2}'; \
                   dd if=/dev/zero of=/scratch/big bs=1024 count=2048 2>/dev/null && echo FILLED || echo full";
     let (out, mounts) = run_script(&mut env, "rf-tmpfs", script, &[]);
@@ -350,8 +383,11 @@ fn proc_and_sysfs() {
 #[test]
 fn cgroup_mount_is_read_only() {
     let (mut env, _r) = env_of(&["true"]);
-    add_mount(&mut env, json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-        "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}));
+    add_mount(
+        &mut env,
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+        "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+    );
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         // Pure v2: the container's own cgroup, read-only; its init (pid 1 inside) is in it.
         let script = "mkdir /sys/fs/cgroup/hull-x 2>/dev/null && echo MADE || echo ro; \
@@ -450,7 +486,8 @@ fn readonly_paths() {
     std::fs::create_dir_all(env.rootfs().join("rodir")).unwrap();
     env.config["linux"]["readonlyPaths"].as_array_mut().unwrap().push(json!("/rodir"));
     env.write_config();
-    let script = "echo evil 2>/dev/null > /proc/sys/kernel/hostname && echo WROTE-PROC-SYS || echo proc-sys-ro; \
+    let script =
+        "echo evil 2>/dev/null > /proc/sys/kernel/hostname && echo WROTE-PROC-SYS || echo proc-sys-ro; \
                   hostname; touch /rodir/x 2>/dev/null && echo WROTE-RODIR || echo rodir-ro; \
                   touch /rootfs-rw && echo root-rw; cat /proc/sys/kernel/ostype";
     let (out, mounts) = run_script(&mut env, "rf-ro", script, &[]);
@@ -472,7 +509,10 @@ fn readonly_paths() {
 fn readonly_root_with_writable_tmpfs() {
     let (mut env, _r) = env_of(&["true"]);
     env.config["root"]["readonly"] = json!(true);
-    add_mount(&mut env, json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}));
+    add_mount(
+        &mut env,
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}),
+    );
     let script = "touch /x 2>/dev/null && echo WROTE-ROOT || echo root-ro; touch /etc/y 2>/dev/null && echo WROTE-ETC || echo etc-ro; \
                   touch /tmp/y && echo tmp-rw; touch /dev/shm/z && echo shm-rw";
     let (out, mounts) = run_script(&mut env, "rf-roroot", script, &[]);
@@ -571,7 +611,8 @@ fn rootfs_propagation_unbindable() {
 /// without, hull must create them there (as runc's MkdirAll-in-root does).
 fn symlink_escape(id: &str, in_image: bool) {
     let (mut env, _r) = env_of(&["true"]);
-    let targets: Vec<PathBuf> = (1..=4).map(|i| host_dir(&env, &format!("target{i}"), &[("host-marker", "host\n")])).collect();
+    let targets: Vec<PathBuf> =
+        (1..=4).map(|i| host_dir(&env, &format!("target{i}"), &[("host-marker", "host\n")])).collect();
     let payload = host_dir(&env, "payload", &[("payload-file", "payload\n")]);
     let rootfs = env.rootfs();
     if in_image {
@@ -588,11 +629,24 @@ fn symlink_escape(id: &str, in_image: bool) {
     std::os::unix::fs::symlink(&targets[2], rootfs.join("evil3")).unwrap();
     // A nested destination under a symlink: mkdir must not happen on the host either.
     std::os::unix::fs::symlink(&targets[3], rootfs.join("evil4")).unwrap();
-    add_mount(&mut env, json!({"destination": "/evil", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
-    add_mount(&mut env, json!({"destination": "/evil2", "type": "tmpfs", "source": "tmpfs", "options": ["size=2m"]}));
-    add_mount(&mut env, json!({"destination": "/evil3", "type": "bind", "source": payload.to_str().unwrap(), "options": ["bind"]}));
-    add_mount(&mut env, json!({"destination": "/evil4/sub", "type": "tmpfs", "source": "tmpfs", "options": ["size=3m"]}));
-    let script = "touch /evil/x /evil2/x /evil4/sub/x && echo touched; ls -A /evil; cat /evil3/payload-file; \
+    add_mount(
+        &mut env,
+        json!({"destination": "/evil", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}),
+    );
+    add_mount(
+        &mut env,
+        json!({"destination": "/evil2", "type": "tmpfs", "source": "tmpfs", "options": ["size=2m"]}),
+    );
+    add_mount(
+        &mut env,
+        json!({"destination": "/evil3", "type": "bind", "source": payload.to_str().unwrap(), "options": ["bind"]}),
+    );
+    add_mount(
+        &mut env,
+        json!({"destination": "/evil4/sub", "type": "tmpfs", "source": "tmpfs", "options": ["size=3m"]}),
+    );
+    let script =
+        "touch /evil/x /evil2/x /evil4/sub/x && echo touched; ls -A /evil; cat /evil3/payload-file; \
                   ls /evil/host-marker 2>/dev/null && echo SAW-HOST";
     let (out, mounts) = run_script(&mut env, id, script, &[]);
 
@@ -648,7 +702,8 @@ fn symlink_to_host_proc_cannot_redirect_proc() {
     std::os::unix::fs::symlink("/realproc", rootfs.join("proc")).unwrap();
     // runc refuses procfs on anything but a plain directory; following the symlink inside
     // the rootfs is safe too. Either is fine; mounting outside the rootfs is not.
-    env.config["process"]["args"] = json!(["sh", "-c", "echo $$; awk '$5 == \"/realproc\" {print $9}' /realproc/self/mountinfo"]);
+    env.config["process"]["args"] =
+        json!(["sh", "-c", "echo $$; awk '$5 == \"/realproc\" {print $9}' /realproc/self/mountinfo"]);
     env.write_config();
     let id = "rf-symproc";
     let o = h(&env, &["run", "--bundle", env.bundle.to_str().unwrap(), id]);
@@ -729,7 +784,10 @@ fn failing_mount_after_good_ones_leaves_nothing() {
     // Earlier mounts (a bind of a host dir included) succeeded before the failure.
     let (mut env, _r) = env_of(&["touch", "/ran"]);
     let src = host_dir(&env, "good-src", &[("f", "x")]);
-    add_mount(&mut env, json!({"destination": "/good", "type": "bind", "source": src.to_str().unwrap(), "options": ["rbind"]}));
+    add_mount(
+        &mut env,
+        json!({"destination": "/good", "type": "bind", "source": src.to_str().unwrap(), "options": ["rbind"]}),
+    );
     create_fails_cleanly(
         &mut env,
         "rf-fail-late",

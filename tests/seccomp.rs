@@ -23,10 +23,7 @@ static SEQ: AtomicUsize = AtomicUsize::new(0);
 /// container fails the test instead of hanging the run.
 fn run_cmd(env: &Env, mut cmd: Command) -> Output {
     let n = SEQ.fetch_add(1, Ordering::SeqCst);
-    let (o, e) = (
-        env.dir.join(format!("cmd{n}.out")),
-        env.dir.join(format!("cmd{n}.err")),
-    );
+    let (o, e) = (env.dir.join(format!("cmd{n}.out")), env.dir.join(format!("cmd{n}.err")));
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&o).unwrap())
@@ -41,10 +38,7 @@ fn run_cmd(env: &Env, mut cmd: Command) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "hull timed out: {}",
-                std::fs::read_to_string(&e).unwrap_or_default()
-            );
+            panic!("hull timed out: {}", std::fs::read_to_string(&e).unwrap_or_default());
         }
         std::thread::sleep(Duration::from_millis(10));
     };
@@ -58,12 +52,7 @@ fn run_cmd(env: &Env, mut cmd: Command) -> Output {
 /// `hull [global...] run` of the bundle, with a deadline.
 fn run(env: &Env, global: &[&str], id: &str) -> Output {
     let mut c = Command::new(HULL);
-    c.args(global).arg("--root").arg(&env.root).args([
-        "run",
-        "--bundle",
-        env.bundle.to_str().unwrap(),
-        id,
-    ]);
+    c.args(global).arg("--root").arg(&env.root).args(["run", "--bundle", env.bundle.to_str().unwrap(), id]);
     run_cmd(env, c)
 }
 
@@ -118,12 +107,8 @@ fn scmp_arch() -> &'static str {
 
 fn kernel_at_least(want: &str) -> bool {
     let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let nums = |s: &str| -> Vec<u32> {
-        s.split(['.', '-'])
-            .take(2)
-            .map(|p| p.parse().unwrap_or(0))
-            .collect()
-    };
+    let nums =
+        |s: &str| -> Vec<u32> { s.split(['.', '-']).take(2).map(|p| p.parse().unwrap_or(0)).collect() };
     nums(rel.trim()) >= nums(want)
 }
 
@@ -140,19 +125,16 @@ fn oci_profile(caps: &[&str]) -> Value {
         }
     }
     let has = |list: &Value, f: &dyn Fn(&str) -> bool| {
-        list.as_array()
-            .is_some_and(|a| a.iter().any(|v| f(v.as_str().unwrap_or(""))))
+        list.as_array().is_some_and(|a| a.iter().any(|v| f(v.as_str().unwrap_or(""))))
     };
     let all = |list: &Value, f: &dyn Fn(&str) -> bool| {
-        list.as_array()
-            .is_none_or(|a| a.iter().all(|v| f(v.as_str().unwrap_or(""))))
+        list.as_array().is_none_or(|a| a.iter().all(|v| f(v.as_str().unwrap_or(""))))
     };
     let mut syscalls = vec![];
     for s in p["syscalls"].as_array().unwrap() {
         let (inc, exc) = (&s["includes"], &s["excludes"]);
-        let arch_ok = inc["arches"]
-            .as_array()
-            .is_none_or(|a| a.is_empty() || a.iter().any(|x| x == go_arch()));
+        let arch_ok =
+            inc["arches"].as_array().is_none_or(|a| a.is_empty() || a.iter().any(|x| x == go_arch()));
         if !arch_ok || !all(&inc["caps"], &|c| caps.contains(&c)) {
             continue;
         }
@@ -173,8 +155,7 @@ fn oci_profile(caps: &[&str]) -> Value {
         }
         syscalls.push(e);
     }
-    let mut out =
-        json!({"defaultAction": p["defaultAction"], "architectures": archs, "syscalls": syscalls});
+    let mut out = json!({"defaultAction": p["defaultAction"], "architectures": archs, "syscalls": syscalls});
     if let Some(r) = p.get("defaultErrnoRet") {
         out["defaultErrnoRet"] = r.clone();
     }
@@ -205,30 +186,14 @@ fn containers_common_profile() {
     let o = run(&env, &[], "cc");
     let out = both(&o);
     assert!(o.status.success(), "{out}");
-    for want in [
-        "hello\n",
-        "bin\n",
-        "root:x:0:\n",
-        "3\n",
-        "f\n",
-        "Seccomp:\t2\n",
-    ] {
+    for want in ["hello\n", "bin\n", "root:x:0:\n", "3\n", "f\n", "Seccomp:\t2\n"] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
     // personality(PER_LINUX32) is one of the values the profile allows.
-    assert!(
-        out.contains("i686") || out.contains("armv"),
-        "linux32: {out}"
-    );
+    assert!(out.contains("i686") || out.contains("armv"), "linux32: {out}");
     assert!(out.contains(": lo: <LOOPBACK"), "ip link: {out}");
-    assert!(
-        out.contains("sethostname: Operation not permitted") && out.contains("hostname=1"),
-        "{out}"
-    );
-    assert!(
-        out.contains("swapon: /dev/null: Operation not permitted") && out.contains("swapon=1"),
-        "{out}"
-    );
+    assert!(out.contains("sethostname: Operation not permitted") && out.contains("hostname=1"), "{out}");
+    assert!(out.contains("swapon: /dev/null: Operation not permitted") && out.contains("swapon=1"), "{out}");
     // chroot is allowed with CAP_SYS_CHROOT.
     assert!(out.contains("chroot=0"), "{out}");
 }
@@ -237,15 +202,8 @@ fn containers_common_profile() {
 /// personality values it does not list are refused.
 #[test]
 fn containers_common_profile_follows_capabilities() {
-    let caps: Vec<&str> = PODMAN_CAPS
-        .iter()
-        .copied()
-        .filter(|c| *c != "CAP_SYS_CHROOT")
-        .collect();
-    let mut env = env_with(
-        "chroot / true; echo chroot=$?; echo done",
-        oci_profile(&caps),
-    );
+    let caps: Vec<&str> = PODMAN_CAPS.iter().copied().filter(|c| *c != "CAP_SYS_CHROOT").collect();
+    let mut env = env_with("chroot / true; echo chroot=$?; echo done", oci_profile(&caps));
     env.config["process"]["capabilities"] = caps_json(&caps);
     env.write_config();
     let o = run(&env, &[], "cc2");
@@ -271,14 +229,8 @@ fn profile_with_non_root_user_and_without_no_new_privileges() {
         let out = both(&o);
         assert!(out.contains("1000\n"), "nnp={nnp}: {out}");
         assert!(out.contains("Seccomp:\t2\n"), "nnp={nnp}: {out}");
-        assert!(
-            out.contains(&format!("NoNewPrivs:\t{}\n", nnp as u8)),
-            "nnp={nnp}: {out}"
-        );
-        assert!(
-            out.contains("sethostname: Operation not permitted"),
-            "nnp={nnp}: {out}"
-        );
+        assert!(out.contains(&format!("NoNewPrivs:\t{}\n", nnp as u8)), "nnp={nnp}: {out}");
+        assert!(out.contains("sethostname: Operation not permitted"), "nnp={nnp}: {out}");
     }
 }
 
@@ -377,18 +329,9 @@ fn allow_list_with_default_errno() {
     let o = run(&env, &[], "allow");
     let out = both(&o);
     assert!(out.contains("hi\n") && out.contains("root:x:0:"), "{out}");
-    assert!(
-        out.contains("mkdir: can't create directory '/tmp/x': Operation not permitted"),
-        "{out}"
-    );
-    assert!(
-        out.contains("mkdir=1") && out.contains("hostname=1"),
-        "{out}"
-    );
-    assert!(
-        out.contains("sethostname: Operation not permitted"),
-        "{out}"
-    );
+    assert!(out.contains("mkdir: can't create directory '/tmp/x': Operation not permitted"), "{out}");
+    assert!(out.contains("mkdir=1") && out.contains("hostname=1"), "{out}");
+    assert!(out.contains("sethostname: Operation not permitted"), "{out}");
 }
 
 /// defaultErrnoRet picks the default's errno.
@@ -400,10 +343,7 @@ fn default_errno_ret() {
                "syscalls": [{"names": BASICS, "action": "SCMP_ACT_ALLOW"}]}),
     );
     let out = both(&run(&env, &[], "deferrno"));
-    assert!(
-        out.contains("No space left on device") && out.contains("mkdir=1"),
-        "{out}"
-    );
+    assert!(out.contains("No space left on device") && out.contains("mkdir=1"), "{out}");
 }
 
 fn deny_mkdir(action: &str, errno: Option<u32>) -> Value {
@@ -417,40 +357,20 @@ fn deny_mkdir(action: &str, errno: Option<u32>) -> Value {
 /// ERRNO with errnoRet: the program sees that errno; without errnoRet it sees EPERM.
 #[test]
 fn errno_action_with_errno_ret() {
-    let env = env_with(
-        "mkdir /tmp/x; echo mkdir=$?; ls -d /tmp/x",
-        deny_mkdir("SCMP_ACT_ERRNO", Some(18)),
-    );
+    let env = env_with("mkdir /tmp/x; echo mkdir=$?; ls -d /tmp/x", deny_mkdir("SCMP_ACT_ERRNO", Some(18)));
     let out = both(&run(&env, &[], "errnoret"));
-    assert!(
-        out.contains("mkdir: can't create directory '/tmp/x': Invalid cross-device link"),
-        "{out}"
-    );
-    assert!(
-        out.contains("mkdir=1") && out.contains("No such file"),
-        "{out}"
-    );
-    let env = env_with(
-        "mkdir /tmp/x; echo mkdir=$?",
-        deny_mkdir("SCMP_ACT_ERRNO", None),
-    );
+    assert!(out.contains("mkdir: can't create directory '/tmp/x': Invalid cross-device link"), "{out}");
+    assert!(out.contains("mkdir=1") && out.contains("No such file"), "{out}");
+    let env = env_with("mkdir /tmp/x; echo mkdir=$?", deny_mkdir("SCMP_ACT_ERRNO", None));
     let out = both(&run(&env, &[], "errnodef"));
-    assert!(
-        out.contains("Operation not permitted") && out.contains("mkdir=1"),
-        "{out}"
-    );
+    assert!(out.contains("Operation not permitted") && out.contains("mkdir=1"), "{out}");
 }
 
 /// The killing actions end the program with SIGSYS: `hull run` exits 128+31, and a shell
 /// sees its child die of signal 31.
 #[test]
 fn kill_actions_end_the_program_with_sigsys() {
-    for action in [
-        "SCMP_ACT_KILL_PROCESS",
-        "SCMP_ACT_KILL",
-        "SCMP_ACT_KILL_THREAD",
-        "SCMP_ACT_TRAP",
-    ] {
+    for action in ["SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP"] {
         let mut env = Env::new(&["mkdir", "/tmp/x"]);
         env.config["linux"]["seccomp"] = deny_mkdir(action, None);
         env.write_config();
@@ -465,41 +385,23 @@ fn kill_actions_end_the_program_with_sigsys() {
 /// TRACE without a tracer: the syscall fails with ENOSYS (seccomp(2)).
 #[test]
 fn trace_without_a_tracer_is_enosys() {
-    let env = env_with(
-        "mkdir /tmp/x; echo mkdir=$?",
-        deny_mkdir("SCMP_ACT_TRACE", Some(3)),
-    );
+    let env = env_with("mkdir /tmp/x; echo mkdir=$?", deny_mkdir("SCMP_ACT_TRACE", Some(3)));
     let out = both(&run(&env, &[], "trace"));
-    assert!(
-        out.contains("Function not implemented") && out.contains("mkdir=1"),
-        "{out}"
-    );
+    assert!(out.contains("Function not implemented") && out.contains("mkdir=1"), "{out}");
 }
 
 /// LOG allows the syscall (and logs it to the audit log); the filter flags are accepted.
 #[test]
 fn log_action_and_flags() {
     let mut s = deny_mkdir("SCMP_ACT_LOG", None);
-    s["flags"] = json!([
-        "SECCOMP_FILTER_FLAG_LOG",
-        "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-        "SECCOMP_FILTER_FLAG_TSYNC"
-    ]);
-    s["syscalls"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"names": ["sethostname"], "action": "SCMP_ACT_ERRNO"}));
-    let env = env_with(
-        "mkdir /tmp/x && ls -d /tmp/x; hostname y; grep -E '^Seccomp:' /proc/self/status",
-        s,
-    );
+    s["flags"] =
+        json!(["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"]);
+    s["syscalls"].as_array_mut().unwrap().push(json!({"names": ["sethostname"], "action": "SCMP_ACT_ERRNO"}));
+    let env = env_with("mkdir /tmp/x && ls -d /tmp/x; hostname y; grep -E '^Seccomp:' /proc/self/status", s);
     let o = run(&env, &[], "log");
     let out = both(&o);
     assert!(out.contains("/tmp/x\n"), "{out}");
-    assert!(
-        out.contains("sethostname: Operation not permitted"),
-        "{out}"
-    );
+    assert!(out.contains("sethostname: Operation not permitted"), "{out}");
     assert!(out.contains("Seccomp:\t2"), "{out}");
 }
 
@@ -548,14 +450,8 @@ fn unknown_syscall_names_are_skipped() {
     let o = run(&env, &["--debug"], "unknown");
     let out = both(&o);
     assert!(o.status.success(), "{out}");
-    assert!(
-        out.contains("Operation not permitted") && out.contains("mkdir=1"),
-        "{out}"
-    );
-    assert!(
-        out.contains("hull_no_such_syscall"),
-        "the --debug line: {out}"
-    );
+    assert!(out.contains("Operation not permitted") && out.contains("mkdir=1"), "{out}");
+    assert!(out.contains("hull_no_such_syscall"), "the --debug line: {out}");
 }
 
 /// Bad seccomp input fails `run` with a message naming it, and leaves nothing behind.
@@ -604,10 +500,7 @@ fn exec_gets_the_container_filter() {
     ]);
     let o = run_cmd(&env, c);
     let out = both(&o);
-    assert!(
-        out.contains("Invalid cross-device link") && out.contains("mkdir=1"),
-        "{out}"
-    );
+    assert!(out.contains("Invalid cross-device link") && out.contains("mkdir=1"), "{out}");
     assert!(out.contains("Seccomp:\t2"), "{out}");
     let _ = env.hull(&["delete", "--force", "ex"]);
 }
@@ -618,10 +511,7 @@ fn exec_gets_the_container_filter() {
 fn recv_with_fd(sock: RawFd) -> (Vec<u8>, OwnedFd) {
     let mut buf = vec![0u8; 1 << 20];
     let mut cbuf = [0u64; 8];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
     // SAFETY: msghdr is plain data; zeroed is a valid empty header that the lines below fill.
     let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
     mh.msg_iov = &mut iov;
@@ -635,10 +525,7 @@ fn recv_with_fd(sock: RawFd) -> (Vec<u8>, OwnedFd) {
     let fd = unsafe {
         let c = libc::CMSG_FIRSTHDR(&mh);
         assert!(!c.is_null(), "no control message");
-        assert_eq!(
-            ((*c).cmsg_level, (*c).cmsg_type),
-            (libc::SOL_SOCKET, libc::SCM_RIGHTS)
-        );
+        assert_eq!(((*c).cmsg_level, (*c).cmsg_type), (libc::SOL_SOCKET, libc::SCM_RIGHTS));
         std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const RawFd)
     };
     buf.truncate(n as usize);
@@ -652,17 +539,10 @@ fn agent(listener: UnixListener, stop: Arc<AtomicBool>) -> (Value, Vec<i32>) {
     let (conn, _) = listener.accept().unwrap();
     let (msg, fd) = recv_with_fd(conn.as_raw_fd());
     let state: Value = serde_json::from_slice(&msg).expect("the agent gets JSON");
-    let mkdirs: Vec<i64> = ["mkdir", "mkdirat"]
-        .iter()
-        .filter_map(|n| sysno(n))
-        .collect();
+    let mkdirs: Vec<i64> = ["mkdir", "mkdirat"].iter().filter_map(|n| sysno(n)).collect();
     let mut answers = vec![];
     while !stop.load(Ordering::SeqCst) {
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: one pollfd that lives on this stack frame.
         let r = unsafe { libc::poll(&mut pfd, 1, 50) };
         if r <= 0 {
@@ -674,14 +554,7 @@ fn agent(listener: UnixListener, stop: Arc<AtomicBool>) -> (Value, Vec<i32>) {
         // SAFETY: seccomp_notif is plain data; the kernel wants it zeroed.
         let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
         // SAFETY: the ioctl fills `req`, which is the size SECCOMP_IOCTL_NOTIF_RECV names.
-        if unsafe {
-            libc::ioctl(
-                fd.as_raw_fd(),
-                libc::SECCOMP_IOCTL_NOTIF_RECV as _,
-                &mut req,
-            )
-        } != 0
-        {
+        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV as _, &mut req) } != 0 {
             continue;
         }
         let is_mkdir = mkdirs.contains(&i64::from(req.data.nr));
@@ -690,22 +563,12 @@ fn agent(listener: UnixListener, stop: Arc<AtomicBool>) -> (Value, Vec<i32>) {
             id: req.id,
             val: 0,
             error: if first { -libc::EXDEV } else { 0 },
-            flags: if first {
-                0
-            } else {
-                libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32
-            },
+            flags: if first { 0 } else { libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32 },
         };
         answers.push(if first { libc::EXDEV } else { 0 });
         let mut resp = resp;
         // SAFETY: `resp` is the struct SECCOMP_IOCTL_NOTIF_SEND names.
-        unsafe {
-            libc::ioctl(
-                fd.as_raw_fd(),
-                libc::SECCOMP_IOCTL_NOTIF_SEND as _,
-                &mut resp,
-            )
-        };
+        unsafe { libc::ioctl(fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND as _, &mut resp) };
     }
     (state, answers)
 }
@@ -724,11 +587,8 @@ fn sysno(name: &str) -> Option<i64> {
 /// program's syscalls return.
 #[test]
 fn notify_sends_the_listener_to_the_agent() {
-    let mut env = Env::new(&[
-        "sh",
-        "-c",
-        "mkdir /tmp/a; echo first=$?; mkdir /tmp/b; echo second=$?; ls -d /tmp/b",
-    ]);
+    let mut env =
+        Env::new(&["sh", "-c", "mkdir /tmp/a; echo first=$?; mkdir /tmp/b; echo second=$?; ls -d /tmp/b"]);
     let sock_path = env.dir.join("agent.sock");
     let listener = UnixListener::bind(&sock_path).unwrap();
     env.config["linux"]["seccomp"] = json!({
@@ -764,18 +624,9 @@ fn notify_sends_the_listener_to_the_agent() {
         env.container_stdout("nt"),
         std::fs::read_to_string(env.dir.join("nt.err")).unwrap_or_default()
     );
-    assert!(
-        out.contains("Invalid cross-device link") && out.contains("first=1"),
-        "{out}"
-    );
-    assert!(
-        out.contains("second=0") && out.contains("/tmp/b\n"),
-        "{out}"
-    );
-    assert!(
-        answers.contains(&libc::EXDEV) && answers.contains(&0),
-        "{answers:?}"
-    );
+    assert!(out.contains("Invalid cross-device link") && out.contains("first=1"), "{out}");
+    assert!(out.contains("second=0") && out.contains("/tmp/b\n"), "{out}");
+    assert!(answers.contains(&libc::EXDEV) && answers.contains(&0), "{answers:?}");
     let _ = env.hull(&["delete", "nt"]);
 }
 

@@ -143,9 +143,7 @@ fn rlimit_listed_twice() {
 #[test]
 fn rlimit_soft_above_hard() {
     invalid(
-        |v| {
-            v["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 2048, "hard": 1024}])
-        },
+        |v| v["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 2048, "hard": 1024}]),
         "process.rlimits[0]",
         "above the hard limit",
     );
@@ -160,22 +158,13 @@ fn mount_destination_relative() {
 
 #[test]
 fn mount_destination_escapes() {
-    invalid(
-        |v| v["mounts"][3]["destination"] = json!("/dev/../../etc"),
-        "mounts[3].destination",
-        "..",
-    );
+    invalid(|v| v["mounts"][3]["destination"] = json!("/dev/../../etc"), "mounts[3].destination", "..");
 }
 
 #[test]
 fn bind_mount_without_source() {
     invalid(
-        |v| {
-            v["mounts"]
-                .as_array_mut()
-                .unwrap()
-                .push(json!({"destination": "/data", "options": ["rbind"]}))
-        },
+        |v| v["mounts"].as_array_mut().unwrap().push(json!({"destination": "/data", "options": ["rbind"]})),
         "mounts[6].source",
         "source",
     );
@@ -220,10 +209,8 @@ fn user_namespace_without_mappings() {
 fn mappings_without_user_namespace() {
     invalid(
         |v| {
-            v["linux"]["uidMappings"] =
-                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-            v["linux"]["gidMappings"] =
-                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
         },
         "linux.uidMappings",
         "no user namespace",
@@ -235,8 +222,7 @@ fn mapping_of_size_zero() {
     invalid(
         |v| {
             push_ns(v, json!({"type": "user"}));
-            v["linux"]["uidMappings"] =
-                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
             v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 0}]);
         },
         "linux.gidMappings[0].size",
@@ -266,11 +252,7 @@ fn hostname_without_uts_namespace() {
 
 #[test]
 fn masked_path_relative() {
-    invalid(
-        |v| v["linux"]["maskedPaths"] = json!(["proc/kcore"]),
-        "linux.maskedPaths[0]",
-        "absolute",
-    );
+    invalid(|v| v["linux"]["maskedPaths"] = json!(["proc/kcore"]), "linux.maskedPaths[0]", "absolute");
 }
 
 #[test]
@@ -285,10 +267,7 @@ fn readonly_path_relative() {
 #[test]
 fn device_outside_dev() {
     invalid(
-        |v| {
-            v["linux"]["devices"] =
-                json!([{"path": "/etc/null", "type": "c", "major": 1, "minor": 3}])
-        },
+        |v| v["linux"]["devices"] = json!([{"path": "/etc/null", "type": "c", "major": 1, "minor": 3}]),
         "linux.devices[0].path",
         "under /dev",
     );
@@ -297,10 +276,7 @@ fn device_outside_dev() {
 #[test]
 fn device_of_type_a() {
     invalid(
-        |v| {
-            v["linux"]["devices"] =
-                json!([{"path": "/dev/null", "type": "a", "major": 1, "minor": 3}])
-        },
+        |v| v["linux"]["devices"] = json!([{"path": "/dev/null", "type": "a", "major": 1, "minor": 3}]),
         "linux.devices[0].type",
         "c, b, u or p",
     );
@@ -353,22 +329,14 @@ fn spec_writes_a_valid_config() {
     assert!(v["ociVersion"].as_str().unwrap().starts_with("1."));
     assert_eq!(v["process"]["args"], json!(["sh"]));
     assert_eq!(v["root"]["path"], "rootfs");
-    let types: Vec<&str> = v["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["type"].as_str().unwrap())
-        .collect();
+    let types: Vec<&str> =
+        v["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
     for t in ["pid", "network", "ipc", "uts", "mount"] {
         assert!(types.contains(&t), "{t} namespace missing: {types:?}");
     }
     assert!(!types.contains(&"user"));
-    let dests: Vec<&str> = v["mounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["destination"].as_str().unwrap())
-        .collect();
+    let dests: Vec<&str> =
+        v["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap()).collect();
     for d in ["/proc", "/dev", "/dev/pts", "/sys"] {
         assert!(dests.contains(&d), "{d} mount missing");
     }
@@ -382,14 +350,9 @@ fn spec_rootless_adds_a_user_namespace() {
     let out = spec_into(&env, &env.bundle, &["--rootless"]);
     assert!(out.status.success(), "spec --rootless: {}", stderr(&out));
     let v: Value =
-        serde_json::from_str(&std::fs::read_to_string(env.bundle.join("config.json")).unwrap())
-            .unwrap();
-    let types: Vec<&str> = v["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["type"].as_str().unwrap())
-        .collect();
+        serde_json::from_str(&std::fs::read_to_string(env.bundle.join("config.json")).unwrap()).unwrap();
+    let types: Vec<&str> =
+        v["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
     assert!(types.contains(&"user"), "{types:?}");
     assert!(!types.contains(&"network"), "{types:?}");
     let uid = unsafe { libc::geteuid() };

@@ -72,7 +72,9 @@ pub fn program(rules: &[LinuxDeviceCgroup]) -> Vec<Insn> {
         // jump offsets are filled once the block's length is known.
         let mut block: Vec<(Insn, bool)> = Vec::new();
         match rule.typ() {
-            Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => block.push((insn(JNE_K, 3, 0, 0, DEV_CHAR), true)),
+            Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => {
+                block.push((insn(JNE_K, 3, 0, 0, DEV_CHAR), true))
+            }
             Some(LinuxDeviceType::B) => block.push((insn(JNE_K, 3, 0, 0, DEV_BLOCK), true)),
             // 'a' and none match any type; pipes ('p') never reach the device cgroup.
             Some(LinuxDeviceType::P) => continue,
@@ -169,7 +171,13 @@ pub fn attach(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn rule(allow: bool, typ: Option<LinuxDeviceType>, major: Option<i64>, minor: Option<i64>, access: &str) -> LinuxDeviceCgroup {
+    fn rule(
+        allow: bool,
+        typ: Option<LinuxDeviceType>,
+        major: Option<i64>,
+        minor: Option<i64>,
+        access: &str,
+    ) -> LinuxDeviceCgroup {
         let mut d = LinuxDeviceCgroup::default();
         d.set_allow(allow);
         d.set_typ(typ);
@@ -261,10 +269,7 @@ mod tests {
         let procs = dir.join("cgroup.procs");
         let status = std::process::Command::new("/bin/sh")
             .arg("-c")
-            .arg(format!(
-                "echo $$ > {}; cat /dev/null && ! head -c1 /dev/zero 2>/dev/null",
-                procs.display()
-            ))
+            .arg(format!("echo $$ > {}; cat /dev/null && ! head -c1 /dev/zero 2>/dev/null", procs.display()))
             .status()
             .unwrap();
         let _ = std::fs::remove_dir(&dir);

@@ -82,10 +82,9 @@ impl Layout {
         let rel = path.trim_start_matches('/');
         match self {
             Layout::Unified => Some(Path::new("/sys/fs/cgroup").join(rel)),
-            Layout::Legacy(h) => h
-                .iter()
-                .find(|(c, _)| c.iter().any(|x| x == controller))
-                .map(|(_, mp)| mp.join(rel)),
+            Layout::Legacy(h) => {
+                h.iter().find(|(c, _)| c.iter().any(|x| x == controller)).map(|(_, mp)| mp.join(rel))
+            }
         }
     }
 }
@@ -110,7 +109,10 @@ impl Cgroup {
 
     /// Creates the cgroup and applies `resources`. Returns the topmost directory this call
     /// created (so delete removes the parents hull made, and no others).
-    pub fn create(path: &str, resources: Option<&LinuxResources>) -> Result<(Cgroup, Option<String>), CgroupError> {
+    pub fn create(
+        path: &str,
+        resources: Option<&LinuxResources>,
+    ) -> Result<(Cgroup, Option<String>), CgroupError> {
         let cg = Cgroup::open(path)?;
         // A cgroup that already holds processes belongs to someone else (or to a container
         // that was never deleted); a frozen one would freeze our init before it could say
@@ -140,7 +142,8 @@ impl Cgroup {
             Layout::Unified => v2::make_dirs(&self.path).map_err(|m| op(&self.path, m)),
             Layout::Legacy(_) => {
                 for dir in self.layout.dirs(&self.path) {
-                    std::fs::create_dir_all(&dir).map_err(|e| op(&self.path, format!("mkdir {}: {e}", dir.display())))?;
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| op(&self.path, format!("mkdir {}: {e}", dir.display())))?;
                 }
                 if let Some(d) = self.layout.dir_of("cpuset", &self.path) {
                     v1::init_cpuset(&d).map_err(|m| op(&self.path, m))?;
@@ -221,7 +224,8 @@ impl Cgroup {
             }
         }
         for pid in self.pids() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
 

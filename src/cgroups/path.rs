@@ -90,7 +90,10 @@ mod tests {
             resolve(Some("machine-pod1.slice:libpod:abc"), "c1", true).unwrap(),
             "/machine.slice/machine-pod1.slice/libpod-abc.scope"
         );
-        assert_eq!(resolve(Some("system.slice:hull:c1"), "c1", false).unwrap(), "/system.slice/hull-c1.scope");
+        assert_eq!(
+            resolve(Some("system.slice:hull:c1"), "c1", false).unwrap(),
+            "/system.slice/hull-c1.scope"
+        );
         assert_eq!(resolve(None, "c1", true).unwrap(), "/system.slice/hull-c1.scope");
     }
 }

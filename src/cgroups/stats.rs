@@ -338,7 +338,8 @@ fn v1_stats(dir_of: &dyn Fn(&str) -> Option<PathBuf>) -> Stats {
     if let Some(d) = dir_of("hugetlb") {
         for size in hugetlb_sizes(&d, ".limit_in_bytes") {
             let f = |what: &str| read_u64(&d, &format!("hugetlb.{size}.{what}")).unwrap_or(0);
-            let h = Hugetlb { usage: f("usage_in_bytes"), max: f("max_usage_in_bytes"), failcnt: f("failcnt") };
+            let h =
+                Hugetlb { usage: f("usage_in_bytes"), max: f("max_usage_in_bytes"), failcnt: f("failcnt") };
             s.hugetlb.insert(size, h);
         }
     }
@@ -353,10 +354,7 @@ fn v1_blkio(d: &Path) -> Blkio {
             .map(|t| t.lines().any(|l| l.split_whitespace().count() == 3))
             .unwrap_or(false)
     };
-    let prefix = ["blkio.", "blkio.bfq."]
-        .into_iter()
-        .find(|p| has_data(p))
-        .unwrap_or("blkio.throttle.");
+    let prefix = ["blkio.", "blkio.bfq."].into_iter().find(|p| has_data(p)).unwrap_or("blkio.throttle.");
     let read = |name: &str| -> Vec<BlkioEntry> {
         let Ok(text) = std::fs::read_to_string(d.join(format!("{prefix}{name}"))) else { return vec![] };
         text.lines().filter_map(blkio_line).collect()
@@ -467,9 +465,8 @@ fn v2_stats(d: &Path) -> Stats {
     }
     for size in hugetlb_sizes(d, ".max") {
         let usage = read_u64(d, &format!("hugetlb.{size}.current")).unwrap_or(0);
-        let failcnt = flat_keyed(d, &format!("hugetlb.{size}.events"))
-            .and_then(|e| e.get("max").copied())
-            .unwrap_or(0);
+        let failcnt =
+            flat_keyed(d, &format!("hugetlb.{size}.events")).and_then(|e| e.get("max").copied()).unwrap_or(0);
         s.hugetlb.insert(size, Hugetlb { usage, max: 0, failcnt });
     }
     s

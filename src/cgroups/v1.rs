@@ -25,7 +25,8 @@ pub fn init_cpuset(dir: &Path) -> R {
         for f in ["cpuset.cpus", "cpuset.mems"] {
             let cur = std::fs::read_to_string(pair[1].join(f)).unwrap_or_default();
             if cur.trim().is_empty() {
-                let parent = std::fs::read_to_string(pair[0].join(f)).map_err(|e| format!("read {f}: {e}"))?;
+                let parent =
+                    std::fs::read_to_string(pair[0].join(f)).map_err(|e| format!("read {f}: {e}"))?;
                 write(&pair[1], f, parent.trim())?;
             }
         }
@@ -34,9 +35,7 @@ pub fn init_cpuset(dir: &Path) -> R {
 }
 
 fn dir(layout: &Layout, ctrl: &str, path: &str) -> Result<std::path::PathBuf, String> {
-    layout
-        .dir_of(ctrl, path)
-        .ok_or_else(|| format!("this host has no {ctrl} cgroup controller"))
+    layout.dir_of(ctrl, path).ok_or_else(|| format!("this host has no {ctrl} cgroup controller"))
 }
 
 pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
@@ -49,15 +48,19 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
                     .and_then(|s| s.trim().parse().ok())
                     .unwrap_or(0);
                 if limit < usage {
-                    return Err(format!("memory.limit {limit} is below the current usage {usage} (checkBeforeUpdate)"));
+                    return Err(format!(
+                        "memory.limit {limit} is below the current usage {usage} (checkBeforeUpdate)"
+                    ));
                 }
             }
         }
         let limit = m.limit().map(|v| if v < 0 { "-1".to_string() } else { v.to_string() });
         let swap = m.swap().map(|v| if v < 0 { "-1".to_string() } else { v.to_string() });
         // memsw must stay >= limit at every step: try limit first, swap first on failure.
-        let set_limit = |v: &str| write(&d, "memory.limit_in_bytes", v).map_err(|e| format!("memory.limit: {e}"));
-        let set_swap = |v: &str| write(&d, "memory.memsw.limit_in_bytes", v).map_err(|e| format!("memory.swap: {e}"));
+        let set_limit =
+            |v: &str| write(&d, "memory.limit_in_bytes", v).map_err(|e| format!("memory.limit: {e}"));
+        let set_swap =
+            |v: &str| write(&d, "memory.memsw.limit_in_bytes", v).map_err(|e| format!("memory.swap: {e}"));
         match (&limit, &swap) {
             (Some(l), Some(s)) => {
                 if set_limit(l).and_then(|()| set_swap(s)).is_err() {
@@ -70,10 +73,12 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
             (None, None) => {}
         }
         if let Some(v) = m.reservation() {
-            write(&d, "memory.soft_limit_in_bytes", &v.to_string()).map_err(|e| format!("memory.reservation: {e}"))?;
+            write(&d, "memory.soft_limit_in_bytes", &v.to_string())
+                .map_err(|e| format!("memory.reservation: {e}"))?;
         }
         if let Some(v) = m.kernel_tcp() {
-            write(&d, "memory.kmem.tcp.limit_in_bytes", &v.to_string()).map_err(|e| format!("memory.kernelTCP: {e}"))?;
+            write(&d, "memory.kmem.tcp.limit_in_bytes", &v.to_string())
+                .map_err(|e| format!("memory.kernelTCP: {e}"))?;
         }
         if let Some(v) = m.swappiness() {
             if v > 100 {
@@ -86,8 +91,13 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
         }
     }
     if let Some(c) = r.cpu() {
-        if c.shares().is_some() || c.quota().is_some() || c.period().is_some() || c.burst().is_some()
-            || c.realtime_runtime().is_some() || c.realtime_period().is_some() || c.idle().is_some()
+        if c.shares().is_some()
+            || c.quota().is_some()
+            || c.period().is_some()
+            || c.burst().is_some()
+            || c.realtime_runtime().is_some()
+            || c.realtime_period().is_some()
+            || c.idle().is_some()
         {
             let d = dir(layout, "cpu", path)?;
             if let Some(v) = c.shares().filter(|v| *v != 0) {
@@ -103,10 +113,12 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
                 write(&d, "cpu.cfs_burst_us", &v.to_string()).map_err(|e| format!("cpu.burst: {e}"))?;
             }
             if let Some(v) = c.realtime_period().filter(|v| *v != 0) {
-                write(&d, "cpu.rt_period_us", &v.to_string()).map_err(|e| format!("cpu.realtimePeriod: {e}"))?;
+                write(&d, "cpu.rt_period_us", &v.to_string())
+                    .map_err(|e| format!("cpu.realtimePeriod: {e}"))?;
             }
             if let Some(v) = c.realtime_runtime().filter(|v| *v != 0) {
-                write(&d, "cpu.rt_runtime_us", &v.to_string()).map_err(|e| format!("cpu.realtimeRuntime: {e}"))?;
+                write(&d, "cpu.rt_runtime_us", &v.to_string())
+                    .map_err(|e| format!("cpu.realtimeRuntime: {e}"))?;
             }
             if let Some(v) = c.idle() {
                 write(&d, "cpu.idle", &v.to_string()).map_err(|e| format!("cpu.idle: {e}"))?;
@@ -196,7 +208,8 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
 /// "c 1:3 rwm", with "*" for what the rule leaves out.
 pub fn device_rule(d: &LinuxDeviceCgroup) -> String {
     let typ = d.typ().map(|t| t.as_str().to_string()).unwrap_or_else(|| "a".to_string());
-    let num = |n: Option<i64>| n.filter(|v| *v >= 0).map(|v| v.to_string()).unwrap_or_else(|| "*".to_string());
+    let num =
+        |n: Option<i64>| n.filter(|v| *v >= 0).map(|v| v.to_string()).unwrap_or_else(|| "*".to_string());
     let access = d.access().clone().filter(|a| !a.is_empty()).unwrap_or_else(|| "rwm".to_string());
     format!("{typ} {}:{} {access}", num(d.major()), num(d.minor()))
 }

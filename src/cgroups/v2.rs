@@ -61,7 +61,9 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
                     .and_then(|s| s.trim().parse().ok())
                     .unwrap_or(0);
                 if limit < usage {
-                    return Err(format!("memory.limit {limit} is below the current usage {usage} (checkBeforeUpdate)"));
+                    return Err(format!(
+                        "memory.limit {limit} is below the current usage {usage} (checkBeforeUpdate)"
+                    ));
                 }
             }
         }
@@ -94,9 +96,11 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
             write(&d, "cpu.weight", &w.to_string()).map_err(|e| format!("cpu.shares: {e}"))?;
         }
         if c.quota().is_some() || c.period().is_some() {
-            let quota = c.quota().filter(|q| *q > 0).map(|q| q.to_string()).unwrap_or_else(|| "max".to_string());
+            let quota =
+                c.quota().filter(|q| *q > 0).map(|q| q.to_string()).unwrap_or_else(|| "max".to_string());
             let period = c.period().filter(|p| *p > 0).unwrap_or(100_000);
-            write(&d, "cpu.max", &format!("{quota} {period}")).map_err(|e| format!("cpu.quota/period: {e}"))?;
+            write(&d, "cpu.max", &format!("{quota} {period}"))
+                .map_err(|e| format!("cpu.quota/period: {e}"))?;
         }
         if let Some(b) = c.burst() {
             write(&d, "cpu.max.burst", &b.to_string()).map_err(|e| format!("cpu.burst: {e}"))?;

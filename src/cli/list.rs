@@ -22,10 +22,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
     } else {
         println!("{:<24}{:<10}{:<10}{:<40}{:<32}OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
         for c in &all {
-            println!(
-                "{:<24}{:<10}{:<10}{:<40}{:<32}{}",
-                c.id, c.pid, c.status, c.bundle, c.created, c.owner
-            );
+            println!("{:<24}{:<10}{:<10}{:<40}{:<32}{}", c.id, c.pid, c.status, c.bundle, c.created, c.owner);
         }
     }
     Ok(0)

@@ -12,7 +12,6 @@ use super::systemd;
 use crate::cli::{CreateOpts, GlobalOpts};
 use crate::state::{ContainerDir, Phase, ProcStat, State, Status, Store};
 
-
 /// A created container: its directory (still locked) and state.
 pub struct Created {
     pub dir: ContainerDir,
@@ -74,13 +73,7 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) 
         pid_start: 0,
         bundle: bundle.dir.clone(),
         rootfs: bundle.rootfs.clone(),
-        annotations: bundle
-            .spec
-            .annotations()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default().into_iter().collect(),
         created: crate::logging::rfc3339_now(),
         owner: owner_name(),
         config: Some(bundle.spec.clone()),
@@ -105,21 +98,27 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) 
             st.pid = pid;
             st.oci_as(Status::Creating)
         };
-        let pid = crate::native::create(&bundle, &dir.path, opts.no_pivot, opts.preserve_fds, console, Some(cg), &for_hooks)?;
+        let pid = crate::native::create(
+            &bundle,
+            &dir.path,
+            opts.no_pivot,
+            opts.preserve_fds,
+            console,
+            Some(cg),
+            &for_hooks,
+        )?;
         crate::logging::debug(&format!("create {id}: init pid {pid} waits on the exec fifo"));
         state.pid = pid;
         state.phase = Phase::Created;
         let started = ProcStat::read(pid).map(|s| s.start_time);
-        let finish = started
-            .context("read the init's start time")
-            .and_then(|t| {
-                state.pid_start = t;
-                dir.save(&state)?;
-                if let Some(p) = &opts.pid_file {
-                    write_pid_file(p, pid)?;
-                }
-                Ok(())
-            });
+        let finish = started.context("read the init's start time").and_then(|t| {
+            state.pid_start = t;
+            dir.save(&state)?;
+            if let Some(p) = &opts.pid_file {
+                write_pid_file(p, pid)?;
+            }
+            Ok(())
+        });
         if finish.is_err() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
@@ -153,9 +152,5 @@ pub fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
 
 fn owner_name() -> String {
     let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string())
+    nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
 }

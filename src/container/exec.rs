@@ -21,7 +21,9 @@ fn exec_inner(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
     match st.status() {
         Status::Running | Status::Created => {}
         Status::Paused if a.ignore_paused => {}
-        Status::Paused => bail!("cannot exec in a paused container (resume it first, or pass --ignore-paused)"),
+        Status::Paused => {
+            bail!("cannot exec in a paused container (resume it first, or pass --ignore-paused)")
+        }
         _ => bail!("container not running"),
     }
     let cgroup_procs = match &st.cgroup {
@@ -110,13 +112,9 @@ fn build_process(a: &Args, config: &Spec, init_pid: i32) -> anyhow::Result<Proce
         for name in &a.cap {
             let short = name.trim_start_matches("CAP_");
             let c: Capability = short.parse().map_err(|_| anyhow::anyhow!("unknown capability {name}"))?;
-            for set in [
-                caps.bounding().clone(),
-                caps.effective().clone(),
-                caps.permitted().clone(),
-            ]
-            .iter()
-            .enumerate()
+            for set in [caps.bounding().clone(), caps.effective().clone(), caps.permitted().clone()]
+                .iter()
+                .enumerate()
             {
                 let mut s = set.1.clone().unwrap_or_default();
                 s.insert(c);
@@ -169,7 +167,10 @@ fn resolve_user(spec: &str, init_pid: i32) -> anyhow::Result<User> {
                 return Ok((id, gid));
             }
         }
-        bail!("no {} {name:?} in the container's /etc/{file}", if file == "passwd" { "user" } else { "group" })
+        bail!(
+            "no {} {name:?} in the container's /etc/{file}",
+            if file == "passwd" { "user" } else { "group" }
+        )
     };
     let (uid, primary) = match u.parse::<u32>() {
         Ok(n) => (n, None),

@@ -62,7 +62,10 @@ mod tests {
     #[test]
     fn keeps_header_and_container_lines() {
         let text = "UID PID PPID C STIME TTY TIME CMD\nroot 1 0 0 10:00 ? 00:00:01 init\nroot 42 1 0 10:00 ? 00:00:00 sleep 1\n";
-        assert_eq!(filter(text, &[42]).unwrap(), "UID PID PPID C STIME TTY TIME CMD\nroot 42 1 0 10:00 ? 00:00:00 sleep 1\n");
+        assert_eq!(
+            filter(text, &[42]).unwrap(),
+            "UID PID PPID C STIME TTY TIME CMD\nroot 42 1 0 10:00 ? 00:00:00 sleep 1\n"
+        );
         assert!(filter("USER COMMAND\nroot x\n", &[1]).is_err());
     }
 }

@@ -35,4 +35,3 @@ pub fn run(g: &GlobalOpts, id: &str, opts: &CreateOpts, detach: bool, keep: bool
     }
     Ok(code)
 }
-

@@ -39,11 +39,7 @@ fn update_inner(g: &GlobalOpts, a: &Args) -> anyhow::Result<()> {
         _ => bail!("container not running"),
     }
     let cg = super::pause::cgroup_of(&st)?;
-    let stored = st
-        .config
-        .as_ref()
-        .and_then(|c| c.linux().as_ref())
-        .and_then(|l| l.resources().as_ref());
+    let stored = st.config.as_ref().and_then(|c| c.linux().as_ref()).and_then(|l| l.resources().as_ref());
     let mut merged = match stored {
         Some(r) => serde_json::to_value(r).context("encode the stored resources")?,
         None => json!({}),
@@ -75,7 +71,8 @@ fn read_resources(p: &std::path::Path) -> anyhow::Result<Value> {
     } else {
         std::fs::read_to_string(p).with_context(|| format!("read resources {}", p.display()))?
     };
-    let v: Value = serde_json::from_str(&text).with_context(|| format!("resources {}: not JSON", p.display()))?;
+    let v: Value =
+        serde_json::from_str(&text).with_context(|| format!("resources {}: not JSON", p.display()))?;
     // Check the shape now, so a bad file names itself rather than the merged result.
     serde_json::from_value::<LinuxResources>(v.clone())
         .with_context(|| format!("resources {}: not a runtime-spec LinuxResources", p.display()))?;
@@ -148,12 +145,21 @@ mod tests {
     fn merges_deeply() {
         let mut b = json!({"memory": {"limit": 1, "swap": 2}, "pids": {"limit": 5}, "devices": [1]});
         merge(&mut b, &json!({"memory": {"limit": 3, "reservation": null}, "cpu": {"shares": 7}}));
-        assert_eq!(b, json!({"memory": {"limit": 3, "swap": 2}, "pids": {"limit": 5}, "devices": [1], "cpu": {"shares": 7}}));
+        assert_eq!(
+            b,
+            json!({"memory": {"limit": 3, "swap": 2}, "pids": {"limit": 5}, "devices": [1], "cpu": {"shares": 7}})
+        );
     }
 
     #[test]
     fn flags() {
-        let a = Args { memory: Some(10), cpu_quota: Some(-1), pids_limit: Some(3), blkio_weight: Some(100), ..Default::default() };
+        let a = Args {
+            memory: Some(10),
+            cpu_quota: Some(-1),
+            pids_limit: Some(3),
+            blkio_weight: Some(100),
+            ..Default::default()
+        };
         assert_eq!(
             flags_to_json(&a),
             json!({"memory": {"limit": 10}, "cpu": {"quota": -1}, "pids": {"limit": 3}, "blockIO": {"weight": 100}})

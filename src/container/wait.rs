@@ -61,7 +61,9 @@ fn reap(pid: i32) -> anyhow::Result<Option<u8>> {
             }
             Ok(WaitStatus::StillAlive) => return Ok(None),
             Ok(_) => continue,
-            Err(nix::errno::Errno::ECHILD) => anyhow::bail!("container init {pid} is not a child of hull run"),
+            Err(nix::errno::Errno::ECHILD) => {
+                anyhow::bail!("container init {pid} is not a child of hull run")
+            }
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e).context("wait for container"),
         }
@@ -84,7 +86,9 @@ fn wait_forwarding(pid: i32, set: &SigSet, master: Option<OwnedFd>) -> anyhow::R
             // Drain what the program wrote last.
             if let (Some(m), true) = (&master, master_open) {
                 let mut fds = [PollFd::new(m.as_fd(), PollFlags::POLLIN)];
-                while poll(&mut fds, PollTimeout::ZERO).unwrap_or(0) > 0 && tty::pump(m.as_fd(), stdout.as_fd()) {}
+                while poll(&mut fds, PollTimeout::ZERO).unwrap_or(0) > 0
+                    && tty::pump(m.as_fd(), stdout.as_fd())
+                {}
             }
             return Ok(code);
         }
@@ -101,10 +105,7 @@ fn wait_forwarding(pid: i32, set: &SigSet, master: Option<OwnedFd>) -> anyhow::R
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e).context("poll"),
         }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
+        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
         if ready[0] {
             while let Ok(Some(info)) = sfd.read_signal() {
                 let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else { continue };

@@ -50,8 +50,9 @@ impl CapPlan {
         for cap in caps::all() {
             // Capabilities this kernel does not know cannot be dropped: skip them.
             if !self.bounding.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-                caps::drop(None, CapSet::Bounding, cap)
-                    .map_err(|e| super::error::Error::Msg(format!("drop {cap} from the bounding set: {e}")))?;
+                caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
+                    super::error::Error::Msg(format!("drop {cap} from the bounding set: {e}"))
+                })?;
             }
         }
         // SAFETY: prctl with integer arguments only.

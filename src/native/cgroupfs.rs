@@ -40,19 +40,14 @@ pub fn mount(ctx: &MountCtx, dest: &Path, opts: &MountOpts) -> Result<()> {
         let host_dir = Path::new("/sys/fs/cgroup").join(own.trim_start_matches('/'));
         let mut o = opts.clone();
         o.flags |= MsFlags::MS_BIND | MsFlags::MS_REC;
-        return bind_source(ctx, &host_dir, dest, &o).map_err(|e| super::error::Error::Msg(format!("{}: {e}", what())));
+        return bind_source(ctx, &host_dir, dest, &o)
+            .map_err(|e| super::error::Error::Msg(format!("{}: {e}", what())));
     }
     // v1 / hybrid: a tmpfs holding one bind per hierarchy, made read-only at the end.
     let target = open_in_root(ctx.root, dest, Create::Dir)?;
     let base = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY);
-    nix::mount::mount(
-        Some("tmpfs"),
-        proc_fd_path(&target).as_str(),
-        Some("tmpfs"),
-        base,
-        Some("mode=755"),
-    )
-    .ctx(what)?;
+    nix::mount::mount(Some("tmpfs"), proc_fd_path(&target).as_str(), Some("tmpfs"), base, Some("mode=755"))
+        .ctx(what)?;
     let own = own_cgroups();
     for h in hierarchies() {
         let Some(rel) = own.iter().find(|(k, _)| *k == h.key).map(|(_, p)| p.clone()) else {

@@ -71,7 +71,8 @@ fn bind_console(slave: &OwnedFd) -> Result<()> {
 pub fn make_stdio(slave: &OwnedFd) -> Result<()> {
     // SAFETY: TIOCSCTTY takes an int by value; the init leads its own session (setsid).
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
-        return Err(std::io::Error::last_os_error()).ctx(|| "make the pty the controlling terminal".to_string());
+        return Err(std::io::Error::last_os_error())
+            .ctx(|| "make the pty the controlling terminal".to_string());
     }
     for fd in 0..3 {
         // SAFETY: dup2 onto stdio numbers; the old stdio fds are replaced on purpose.

@@ -95,14 +95,8 @@ fn make_node(root: &OwnedFd, n: &Node) -> Result<()> {
     )
     .ctx(|| format!("open {}", parent.display()))?;
     let _ = nix::unistd::unlinkat(&dirfd, name.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
-    mknodat(
-        &dirfd,
-        name.as_str(),
-        n.kind,
-        Mode::from_bits_truncate(n.mode),
-        makedev(n.major, n.minor),
-    )
-    .ctx(|| format!("mknod {}", n.path.display()))?;
+    mknodat(&dirfd, name.as_str(), n.kind, Mode::from_bits_truncate(n.mode), makedev(n.major, n.minor))
+        .ctx(|| format!("mknod {}", n.path.display()))?;
     fchownat(
         &dirfd,
         name.as_str(),
@@ -115,14 +109,8 @@ fn make_node(root: &OwnedFd, n: &Node) -> Result<()> {
 
 fn bind_host_node(root: &OwnedFd, n: &Node) -> Result<()> {
     let target = open_in_root(root, &n.path, Create::File)?;
-    mount(
-        Some(&n.path),
-        proc_fd_path(&target).as_str(),
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .ctx(|| format!("bind device {}", n.path.display()))
+    mount(Some(&n.path), proc_fd_path(&target).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .ctx(|| format!("bind device {}", n.path.display()))
 }
 
 /// /dev/fd, /dev/std{in,out,err}, /dev/core and /dev/ptmx (to the devpts instance).

@@ -70,8 +70,12 @@ pub fn exec(cfg: ExecConfig) -> Result<i32> {
     let pid = cfg.init_pid;
     let nss = open_namespaces(pid)?;
     let in_userns = nss.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER);
-    let root = open(format!("/proc/{pid}/root").as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| format!("open the root of container init {pid}"))?;
+    let root = open(
+        format!("/proc/{pid}/root").as_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("open the root of container init {pid}"))?;
     let cgroups: &[std::path::PathBuf] = if cfg.join_after_exec { &[] } else { &cfg.cgroup_procs };
     let (parent, child) = sync::pair().ctx(|| "create sync socket".to_string())?;
     // SAFETY: hull is single-threaded here.
@@ -152,7 +156,9 @@ fn inner(cfg: &ExecConfig, root: &OwnedFd, _sock: &SyncSocket) -> Result<process
     std::env::set_current_dir("/").ctx(|| "chdir /".to_string())?;
     let _ = setsid();
     if cfg.process.terminal().unwrap_or(false) {
-        let Some(sock) = &cfg.console else { return msg("process.terminal is set but there is no console socket") };
+        let Some(sock) = &cfg.console else {
+            return msg("process.terminal is set but there is no console socket");
+        };
         let size = cfg.process.console_size().map(|b| (b.height() as u16, b.width() as u16));
         let user = cfg.process.user();
         let slave = console::setup_exec(sock.as_fd(), size, user.uid(), user.gid())?;

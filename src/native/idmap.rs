@@ -5,9 +5,7 @@ use oci_spec::runtime::{LinuxIdMapping, Spec};
 use super::error::{Context, Result};
 
 fn render(maps: &[LinuxIdMapping]) -> String {
-    maps.iter()
-        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-        .collect()
+    maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
 }
 
 /// Writes /proc/<pid>/uid_map and gid_map from the spec's mappings.

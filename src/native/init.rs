@@ -173,7 +173,8 @@ fn stage2_setup(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<Setu
         return msg("linux.namespaces: hull needs a mount namespace for the container");
     }
     // Hooks need the parent's state JSON; ask only when the spec has any, it costs a round trip.
-    let wants_hooks = hooks::any_at_create(spec) || !hooks::of_kind(spec, hooks::Kind::StartContainer).is_empty();
+    let wants_hooks =
+        hooks::any_at_create(spec) || !hooks::of_kind(spec, hooks::Kind::StartContainer).is_empty();
     let mut state = None;
     let mut before_pivot = || -> Result<()> {
         if wants_hooks {
@@ -181,7 +182,14 @@ fn stage2_setup(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<Setu
         }
         Ok(())
     };
-    rootfs::setup(spec, &cfg.bundle.rootfs, &cfg.bundle.dir, cfg.no_pivot, plan.in_userns(), &mut before_pivot)?;
+    rootfs::setup(
+        spec,
+        &cfg.bundle.rootfs,
+        &cfg.bundle.dir,
+        cfg.no_pivot,
+        plan.in_userns(),
+        &mut before_pivot,
+    )?;
     if let Some(h) = spec.hostname() {
         nix::unistd::sethostname(h).ctx(|| format!("set hostname {h:?}"))?;
     }
@@ -190,7 +198,9 @@ fn stage2_setup(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<Setu
     }
     let Some(proc_spec) = spec.process() else { return msg("process: missing") };
     if proc_spec.terminal().unwrap_or(false) {
-        let Some(sock) = &cfg.console else { return msg("process.terminal is set but there is no console socket") };
+        let Some(sock) = &cfg.console else {
+            return msg("process.terminal is set but there is no console socket");
+        };
         let size = proc_spec.console_size().map(|b| (b.height() as u16, b.width() as u16));
         let user = proc_spec.user();
         let slave = super::console::setup(sock, size, user.uid(), user.gid())?;

@@ -19,9 +19,7 @@ fn selinux_enabled() -> bool {
 pub fn check(p: &Process) -> Result<()> {
     if let Some(profile) = p.apparmor_profile().as_deref().filter(|s| !s.is_empty()) {
         if !apparmor_enabled() {
-            return msg(format!(
-                "process.apparmorProfile {profile:?}: AppArmor is not enabled on this host"
-            ));
+            return msg(format!("process.apparmorProfile {profile:?}: AppArmor is not enabled on this host"));
         }
     }
     if let Some(label) = p.selinux_label().as_deref().filter(|s| !s.is_empty()) {

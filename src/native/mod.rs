@@ -35,8 +35,8 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
 
 pub use error::Error;
-pub use exec::{exec, ExecConfig};
 use error::{Context, Result};
+pub use exec::{exec, ExecConfig};
 use sync::Msg;
 
 use crate::spec::Bundle;

@@ -63,8 +63,8 @@ impl MountOpts {
                     o.bind = true;
                     (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
                 }
-                "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
-                | "unbindable" | "runbindable" => {
+                "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+                | "runbindable" => {
                     let base = match opt.trim_start_matches('r') {
                         "private" => MsFlags::MS_PRIVATE,
                         "shared" => MsFlags::MS_SHARED,

@@ -105,14 +105,9 @@ pub fn set_time_offsets(spec: &Spec) -> Result<()> {
             "monotonic" | "boottime" => clock.as_str(),
             other => return msg(format!("linux.timeOffsets: unknown clock {other:?}")),
         };
-        text.push_str(&format!(
-            "{name} {} {}\n",
-            off.secs().unwrap_or(0),
-            off.nanosecs().unwrap_or(0)
-        ));
+        text.push_str(&format!("{name} {} {}\n", off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0)));
     }
-    std::fs::write("/proc/self/timens_offsets", text)
-        .ctx(|| "write /proc/self/timens_offsets".to_string())
+    std::fs::write("/proc/self/timens_offsets", text).ctx(|| "write /proc/self/timens_offsets".to_string())
 }
 
 fn names(flags: CloneFlags) -> String {
@@ -125,9 +120,5 @@ fn names(flags: CloneFlags) -> String {
         (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
         (CloneFlags::from_bits_retain(libc::CLONE_NEWTIME), "time"),
     ];
-    all.iter()
-        .filter(|(f, _)| flags.contains(*f))
-        .map(|(_, n)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
+    all.iter().filter(|(f, _)| flags.contains(*f)).map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
 }

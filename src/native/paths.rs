@@ -102,7 +102,11 @@ fn create_in_root<Fd: AsFd>(root: &Fd, path: &Path, create: Create) -> Result<Ow
                     let f = openat(
                         cur,
                         comp.as_str(),
-                        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                        OFlag::O_CREAT
+                            | OFlag::O_EXCL
+                            | OFlag::O_WRONLY
+                            | OFlag::O_NOFOLLOW
+                            | OFlag::O_CLOEXEC,
                         Mode::from_bits_truncate(0o644),
                     );
                     match f {
@@ -118,8 +122,9 @@ fn create_in_root<Fd: AsFd>(root: &Fd, path: &Path, create: Create) -> Result<Ow
             }
             Err(e) => return Err(e).ctx(what),
         }
-        let next = openat(cur, comp.as_str(), OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-            .ctx(what)?;
+        let next =
+            openat(cur, comp.as_str(), OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+                .ctx(what)?;
         stack.push(next);
     }
     let fd = stack.pop().ok_or_else(|| super::error::Error::Msg(what()))?;

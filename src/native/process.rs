@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal, SigHandler, signal};
+use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::unistd::{chdir, execve, setgroups, setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::{Linux, LinuxIOPriority, LinuxPersonality, PosixRlimit, Process, Scheduler};
 
@@ -53,11 +53,7 @@ pub fn prepare(
     let args = p.args().clone().unwrap_or_default();
     let Some(arg0) = args.first() else { return msg("process.args is empty") };
     let env: Vec<String> = p.env().clone().unwrap_or_default();
-    let path_var = env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH)
-        .to_string();
+    let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH).to_string();
     let cwd = p.cwd().clone();
     let meta = std::fs::metadata(&cwd).ctx(|| format!("process.cwd {}", cwd.display()))?;
     if !meta.is_dir() {
@@ -190,9 +186,7 @@ fn reset_signals() {
 /// Marks every fd from `first` on close-on-exec, so none of hull's reaches the program.
 fn close_fds_from(first: u32) -> Result<()> {
     // SAFETY: close_range only changes flags of this process's fds; no pointers involved.
-    let rc = unsafe {
-        libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)
-    };
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     if rc == 0 {
         return Ok(());
     }

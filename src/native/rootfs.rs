@@ -48,7 +48,9 @@ pub fn setup(
     let first = match prop {
         // Shared would leak our mounts to the host; unbindable would forbid binding the
         // rootfs. Both are applied to the new root after pivot_root instead.
-        Some(p) if p.intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE) => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some(p) if p.intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE) => {
+            MsFlags::MS_SLAVE | MsFlags::MS_REC
+        }
         Some(p) => p | MsFlags::MS_REC,
         None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };

@@ -45,7 +45,9 @@ pub fn set_io_priority(p: &LinuxIOPriority) -> Result<()> {
     }
     let value = (class << 13) | p.priority();
     // SAFETY: ioprio_set takes integers only.
-    let rc = unsafe { libc::syscall(libc::SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, value) };
+    let rc = unsafe {
+        libc::syscall(libc::SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, value)
+    };
     if rc != 0 {
         return Err(std::io::Error::last_os_error()).ctx(|| format!("process.ioPriority {:?}", p.class()));
     }

@@ -63,9 +63,7 @@ use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction as Act, LinuxSeccompArg, LinuxSeccompFilterFlag as Flag,
     LinuxSeccompOperator as Op,
 };
-use seccompiler::{
-    sock_filter, BpfProgram, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule,
-};
+use seccompiler::{sock_filter, BpfProgram, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 
 use super::error::{msg, Context, Error, Result};
 
@@ -135,9 +133,7 @@ impl Abi {
 
     fn nr(self, name: &str) -> Option<u32> {
         let t = self.table()?;
-        t.binary_search_by(|(n, _)| (*n).cmp(name))
-            .ok()
-            .map(|i| t[i].1)
+        t.binary_search_by(|(n, _)| (*n).cmp(name)).ok().map(|i| t[i].1)
     }
 
     /// Whether syscall arguments are 64-bit registers (x32 passes full 64-bit registers too).
@@ -198,17 +194,12 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
     let Some(native) = native() else {
         return msg("linux.seccomp: hull has no seccomp support for this architecture");
     };
-    let default = action(
-        s.default_action(),
-        s.default_errno_ret(),
-        "linux.seccomp.defaultAction",
-    )?;
+    let default = action(s.default_action(), s.default_errno_ret(), "linux.seccomp.defaultAction")?;
     let abis = covered_abis(native, s.architectures().as_deref().unwrap_or_default());
     let syscalls = s.syscalls().as_deref().unwrap_or_default();
 
     let mut notify = default == RET_USER_NOTIF;
-    let mut per_abi: Vec<(Abi, BTreeMap<u32, Sys>)> =
-        abis.iter().map(|a| (*a, BTreeMap::new())).collect();
+    let mut per_abi: Vec<(Abi, BTreeMap<u32, Sys>)> = abis.iter().map(|a| (*a, BTreeMap::new())).collect();
     let mut max_nr: Vec<Option<u32>> = vec![None; abis.len()];
     for (i, sc) in syscalls.iter().enumerate() {
         let what = format!("linux.seccomp.syscalls[{i}]");
@@ -256,25 +247,15 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
 
     // runc's -ENOSYS stub: only when the default would refuse (not for ALLOW, LOG, TRACE or
     // NOTIFY, which leave the decision to someone else) with another answer than ENOSYS.
-    let stub = matches!(
-        default & RET_ACTION_FULL,
-        RET_KILL_PROCESS | RET_KILL_THREAD | RET_TRAP | RET_ERRNO
-    ) && default != RET_ERRNO | libc::ENOSYS as u32;
+    let stub = matches!(default & RET_ACTION_FULL, RET_KILL_PROCESS | RET_KILL_THREAD | RET_TRAP | RET_ERRNO)
+        && default != RET_ERRNO | libc::ENOSYS as u32;
     let sections: Vec<Section> = per_abi
         .into_iter()
         .zip(max_nr)
-        .map(|((abi, rules), max)| Section {
-            abi,
-            rules,
-            enosys_above: if stub { max } else { None },
-        })
+        .map(|((abi, rules), max)| Section { abi, rules, enosys_above: if stub { max } else { None } })
         .collect();
     let prog = generate(&sections, default)?;
-    Ok(Filter {
-        prog,
-        flags: flags(s, notify),
-        notify,
-    })
+    Ok(Filter { prog, flags: flags(s, notify), notify })
 }
 
 /// The ABIs the filter has sections for: the native one, and listed ones a process here can use.
@@ -282,18 +263,14 @@ fn covered_abis(native: Abi, archs: &[Arch]) -> Vec<Abi> {
     let mut out = vec![native];
     for a in archs {
         let Some(abi) = Abi::from_spec(*a) else {
-            crate::logging::debug(&format!(
-                "seccomp: architecture {a} cannot run on this host: ignored"
-            ));
+            crate::logging::debug(&format!("seccomp: architecture {a} cannot run on this host: ignored"));
             continue;
         };
         if out.contains(&abi) {
             continue;
         }
         if !compat().contains(&abi) {
-            crate::logging::debug(&format!(
-                "seccomp: architecture {a} cannot run on this host: ignored"
-            ));
+            crate::logging::debug(&format!("seccomp: architecture {a} cannot run on this host: ignored"));
         } else if abi.table().is_none() {
             crate::logging::debug(&format!(
                 "seccomp: no syscall table for {a}: its syscalls get the bad-architecture action (kill)"
@@ -309,9 +286,7 @@ fn covered_abis(native: Abi, archs: &[Arch]) -> Vec<Abi> {
 fn action(a: Act, errno: Option<u32>, what: &str) -> Result<u32> {
     if errno.is_some() && !matches!(a, Act::ScmpActErrno | Act::ScmpActTrace) {
         // runc ignores it too.
-        crate::logging::debug(&format!(
-            "seccomp: {what}: errnoRet ignored, {a} returns no errno"
-        ));
+        crate::logging::debug(&format!("seccomp: {what}: errnoRet ignored, {a} returns no errno"));
     }
     let data = || -> Result<u32> {
         let e = errno.unwrap_or(libc::EPERM as u32);
@@ -374,18 +349,12 @@ fn flags(s: &LinuxSeccomp, listener: bool) -> libc::c_ulong {
 
 /// One OCI rule's args as seccompiler conditions: all in one rule, or, when an argument index
 /// repeats, one rule per arg (runc's behaviour: libseccomp takes one condition per argument).
-fn arg_groups<'a>(
-    args: &'a [LinuxSeccompArg],
-    what: &str,
-) -> Result<Vec<Vec<&'a LinuxSeccompArg>>> {
+fn arg_groups<'a>(args: &'a [LinuxSeccompArg], what: &str) -> Result<Vec<Vec<&'a LinuxSeccompArg>>> {
     let mut seen = [false; 6];
     let mut repeats = false;
     for (j, a) in args.iter().enumerate() {
         let Some(slot) = seen.get_mut(a.index()) else {
-            return msg(format!(
-                "{what}.args[{j}].index: {} is not a syscall argument (0..5)",
-                a.index()
-            ));
+            return msg(format!("{what}.args[{j}].index: {} is not a syscall argument (0..5)", a.index()));
         };
         repeats |= *slot;
         *slot = true;
@@ -401,11 +370,7 @@ fn arg_groups<'a>(
 
 /// The conditions for one ABI, or None when the rule can never match there. On an ABI with
 /// 32-bit arguments a comparison with a value above 32 bits has a known answer.
-fn conditions(
-    args: &[&LinuxSeccompArg],
-    wide: bool,
-    what: &str,
-) -> Result<Option<Vec<SeccompCondition>>> {
+fn conditions(args: &[&LinuxSeccompArg], wide: bool, what: &str) -> Result<Option<Vec<SeccompCondition>>> {
     let mut out = Vec::new();
     for a in args {
         let two = a.value_two().unwrap_or(0);
@@ -437,10 +402,9 @@ fn conditions(
                 None => SeccompCmpArgLen::Dword,
             }
         };
-        let index = u8::try_from(a.index())
-            .map_err(|_| Error::Msg(format!("{what}: bad argument index")))?;
-        let c = SeccompCondition::new(index, len, op, value)
-            .map_err(|e| Error::Msg(format!("{what}: {e}")))?;
+        let index = u8::try_from(a.index()).map_err(|_| Error::Msg(format!("{what}: bad argument index")))?;
+        let c =
+            SeccompCondition::new(index, len, op, value).map_err(|e| Error::Msg(format!("{what}: {e}")))?;
         out.push(c);
     }
     Ok(Some(out))
@@ -468,18 +432,11 @@ struct Section {
 
 /// The NOTIFY filter is in force when the init hands the listener over with sendmsg: a NOTIFY
 /// there would wait for an agent that has no listener yet.
-fn check_notify_sendmsg(
-    native: Abi,
-    per_abi: &[(Abi, BTreeMap<u32, Sys>)],
-    default: u32,
-) -> Result<()> {
+fn check_notify_sendmsg(native: Abi, per_abi: &[(Abi, BTreeMap<u32, Sys>)], default: u32) -> Result<()> {
     let Some(nr) = native.nr("sendmsg") else {
         return Ok(());
     };
-    let sys = per_abi
-        .iter()
-        .find(|(a, _)| *a == native)
-        .and_then(|(_, r)| r.get(&nr));
+    let sys = per_abi.iter().find(|(a, _)| *a == native).and_then(|(_, r)| r.get(&nr));
     let notifies = match sys {
         Some(s) => match s.always {
             Some(a) => a == RET_USER_NOTIF,
@@ -498,12 +455,7 @@ fn check_notify_sendmsg(
 // ---- code generation ----
 
 fn stmt(code: u16, k: u32) -> sock_filter {
-    sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    }
+    sock_filter { code, jt: 0, jf: 0, k }
 }
 
 fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
@@ -655,11 +607,7 @@ fn section(asm: &mut Asm, s: &Section, default: u32) -> Result<()> {
             {
                 last.hi = *nr
             }
-            _ => spans.push(Span {
-                lo: *nr,
-                hi: *nr,
-                then,
-            }),
+            _ => spans.push(Span { lo: *nr, hi: *nr, then }),
         }
     }
     tree(asm, &spans, default);
@@ -706,8 +654,7 @@ fn body(asm: &mut Asm, sys: &Sys, default: u32) -> Result<()> {
             asm.put(stmt(RET_K, r.ret));
             return Ok(());
         }
-        let rule =
-            SeccompRule::new(r.conds.clone()).map_err(|e| Error::Msg(format!("seccomp: {e}")))?;
+        let rule = SeccompRule::new(r.conds.clone()).map_err(|e| Error::Msg(format!("seccomp: {e}")))?;
         let code: BpfProgram = rule.into();
         for i in code {
             asm.put(i);
@@ -737,9 +684,7 @@ impl Filter {
     /// no_new_privs or CAP_SYS_ADMIN (in this user namespace).
     pub fn install(self) -> Result<()> {
         if self.notify {
-            return msg(
-                "seccomp: a filter with SCMP_ACT_NOTIFY must be installed with its listener",
-            );
+            return msg("seccomp: a filter with SCMP_ACT_NOTIFY must be installed with its listener");
         }
         self.load(self.flags).map(|_| ())
     }
@@ -747,8 +692,7 @@ impl Filter {
     /// Installs a filter with NOTIFY actions and returns its listener fd (close-on-exec).
     pub fn install_listener(self) -> Result<OwnedFd> {
         let rc = self.load(self.flags | libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)?;
-        let fd =
-            i32::try_from(rc).map_err(|_| Error::Msg(format!("seccomp: bad listener fd {rc}")))?;
+        let fd = i32::try_from(rc).map_err(|_| Error::Msg(format!("seccomp: bad listener fd {rc}")))?;
         // SAFETY: with NEW_LISTENER, seccomp(2) returns a new fd that nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
@@ -756,19 +700,11 @@ impl Filter {
     fn load(&self, flags: libc::c_ulong) -> Result<libc::c_long> {
         let len = libc::c_ushort::try_from(self.prog.len())
             .map_err(|_| Error::Msg("seccomp: filter too long".into()))?;
-        let prog = SockFprog {
-            len,
-            filter: self.prog.as_ptr(),
-        };
+        let prog = SockFprog { len, filter: self.prog.as_ptr() };
         // SAFETY: `prog` points to `self.prog`, which outlives the call; the kernel copies the
         // program and keeps no pointer to it.
         let rc = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                flags,
-                &prog as *const SockFprog,
-            )
+            libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &prog as *const SockFprog)
         };
         if rc < 0 {
             let e = std::io::Error::last_os_error();
@@ -783,9 +719,7 @@ impl Filter {
             && flags & libc::SECCOMP_FILTER_FLAG_TSYNC != 0
             && flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER == 0
         {
-            return msg(format!(
-                "install seccomp filter: thread {rc} could not be synchronized (TSYNC)"
-            ));
+            return msg(format!("install seccomp filter: thread {rc} could not be synchronized (TSYNC)"));
         }
         Ok(rc)
     }
@@ -817,10 +751,7 @@ pub fn send_to_agent(
     let Some(path) = s.listener_path() else {
         return msg("linux.seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath");
     };
-    let version = state
-        .get("ociVersion")
-        .cloned()
-        .unwrap_or_else(|| crate::spec::OCI_VERSION.into());
+    let version = state.get("ociVersion").cloned().unwrap_or_else(|| crate::spec::OCI_VERSION.into());
     let mut msg_json = serde_json::json!({
         "ociVersion": version,
         "fds": [oci_spec::runtime::SECCOMP_FD_NAME],
@@ -830,10 +761,10 @@ pub fn send_to_agent(
     if let (Some(m), Some(obj)) = (s.listener_metadata(), msg_json.as_object_mut()) {
         obj.insert("metadata".into(), m.clone().into());
     }
-    let payload = serde_json::to_vec(&msg_json)
-        .map_err(|e| Error::Msg(format!("seccomp agent message: {e}")))?;
-    let sock = UnixStream::connect(path)
-        .ctx(|| format!("connect to the seccomp agent at {}", path.display()))?;
+    let payload =
+        serde_json::to_vec(&msg_json).map_err(|e| Error::Msg(format!("seccomp agent message: {e}")))?;
+    let sock =
+        UnixStream::connect(path).ctx(|| format!("connect to the seccomp agent at {}", path.display()))?;
     let fds = [listener.as_raw_fd()];
     sendmsg::<()>(
         sock.as_raw_fd(),
@@ -998,22 +929,12 @@ mod tests {
         assert!(denied(&f, 5) && denied(&f, big - 1) && !denied(&f, big) && !denied(&f, u64::MAX));
         let f = one_arg("SCMP_CMP_LE", big, None);
         assert!(
-            denied(&f, big)
-                && denied(&f, 0xffff_ffff)
-                && !denied(&f, big + 1)
-                && !denied(&f, 0x2_0000_0000)
+            denied(&f, big) && denied(&f, 0xffff_ffff) && !denied(&f, big + 1) && !denied(&f, 0x2_0000_0000)
         );
         let f = one_arg("SCMP_CMP_GT", big, None);
-        assert!(
-            denied(&f, big + 1) && denied(&f, 0x2_0000_0000) && !denied(&f, big) && !denied(&f, 6)
-        );
+        assert!(denied(&f, big + 1) && denied(&f, 0x2_0000_0000) && !denied(&f, big) && !denied(&f, 6));
         let f = one_arg("SCMP_CMP_GE", big, None);
-        assert!(
-            denied(&f, big)
-                && denied(&f, u64::MAX)
-                && !denied(&f, big - 1)
-                && !denied(&f, 0xffff_ffff)
-        );
+        assert!(denied(&f, big) && denied(&f, u64::MAX) && !denied(&f, big - 1) && !denied(&f, 0xffff_ffff));
         let f = one_arg("SCMP_CMP_MASKED_EQ", 0x1_0000_00f0, Some(0x1_0000_0010));
         assert!(
             denied(&f, 0x1_0000_0010)
@@ -1132,10 +1053,8 @@ mod tests {
 
     #[test]
     fn flags_map_to_the_kernel_bits() {
-        let s = spec(
-            serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": [
-            "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"]}),
-        );
+        let s = spec(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": [
+            "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"]}));
         let f = compile(&s).unwrap();
         assert_eq!(f.flags, (1 << 1) | (1 << 2) | 1);
         assert_eq!(flags(&s, true), (1 << 1) | (1 << 2) | 1 | (1 << 4));
@@ -1160,52 +1079,19 @@ mod tests {
         assert_eq!(run(&f.prog, AUDIT_ARCH_X86_64, 250, [0; 6]), EPERM);
         assert_eq!(run(&f.prog, AUDIT_ARCH_I386, keyctl_32, [0; 6]), EPERM);
         assert_eq!(run(&f.prog, AUDIT_ARCH_X86_64, keyctl_x32, [0; 6]), EPERM);
-        assert_eq!(
-            run(
-                &f.prog,
-                AUDIT_ARCH_I386,
-                Abi::X86.nr("chown32").unwrap(),
-                [0; 6]
-            ),
-            EPERM
-        );
+        assert_eq!(run(&f.prog, AUDIT_ARCH_I386, Abi::X86.nr("chown32").unwrap(), [0; 6]), EPERM);
         assert_eq!(run(&f.prog, AUDIT_ARCH_X86_64, 0, [0; 6]), RET_ALLOW);
         // 64-bit comparison on x86_64 and x32; on x86 an argument is never >= 2^32.
         let pers = Abi::X86.nr("personality").unwrap();
-        assert_eq!(
-            run(&f.prog, AUDIT_ARCH_I386, pers, [0xffff_ffff, 0, 0, 0, 0, 0]),
-            RET_ALLOW
-        );
-        assert_eq!(
-            run(
-                &f.prog,
-                AUDIT_ARCH_X86_64,
-                135,
-                [0x1_0000_0000, 0, 0, 0, 0, 0]
-            ),
-            EPERM
-        );
-        assert_eq!(
-            run(
-                &f.prog,
-                AUDIT_ARCH_X86_64,
-                135,
-                [0xffff_ffff, 0, 0, 0, 0, 0]
-            ),
-            RET_ALLOW
-        );
+        assert_eq!(run(&f.prog, AUDIT_ARCH_I386, pers, [0xffff_ffff, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(run(&f.prog, AUDIT_ARCH_X86_64, 135, [0x1_0000_0000, 0, 0, 0, 0, 0]), EPERM);
+        assert_eq!(run(&f.prog, AUDIT_ARCH_X86_64, 135, [0xffff_ffff, 0, 0, 0, 0, 0]), RET_ALLOW);
         // Without x32 and x86 listed, their syscalls are killed: a deny-list cannot be bypassed.
         let mut v2 = v;
         v2["architectures"] = serde_json::json!(["SCMP_ARCH_X86_64"]);
         let f = compile(&spec(v2)).unwrap();
-        assert_eq!(
-            run(&f.prog, AUDIT_ARCH_X86_64, keyctl_x32, [0; 6]),
-            RET_KILL_PROCESS
-        );
-        assert_eq!(
-            run(&f.prog, AUDIT_ARCH_I386, keyctl_32, [0; 6]),
-            RET_KILL_PROCESS
-        );
+        assert_eq!(run(&f.prog, AUDIT_ARCH_X86_64, keyctl_x32, [0; 6]), RET_KILL_PROCESS);
+        assert_eq!(run(&f.prog, AUDIT_ARCH_I386, keyctl_32, [0; 6]), RET_KILL_PROCESS);
         assert_eq!(run(&f.prog, AUDIT_ARCH_X86_64, 250, [0; 6]), EPERM);
     }
 
@@ -1213,11 +1099,7 @@ mod tests {
     #[test]
     fn large_profiles_fit() {
         let t = native().unwrap().table().unwrap();
-        let names: Vec<&str> = t
-            .iter()
-            .map(|(n, _)| *n)
-            .filter(|n| !n.starts_with('k'))
-            .collect();
+        let names: Vec<&str> = t.iter().map(|(n, _)| *n).filter(|n| !n.starts_with('k')).collect();
         let f = compile(&spec(serde_json::json!({
             "defaultAction": "SCMP_ACT_ERRNO",
             "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],

@@ -43,12 +43,7 @@ pub struct SyncSocket {
 
 /// Makes the pair: (parent end, child end). Both are close-on-exec.
 pub fn pair() -> io::Result<(SyncSocket, SyncSocket)> {
-    let (a, b) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )?;
+    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
     Ok((SyncSocket { fd: a }, SyncSocket { fd: b }))
 }
 

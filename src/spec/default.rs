@@ -24,8 +24,7 @@ const MASKED_PATHS: &[&str] = &[
 ];
 
 /// What runc makes read-only in a new container.
-const READONLY_PATHS: &[&str] =
-    &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
 /// The starter spec; `rootless` adapts it for an unprivileged user, mapping the caller's
 /// effective uid and gid to root in a new user namespace.
@@ -39,9 +38,7 @@ pub fn default_spec(rootless: bool) -> Spec {
     if let Some(p) = spec.process_mut() {
         p.set_terminal(Some(true));
         let caps: Capabilities =
-            [Capability::AuditWrite, Capability::Kill, Capability::NetBindService]
-                .into_iter()
-                .collect();
+            [Capability::AuditWrite, Capability::Kill, Capability::NetBindService].into_iter().collect();
         let mut lc = LinuxCapabilities::default();
         lc.set_bounding(Some(caps.clone()));
         lc.set_effective(Some(caps.clone()));
@@ -66,9 +63,7 @@ pub fn default_spec(rootless: bool) -> Spec {
             n
         };
         use LinuxNamespaceType::*;
-        l.set_namespaces(Some(
-            [Pid, Network, Ipc, Uts, Mount, Cgroup].into_iter().map(ns).collect(),
-        ));
+        l.set_namespaces(Some([Pid, Network, Ipc, Uts, Mount, Cgroup].into_iter().map(ns).collect()));
     }
 
     if rootless {
@@ -91,11 +86,7 @@ fn to_rootless(spec: &mut Spec) {
         nss.push(user);
         l.set_namespaces(Some(nss));
         let map = |host: u32| {
-            let m = LinuxIdMappingBuilder::default()
-                .container_id(0u32)
-                .host_id(host)
-                .size(1u32)
-                .build();
+            let m = LinuxIdMappingBuilder::default().container_id(0u32).host_id(host).size(1u32).build();
             // The builder has no required fields: it cannot fail.
             m.map(|m| vec![m]).unwrap_or_default()
         };
@@ -115,18 +106,13 @@ fn to_rootless(spec: &mut Spec) {
                 sys.set_typ(Some("none".to_string()));
                 sys.set_source(Some(PathBuf::from("/sys")));
                 sys.set_options(Some(
-                    ["rbind", "nosuid", "noexec", "nodev", "ro"]
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect(),
+                    ["rbind", "nosuid", "noexec", "nodev", "ro"].iter().map(|s| s.to_string()).collect(),
                 ));
                 return sys;
             }
             if let Some(opts) = m.options().clone() {
-                let kept: Vec<String> = opts
-                    .into_iter()
-                    .filter(|o| !o.starts_with("uid=") && !o.starts_with("gid="))
-                    .collect();
+                let kept: Vec<String> =
+                    opts.into_iter().filter(|o| !o.starts_with("uid=") && !o.starts_with("gid=")).collect();
                 m.set_options(Some(kept));
             }
             m
@@ -183,16 +169,9 @@ mod tests {
             assert_eq!(got, ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"], "{set}");
         }
         assert!(caps.get("inheritable").is_none() && caps.get("ambient").is_none());
-        let dests: Vec<&str> = v["mounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["destination"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            dests,
-            ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"]
-        );
+        let dests: Vec<&str> =
+            v["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap()).collect();
+        assert_eq!(dests, ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"]);
         assert_eq!(v["mounts"][5]["type"], "sysfs");
         assert!(v["mounts"][2]["options"].as_array().unwrap().contains(&"gid=5".into()));
         assert_eq!(ns_types(&v), ["pid", "network", "ipc", "uts", "mount", "cgroup"]);
@@ -218,8 +197,7 @@ mod tests {
             v["linux"]["gidMappings"],
             serde_json::json!([{"hostID": gid, "containerID": 0, "size": 1}])
         );
-        let sys =
-            v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap();
+        let sys = v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap();
         assert_eq!(sys["type"], "none");
         assert_eq!(sys["source"], "/sys");
         assert!(sys["options"].as_array().unwrap().contains(&"rbind".into()));

@@ -132,14 +132,11 @@ mod tests {
     fn has_the_keys_features_md_names() {
         let f = features();
         let keys: Vec<&str> = f.as_object().unwrap().keys().map(|k| k.as_str()).collect();
-        for k in ["ociVersionMin", "ociVersionMax", "hooks", "mountOptions", "linux", "annotations"]
-        {
+        for k in ["ociVersionMin", "ociVersionMax", "hooks", "mountOptions", "linux", "annotations"] {
             assert!(keys.contains(&k), "{k} missing from {keys:?}");
         }
         let linux = f["linux"].as_object().unwrap();
-        for k in
-            ["namespaces", "capabilities", "cgroup", "seccomp", "apparmor", "selinux", "intelRdt"]
-        {
+        for k in ["namespaces", "capabilities", "cgroup", "seccomp", "apparmor", "selinux", "intelRdt"] {
             assert!(linux.contains_key(k), "linux.{k} missing");
         }
         for k in ["v1", "v2", "systemd", "systemdUser"] {

@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{
-    Hook, Hooks, Linux, LinuxDeviceType, LinuxIdMapping, LinuxNamespace, LinuxNamespaceType, Mount,
-    Process, Spec,
+    Hook, Hooks, Linux, LinuxDeviceType, LinuxIdMapping, LinuxNamespace, LinuxNamespaceType, Mount, Process,
+    Spec,
 };
 
 /// A rule the config breaks: which field, and why.
@@ -31,9 +31,10 @@ type Check = Result<(), Violation>;
 pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, Violation> {
     oci_version(spec.version())?;
     let rootfs = root(spec, bundle)?;
-    let process = spec.process().as_ref().ok_or_else(|| {
-        bad("process", "missing: hull needs the process to run to create a container")
-    })?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| bad("process", "missing: hull needs the process to run to create a container"))?;
     let linux = spec.linux().as_ref().ok_or_else(|| {
         bad("linux", "missing: hull runs Linux containers and needs at least a mount namespace")
     })?;
@@ -67,10 +68,7 @@ fn oci_version(v: &str) -> Check {
     let parts: Vec<&str> = core.split('.').collect();
     let numeric = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
     if parts.len() != 3 || !parts.iter().all(numeric) {
-        return Err(bad(
-            field,
-            format!("{v:?} is not a SemVer version like {:?}", super::OCI_VERSION),
-        ));
+        return Err(bad(field, format!("{v:?} is not a SemVer version like {:?}", super::OCI_VERSION)));
     }
     if parts[0] != "1" {
         return Err(bad(
@@ -147,10 +145,7 @@ fn check_process(p: &Process) -> Check {
     }
     if let Some(io) = p.io_priority() {
         if !(0..=7).contains(&io.priority()) {
-            return Err(bad(
-                "process.ioPriority.priority",
-                format!("{} is outside 0..7", io.priority()),
-            ));
+            return Err(bad("process.ioPriority.priority", format!("{} is outside 0..7", io.priority())));
         }
     }
     Ok(())
@@ -213,15 +208,9 @@ fn check_mount(f: &str, m: &Mount) -> Check {
     let uid = m.uid_mappings().as_deref().unwrap_or_default();
     let gid = m.gid_mappings().as_deref().unwrap_or_default();
     if uid.is_empty() != gid.is_empty() {
-        let (set, unset) = if uid.is_empty() {
-            ("gidMappings", "uidMappings")
-        } else {
-            ("uidMappings", "gidMappings")
-        };
-        return Err(bad(
-            format!("{f}.{unset}"),
-            format!("missing: {set} is set, and the two go together"),
-        ));
+        let (set, unset) =
+            if uid.is_empty() { ("gidMappings", "uidMappings") } else { ("uidMappings", "gidMappings") };
+        return Err(bad(format!("{f}.{unset}"), format!("missing: {set} is set, and the two go together")));
     }
     check_mappings(&format!("{f}.uidMappings"), uid)?;
     check_mappings(&format!("{f}.gidMappings"), gid)
@@ -271,25 +260,16 @@ fn check_linux(spec: &Spec, linux: &Linux, process: &Process) -> Check {
         no_nul(field, value)?;
     }
     check_devices(linux)?;
-    for (field, paths) in [
-        ("linux.maskedPaths", linux.masked_paths()),
-        ("linux.readonlyPaths", linux.readonly_paths()),
-    ] {
+    for (field, paths) in
+        [("linux.maskedPaths", linux.masked_paths()), ("linux.readonlyPaths", linux.readonly_paths())]
+    {
         for (i, p) in paths.as_deref().unwrap_or_default().iter().enumerate() {
             abs_clean(&format!("{field}[{i}]"), Path::new(p))?;
         }
     }
     if let Some(prop) = linux.rootfs_propagation().as_deref().filter(|p| !p.is_empty()) {
-        const KNOWN: [&str; 8] = [
-            "private",
-            "rprivate",
-            "shared",
-            "rshared",
-            "slave",
-            "rslave",
-            "unbindable",
-            "runbindable",
-        ];
+        const KNOWN: [&str; 8] =
+            ["private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"];
         if !KNOWN.contains(&prop) {
             return Err(bad(
                 "linux.rootfsPropagation",
@@ -398,11 +378,7 @@ fn check_namespaces(nss: &[LinuxNamespace]) -> Check {
     Ok(())
 }
 
-fn check_user_namespace(
-    linux: &Linux,
-    userns: Option<&LinuxNamespace>,
-    process: &Process,
-) -> Check {
+fn check_user_namespace(linux: &Linux, userns: Option<&LinuxNamespace>, process: &Process) -> Check {
     let uid = linux.uid_mappings().as_deref().unwrap_or_default();
     let gid = linux.gid_mappings().as_deref().unwrap_or_default();
     match userns {
@@ -416,10 +392,7 @@ fn check_user_namespace(
         Some(ns) if ns.path().is_none() => {
             for (field, maps) in [("linux.uidMappings", uid), ("linux.gidMappings", gid)] {
                 if maps.is_empty() {
-                    return Err(bad(
-                        field,
-                        "missing: a new user namespace needs at least one mapping",
-                    ));
+                    return Err(bad(field, "missing: a new user namespace needs at least one mapping"));
                 }
             }
             check_mappings("linux.uidMappings", uid)?;
@@ -468,10 +441,7 @@ fn mapped(maps: &[LinuxIdMapping], id: u32) -> bool {
 fn check_mappings(field: &str, maps: &[LinuxIdMapping]) -> Check {
     const MAX_LINES: usize = 340;
     if maps.len() > MAX_LINES {
-        return Err(bad(
-            field,
-            format!("{} mappings: the kernel takes at most {MAX_LINES}", maps.len()),
-        ));
+        return Err(bad(field, format!("{} mappings: the kernel takes at most {MAX_LINES}", maps.len())));
     }
     let end = |start: u32, size: u32| u64::from(start) + u64::from(size);
     for (i, m) in maps.iter().enumerate() {
@@ -482,14 +452,10 @@ fn check_mappings(field: &str, maps: &[LinuxIdMapping]) -> Check {
         if end(m.container_id(), m.size()) > u64::from(u32::MAX)
             || end(m.host_id(), m.size()) > u64::from(u32::MAX)
         {
-            return Err(bad(
-                format!("{f}.size"),
-                "the range runs past the largest id (4294967294)",
-            ));
+            return Err(bad(format!("{f}.size"), "the range runs past the largest id (4294967294)"));
         }
         for (j, o) in maps[..i].iter().enumerate() {
-            let overlap =
-                |a: u32, b: u32| u64::from(a) < end(b, o.size()) && u64::from(b) < end(a, m.size());
+            let overlap = |a: u32, b: u32| u64::from(a) < end(b, o.size()) && u64::from(b) < end(a, m.size());
             if overlap(m.container_id(), o.container_id()) {
                 return Err(bad(f, format!("its containerID range overlaps {field}[{j}]")));
             }
@@ -555,10 +521,7 @@ fn check_devices(linux: &Linux) -> Check {
             t @ (LinuxDeviceType::C | LinuxDeviceType::B | LinuxDeviceType::U) => {
                 let (major, minor) = (d.major(), d.minor());
                 if major == 0 && minor == 0 {
-                    return Err(bad(
-                        f,
-                        format!("a {} device needs its major and minor numbers", t.as_str()),
-                    ));
+                    return Err(bad(f, format!("a {} device needs its major and minor numbers", t.as_str())));
                 }
                 if !(0..4096).contains(&major) {
                     return Err(bad(format!("{f}.major"), format!("{major} is outside 0..4095")));
@@ -624,8 +587,7 @@ mod tests {
         fn new() -> Bundle {
             static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let dir =
-                std::env::temp_dir().join(format!("hull-validate-{}-{n}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!("hull-validate-{}-{n}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(dir.join("rootfs")).unwrap();
             Bundle(dir.canonicalize().unwrap())
@@ -759,18 +721,10 @@ mod tests {
         rejects(|v| v["process"]["args"] = json!([""]), "process.args[0]", "empty");
         rejects(|v| v["process"]["args"] = json!(["sh", "a\u{0}b"]), "process.args[1]", "NUL");
         rejects(|v| v["process"]["cwd"] = json!("tmp"), "process.cwd", "absolute");
-        rejects(
-            |v| v["process"]["env"] = json!(["A=1", "NOEQUALS"]),
-            "process.env[1]",
-            "KEY=VALUE",
-        );
+        rejects(|v| v["process"]["env"] = json!(["A=1", "NOEQUALS"]), "process.env[1]", "KEY=VALUE");
         rejects(|v| v["process"]["env"] = json!(["=x"]), "process.env[0]", "empty variable name");
         accepts(|v| v["process"]["env"] = json!(["EMPTY=", "A=b=c"]));
-        rejects(
-            |v| v["process"]["oomScoreAdj"] = json!(1001),
-            "process.oomScoreAdj",
-            "-1000..1000",
-        );
+        rejects(|v| v["process"]["oomScoreAdj"] = json!(1001), "process.oomScoreAdj", "-1000..1000");
         rejects(
             |v| v["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 8}),
             "process.ioPriority.priority",
@@ -813,16 +767,8 @@ mod tests {
 
     #[test]
     fn mounts() {
-        rejects(
-            |v| v["mounts"][0]["destination"] = json!("proc"),
-            "mounts[0].destination",
-            "absolute",
-        );
-        rejects(
-            |v| v["mounts"][1]["destination"] = json!("/../etc"),
-            "mounts[1].destination",
-            "..",
-        );
+        rejects(|v| v["mounts"][0]["destination"] = json!("proc"), "mounts[0].destination", "absolute");
+        rejects(|v| v["mounts"][1]["destination"] = json!("/../etc"), "mounts[1].destination", "..");
         rejects(|v| v["mounts"][1]["destination"] = json!(""), "mounts[1].destination", "absolute");
         rejects(
             |v| {
@@ -843,16 +789,9 @@ mod tests {
             "mounts[0].type",
             "missing",
         );
+        rejects(|v| v["mounts"][0]["options"] = json!(["nosuid", "a\u{0}"]), "mounts[0].options[1]", "NUL");
         rejects(
-            |v| v["mounts"][0]["options"] = json!(["nosuid", "a\u{0}"]),
-            "mounts[0].options[1]",
-            "NUL",
-        );
-        rejects(
-            |v| {
-                v["mounts"][1]["uidMappings"] =
-                    json!([{"containerID": 0, "hostID": 1000, "size": 1}])
-            },
+            |v| v["mounts"][1]["uidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]),
             "mounts[1].gidMappings",
             "missing",
         );
@@ -993,11 +932,7 @@ mod tests {
     #[test]
     fn time_namespace() {
         let offsets = json!({"monotonic": {"secs": 10}, "boottime": {"secs": 1, "nanosecs": 5}});
-        rejects(
-            |v| v["linux"]["timeOffsets"] = offsets.clone(),
-            "linux.timeOffsets",
-            "no time namespace",
-        );
+        rejects(|v| v["linux"]["timeOffsets"] = offsets.clone(), "linux.timeOffsets", "no time namespace");
         accepts(|v| {
             v["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
             v["linux"]["timeOffsets"] = offsets.clone();
@@ -1062,11 +997,7 @@ mod tests {
             "linux.maskedPaths[1]",
             "absolute",
         );
-        rejects(
-            |v| v["linux"]["readonlyPaths"] = json!(["sys"]),
-            "linux.readonlyPaths[0]",
-            "absolute",
-        );
+        rejects(|v| v["linux"]["readonlyPaths"] = json!(["sys"]), "linux.readonlyPaths[0]", "absolute");
     }
 
     #[test]
@@ -1094,11 +1025,7 @@ mod tests {
             "linux.devices[0].type",
             "c, b, u or p",
         );
-        rejects(
-            |v| dev(v, json!({"path": "/dev/fuse", "type": "c"})),
-            "linux.devices[0]",
-            "major and minor",
-        );
+        rejects(|v| dev(v, json!({"path": "/dev/fuse", "type": "c"})), "linux.devices[0]", "major and minor");
         rejects(
             |v| dev(v, json!({"path": "/dev/sda", "type": "b", "major": -1, "minor": 0})),
             "linux.devices[0].major",
@@ -1158,11 +1085,7 @@ mod tests {
             "not one of",
         );
         accepts(|v| v["linux"]["rootfsPropagation"] = json!("rslave"));
-        rejects(
-            |v| v["linux"]["intelRdt"] = json!({"closID": "x"}),
-            "linux.intelRdt",
-            "does not support",
-        );
+        rejects(|v| v["linux"]["intelRdt"] = json!({"closID": "x"}), "linux.intelRdt", "does not support");
         rejects(
             |v| v["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwx"}]}),
             "linux.resources.devices[0].access",

@@ -14,9 +14,8 @@ pub struct ProcStat {
 impl ProcStat {
     pub fn read(pid: i32) -> io::Result<ProcStat> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        Self::parse(&text).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("unparsable /proc/{pid}/stat"))
-        })
+        Self::parse(&text)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("unparsable /proc/{pid}/stat")))
     }
 
     fn parse(text: &str) -> Option<ProcStat> {

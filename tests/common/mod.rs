@@ -50,11 +50,8 @@ impl Env {
 
     /// Writes `self.config` to the bundle's config.json.
     pub fn write_config(&self) {
-        std::fs::write(
-            self.bundle.join("config.json"),
-            serde_json::to_vec_pretty(&self.config).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(self.bundle.join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap())
+            .unwrap();
     }
 
     /// `hull --root <root> ARGS`, with stdio captured.

@@ -504,13 +504,7 @@ pub static RISCV64: &[(&str, u32)] = &[
 mod tests {
     #[test]
     fn sorted_by_name() {
-        for t in [
-            super::X86_64,
-            super::X86,
-            super::X32,
-            super::AARCH64,
-            super::RISCV64,
-        ] {
+        for t in [super::X86_64, super::X86, super::X32, super::AARCH64, super::RISCV64] {
             assert!(t.windows(2).all(|w| w[0].0 < w[1].0));
         }
     }
