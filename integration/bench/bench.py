@@ -84,7 +84,7 @@ def make_rootfs(rootfs):
 
 def default_config(args, root_path="rootfs"):
     """runc's default config (`runc spec`) with `args` as the program, less its /sys/fs/cgroup
-    mount and its ambient capabilities."""
+    mount."""
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -94,11 +94,11 @@ def default_config(args, root_path="rootfs"):
             "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                     "TERM=xterm"],
             "cwd": "/",
-            # runc spec's set, less "ambient": raising an ambient cap that is not inheritable
-            # fails; runc ignores that error, hull reports it (see README.md).
+            # runc spec's sets, ambient included (neither runtime can raise those: they are
+            # not inheritable; both go on without them).
             "capabilities": {
                 k: ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-                for k in ("bounding", "effective", "permitted")
+                for k in ("bounding", "effective", "permitted", "ambient")
             },
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": True,
