@@ -11,7 +11,10 @@ fn sh(script: &str, edit: impl FnOnce(&mut serde_json::Value)) -> (Env, std::pro
     let mut env = Env::new(&["sh", "-c", script]);
     edit(&mut env.config);
     env.write_config();
-    let out = env.run("p1");
+    // A fresh id each time: the default cgroup path is /hull/<id>, shared by parallel tests.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let id = format!("proc-{}", N.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+    let out = env.run(&id);
     (env, out)
 }
 
