@@ -119,8 +119,9 @@ conformance: build
     ./integration/podman/run.sh --hull "{{ hull }}" || rc=1
     exit "$rc"
 
-# Everything CI runs (README's test command): the cargo tests, the real clients (containerd,
-# podman) and the nested test machine's smoke test; runs all three, fails if any fails.
+# Everything CI runs (README's test command): the cargo tests on this host (cgroup v1 hybrid),
+# the real clients (containerd, podman), and in the nested test machine its smoke test and the
+# cargo integration tests again under pure cgroup v2; runs them all, fails if any fails.
 ci:
     #!/usr/bin/env bash
     set -uo pipefail
@@ -128,4 +129,5 @@ ci:
     "{{ just_executable() }}" test || rc=1
     "{{ just_executable() }}" conformance || rc=1
     "{{ just_executable() }}" testvm-smoke || rc=1
+    "{{ just_executable() }}" testvm-tests || rc=1
     exit "$rc"

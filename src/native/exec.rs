@@ -104,7 +104,11 @@ pub fn exec(cfg: ExecConfig) -> Result<i32> {
             let _ = waitpid(mid, None);
             if let (Ok(pid), true) = (&r, cfg.join_after_exec) {
                 for f in &cfg.cgroup_procs {
-                    std::fs::write(f, pid.to_string()).ctx(|| format!("join cgroup {}", f.display()))?;
+                    match std::fs::write(f, pid.to_string()) {
+                        // Already gone (a short command): nothing left to place.
+                        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => break,
+                        r => r.ctx(|| format!("join cgroup {}", f.display()))?,
+                    }
                 }
             }
             r
