@@ -32,6 +32,16 @@ pub fn check(p: &Process) -> Result<()> {
 
 /// Labels for the exec that follows; in the container, right before execve.
 pub fn set_exec_labels(apparmor: Option<&str>, selinux: Option<&str>) -> Result<()> {
+    if apparmor.is_none() && selinux.is_none() {
+        return Ok(());
+    }
+    // /proc must really be procfs before hull writes a label there (CVE-2019-16884).
+    let is_proc = nix::sys::statfs::statfs("/proc/self/attr")
+        .map(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+        .unwrap_or(false);
+    if !is_proc {
+        return msg("/proc in the container is not procfs: refusing to write LSM labels there");
+    }
     if let Some(profile) = apparmor {
         let text = format!("exec {profile}");
         let r = std::fs::write("/proc/self/attr/apparmor/exec", &text)

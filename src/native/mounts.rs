@@ -34,6 +34,9 @@ pub fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
     let typ = m.typ().as_deref().unwrap_or("none");
     let dest = m.destination();
     let what = || describe(m);
+    if matches!(typ, "proc" | "sysfs") {
+        refuse_symlink(ctx, dest).map_err(|e| prefix(e, &what()))?;
+    }
     if opts.bind || typ == "bind" {
         return bind(ctx, m, &opts);
     }
@@ -60,6 +63,22 @@ pub fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
         }
     }
     apply_propagation(ctx, dest, &opts).map_err(|e| prefix(e, &what()))
+}
+
+/// A proc or sysfs destination that the image made a symlink is refused outright: even
+/// resolved inside the rootfs, it would put procfs where hull's later writes (sysctl, LSM
+/// labels) and the masked paths do not expect it (youki's CVE-2025-54867).
+fn refuse_symlink(ctx: &MountCtx, dest: &Path) -> Result<()> {
+    let rel = dest.strip_prefix("/").unwrap_or(dest);
+    if rel.as_os_str().is_empty() {
+        return Ok(());
+    }
+    match nix::sys::stat::fstatat(ctx.root, rel, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+            super::error::msg(format!("{} is a symlink in the rootfs: refused", dest.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn prefix(e: super::error::Error, what: &str) -> super::error::Error {

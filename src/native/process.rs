@@ -55,6 +55,9 @@ pub fn prepare(
     let env: Vec<String> = p.env().clone().unwrap_or_default();
     let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH).to_string();
     let cwd = p.cwd().clone();
+    if cwd.starts_with("/proc/self/fd") || cwd.starts_with("/proc/thread-self/fd") {
+        return msg(format!("process.cwd {}: a path through /proc/self/fd is refused", cwd.display()));
+    }
     let meta = std::fs::metadata(&cwd).ctx(|| format!("process.cwd {}", cwd.display()))?;
     if !meta.is_dir() {
         return msg(format!("process.cwd {}: not a directory", cwd.display()));
@@ -155,6 +158,12 @@ impl Prepared {
         let mask = self.umask.unwrap_or(0o022);
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
         chdir(&self.cwd).ctx(|| format!("chdir {}", self.cwd.display()))?;
+        // A cwd such as /proc/self/fd/N can lead out of the container through an fd hull
+        // still holds (CVE-2024-21626): the kernel then reports the directory as unreachable.
+        match std::env::current_dir() {
+            Ok(d) if d.starts_with("/") => {}
+            _ => return msg(format!("process.cwd {}: outside the container's root", self.cwd.display())),
+        }
         if self.no_new_privs {
             // SAFETY: prctl with integer arguments only; no memory is shared with the kernel.
             let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };

@@ -141,11 +141,19 @@ fn mask(ctx: &MountCtx, p: &Path) -> Result<()> {
     let path = proc_fd_path(&target);
     let is_dir = std::fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false);
     if is_dir {
-        mount(Some("tmpfs"), path.as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
-    } else {
-        mount(Some("/dev/null"), path.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        return mount(Some("tmpfs"), path.as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
+            .ctx(|| format!("mask {}", p.display()));
     }
-    .ctx(|| format!("mask {}", p.display()))
+    // /dev/null is opened once and checked to really be the null device before it is bound
+    // through its fd: a container could have replaced it (CVE-2025-31133).
+    let null = open_in_root(ctx.root, Path::new("/dev/null"), Create::No)?;
+    let null_path = proc_fd_path(&null);
+    let st = nix::sys::stat::stat(null_path.as_str()).ctx(|| "stat /dev/null".to_string())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != nix::sys::stat::makedev(1, 3) {
+        return super::error::msg(format!("mask {}: /dev/null in the container is not the null device", p.display()));
+    }
+    mount(Some(null_path.as_str()), path.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .ctx(|| format!("mask {}", p.display()))
 }
 
 fn make_readonly(ctx: &MountCtx, p: &Path) -> Result<()> {
