@@ -349,8 +349,8 @@ stage_add() { # HOST GUEST STAGE
     local host="$1" guest="$2" s="$3" f
     [ -e "$host" ] || die "--add: no such file or directory: $host"
     case "$guest" in
-        /tmp|/tmp/*|/run|/run/*|/dev|/dev/*|/proc|/proc/*|/sys|/sys/*)
-            die "--add: $guest would be hidden: the guest mounts over /tmp, /run, /dev, /proc and /sys" ;;
+        /tmp|/run|/run/*|/dev|/dev/*|/proc|/proc/*|/sys|/sys/*)
+            die "--add: $guest would be hidden: the guest mounts over /run, /dev, /proc and /sys" ;;
         /*) ;;
         *) die "--add: the guest path must be absolute: $guest" ;;
     esac
