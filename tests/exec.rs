@@ -281,3 +281,13 @@ fn cgroup_flag_runs_in_a_sub_cgroup() {
         "{o}"
     );
 }
+
+#[test]
+fn cap_flag_adds_a_capability() {
+    let env = running("ex-cap");
+    let out = exec(&env, &["--cap", "CAP_SYS_ADMIN", "ex-cap", "grep", "CapEff", "/proc/self/status"]);
+    assert_eq!(stdout(&out).trim(), format!("CapEff:\t{:016x}", 1u64 << 21), "{}", stderr(&out));
+    let out = exec(&env, &["--cap", "CAP_NOPE", "ex-cap", "true"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("CAP_NOPE"), "{}", stderr(&out));
+}

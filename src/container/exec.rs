@@ -112,18 +112,16 @@ fn build_process(a: &Args, config: &Spec, init_pid: i32) -> anyhow::Result<Proce
         for name in &a.cap {
             let short = name.trim_start_matches("CAP_");
             let c: Capability = short.parse().map_err(|_| anyhow::anyhow!("unknown capability {name}"))?;
-            for set in [caps.bounding().clone(), caps.effective().clone(), caps.permitted().clone()]
-                .iter()
-                .enumerate()
-            {
-                let mut s = set.1.clone().unwrap_or_default();
+            // runc adds --cap to the bounding, effective and permitted sets.
+            let with = |set: &Option<oci_spec::runtime::Capabilities>| {
+                let mut s = set.clone().unwrap_or_default();
                 s.insert(c);
-                match set.0 {
-                    0 => caps.set_bounding(Some(s)),
-                    1 => caps.set_effective(Some(s)),
-                    _ => caps.set_permitted(Some(s)),
-                };
-            }
+                Some(s)
+            };
+            let (b, e, pm) = (with(caps.bounding()), with(caps.effective()), with(caps.permitted()));
+            caps.set_bounding(b);
+            caps.set_effective(e);
+            caps.set_permitted(pm);
         }
         p.set_capabilities(Some(caps));
     }
