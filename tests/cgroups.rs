@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 // ---- helpers: commands ----
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
+static PROBE: AtomicUsize = AtomicUsize::new(0);
 
 /// A container id no other test (nor another test binary running beside this one) uses:
 /// relative and default cgroup paths share /hull.
@@ -28,45 +28,12 @@ fn uid(name: &str) -> String {
     format!("cg{}-{name}", std::process::id())
 }
 
-/// Runs `cmd` with output in files and a 30 s deadline, so a hang fails the test.
-fn run_cmd(env: &Env, mut cmd: Command, stdin: Option<&str>) -> Output {
-    let n = SEQ.fetch_add(1, Ordering::SeqCst);
-    let (o, e) = (env.dir.join(format!("cmd{n}.out")), env.dir.join(format!("cmd{n}.err")));
-    cmd.stdout(std::fs::File::create(&o).unwrap()).stderr(std::fs::File::create(&e).unwrap());
-    match stdin {
-        Some(_) => cmd.stdin(Stdio::piped()),
-        None => cmd.stdin(Stdio::null()),
-    };
-    let mut child = cmd.spawn().expect("spawn hull");
-    if let Some(text) = stdin {
-        use std::io::Write;
-        let mut si = child.stdin.take().unwrap();
-        si.write_all(text.as_bytes()).unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (status, timed_out) = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break (s, false);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break (child.wait().unwrap(), true);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut stderr = std::fs::read(&e).unwrap_or_default();
-    if timed_out {
-        stderr.extend_from_slice(b"\n[test] hull hung: killed after 30 s\n");
-    }
-    Output { status, stdout: std::fs::read(&o).unwrap_or_default(), stderr }
-}
-
 fn h(env: &Env, args: &[&str]) -> Output {
-    run_cmd(env, env.cmd(args), None)
+    run_bounded(&env.dir, env.cmd(args), None, 30)
 }
 
 fn h_stdin(env: &Env, args: &[&str], input: &str) -> Output {
-    run_cmd(env, env.cmd(args), Some(input))
+    run_bounded(&env.dir, env.cmd(args), Some(input), 30)
 }
 
 /// `hull [global] create` with the container's stdio in `<id>.out` / `<id>.err`, like
@@ -293,7 +260,7 @@ fn skip(what: &str) {
 /// files a v1 controller or a v2 directory has depends on the kernel and its IO scheduler.
 fn probe_files(ctrl: &str) -> Vec<String> {
     let env = Env::new(&["sleep", "1000"]);
-    let id = uid(&format!("probe-{ctrl}-{}", SEQ.fetch_add(1, Ordering::SeqCst)));
+    let id = uid(&format!("probe-{ctrl}-{}", PROBE.fetch_add(1, Ordering::SeqCst)));
     if !env.create(&id).status.success() {
         return vec![];
     }

@@ -7,53 +7,21 @@ use common::*;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 // ---- helpers ----
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs `cmd` with its output in files and a deadline, so a hung command fails the test.
-fn run_cmd(dir: &std::path::Path, mut cmd: Command) -> Output {
-    let n = SEQ.fetch_add(1, Ordering::SeqCst);
-    let (o, e) = (dir.join(format!("cmd{n}.out")), dir.join(format!("cmd{n}.err")));
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&o).unwrap())
-        .stderr(std::fs::File::create(&e).unwrap())
-        .spawn()
-        .expect("spawn hull");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (status, timed_out) = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break (s, false);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break (child.wait().unwrap(), true);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut stderr = std::fs::read(&e).unwrap_or_default();
-    if timed_out {
-        stderr.extend_from_slice(b"\n[test] the command hung: killed after 20 s\n");
-    }
-    Output { status, stdout: std::fs::read(&o).unwrap_or_default(), stderr }
-}
-
 /// `hull ARGS` (no --root added), with a deadline.
 fn hull_raw(dir: &std::path::Path, args: &[&str]) -> Output {
     let mut c = Command::new(HULL);
     c.args(args);
-    run_cmd(dir, c)
+    run_bounded(dir, c, None, 20)
 }
 
 /// `hull --root <root> ARGS`, with a deadline.
 fn h(env: &Env, args: &[&str]) -> Output {
-    run_cmd(&env.dir, env.cmd(args))
+    run_bounded(&env.dir, env.cmd(args), None, 20)
 }
 
 #[track_caller]
@@ -84,31 +52,6 @@ fn bind_host_dir(env: &mut Env, name: &str, dest: &str) -> PathBuf {
     }));
     env.write_config();
     host
-}
-
-/// Declared after the [`Env`], so it drops first: SIGKILLs whatever a failed test left running
-/// (inits that never exec'd still carry hull's argv, and with it the state root).
-struct Reaper(PathBuf);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let root = self.0.to_str().unwrap().to_string();
-        let me = std::process::id() as i32;
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-            if p != me && String::from_utf8_lossy(&cmd).contains(&root) {
-                // SAFETY: kill(2) with plain integers.
-                unsafe { libc::kill(p, libc::SIGKILL) };
-            }
-        }
-    }
-}
-
-fn env_of(args: &[&str]) -> (Env, Reaper) {
-    let env = Env::new(args);
-    let r = Reaper(env.root.clone());
-    (env, r)
 }
 
 /// runc's log time format: RFC 3339 in UTC, e.g. 2024-01-02T03:04:05.123456789Z.

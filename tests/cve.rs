@@ -16,7 +16,13 @@ fn cve_2019_5736_init_exe_is_not_reachable() {
     let env = Env::new(&["true"]);
     created(&env, "cve5736");
     let out = env
-        .cmd(&["exec", "cve5736", "sh", "-c", "readlink /proc/1/exe && echo READ; (echo x >> /proc/1/exe) 2>/dev/null && echo WROTE; echo done"])
+        .cmd(&[
+            "exec",
+            "cve5736",
+            "sh",
+            "-c",
+            "readlink /proc/1/exe && echo READ; (echo x >> /proc/1/exe) 2>/dev/null && echo WROTE; echo done",
+        ])
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -75,7 +81,8 @@ fn proc_destination_that_is_a_symlink_is_refused() {
 /// container's /dev makes into something else is refused.
 #[test]
 fn masked_paths_use_the_real_null_device() {
-    let env = Env::new(&["sh", "-c", "stat -c '%t:%T' /proc/kcore 2>/dev/null || stat -c '%t:%T' /proc/keys"]);
+    let env =
+        Env::new(&["sh", "-c", "stat -c '%t:%T' /proc/kcore 2>/dev/null || stat -c '%t:%T' /proc/keys"]);
     let out = env.run("cve31133");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "1:3", "a masked file is /dev/null");

@@ -9,50 +9,18 @@ use common::*;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 // ---- helpers ----
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
 const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Runs `cmd` with its output in files and a 30 s deadline, so a hull that hangs on a hook
-/// fails the test instead of hanging the run.
-fn run_cmd(env: &Env, mut cmd: Command, what: &str) -> Output {
-    let n = SEQ.fetch_add(1, Ordering::SeqCst);
-    let (o, e) = (env.dir.join(format!("cmd{n}.out")), env.dir.join(format!("cmd{n}.err")));
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&o).unwrap())
-        .stderr(std::fs::File::create(&e).unwrap())
-        .spawn()
-        .expect("spawn hull");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (status, timed_out) = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break (s, false);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break (child.wait().unwrap(), true);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut stderr = std::fs::read(&e).unwrap_or_default();
-    if timed_out {
-        stderr.extend_from_slice(format!("\n[test] {what} hung: killed after 30 s\n").as_bytes());
-    }
-    Output { status, stdout: std::fs::read(&o).unwrap_or_default(), stderr }
-}
 
 /// `hull --root <root> ARGS` with a deadline.
 fn h(env: &Env, args: &[&str]) -> Output {
-    run_cmd(env, env.cmd(args), &format!("hull {}", args.join(" ")))
+    run_bounded(&env.dir, env.cmd(args), None, 30)
 }
 
 /// `hull create` with a deadline; the container's own output goes to `<id>.out`/`<id>.err`

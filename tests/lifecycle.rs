@@ -8,48 +8,15 @@ use common::*;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 // ---- helpers ----
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs `cmd` with its output in files and a deadline: a hull command that hangs fails the
-/// test instead of hanging the whole run, and a container that inherited the output cannot
-/// keep us waiting for end-of-file.
-fn run_cmd(env: &Env, mut cmd: Command, what: &str) -> Output {
-    let n = SEQ.fetch_add(1, Ordering::SeqCst);
-    let (o, e) = (env.dir.join(format!("cmd{n}.out")), env.dir.join(format!("cmd{n}.err")));
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&o).unwrap())
-        .stderr(std::fs::File::create(&e).unwrap())
-        .spawn()
-        .expect("spawn hull");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (status, timed_out) = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break (s, false);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break (child.wait().unwrap(), true);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut stderr = std::fs::read(&e).unwrap_or_default();
-    if timed_out {
-        stderr.extend_from_slice(format!("\n[test] {what} hung: killed after 20 s\n").as_bytes());
-    }
-    Output { status, stdout: std::fs::read(&o).unwrap_or_default(), stderr }
-}
-
 /// `hull --root <root> ARGS` with a deadline.
 fn h(env: &Env, args: &[&str]) -> Output {
-    run_cmd(env, env.cmd(args), &format!("hull {}", args.join(" ")))
+    run_bounded(&env.dir, env.cmd(args), None, 20)
 }
 
 /// `hull run --bundle B ID` in the foreground, with a deadline.
@@ -78,48 +45,6 @@ fn cgroup_dirs_named(id: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     walk(Path::new("/sys/fs/cgroup"), id, 5, &mut out);
     out
-}
-
-/// Declared after the [`Env`], so it drops first: SIGKILLs whatever containers a failed test
-/// left, so that the Env's own `delete --force` cannot block on them.
-struct Reaper(PathBuf);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let root = self.0.to_str().unwrap().to_string();
-        let me = std::process::id() as i32;
-        for p in all_pids() {
-            if p != me && cmdline(p).contains(&root) {
-                // SAFETY: kill(2) with plain integers.
-                unsafe { libc::kill(p, libc::SIGKILL) };
-            }
-        }
-        for e in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
-            let Ok(text) = std::fs::read(e.path().join("state.json")) else { continue };
-            let Ok(st) = serde_json::from_slice::<Value>(&text) else { continue };
-            let pid = st["pid"].as_i64().unwrap_or(0) as i32;
-            if pid > 0
-                && pid != me
-                && start_time(pid).is_some()
-                && start_time(pid) == st["pid_start"].as_u64()
-            {
-                // SAFETY: as above.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
-}
-
-fn start_time(pid: i32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    text[text.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
-}
-
-/// A test's Env with its Reaper.
-fn env_of(args: &[&str]) -> (Env, Reaper) {
-    let env = Env::new(args);
-    let r = Reaper(env.root.clone());
-    (env, r)
 }
 
 /// `hull create` with extra flags, the container's stdio going to files like [`Env::create`].
@@ -197,20 +122,6 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim_end().to_string())
-        .unwrap_or_default()
-}
-
-fn all_pids() -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-        .collect()
 }
 
 /// Live processes whose command line names this test's state root: hull commands and

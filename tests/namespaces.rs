@@ -6,50 +6,15 @@ mod common;
 use common::*;
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 // ---- helpers ----
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs `cmd` with its output in files and a deadline, so a hung command fails the test.
-fn run_cmd(env: &Env, cmd: Command) -> Output {
-    let n = SEQ.fetch_add(1, Ordering::SeqCst);
-    run_cmd_to(cmd, env.dir.join(format!("cmd{n}.out")), env.dir.join(format!("cmd{n}.err")))
-}
-
-/// [`run_cmd`] with the output going to the files `o` and `e`.
-fn run_cmd_to(mut cmd: Command, o: PathBuf, e: PathBuf) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&o).unwrap())
-        .stderr(std::fs::File::create(&e).unwrap())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (status, timed_out) = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break (s, false);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break (child.wait().unwrap(), true);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut stderr = std::fs::read(&e).unwrap_or_default();
-    if timed_out {
-        stderr.extend_from_slice(b"\n[test] the command hung: killed after 20 s\n");
-    }
-    Output { status, stdout: std::fs::read(&o).unwrap_or_default(), stderr }
-}
-
 fn h(env: &Env, args: &[&str]) -> Output {
-    run_cmd(env, env.cmd(args))
+    run_bounded(&env.dir, env.cmd(args), None, 20)
 }
 
 /// `hull run` of the bundle: the container's output, after checking it exited 0.
@@ -70,7 +35,7 @@ fn run_ok(env: &Env, id: &str) -> String {
 #[track_caller]
 fn run_detached(env: &Env, id: &str) -> i32 {
     let c = env.cmd(&["run", "--detach", "--bundle", env.bundle.to_str().unwrap(), id]);
-    let o = run_cmd_to(c, env.dir.join(format!("{id}.out")), env.dir.join(format!("{id}.err")));
+    let o = run_bounded_to(c, env.dir.join(format!("{id}.out")), env.dir.join(format!("{id}.err")), None, 20);
     assert!(o.status.success(), "run --detach {id}: {}", stderr(&o));
     env.state(id)["pid"].as_i64().unwrap() as i32
 }
@@ -103,57 +68,6 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim_end().to_string())
-        .unwrap_or_default()
-}
-
-fn start_time(pid: i32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    text[text.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Declared after the [`Env`], so it drops first: SIGKILLs what a failed test left running.
-struct Reaper(PathBuf);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let root = self.0.to_str().unwrap().to_string();
-        let me = std::process::id() as i32;
-        let pids: Vec<i32> = std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-            .collect();
-        for p in pids {
-            if p != me && cmdline(p).contains(&root) {
-                // SAFETY: kill(2) with plain integers.
-                unsafe { libc::kill(p, libc::SIGKILL) };
-            }
-        }
-        for e in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
-            let Ok(text) = std::fs::read(e.path().join("state.json")) else { continue };
-            let Ok(st) = serde_json::from_slice::<Value>(&text) else { continue };
-            let pid = st["pid"].as_i64().unwrap_or(0) as i32;
-            if pid > 0
-                && pid != me
-                && start_time(pid).is_some()
-                && start_time(pid) == st["pid_start"].as_u64()
-            {
-                // SAFETY: as above.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
-}
-
-fn env_of(args: &[&str]) -> (Env, Reaper) {
-    let env = Env::new(args);
-    let r = Reaper(env.root.clone());
-    (env, r)
 }
 
 /// This process's namespace of `kind`, as `readlink /proc/self/ns/<kind>` prints it.
@@ -428,7 +342,7 @@ fn run_in_cgroup(env: &Env, cg: &HostCgroup, id: &str) -> String {
     );
     let mut c = Command::new("/bin/sh");
     c.args(["-c", &script, HULL, env.root.to_str().unwrap(), env.bundle.to_str().unwrap(), id]);
-    let o = run_cmd(env, c);
+    let o = run_bounded(&env.dir, c, None, 20);
     assert!(o.status.success(), "run {id}: {}", stderr(&o));
     stdout(&o)
 }

@@ -7,46 +7,14 @@ mod common;
 use common::*;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
 // ---- helpers ----
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs `cmd` with its output in files and a deadline, so a hung command fails the test.
-fn run_cmd(env: &Env, mut cmd: Command) -> Output {
-    let n = SEQ.fetch_add(1, Ordering::SeqCst);
-    let (o, e) = (env.dir.join(format!("cmd{n}.out")), env.dir.join(format!("cmd{n}.err")));
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&o).unwrap())
-        .stderr(std::fs::File::create(&e).unwrap())
-        .spawn()
-        .expect("spawn hull");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (status, timed_out) = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break (s, false);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break (child.wait().unwrap(), true);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut stderr = std::fs::read(&e).unwrap_or_default();
-    if timed_out {
-        stderr.extend_from_slice(b"\n[test] the command hung: killed after 20 s\n");
-    }
-    Output { status, stdout: std::fs::read(&o).unwrap_or_default(), stderr }
-}
-
 fn h(env: &Env, args: &[&str]) -> Output {
-    run_cmd(env, env.cmd(args))
+    run_bounded(&env.dir, env.cmd(args), None, 20)
 }
 
 /// One line of /proc/<pid>/mountinfo.
@@ -159,12 +127,6 @@ fn list_dir(p: &Path) -> Vec<String> {
     v
 }
 
-fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim_end().to_string())
-        .unwrap_or_default()
-}
-
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -208,29 +170,6 @@ fn cgroup_dirs_named(id: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     walk(Path::new("/sys/fs/cgroup"), id, 5, &mut out);
     out
-}
-
-/// Declared after the [`Env`], so it drops first: SIGKILLs what a failed test left running.
-struct Reaper(PathBuf);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let root = self.0.to_str().unwrap().to_string();
-        let me = std::process::id() as i32;
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-            if p != me && cmdline(p).contains(&root) {
-                // SAFETY: kill(2) with plain integers.
-                unsafe { libc::kill(p, libc::SIGKILL) };
-            }
-        }
-    }
-}
-
-fn env_of(args: &[&str]) -> (Env, Reaper) {
-    let env = Env::new(args);
-    let r = Reaper(env.root.clone());
-    (env, r)
 }
 
 /// A tmpfs mounted on the host for the test, detached on drop.

@@ -8,52 +8,19 @@ use common::*;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 // ---- helpers ----
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs a hull command with output in files and a deadline, so a filter that hangs the
-/// container fails the test instead of hanging the run.
-fn run_cmd(env: &Env, mut cmd: Command) -> Output {
-    let n = SEQ.fetch_add(1, Ordering::SeqCst);
-    let (o, e) = (env.dir.join(format!("cmd{n}.out")), env.dir.join(format!("cmd{n}.err")));
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&o).unwrap())
-        .stderr(std::fs::File::create(&e).unwrap())
-        .spawn()
-        .expect("spawn hull");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("hull timed out: {}", std::fs::read_to_string(&e).unwrap_or_default());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: std::fs::read(&o).unwrap_or_default(),
-        stderr: std::fs::read(&e).unwrap_or_default(),
-    }
-}
-
 /// `hull [global...] run` of the bundle, with a deadline.
 fn run(env: &Env, global: &[&str], id: &str) -> Output {
     let mut c = Command::new(HULL);
     c.args(global).arg("--root").arg(&env.root).args(["run", "--bundle", env.bundle.to_str().unwrap(), id]);
-    run_cmd(env, c)
+    run_bounded(&env.dir, c, None, 30)
 }
 
 /// A container running `sh -c script` under `seccomp`.
@@ -498,7 +465,7 @@ fn exec_gets_the_container_filter() {
         "-c",
         "mkdir /tmp/x; echo mkdir=$?; grep -E '^Seccomp:' /proc/self/status",
     ]);
-    let o = run_cmd(&env, c);
+    let o = run_bounded(&env.dir, c, None, 30);
     let out = both(&o);
     assert!(out.contains("Invalid cross-device link") && out.contains("mkdir=1"), "{out}");
     assert!(out.contains("Seccomp:\t2"), "{out}");

@@ -207,3 +207,104 @@ pub fn default_config(args: &[&str]) -> Value {
         }
     })
 }
+
+// ---- shared by the test files: bounded commands, process lookups, leftover reaping ----
+
+static CMD_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `cmd` with its stdout and stderr in files under `dir` (so a container that inherited
+/// them cannot keep us waiting for end-of-file), `stdin` written to it if given, and a
+/// deadline of `secs`: a command that hangs is killed and fails the test, its stderr saying so.
+pub fn run_bounded(dir: &Path, cmd: Command, stdin: Option<&str>, secs: u64) -> Output {
+    let n = CMD_SEQ.fetch_add(1, Ordering::SeqCst);
+    run_bounded_to(cmd, dir.join(format!("cmd{n}.out")), dir.join(format!("cmd{n}.err")), stdin, secs)
+}
+
+/// [`run_bounded`] with the output going to the files `o` and `e`.
+pub fn run_bounded_to(mut cmd: Command, o: PathBuf, e: PathBuf, stdin: Option<&str>, secs: u64) -> Output {
+    let what = format!("{cmd:?}");
+    cmd.stdout(std::fs::File::create(&o).unwrap()).stderr(std::fs::File::create(&e).unwrap());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = cmd.spawn().expect("spawn");
+    if let Some(text) = stdin {
+        use std::io::Write;
+        let mut si = child.stdin.take().unwrap();
+        si.write_all(text.as_bytes()).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let (status, timed_out) = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break (s, false);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break (child.wait().unwrap(), true);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let mut stderr = std::fs::read(&e).unwrap_or_default();
+    if timed_out {
+        stderr.extend_from_slice(format!("\n[test] {what} hung: killed after {secs} s\n").as_bytes());
+    }
+    Output { status, stdout: std::fs::read(&o).unwrap_or_default(), stderr }
+}
+
+/// A process's command line, NULs as spaces.
+pub fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim_end().to_string())
+        .unwrap_or_default()
+}
+
+/// Every pid in /proc.
+pub fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect()
+}
+
+/// A process's start time (field 22 of /proc/<pid>/stat).
+pub fn start_time(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    text[text.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Declared after the [`Env`], so it drops first: SIGKILLs whatever a failed test left (hull
+/// commands naming this root, and container inits recorded in it), so that the Env's own
+/// `delete --force` cannot block on them.
+pub struct Reaper(pub PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let root = self.0.to_str().unwrap().to_string();
+        let me = std::process::id() as i32;
+        for p in all_pids() {
+            if p != me && cmdline(p).contains(&root) {
+                // SAFETY: kill(2) with plain integers.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+        }
+        for e in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            let Ok(text) = std::fs::read(e.path().join("state.json")) else { continue };
+            let Ok(st) = serde_json::from_slice::<Value>(&text) else { continue };
+            let pid = st["pid"].as_i64().unwrap_or(0) as i32;
+            if pid > 0
+                && pid != me
+                && start_time(pid).is_some()
+                && start_time(pid) == st["pid_start"].as_u64()
+            {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// An [`Env`] with its [`Reaper`]: keep both (`let (env, _r) = env_of(..)`).
+pub fn env_of(args: &[&str]) -> (Env, Reaper) {
+    let env = Env::new(args);
+    let r = Reaper(env.root.clone());
+    (env, r)
+}
