@@ -45,26 +45,11 @@ impl Layout {
         if unified {
             return Layout::Unified;
         }
-        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut out = Vec::new();
-        for l in text.lines() {
-            let Some((left, right)) = l.split_once(" - ") else { continue };
-            let mut r = right.split(' ');
-            if r.next() != Some("cgroup") {
-                continue;
-            }
-            let opts = r.nth(1).unwrap_or("");
-            let ctrls: Vec<String> = opts
-                .split(',')
-                .filter(|o| !matches!(*o, "rw" | "ro") && (!o.contains('=') || o.starts_with("name=")))
-                .filter(|o| !matches!(*o, "xattr" | "noprefix" | "clone_children" | "cpuset_v2_mode"))
-                .map(String::from)
-                .collect();
-            let Some(mp) = left.split(' ').nth(4) else { continue };
-            if !out.iter().any(|(_, p): &(Vec<String>, PathBuf)| p == Path::new(mp)) {
-                out.push((ctrls, PathBuf::from(mp)));
-            }
-        }
+        let out = mounted_hierarchies()
+            .into_iter()
+            .filter(|h| !h.key.is_empty())
+            .map(|h| (h.key.split(',').map(String::from).collect(), h.mount_point))
+            .collect();
         Layout::Legacy(out)
     }
 
@@ -87,6 +72,53 @@ impl Layout {
             }
         }
     }
+}
+
+/// One mounted cgroup hierarchy of this mount namespace.
+pub struct Hierarchy {
+    /// Its key as /proc/self/cgroup names it: "memory", "cpu,cpuacct", "name=systemd", and
+    /// "" for cgroup2.
+    pub key: String,
+    pub mount_point: PathBuf,
+}
+
+/// The cgroup hierarchies mounted here, from /proc/self/mountinfo (each once).
+pub fn mounted_hierarchies() -> Vec<Hierarchy> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out: Vec<Hierarchy> = Vec::new();
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some(mount_point) = left.split(' ').nth(4) else { continue };
+        let mut r = right.split(' ');
+        let key = match r.next() {
+            Some("cgroup2") => String::new(),
+            Some("cgroup") => r
+                .nth(1)
+                .unwrap_or("")
+                .split(',')
+                .filter(|o| !matches!(*o, "rw" | "ro") && (!o.contains('=') || o.starts_with("name=")))
+                .filter(|o| !matches!(*o, "xattr" | "noprefix" | "clone_children" | "cpuset_v2_mode"))
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => continue,
+        };
+        if !out.iter().any(|h| h.key == key) {
+            out.push(Hierarchy { key, mount_point: PathBuf::from(mount_point) });
+        }
+    }
+    out
+}
+
+/// This process's cgroup in each hierarchy: (key, path), from /proc/self/cgroup.
+pub fn own_cgroups() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let _id = it.next()?;
+            Some((it.next()?.to_string(), it.next()?.to_string()))
+        })
+        .collect()
 }
 
 /// A container's cgroup.

@@ -13,6 +13,7 @@ use super::error::{Context, Result};
 use super::mountopts::MountOpts;
 use super::mounts::{bind_source, MountCtx};
 use super::paths::{open_in_root, proc_fd_path, Create};
+use crate::cgroups::{mounted_hierarchies, own_cgroups, Hierarchy};
 
 pub fn mount(ctx: &MountCtx, dest: &Path, opts: &MountOpts) -> Result<()> {
     let what = || format!("mount cgroup on {}", dest.display());
@@ -49,7 +50,7 @@ pub fn mount(ctx: &MountCtx, dest: &Path, opts: &MountOpts) -> Result<()> {
     nix::mount::mount(Some("tmpfs"), proc_fd_path(&target).as_str(), Some("tmpfs"), base, Some("mode=755"))
         .ctx(what)?;
     let own = own_cgroups();
-    for h in hierarchies() {
+    for h in mounted_hierarchies() {
         let Some(rel) = own.iter().find(|(k, _)| *k == h.key).map(|(_, p)| p.clone()) else {
             continue;
         };
@@ -96,55 +97,4 @@ fn fresh_mount(ctx: &MountCtx, h: &Hierarchy, sub: &Path, base: MsFlags, opts: &
     let flags = (base & keep) | (opts.flags & MsFlags::MS_RDONLY);
     nix::mount::mount(Some(fstype), proc_fd_path(&target).as_str(), Some(fstype), flags, data)
         .ctx(|| format!("mount cgroup {} on {}", h.key, sub.display()))
-}
-
-/// One mounted cgroup hierarchy of the host.
-struct Hierarchy {
-    /// Its key as /proc/self/cgroup names it: "memory", "cpu,cpuacct", "name=systemd", "".
-    key: String,
-    mount_point: String,
-}
-
-/// The cgroup hierarchies mounted in this mount namespace, from /proc/self/mountinfo.
-fn hierarchies() -> Vec<Hierarchy> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut out: Vec<Hierarchy> = Vec::new();
-    for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
-        let mount_point = left.split(' ').nth(4).unwrap_or("").to_string();
-        let mut r = right.split(' ');
-        let fstype = r.next().unwrap_or("");
-        let super_opts = r.nth(1).unwrap_or("");
-        let key = match fstype {
-            "cgroup2" => String::new(),
-            "cgroup" => {
-                let known: Vec<&str> = super_opts
-                    .split(',')
-                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent"))
-                    .filter(|o| !o.contains('=') || o.starts_with("name="))
-                    .filter(|o| !matches!(*o, "xattr" | "noprefix" | "clone_children" | "cpuset_v2_mode"))
-                    .collect();
-                known.join(",")
-            }
-            _ => continue,
-        };
-        if !out.iter().any(|h| h.key == key) {
-            out.push(Hierarchy { key, mount_point });
-        }
-    }
-    out
-}
-
-/// This process's cgroup in each hierarchy: (key, path), from /proc/self/cgroup.
-fn own_cgroups() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let mut it = l.splitn(3, ':');
-            let _id = it.next()?;
-            let key = it.next()?.to_string();
-            let path = it.next()?.to_string();
-            Some((key, path))
-        })
-        .collect()
 }

@@ -150,7 +150,10 @@ fn mask(ctx: &MountCtx, p: &Path) -> Result<()> {
     let null_path = proc_fd_path(&null);
     let st = nix::sys::stat::stat(null_path.as_str()).ctx(|| "stat /dev/null".to_string())?;
     if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != nix::sys::stat::makedev(1, 3) {
-        return super::error::msg(format!("mask {}: /dev/null in the container is not the null device", p.display()));
+        return super::error::msg(format!(
+            "mask {}: /dev/null in the container is not the null device",
+            p.display()
+        ));
     }
     mount(Some(null_path.as_str()), path.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
         .ctx(|| format!("mask {}", p.display()))
