@@ -1,0 +1,1 @@
+//! The i8042 keyboard controller, for its reset line. (VMM core work.)
