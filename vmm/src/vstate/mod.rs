@@ -1,1 +1,4 @@
-//! The KVM VM and its vcpus. (VMM core work.)
+//! The KVM VM ([`vm`]) and its vcpus ([`vcpu`]): creation, boot state, and the vcpu threads.
+
+pub mod vcpu;
+pub mod vm;

@@ -1,1 +1,0 @@
-//! virtio-fs. (virtio-fs work.)

@@ -1,0 +1,713 @@
+//! The vsock device driven the way a guest driver drives it: descriptor chains in guest memory
+//! on split queues, notifications through the queue eventfds, the device's work run by a real
+//! event manager, and host programs on real unix sockets.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use event_manager::{EventManager, SubscriberOps};
+use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+use virtio_queue::desc::split::Descriptor;
+use virtio_queue::desc::RawDescriptor;
+use virtio_queue::mock::MockSplitQueue;
+use virtio_queue::Queue;
+use vm_memory::{Address, Bytes, GuestAddress};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use super::connection::HOST_BUF_SIZE;
+use super::device::{RX_QUEUE, TX_QUEUE};
+use super::packet::{op, Header, HEADER_SIZE, HOST_CID, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM};
+use super::{Error, Vsock};
+use crate::devices::virtio::{Interrupt, VirtioDevice, TYPE_VSOCK};
+use crate::memory::GuestMemoryMmap;
+
+const GUEST_CID: u32 = 3;
+const QUEUE_SIZE: u16 = 256;
+/// Every descriptor slot has its own 64 KiB buffer, so no two chains share memory.
+const SLOT_SIZE: u64 = 0x1_0000;
+/// The rx buffers a Linux guest posts: a header descriptor, then 4 KiB of payload.
+const RX_PAYLOAD: u32 = 4096;
+/// The receive buffer the test guest advertises.
+const GUEST_BUF: u32 = 64 * 1024;
+
+/// The driver's side of one split queue.
+struct DriverQueue {
+    desc_table: GuestAddress,
+    avail: GuestAddress,
+    used: GuestAddress,
+    buffers: u64,
+    next_slot: u16,
+    avail_idx: u16,
+    used_seen: u16,
+}
+
+impl DriverQueue {
+    /// Lays the rings out at `base` (zeroed) and returns the device's view of them.
+    fn new(mem: &GuestMemoryMmap, base: u64, buffers: u64) -> (DriverQueue, Queue) {
+        let mock = MockSplitQueue::create(mem, GuestAddress(base), QUEUE_SIZE);
+        let queue = mock.create_queue::<Queue>().unwrap();
+        let driver = DriverQueue {
+            desc_table: mock.desc_table_addr(),
+            avail: mock.avail_addr(),
+            used: mock.used_addr(),
+            buffers,
+            next_slot: 0,
+            avail_idx: 0,
+            used_seen: 0,
+        };
+        (driver, queue)
+    }
+
+    fn slot_buffer(&self, slot: u16) -> u64 {
+        self.buffers + u64::from(slot) * SLOT_SIZE
+    }
+
+    /// Posts a chain of buffers of these lengths; returns its head and the buffers' addresses.
+    fn post(&mut self, mem: &GuestMemoryMmap, lens: &[u32], writable: bool) -> (u16, Vec<u64>) {
+        let slots: Vec<u16> = (0..lens.len()).map(|i| (self.next_slot + i as u16) % QUEUE_SIZE).collect();
+        self.next_slot = (self.next_slot + lens.len() as u16) % QUEUE_SIZE;
+        let mut addrs = Vec::new();
+        for (i, (&slot, &len)) in slots.iter().zip(lens).enumerate() {
+            let addr = self.slot_buffer(slot);
+            let mut flags = if writable { VRING_DESC_F_WRITE as u16 } else { 0 };
+            let next = slots.get(i + 1).copied().unwrap_or(0);
+            if i + 1 < slots.len() {
+                flags |= VRING_DESC_F_NEXT as u16;
+            }
+            let desc = RawDescriptor::from(Descriptor::new(addr, len, flags, next));
+            mem.write_obj(desc, self.desc_table.unchecked_add(u64::from(slot) * 16)).unwrap();
+            addrs.push(addr);
+        }
+        let ring_entry = self.avail.unchecked_add(4 + u64::from(self.avail_idx % QUEUE_SIZE) * 2);
+        mem.write_obj(slots[0], ring_entry).unwrap();
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        mem.write_obj(self.avail_idx, self.avail.unchecked_add(2)).unwrap();
+        (slots[0], addrs)
+    }
+
+    /// The next (head, length) the device put in the used ring.
+    fn take_used(&mut self, mem: &GuestMemoryMmap) -> Option<(u16, u32)> {
+        let idx: u16 = mem.read_obj(self.used.unchecked_add(2)).unwrap();
+        if idx == self.used_seen {
+            return None;
+        }
+        let elem = self.used.unchecked_add(4 + u64::from(self.used_seen % QUEUE_SIZE) * 8);
+        let id: u32 = mem.read_obj(elem).unwrap();
+        let len: u32 = mem.read_obj(elem.unchecked_add(4)).unwrap();
+        self.used_seen = self.used_seen.wrapping_add(1);
+        Some((id as u16, len))
+    }
+
+    /// Chains posted and not yet returned (as of the last `take_used`).
+    fn outstanding(&self) -> u16 {
+        self.avail_idx.wrapping_sub(self.used_seen)
+    }
+}
+
+/// A scratch directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("hull-vsock-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A guest driver, the device and its event loop.
+struct Harness {
+    dir: TempDir,
+    uds: PathBuf,
+    mem: GuestMemoryMmap,
+    device: Arc<Mutex<Vsock>>,
+    events: EventManager<Arc<Mutex<Vsock>>>,
+    interrupt: Arc<Interrupt>,
+    rx: DriverQueue,
+    tx: DriverQueue,
+    /// Posted rx chains: head -> (header address, payload address).
+    rx_chains: HashMap<u16, (u64, u64)>,
+}
+
+impl Harness {
+    fn new(name: &str) -> Harness {
+        let dir = TempDir::new(name);
+        let uds = dir.join("v.sock");
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x300_0000)]).unwrap();
+        let device = Arc::new(Mutex::new(Vsock::new(GUEST_CID, &uds).unwrap()));
+        let mut events = EventManager::new().unwrap();
+        events.add_subscriber(device.clone());
+        let (rx, rx_queue) = DriverQueue::new(&mem, 0x1000, 0x100_0000);
+        let (tx, tx_queue) = DriverQueue::new(&mem, 0x1_0000, 0x200_0000);
+        let (_, event_queue) = DriverQueue::new(&mem, 0x2_0000, 0x2_8000);
+        let interrupt = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
+        device
+            .lock()
+            .unwrap()
+            .activate(mem.clone(), vec![rx_queue, tx_queue, event_queue], interrupt.clone())
+            .unwrap();
+        let mut h = Harness { dir, uds, mem, device, events, interrupt, rx, tx, rx_chains: HashMap::new() };
+        h.pump();
+        h
+    }
+
+    /// Runs the event loop until it has been idle for a moment.
+    fn pump(&mut self) {
+        for _ in 0..1000 {
+            if self.events.run_with_timeout(20).unwrap() == 0 {
+                return;
+            }
+        }
+        panic!("the event loop never went idle");
+    }
+
+    fn notify(&self, queue: usize) {
+        self.device.lock().unwrap().queue_events()[queue].write(1).unwrap();
+    }
+
+    /// Posts `n` rx buffers the way Linux does and notifies the device.
+    fn give_rx_buffers(&mut self, n: usize) {
+        for _ in 0..n {
+            let (head, addrs) = self.rx.post(&self.mem, &[HEADER_SIZE as u32, RX_PAYLOAD], true);
+            self.rx_chains.insert(head, (addrs[0], addrs[1]));
+        }
+        self.notify(RX_QUEUE);
+    }
+
+    /// Puts a packet on the tx queue (header and payload in separate descriptors, as Linux 6.1
+    /// does) and runs the event loop.
+    fn send(&mut self, hdr: Header, payload: &[u8]) {
+        let hdr = Header { len: payload.len() as u32, ..hdr };
+        let lens: Vec<u32> = if payload.is_empty() {
+            vec![HEADER_SIZE as u32]
+        } else {
+            vec![HEADER_SIZE as u32, payload.len() as u32]
+        };
+        let (_, addrs) = self.tx.post(&self.mem, &lens, false);
+        self.mem.write_slice(&hdr.encode(), GuestAddress(addrs[0])).unwrap();
+        if !payload.is_empty() {
+            self.mem.write_slice(payload, GuestAddress(addrs[1])).unwrap();
+        }
+        self.notify(TX_QUEUE);
+        self.pump();
+    }
+
+    /// The packets the device put in rx buffers so far.
+    fn received(&mut self) -> Vec<(Header, Vec<u8>)> {
+        let mut packets = Vec::new();
+        while let Some((head, len)) = self.rx.take_used(&self.mem) {
+            let (hdr_addr, payload_addr) = self.rx_chains.remove(&head).unwrap();
+            assert!(len as usize >= HEADER_SIZE, "used length {len}");
+            let mut bytes = [0u8; HEADER_SIZE];
+            self.mem.read_slice(&mut bytes, GuestAddress(hdr_addr)).unwrap();
+            let hdr = Header::decode(&bytes);
+            assert_eq!(len as usize, HEADER_SIZE + hdr.len as usize);
+            let mut payload = vec![0u8; hdr.len as usize];
+            self.mem.read_slice(&mut payload, GuestAddress(payload_addr)).unwrap();
+            assert_eq!(hdr.dst_cid, u64::from(GUEST_CID));
+            packets.push((hdr, payload));
+        }
+        packets
+    }
+
+    /// Runs the loop and returns the one packet the device sent.
+    fn expect_one(&mut self) -> (Header, Vec<u8>) {
+        self.pump();
+        let mut packets = self.received();
+        assert_eq!(packets.len(), 1, "{:?}", packets.iter().map(|p| p.0).collect::<Vec<_>>());
+        packets.remove(0)
+    }
+
+    /// Tx chains the device has not consumed.
+    fn tx_pending(&mut self) -> u16 {
+        while self.tx.take_used(&self.mem).is_some() {}
+        self.tx.outstanding()
+    }
+
+    fn connections(&self) -> usize {
+        self.device.lock().unwrap().connection_count()
+    }
+
+    /// A host client connected through the CONNECT handshake to the guest's `guest_port`;
+    /// returns the client and the host port the device assigned.
+    fn host_connect(&mut self, guest_port: u32) -> (UnixStream, u32) {
+        let mut client = UnixStream::connect(&self.uds).unwrap();
+        client.write_all(format!("CONNECT {guest_port}\n").as_bytes()).unwrap();
+        self.give_rx_buffers(1);
+        let (req, _) = self.expect_one();
+        assert_eq!((req.op, req.dst_port), (op::REQUEST, guest_port));
+        assert_eq!((req.src_cid, req.type_), (HOST_CID, TYPE_STREAM));
+        assert!(req.src_port >= 1 << 30);
+        assert_eq!(req.buf_alloc, HOST_BUF_SIZE);
+        self.send(guest(op::RESPONSE, guest_port, req.src_port), &[]);
+        let line = read_available(&client);
+        assert_eq!(line, format!("OK {}\n", req.src_port).into_bytes());
+        client.set_nonblocking(true).unwrap();
+        (client, req.src_port)
+    }
+}
+
+/// A packet from the guest socket on `guest_port` to the host's `host_port`.
+fn guest(op: u16, guest_port: u32, host_port: u32) -> Header {
+    Header {
+        src_cid: u64::from(GUEST_CID),
+        dst_cid: HOST_CID,
+        src_port: guest_port,
+        dst_port: host_port,
+        type_: TYPE_STREAM,
+        op,
+        buf_alloc: GUEST_BUF,
+        ..Header::default()
+    }
+}
+
+/// What a host socket has to read right now (it is not the event loop's thread that waits).
+fn read_available(stream: &UnixStream) -> Vec<u8> {
+    stream.set_nonblocking(true).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match (&*stream).read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    out
+}
+
+/// Whether the host socket's peer closed (EOF, or a reset).
+fn closed(stream: &UnixStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 1];
+    match (&*stream).read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => panic!("unexpected data"),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+        Err(_) => true,
+    }
+}
+
+#[test]
+fn the_device_fits_the_builders_slots() {
+    // What the builder asks of a device: the transport's trait, the event loop's, and Send.
+    fn attachable<D: VirtioDevice + event_manager::MutEventSubscriber + Send + 'static>() {}
+    attachable::<Vsock>();
+}
+
+#[test]
+fn exposes_a_vsock_device_with_the_guest_cid() {
+    let h = Harness::new("config");
+    let dev = h.device.lock().unwrap();
+    assert_eq!(dev.device_type(), TYPE_VSOCK);
+    assert_eq!(dev.queue_max_sizes().len(), 3);
+    assert_eq!(dev.queue_events().len(), 3);
+    assert_eq!(dev.avail_features(), crate::devices::virtio::FEATURE_VERSION_1);
+    let mut cid = [0xffu8; 8];
+    dev.read_config(0, &mut cid);
+    assert_eq!(u64::from_le_bytes(cid), 3);
+    let mut tail = [0xffu8; 4];
+    dev.read_config(6, &mut tail);
+    assert_eq!(tail, [0, 0, 0, 0]);
+    assert!(dev.is_activated());
+    assert_eq!(dev.guest_cid(), GUEST_CID);
+    assert_eq!(dev.uds_path(), h.uds);
+}
+
+#[test]
+fn rejects_reserved_cids_and_unbindable_paths() {
+    let dir = TempDir::new("cids");
+    for cid in [0, 1, 2, u32::MAX] {
+        assert!(matches!(Vsock::new(cid, &dir.join("v.sock")), Err(Error::InvalidCid(_))));
+    }
+    let missing = dir.join("no/such/dir/v.sock");
+    assert!(Vsock::new(3, &dir.join("v.sock")).is_ok());
+    let err = Vsock::new(3, &missing).err().unwrap();
+    assert!(err.to_string().contains(&missing.display().to_string()), "{err}");
+}
+
+#[test]
+fn binds_the_socket_and_unlinks_it_when_dropped() {
+    let dir = TempDir::new("unlink");
+    let uds = dir.join("v.sock");
+    let first = Vsock::new(3, &uds).unwrap();
+    assert!(uds.exists());
+    // A new device on the same path takes it over; the old one leaves the new file alone.
+    let second = Vsock::new(4, &uds).unwrap();
+    drop(first);
+    assert!(uds.exists());
+    UnixStream::connect(&uds).unwrap();
+    drop(second);
+    assert!(!uds.exists());
+}
+
+#[test]
+fn host_connect_handshake_then_data_both_ways() {
+    let mut h = Harness::new("handshake");
+    let (client, host_port) = h.host_connect(1234);
+    assert_eq!(h.connections(), 1);
+
+    (&client).write_all(b"ping").unwrap();
+    h.give_rx_buffers(1);
+    let (pkt, data) = h.expect_one();
+    assert_eq!(
+        (pkt.op, pkt.src_port, pkt.dst_port, data.as_slice()),
+        (op::RW, host_port, 1234, &b"ping"[..])
+    );
+
+    h.send(guest(op::RW, 1234, host_port), b"pong");
+    assert_eq!(read_available(&client), b"pong");
+    // The interrupt was raised for the used buffers.
+    assert!(h.interrupt.status() & crate::devices::virtio::INT_USED_RING != 0);
+}
+
+#[test]
+fn bytes_sent_before_ok_reach_the_guest_after_it_accepts() {
+    let mut h = Harness::new("early");
+    let client = UnixStream::connect(&h.uds).unwrap();
+    (&client).write_all(b"CONNECT 5\nearly bytes").unwrap();
+    h.give_rx_buffers(4);
+    let (req, _) = h.expect_one();
+    assert_eq!(req.op, op::REQUEST);
+    // Nothing is read for the guest before it accepts.
+    h.pump();
+    assert!(h.received().is_empty());
+    h.send(guest(op::RESPONSE, 5, req.src_port), &[]);
+    let (pkt, data) = h.expect_one();
+    assert_eq!((pkt.op, data.as_slice()), (op::RW, &b"early bytes"[..]));
+    assert_eq!(read_available(&client), format!("OK {}\n", req.src_port).into_bytes());
+}
+
+#[test]
+fn a_guest_rst_refuses_the_host_client() {
+    let mut h = Harness::new("refused");
+    let client = UnixStream::connect(&h.uds).unwrap();
+    (&client).write_all(b"CONNECT 9\n").unwrap();
+    h.give_rx_buffers(1);
+    let (req, _) = h.expect_one();
+    h.send(guest(op::RST, 9, req.src_port), &[]);
+    assert!(closed(&client));
+    assert_eq!(h.connections(), 0);
+}
+
+#[test]
+fn a_bad_connect_line_closes_the_client() {
+    let mut h = Harness::new("badline");
+    let client = UnixStream::connect(&h.uds).unwrap();
+    (&client).write_all(b"HELLO\n").unwrap();
+    h.give_rx_buffers(1);
+    h.pump();
+    assert!(closed(&client));
+    assert!(h.received().is_empty());
+}
+
+#[test]
+fn a_host_connect_waits_for_rx_buffers() {
+    let mut h = Harness::new("norx");
+    let client = UnixStream::connect(&h.uds).unwrap();
+    (&client).write_all(b"CONNECT 80\n").unwrap();
+    h.pump();
+    assert!(h.received().is_empty());
+    h.give_rx_buffers(1);
+    let (req, _) = h.expect_one();
+    assert_eq!((req.op, req.dst_port), (op::REQUEST, 80));
+}
+
+#[test]
+fn guest_connects_to_a_host_listener() {
+    let mut h = Harness::new("guestconn");
+    let listener = UnixListener::bind(h.dir.join("v.sock_52")).unwrap();
+    h.give_rx_buffers(2);
+    h.send(guest(op::REQUEST, 999, 52), &[]);
+    let (resp, _) = h.expect_one();
+    assert_eq!((resp.op, resp.src_port, resp.dst_port), (op::RESPONSE, 52, 999));
+    let (server, _) = listener.accept().unwrap();
+
+    h.send(guest(op::RW, 999, 52), b"from the guest");
+    assert_eq!(read_available(&server), b"from the guest");
+    (&server).write_all(b"from the host").unwrap();
+    let (pkt, data) = h.expect_one();
+    assert_eq!(
+        (pkt.op, pkt.src_port, pkt.dst_port, data.as_slice()),
+        (op::RW, 52, 999, &b"from the host"[..])
+    );
+}
+
+#[test]
+fn guest_connect_with_no_listener_is_reset() {
+    let mut h = Harness::new("nolistener");
+    h.give_rx_buffers(1);
+    h.send(guest(op::REQUEST, 1000, 77), &[]);
+    let (rst, _) = h.expect_one();
+    assert_eq!((rst.op, rst.src_port, rst.dst_port), (op::RST, 77, 1000));
+    assert_eq!(h.connections(), 0);
+}
+
+#[test]
+fn packets_for_unknown_connections_are_reset() {
+    let mut h = Harness::new("unknown");
+    h.give_rx_buffers(3);
+    h.send(guest(op::RW, 1, 2), b"data");
+    let (rst, _) = h.expect_one();
+    assert_eq!((rst.op, rst.src_port, rst.dst_port), (op::RST, 2, 1));
+    // Never an RST for an RST.
+    h.send(guest(op::RST, 1, 2), &[]);
+    h.pump();
+    assert!(h.received().is_empty());
+    // A datagram-type packet is refused too: only streams are served.
+    h.send(Header { type_: 2, ..guest(op::REQUEST, 3, 4) }, &[]);
+    let (rst, _) = h.expect_one();
+    assert_eq!((rst.op, rst.type_), (op::RST, 2));
+    // Packets from another CID are dropped.
+    h.send(Header { src_cid: 9, ..guest(op::REQUEST, 3, 4) }, &[]);
+    h.pump();
+    assert!(h.received().is_empty());
+}
+
+#[test]
+fn unix_close_sends_shutdown_and_the_guest_close_finishes_the_stream() {
+    let mut h = Harness::new("hostclose");
+    let (client, host_port) = h.host_connect(7);
+    (&client).write_all(b"last words").unwrap();
+    drop(client);
+    h.give_rx_buffers(2);
+    h.pump();
+    let packets = h.received();
+    assert_eq!(packets.len(), 2);
+    assert_eq!((packets[0].0.op, packets[0].1.as_slice()), (op::RW, &b"last words"[..]));
+    let shutdown = packets[1].0;
+    assert_eq!(shutdown.op, op::SHUTDOWN);
+    assert_ne!(shutdown.flags & SHUTDOWN_SEND, 0);
+    // The guest closes its socket too: the device finishes the stream with RST.
+    h.give_rx_buffers(1);
+    h.send(Header { flags: SHUTDOWN_SEND | SHUTDOWN_RCV, ..guest(op::SHUTDOWN, 7, host_port) }, &[]);
+    let (rst, _) = h.expect_one();
+    assert_eq!(rst.op, op::RST);
+    assert_eq!(h.connections(), 0);
+}
+
+#[test]
+fn unix_half_close_keeps_the_other_direction_open() {
+    let mut h = Harness::new("halfclose");
+    let (client, host_port) = h.host_connect(7);
+    client.shutdown(Shutdown::Write).unwrap();
+    h.give_rx_buffers(1);
+    let (shutdown, _) = h.expect_one();
+    assert_eq!((shutdown.op, shutdown.flags), (op::SHUTDOWN, SHUTDOWN_SEND));
+    h.send(guest(op::RW, 7, host_port), b"still listening");
+    assert_eq!(read_available(&client), b"still listening");
+    assert_eq!(h.connections(), 1);
+}
+
+#[test]
+fn guest_shutdown_closes_the_unix_write_side_then_the_stream() {
+    let mut h = Harness::new("guestclose");
+    let (client, host_port) = h.host_connect(8);
+    h.send(guest(op::RW, 8, host_port), b"bye");
+    h.send(Header { flags: SHUTDOWN_SEND, ..guest(op::SHUTDOWN, 8, host_port) }, &[]);
+    // The client reads what was sent, then EOF.
+    assert_eq!(read_available(&client), b"bye");
+    assert!(closed(&client));
+    // It can still talk back.
+    (&client).write_all(b"ack").unwrap();
+    h.give_rx_buffers(1);
+    let (pkt, data) = h.expect_one();
+    assert_eq!((pkt.op, data.as_slice()), (op::RW, &b"ack"[..]));
+    // Its close ends the stream: SHUTDOWN, then RST since the guest already stopped sending.
+    drop(client);
+    h.give_rx_buffers(2);
+    h.pump();
+    let ops: Vec<u16> = h.received().iter().map(|p| p.0.op).collect();
+    assert_eq!(ops, [op::SHUTDOWN, op::RST]);
+    assert_eq!(h.connections(), 0);
+}
+
+#[test]
+fn guest_rst_on_an_open_stream_closes_the_unix_socket() {
+    let mut h = Harness::new("guestrst");
+    let (client, host_port) = h.host_connect(11);
+    h.send(guest(op::RST, 11, host_port), &[]);
+    assert!(closed(&client));
+    assert_eq!(h.connections(), 0);
+    h.give_rx_buffers(1);
+    h.pump();
+    assert!(h.received().is_empty(), "no answer to an RST");
+}
+
+#[test]
+fn host_data_waits_for_guest_credit() {
+    let mut h = Harness::new("credit");
+    let client = UnixStream::connect(&h.uds).unwrap();
+    (&client).write_all(b"CONNECT 3\n").unwrap();
+    h.give_rx_buffers(1);
+    let (req, _) = h.expect_one();
+    // The guest accepts with only 8 bytes of buffer.
+    h.send(Header { buf_alloc: 8, ..guest(op::RESPONSE, 3, req.src_port) }, &[]);
+    read_available(&client);
+    (&client).write_all(b"0123456789abcdef").unwrap();
+    h.give_rx_buffers(4);
+    h.pump();
+    let packets = h.received();
+    let summary: Vec<(u16, Vec<u8>)> = packets.into_iter().map(|(hdr, d)| (hdr.op, d)).collect();
+    assert_eq!(summary, [(op::RW, b"01234567".to_vec()), (op::CREDIT_REQUEST, vec![])]);
+    // Nothing more until the guest's reader makes room.
+    h.pump();
+    assert!(h.received().is_empty());
+    h.send(Header { buf_alloc: 8, fwd_cnt: 8, ..guest(op::CREDIT_UPDATE, 3, req.src_port) }, &[]);
+    h.pump();
+    let data: Vec<u8> = h.received().into_iter().flat_map(|(_, d)| d).collect();
+    assert_eq!(data, b"89abcdef");
+}
+
+#[test]
+fn answers_a_credit_request() {
+    let mut h = Harness::new("creditreq");
+    let (_client, host_port) = h.host_connect(4);
+    h.give_rx_buffers(1);
+    h.send(guest(op::CREDIT_REQUEST, 4, host_port), &[]);
+    let (update, _) = h.expect_one();
+    assert_eq!((update.op, update.buf_alloc, update.fwd_cnt), (op::CREDIT_UPDATE, HOST_BUF_SIZE, 0));
+}
+
+/// A megabyte each way, the guest keeping to its credit and the host side reading and writing
+/// from another thread, as host programs do.
+#[test]
+fn a_megabyte_each_way_arrives_intact() {
+    let mut h = Harness::new("bulk");
+    let (client, host_port) = h.host_connect(6);
+    client.set_nonblocking(false).unwrap();
+    let pattern = |i: usize| (i * 7 + i / 251) as u8;
+    const TOTAL: usize = 1 << 20;
+
+    let writer = {
+        let client = client.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let data: Vec<u8> = (0..TOTAL).map(pattern).collect();
+            (&client).write_all(&data).unwrap();
+        })
+    };
+    let reader = {
+        let client = client.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut got = vec![0u8; TOTAL];
+            (&client).read_exact(&mut got).unwrap();
+            got
+        })
+    };
+
+    let mut to_host: Vec<u8> = (0..TOTAL).map(|i| pattern(i).wrapping_add(1)).collect();
+    let mut received = Vec::new();
+    // The guest's view of the host's buffer, from the packets it gets.
+    let (mut host_buf_alloc, mut host_fwd_cnt, mut sent) = (HOST_BUF_SIZE, 0u32, 0u32);
+    let mut guest_fwd_cnt = 0u32;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while received.len() < TOTAL || !to_host.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "stuck at {} received, {} left to send",
+            received.len(),
+            to_host.len()
+        );
+        while h.tx.take_used(&h.mem).is_some() {}
+        let want = 16u16.saturating_sub(h.rx.outstanding());
+        if want > 0 {
+            h.give_rx_buffers(want as usize);
+        }
+        // Send what the host's credit allows, up to a full 64 KiB packet.
+        let credit = host_buf_alloc.saturating_sub(sent.wrapping_sub(host_fwd_cnt));
+        let chunk = to_host.len().min(credit as usize).min(64 * 1024);
+        if chunk > 0 {
+            let payload: Vec<u8> = to_host.drain(..chunk).collect();
+            sent = sent.wrapping_add(chunk as u32);
+            h.send(Header { fwd_cnt: guest_fwd_cnt, ..guest(op::RW, 6, host_port) }, &payload);
+        } else {
+            h.pump();
+        }
+        let mut consumed = false;
+        for (hdr, data) in h.received() {
+            host_buf_alloc = hdr.buf_alloc;
+            host_fwd_cnt = hdr.fwd_cnt;
+            match hdr.op {
+                op::RW => {
+                    guest_fwd_cnt = guest_fwd_cnt.wrapping_add(data.len() as u32);
+                    received.extend_from_slice(&data);
+                    consumed = true;
+                }
+                op::CREDIT_UPDATE | op::CREDIT_REQUEST => {}
+                other => panic!("unexpected op {other}"),
+            }
+        }
+        // The guest's reader consumed everything: say so, as Linux does.
+        if consumed {
+            h.send(Header { fwd_cnt: guest_fwd_cnt, ..guest(op::CREDIT_UPDATE, 6, host_port) }, &[]);
+        }
+    }
+    writer.join().unwrap();
+    let expected: Vec<u8> = (0..TOTAL).map(pattern).collect();
+    assert!(received == expected, "host-to-guest bytes differ");
+    let got = reader.join().unwrap();
+    assert!(
+        got.iter().enumerate().all(|(i, &b)| b == pattern(i).wrapping_add(1)),
+        "guest-to-host bytes differ"
+    );
+}
+
+/// A guest that sends past its credit while the host program is not reading: its packets stay
+/// on the tx queue, nothing is dropped, and everything arrives once the program reads.
+#[test]
+fn a_full_unix_socket_holds_back_the_tx_queue_without_losing_bytes() {
+    let mut h = Harness::new("backpressure");
+    let (client, host_port) = h.host_connect(12);
+    const TOTAL: usize = 1 << 20;
+    let data: Vec<u8> = (0..TOTAL).map(|i| (i % 253) as u8).collect();
+    for chunk in data.chunks(32 * 1024) {
+        h.send(guest(op::RW, 12, host_port), chunk);
+    }
+    // More than the unix socket and the device's buffer hold: the device stopped taking packets.
+    assert!(h.tx_pending() > 0, "every packet was consumed: the socket never filled");
+    assert_eq!(h.connections(), 1);
+
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < TOTAL {
+        assert!(Instant::now() < deadline, "stuck at {} bytes", got.len());
+        got.extend(read_available(&client));
+        h.pump();
+    }
+    assert!(got == data, "bytes differ");
+    assert_eq!(h.tx_pending(), 0);
+    assert_eq!(h.connections(), 1);
+}
+
+#[test]
+fn device_reset_closes_every_stream() {
+    let mut h = Harness::new("reset");
+    let (client, _) = h.host_connect(21);
+    assert!(h.device.lock().unwrap().reset());
+    h.pump();
+    assert!(closed(&client));
+    assert_eq!(h.connections(), 0);
+    assert!(!h.device.lock().unwrap().is_activated());
+    // The listening socket still takes clients for the next activation.
+    let again = UnixStream::connect(&h.uds).unwrap();
+    (&again).write_all(b"CONNECT 21\n").unwrap();
+    h.pump();
+    assert!(!closed(&again));
+}
