@@ -1,5 +1,6 @@
 //! hull: a low-level OCI container runtime, called the way runc is.
 
+mod agent;
 mod cgroups;
 mod cli;
 mod container;
@@ -10,10 +11,15 @@ mod native;
 mod signal;
 mod spec;
 mod state;
+mod vm;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // PID 1 of a vm-run guest, started by the kernel as /init: agent mode, which never returns.
+    if agent::is_guest_init() {
+        agent::main();
+    }
     let args = cli::parse();
     logging::init(&args.global);
     match cli::dispatch(args) {

@@ -16,6 +16,7 @@ mod spec;
 mod start;
 mod state;
 pub mod update;
+mod vm_run;
 
 use std::path::PathBuf;
 
@@ -100,6 +101,8 @@ pub enum Command {
     Events(events::Args),
     /// List the container's processes.
     Ps(ps::Args),
+    /// Boot a microVM and run one command in a shared directory (tests, debugging).
+    VmRun(vm_run::Args),
 }
 
 pub fn parse() -> Cli {
@@ -134,6 +137,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Some(Command::Update(a)) => update::run(&g, a),
         Some(Command::Events(a)) => events::run(&g, a),
         Some(Command::Ps(a)) => ps::run(&g, a),
+        Some(Command::VmRun(a)) => vm_run::run(&g, a),
     }
 }
 

@@ -82,7 +82,7 @@ pub fn exec(cfg: ExecConfig) -> Result<i32> {
     match unsafe { fork() }.ctx(|| "fork".to_string())? {
         ForkResult::Child => {
             drop(parent);
-            let r = middle(&cfg, &nss, &root, &cgroups, in_userns, &child);
+            let r = middle(&cfg, &nss, &root, cgroups, in_userns, &child);
             if let Err(e) = r {
                 let _ = child.send(&Msg::Error { msg: e.to_string() });
             }

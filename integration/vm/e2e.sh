@@ -1,0 +1,260 @@
+#!/bin/sh
+# End-to-end checks of `hull vm-run`: boot hull's guest kernel with hull as /init, share a
+# busybox rootfs, run commands in it. Needs an ordinary /dev/kvm, so it runs inside the test
+# machine (integration/testvm), not on the project's PVM hosts. POSIX sh: the test machine
+# has busybox, not bash.
+#
+# From the repository, on the host (builds nothing; run `just build` and `just kernel` first):
+#
+#   integration/vm/e2e.sh --testvm [--hull PATH] [--kernel PATH]
+#
+# which runs, in effect:
+#
+#   integration/testvm/testvm.sh --hull target/release/hull --add KERNEL \
+#       --add integration/vm/e2e.sh:/e2e.sh -- sh /e2e.sh --kernel KERNEL
+#
+# Inside (or on any machine with a usable /dev/kvm):
+#
+#   e2e.sh [--hull PATH] [--kernel PATH] [--keep]
+#
+# Prints one PASS or FAIL line per check and a summary, and exits 1 if any check failed.
+set -u
+
+here="$(cd "$(dirname "$0")" && pwd)"
+hull=""
+kernel="${HULL_KERNEL:-/usr/local/share/hull/vmlinuz}"
+keep=0
+testvm=0
+
+die() { printf 'e2e: error: %s\n' "$*" >&2; exit 2; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --hull) [ $# -ge 2 ] || die "--hull needs a path"; hull="$2"; shift 2 ;;
+        --kernel) [ $# -ge 2 ] || die "--kernel needs a path"; kernel="$2"; shift 2 ;;
+        --keep) keep=1; shift ;;
+        --testvm) testvm=1; shift ;;
+        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument: $1 (see --help)" ;;
+    esac
+done
+
+if [ "$testvm" = 1 ]; then
+    repo="$(cd "$here/../.." && pwd)"
+    [ -n "$hull" ] || hull="$repo/target/release/hull"
+    [ -x "$hull" ] || die "no hull at $hull (just build)"
+    [ -f "$kernel" ] || die "no guest kernel at $kernel (just kernel)"
+    exec "$repo/integration/testvm/testvm.sh" --hull "$hull" --add "$kernel" \
+        --add "$here/e2e.sh:/e2e.sh" -- sh /e2e.sh --kernel "$kernel"
+fi
+
+if [ -z "$hull" ]; then
+    hull="$(command -v hull 2>/dev/null || true)"
+    [ -n "$hull" ] || hull=/hull
+fi
+[ -x "$hull" ] || die "no hull at $hull (--hull)"
+[ -f "$kernel" ] || die "no guest kernel at $kernel (--kernel)"
+[ -e /dev/kvm ] || die "no /dev/kvm here"
+busybox=""
+for b in /bin/busybox /usr/bin/busybox; do
+    if [ -x "$b" ]; then busybox="$b"; break; fi
+done
+[ -n "$busybox" ] || die "busybox not found"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/hull-vm-e2e.XXXXXX")" || die "mktemp"
+cleanup() { [ "$keep" = 1 ] || rm -rf "$work"; }
+trap cleanup EXIT INT TERM
+
+# A busybox rootfs, as scripts/demo-bundle.sh makes one (static busybox and its applets).
+rootfs="$work/rootfs"
+for d in bin sbin etc proc sys dev tmp root home var usr/bin; do
+    mkdir -p "$rootfs/$d"
+done
+chmod 1777 "$rootfs/tmp"
+chmod 700 "$rootfs/root"
+cp "$busybox" "$rootfs/bin/busybox"
+"$busybox" --list | while read -r applet; do
+    [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$rootfs/etc/passwd"
+printf 'root:x:0:\n' >"$rootfs/etc/group"
+
+passed=0
+failed=0
+n=0
+out="$work/out"
+err="$work/err"
+rc=0
+
+pass() { passed=$((passed + 1)); printf 'PASS %s\n' "$1"; }
+fail() {
+    failed=$((failed + 1))
+    printf 'FAIL %s: %s\n' "$1" "$2"
+    printf '  --- stdout:\n'; sed 's/^/  | /' "$out" 2>/dev/null | head -n 20
+    printf '  --- stderr:\n'; sed 's/^/  | /' "$err" 2>/dev/null | tail -n 30
+}
+
+# vm [--stdin FILE] [--timeout S] VM_RUN_ARGS... -- CMD...: runs vm-run with the kernel and
+# the rootfs share, stdout and stderr to $out and $err, status in $rc.
+vm() {
+    input=/dev/null
+    limit=120
+    while :; do
+        case "$1" in
+            --stdin) input="$2"; shift 2 ;;
+            --timeout) limit="$2"; shift 2 ;;
+            *) break ;;
+        esac
+    done
+    n=$((n + 1))
+    rc=0
+    timeout "$limit" "$hull" vm-run --kernel "$kernel" --share "$rootfs" --boot-timeout 100 "$@" \
+        <"$input" >"$out" 2>"$err" || rc=$?
+}
+
+has() { grep -q -- "$1" "$2"; }
+
+# 1. output and exit code
+vm -- /bin/busybox sh -c 'echo hello; ls /; exit 3'
+if [ "$rc" = 3 ] && has '^hello$' "$out" && has '^bin$' "$out" && has '^etc$' "$out"; then
+    pass "output and exit code 3"
+else
+    fail "output and exit code 3" "status $rc"
+fi
+
+# 2. stdout and stderr stay apart
+vm -- /bin/sh -c 'echo to-out; echo to-err >&2'
+if [ "$rc" = 0 ] && has '^to-out$' "$out" && ! has 'to-err' "$out" && has '^to-err$' "$err"; then
+    pass "stdout and stderr"
+else
+    fail "stdout and stderr" "status $rc"
+fi
+
+# 3. a file the guest writes is in the host directory
+rm -f "$rootfs/tmp/from-guest"
+vm -- /bin/sh -c 'echo written-in-the-guest > /tmp/from-guest'
+if [ "$rc" = 0 ] && [ "$(cat "$rootfs/tmp/from-guest" 2>/dev/null)" = written-in-the-guest ]; then
+    pass "guest writes land in the host directory"
+else
+    fail "guest writes land in the host directory" "status $rc, file: $(cat "$rootfs/tmp/from-guest" 2>&1)"
+fi
+
+# 4. and the guest sees host files
+echo host-content >"$rootfs/etc/from-host"
+vm -- /bin/cat /etc/from-host
+if [ "$rc" = 0 ] && has '^host-content$' "$out"; then
+    pass "host files are visible in the guest"
+else
+    fail "host files are visible in the guest" "status $rc"
+fi
+
+# 5, 6. vcpus
+for cpus in 1 2; do
+    vm --cpus "$cpus" -- /bin/nproc
+    if [ "$rc" = 0 ] && [ "$(cat "$out")" = "$cpus" ]; then
+        pass "--cpus $cpus: nproc says $cpus"
+    else
+        fail "--cpus $cpus: nproc says $cpus" "status $rc"
+    fi
+done
+
+# 7. stdin is forwarded, with its end
+printf 'line one\nline two\n' >"$work/input"
+vm --stdin "$work/input" -- /bin/cat
+if [ "$rc" = 0 ] && [ "$(cat "$out")" = "$(cat "$work/input")" ]; then
+    pass "stdin forwarded"
+else
+    fail "stdin forwarded" "status $rc"
+fi
+
+# 8. cwd and environment
+# shellcheck disable=SC2016 # expanded by the guest shell
+vm --cwd /tmp --env GREETING=hi-there -- /bin/sh -c 'echo "$GREETING"; pwd'
+if [ "$rc" = 0 ] && has '^hi-there$' "$out" && has '^/tmp$' "$out"; then
+    pass "--cwd and --env"
+else
+    fail "--cwd and --env" "status $rc"
+fi
+
+# 9. a command killed by a signal
+vm -- /bin/sh -c 'kill -9 $$'
+if [ "$rc" = 137 ]; then pass "killed by SIGKILL: 137"; else fail "killed by SIGKILL: 137" "status $rc"; fi
+
+# 10. a command that does not exist
+vm -- /no/such/command
+if [ "$rc" = 127 ] && has 'no/such/command' "$err"; then
+    pass "missing command: 127"
+else
+    fail "missing command: 127" "status $rc"
+fi
+
+# 11. the guest's /proc is there (bound onto the rootfs' /proc)
+vm -- /bin/sh -c 'test -r /proc/self/status && grep -q "^MemTotal" /proc/meminfo && echo proc-ok'
+if [ "$rc" = 0 ] && has '^proc-ok$' "$out"; then pass "guest /proc"; else fail "guest /proc" "status $rc"; fi
+
+# 12. a signal to vm-run reaches the command
+rm -f "$work/sig.out" "$work/sig.err"
+# (not under `timeout`: busybox's and coreutils' differ in which pid gets the signal)
+"$hull" vm-run --kernel "$kernel" --share "$rootfs" --boot-timeout 100 -- \
+    /bin/sh -c 'trap "echo got-term; exit 7" TERM; echo ready; while :; do sleep 1; done' \
+    </dev/null >"$work/sig.out" 2>"$work/sig.err" &
+pid=$!
+i=0
+while [ $i -lt 1000 ] && ! grep -q '^ready$' "$work/sig.out" 2>/dev/null; do
+    sleep 0.1
+    i=$((i + 1))
+done
+kill -TERM "$pid" 2>/dev/null
+rc=0
+wait "$pid" || rc=$?
+cp "$work/sig.out" "$out"
+cp "$work/sig.err" "$err"
+if [ "$rc" = 7 ] && has '^got-term$' "$out"; then
+    pass "SIGTERM forwarded to the command"
+else
+    fail "SIGTERM forwarded to the command" "status $rc"
+fi
+
+# 13. guest poweroff (busybox signals PID 1): the VM ends with the command's status
+vm --timeout 60 -- /bin/poweroff
+if [ "$rc" = 0 ]; then pass "guest poweroff ends the VM"; else fail "guest poweroff ends the VM" "status $rc"; fi
+
+# 14. a forced poweroff is refused (no CAP_SYS_BOOT: it would halt the guest for ever)
+vm --timeout 60 -- /bin/poweroff -f
+if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$rc" != 125 ]; then
+    pass "poweroff -f refused, no hang"
+else
+    fail "poweroff -f refused, no hang" "status $rc"
+fi
+
+# 15. a guest kernel panic: vm-run says so and exits 125
+vm --timeout 60 -- /bin/sh -c '[ -e /proc/sysrq-trigger ] || exit 99; echo c > /proc/sysrq-trigger; sleep 30'
+if [ "$rc" = 125 ] && has 'stopped before the agent reported an exit status' "$err"; then
+    pass "guest panic: 125 and a clear message"
+elif [ "$rc" = 99 ]; then
+    fail "guest panic: 125 and a clear message" "no /proc/sysrq-trigger: the guest kernel lacks CONFIG_MAGIC_SYSRQ"
+else
+    fail "guest panic: 125 and a clear message" "status $rc"
+fi
+
+# 16. --debug prints the boot timeline
+rc=0
+timeout 120 "$hull" --debug vm-run --kernel "$kernel" --share "$rootfs" -- /bin/true \
+    </dev/null >"$out" 2>"$err" || rc=$?
+missing=""
+for mark in "VMM start" "VM built" "kernel entry" "agent ready" "command started" "command done" "VM exited"; do
+    has "$mark" "$err" || missing="$missing, $mark"
+done
+if [ "$rc" = 0 ] && [ -z "$missing" ]; then
+    pass "--debug timeline"
+    grep -A12 'timeline' "$err" | sed 's/^/  /'
+else
+    fail "--debug timeline" "status $rc, missing${missing:- nothing}"
+fi
+
+# 17. the serial console shows the kernel booting
+vm --serial -- /bin/true
+if [ "$rc" = 0 ] && has 'Linux version' "$err"; then pass "--serial console"; else fail "--serial console" "status $rc"; fi
+
+printf '%d passed, %d failed\n' "$passed" "$failed"
+[ "$failed" = 0 ]

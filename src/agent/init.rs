@@ -1,0 +1,120 @@
+//! PID 1's setup in the guest: the filesystems a Linux userland expects, and the share.
+//!
+//! The initramfs is the root (a tmpfs the kernel unpacked the cpio into); it holds empty
+//! /proc, /sys, /dev, /run and /mnt for these mounts, and /dev/console and /dev/null nodes so
+//! the kernel and Rust's runtime have stdio before devtmpfs is mounted.
+
+use std::os::fd::IntoRawFd;
+use std::path::Path;
+
+use anyhow::Context;
+use nix::mount::{mount, MsFlags};
+
+use super::console;
+use super::AgentConfig;
+
+/// devtmpfs on /dev: first, since everything else prints through it.
+pub fn mount_dev() -> anyhow::Result<()> {
+    mount_fs("devtmpfs", "/dev", "devtmpfs", MsFlags::MS_NOSUID, Some("mode=0755"))
+}
+
+/// Makes fds 0, 1 and 2 open: the kernel leaves them closed when it has no console, and then
+/// the first socket the agent opens would become "stdout".
+pub fn ensure_stdio() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only queries the descriptor table.
+        let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+        if open {
+            continue;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/console")
+            .or_else(|_| std::fs::OpenOptions::new().read(true).write(true).open("/dev/null"));
+        let Ok(file) = file else { continue };
+        // The fd is ours now, and stays open for the life of the process.
+        let raw = file.into_raw_fd();
+        if raw == fd {
+            // Opened right onto the standard fd (the lowest free one): clear its O_CLOEXEC so
+            // that it is the command's stdio too.
+            // SAFETY: fcntl on an fd this process owns.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        } else {
+            // SAFETY: dup2 onto a closed standard fd (the copy has no O_CLOEXEC), then closing
+            // the temporary fd, which nothing else refers to.
+            unsafe {
+                libc::dup2(raw, fd);
+                libc::close(raw);
+            }
+        }
+    }
+}
+
+/// Everything else: proc, sysfs, /dev's sub-mounts, /run, cgroup2, and the share.
+pub fn mount_all(config: &AgentConfig) -> anyhow::Result<()> {
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount_fs("proc", "/proc", "proc", nosuid_nodev_noexec, None)?;
+    mount_fs("sysfs", "/sys", "sysfs", nosuid_nodev_noexec, None)?;
+    mount_fs("tmpfs", "/run", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))?;
+    // Useful, not essential: the command still runs without them.
+    let optional = [
+        (
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            "gid=5,mode=0620,ptmxmode=0666",
+        ),
+        ("shm", "/dev/shm", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=1777"),
+        ("cgroup2", "/sys/fs/cgroup", "cgroup2", nosuid_nodev_noexec, ""),
+    ];
+    for (source, target, fstype, flags, data) in optional {
+        let data = (!data.is_empty()).then_some(data);
+        if let Err(err) = mount_fs(source, target, fstype, flags, data) {
+            console::warn(&format!("{err:#}"));
+        }
+    }
+    dev_links();
+    mount_share(config)
+}
+
+/// The share: `mount -t virtiofs TAG MOUNT_POINT`.
+fn mount_share(config: &AgentConfig) -> anyhow::Result<()> {
+    mount_fs(&config.share_tag, &config.mount_point, "virtiofs", MsFlags::empty(), None).with_context(
+        || {
+            format!(
+                "the shared directory (virtio-fs tag {:?}) is not available in the guest",
+                config.share_tag
+            )
+        },
+    )?;
+    console::debug(&format!("share {:?} mounted on {}", config.share_tag, config.mount_point));
+    Ok(())
+}
+
+/// /dev/fd and /dev/std{in,out,err}, which shells and programs expect and devtmpfs lacks.
+fn dev_links() {
+    for (link, target) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+    ] {
+        let _ = std::os::unix::fs::symlink(target, link);
+    }
+}
+
+fn mount_fs(
+    source: &str,
+    target: &str,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(target).with_context(|| format!("creating {target}"))?;
+    mount(Some(Path::new(source)), target, Some(fstype), flags, data)
+        .with_context(|| format!("mounting {fstype} on {target}"))?;
+    console::debug(&format!("mounted {fstype} on {target}"));
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! Agent mode: hull as PID 1 of a microVM guest.
+//!
+//! `hull vm-run` boots a kernel whose initramfs holds this same executable as `/init` and a
+//! small config ([`AgentConfig`] at [`CONFIG_PATH`]). The kernel starts it as PID 1 with
+//! argv[0] `/init`, which is how `main` knows to come here rather than parse a command line.
+//! The agent mounts the basic filesystems and the virtio-fs share ([`init`]), connects to the
+//! host over vsock ([`vsock`]), runs the command it is sent inside the share ([`run`],
+//! [`spawn`]), reports its exit status, and reboots the guest, which ends the VM ([`power`]).
+//!
+//! PID 1 must never return or exit (the kernel would panic): every failure is printed on the
+//! console ([`console`]) and ends in a reboot too.
+
+pub mod console;
+pub mod init;
+pub mod power;
+pub mod protocol;
+pub mod run;
+pub mod spawn;
+pub mod vsock;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use protocol::{ErrorReport, Frame};
+
+/// Where the initramfs puts the agent's config.
+pub const CONFIG_PATH: &str = "/etc/hull-agent.json";
+/// argv[0] of the guest's init: `rdinit=/init` on the kernel command line.
+pub const INIT_PATH: &str = "/init";
+
+/// What the host tells the agent before boot, through the initramfs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentConfig {
+    /// The vsock port on the host (CID 2) to connect to.
+    pub port: u32,
+    /// The virtio-fs tag of the shared root.
+    pub share_tag: String,
+    /// Where the share is mounted in the guest; the command's root.
+    pub mount_point: String,
+    /// Print progress on the console (seen with `vm-run --serial`).
+    #[serde(default)]
+    pub debug: bool,
+}
+
+/// True when this process is the guest's init: PID 1 started as `/init`. Nothing else changes
+/// how hull behaves, so hull run as a container's PID 1 (with another argv[0]) is unaffected.
+pub fn is_guest_init() -> bool {
+    std::process::id() == 1 && std::env::args_os().next().is_some_and(|a| a == INIT_PATH)
+}
+
+/// The agent's whole life. Never returns: it ends by rebooting the guest.
+pub fn main() -> ! {
+    if let Err(err) = run_agent() {
+        console::fatal(&format!("{err:#}"));
+    }
+    power::reboot()
+}
+
+fn run_agent() -> anyhow::Result<()> {
+    // /dev first: until devtmpfs is there, stdio may be closed and nothing can be printed.
+    init::mount_dev()?;
+    init::ensure_stdio();
+    let signals = power::take_signals().context("blocking PID 1's signals")?;
+    let config = read_config()?;
+    console::set_debug(config.debug);
+    console::debug("starting");
+    // A failed mount is reported to the host, which says it far more visibly than the guest
+    // console can, so connect first and only then give up.
+    let setup = init::mount_all(&config);
+    let mut conn = vsock::connect(config.port)?;
+    if let Err(err) = setup {
+        let message = format!("{err:#}");
+        let _ = protocol::write_frame(&mut conn, &Frame::Error(ErrorReport { message }));
+        run::wait_for_close(&mut conn, &mut protocol::FrameDecoder::new(), Duration::from_secs(2));
+        return Err(err);
+    }
+    run::serve(&mut conn, &config, &signals)
+}
+
+fn read_config() -> anyhow::Result<AgentConfig> {
+    let text = std::fs::read(CONFIG_PATH).with_context(|| format!("reading {CONFIG_PATH}"))?;
+    serde_json::from_slice(&text).with_context(|| format!("parsing {CONFIG_PATH}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_process_is_not_the_guest_init() {
+        assert!(!is_guest_init());
+    }
+
+    #[test]
+    fn config_debug_defaults_to_off() {
+        let c: AgentConfig =
+            serde_json::from_str(r#"{"port":1024,"share_tag":"hullroot","mount_point":"/run/share"}"#)
+                .unwrap();
+        assert!(!c.debug);
+        assert_eq!(c.port, 1024);
+    }
+}

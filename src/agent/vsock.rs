@@ -1,0 +1,48 @@
+//! The agent's connection to the host: a vsock stream it opens to the host (CID 2).
+//!
+//! The VMM's vsock device turns a guest connection to host port P into a connection to the
+//! unix socket `<uds_path>_P`, on which vm-run is already listening when the guest boots; so
+//! the agent connects once, with no retry, and the host's accept is "agent ready".
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use anyhow::Context;
+use nix::sys::socket::{connect as sock_connect, socket, AddressFamily, SockFlag, SockType, VsockAddr};
+
+/// The host's context id.
+pub const HOST_CID: u32 = libc::VMADDR_CID_HOST;
+
+/// A connected vsock stream. Blocking: the agent reads only after poll says there is data.
+pub struct VsockStream(OwnedFd);
+
+pub fn connect(port: u32) -> anyhow::Result<VsockStream> {
+    let what = || format!("connecting to the host over vsock (CID {HOST_CID}, port {port})");
+    let fd =
+        socket(AddressFamily::Vsock, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).with_context(what)?;
+    sock_connect(fd.as_raw_fd(), &VsockAddr::new(HOST_CID, port)).with_context(what)?;
+    super::console::debug(&format!("connected to the host on vsock port {port}"));
+    Ok(VsockStream(fd))
+}
+
+impl AsFd for VsockStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl Read for VsockStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        nix::unistd::read(&self.0, buf).map_err(io::Error::from)
+    }
+}
+
+impl Write for VsockStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        nix::unistd::write(&self.0, buf).map_err(io::Error::from)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,401 @@
+//! The host's side of the conversation with the agent, on a thread of its own while the VMM
+//! runs on vm-run's main thread.
+//!
+//! One poll loop: first the vsock listener (the agent's connection is "agent ready"), then the
+//! stream, vm-run's stdin and the signalfd for the signals vm-run forwards. The stream is
+//! non-blocking with an output buffer, so the loop always keeps reading the guest's output
+//! even when the guest is slow to take its input; stdin is read only while that buffer is
+//! small. The loop ends when the main thread closes the quit pipe (the VM has stopped).
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signalfd::SignalFd;
+
+use crate::agent::protocol::{ExitReport, Frame, FrameDecoder, RunRequest, STDIO_CHUNK};
+
+/// How long the guest gets to stop after it reported the exit status (the agent syncs the
+/// share first) or after it closed the connection, before vm-run stops the VM itself.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+/// Stop reading stdin while this much is waiting to go to the guest.
+const OUTBOX_HIGH: usize = 1 << 20;
+
+/// What the session saw, for vm-run's exit status and the timeline.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub agent_ready: Option<Instant>,
+    pub guest_uptime_ms: Option<u64>,
+    pub command_started: Option<Instant>,
+    pub command_done: Option<Instant>,
+    pub exit: Option<ExitReport>,
+    /// The agent's own failure, as it reported it.
+    pub agent_error: Option<String>,
+    /// vm-run's side failed: boot timeout, a protocol error.
+    pub failure: Option<String>,
+    /// A signal vm-run got before the command started (the VM was stopped).
+    pub interrupted: Option<i32>,
+    /// vm-run stopped the VM itself (a failure above, or the guest did not stop).
+    pub stopped_vm: bool,
+}
+
+pub struct Session {
+    pub listener: UnixListener,
+    pub vmm: vmm::VmmHandle,
+    pub request: RunRequest,
+    pub signals: SignalFd,
+    /// Readable (end of file) once the VM has stopped.
+    pub quit: OwnedFd,
+    pub boot_timeout: Duration,
+}
+
+/// The connection once the agent is there.
+struct Conn {
+    stream: UnixStream,
+    decoder: FrameDecoder,
+    outbox: Vec<u8>,
+    open: bool,
+}
+
+impl Session {
+    pub fn run(self) -> Report {
+        let mut report = Report::default();
+        let mut state =
+            State { report: &mut report, stdin_open: true, stdout_ok: true, stderr_ok: true, stop_at: None };
+        let boot_deadline = Instant::now() + self.boot_timeout;
+        let Some(mut conn) = self.accept(&mut state, boot_deadline) else { return report };
+        self.converse(&mut state, &mut conn, boot_deadline);
+        report
+    }
+
+    /// Waits for the agent's connection; None when the VM ended or was stopped first.
+    fn accept(&self, st: &mut State, deadline: Instant) -> Option<Conn> {
+        if let Err(e) = self.listener.set_nonblocking(true) {
+            st.fail(&self.vmm, format!("vsock listener: {e}"));
+            self.wait_quit();
+            return None;
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                st.fail(
+                    &self.vmm,
+                    format!(
+                        "the guest agent did not connect within {} s (--boot-timeout); run with --serial to see \
+                         the guest console",
+                        self.boot_timeout.as_secs()
+                    ),
+                );
+                self.wait_quit();
+                return None;
+            }
+            let mut fds = [
+                PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.quit.as_fd(), PollFlags::POLLIN),
+            ];
+            if poll_fds(&mut fds, Some(left)).is_err() {
+                continue;
+            }
+            let (conn_ready, sig_ready, quit_ready) = (ready(&fds[0]), ready(&fds[1]), ready(&fds[2]));
+            if quit_ready {
+                return None;
+            }
+            if sig_ready {
+                if let Some(signo) = next_signal(&self.signals) {
+                    st.report.interrupted = Some(signo);
+                    st.report.stopped_vm = true;
+                    self.vmm.stop();
+                    self.wait_quit();
+                    return None;
+                }
+            }
+            if conn_ready {
+                match self.listener.accept() {
+                    Ok((stream, _)) => {
+                        st.report.agent_ready = Some(Instant::now());
+                        if let Err(e) = stream.set_nonblocking(true) {
+                            st.fail(&self.vmm, format!("vsock connection: {e}"));
+                            self.wait_quit();
+                            return None;
+                        }
+                        return Some(Conn {
+                            stream,
+                            decoder: FrameDecoder::new(),
+                            outbox: Vec::new(),
+                            open: true,
+                        });
+                    }
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock
+                            || e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        st.fail(&self.vmm, format!("accepting the agent's connection: {e}"));
+                        self.wait_quit();
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn converse(&self, st: &mut State, conn: &mut Conn, boot_deadline: Instant) {
+        let stdin = io::stdin();
+        let mut buf = vec![0u8; STDIO_CHUNK];
+        loop {
+            // Until Hello, the boot deadline still runs; after the exit status or the end of
+            // the stream, the guest has STOP_GRACE to stop.
+            let deadline = if st.report.guest_uptime_ms.is_none() && conn.open {
+                Some(boot_deadline)
+            } else {
+                st.stop_at
+            };
+            if let Some(d) = deadline {
+                if Instant::now() >= d {
+                    if st.report.guest_uptime_ms.is_none() && st.stop_at.is_none() {
+                        st.fail(
+                            &self.vmm,
+                            format!(
+                                "the guest agent connected but did not greet within {} s",
+                                self.boot_timeout.as_secs()
+                            ),
+                        );
+                    } else if !st.report.stopped_vm {
+                        st.report.stopped_vm = true;
+                        self.vmm.stop();
+                    }
+                    self.wait_quit();
+                    return;
+                }
+            }
+            let want_stdin = st.stdin_open
+                && st.report.command_started.is_some()
+                && st.report.exit.is_none()
+                && conn.outbox.len() < OUTBOX_HIGH;
+            let mut fds = vec![
+                PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.quit.as_fd(), PollFlags::POLLIN),
+            ];
+            // A closed stream or stdin stays out of the set: poll reports their hangup for ever.
+            let conn_slot = conn.open.then(|| {
+                let mut flags = PollFlags::POLLIN;
+                if !conn.outbox.is_empty() {
+                    flags |= PollFlags::POLLOUT;
+                }
+                fds.push(PollFd::new(conn.stream.as_fd(), flags));
+                fds.len() - 1
+            });
+            let stdin_slot = want_stdin.then(|| {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+                fds.len() - 1
+            });
+            if poll_fds(&mut fds, deadline.map(|d| d.saturating_duration_since(Instant::now()))).is_err() {
+                continue;
+            }
+            let (sig_ready, quit_ready) = (ready(&fds[0]), ready(&fds[1]));
+            let conn_rev = conn_slot.and_then(|i| fds[i].revents()).unwrap_or(PollFlags::empty());
+            let stdin_ready = stdin_slot.is_some_and(|i| ready(&fds[i]));
+            drop(fds);
+
+            if conn.open && conn_rev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+                self.read_conn(st, conn, &mut buf);
+            }
+            if conn.open && conn_rev.contains(PollFlags::POLLOUT) {
+                flush(conn);
+            }
+            if stdin_ready {
+                read_stdin(st, conn, stdin.as_fd(), &mut buf);
+            }
+            if sig_ready {
+                while let Some(signo) = next_signal(&self.signals) {
+                    self.on_signal(st, conn, signo);
+                }
+            }
+            if quit_ready {
+                // The VM has stopped: take what the guest sent last, and that is all.
+                if conn.open {
+                    self.read_conn(st, conn, &mut buf);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Reads what the stream has and acts on each whole frame.
+    fn read_conn(&self, st: &mut State, conn: &mut Conn, buf: &mut [u8]) {
+        loop {
+            match conn.stream.read(buf) {
+                Ok(0) => {
+                    conn.open = false;
+                    if let Err(e) = conn.decoder.finish() {
+                        st.fail_quietly(format!("the guest agent's stream: {e}"));
+                    }
+                    st.stop_at.get_or_insert(Instant::now() + STOP_GRACE);
+                    break;
+                }
+                Ok(n) => conn.decoder.push(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    conn.open = false;
+                    st.stop_at.get_or_insert(Instant::now() + STOP_GRACE);
+                    break;
+                }
+            }
+        }
+        loop {
+            match conn.decoder.next_frame() {
+                Ok(Some(frame)) => self.on_frame(st, conn, frame),
+                Ok(None) => break,
+                Err(e) => {
+                    st.fail(&self.vmm, format!("the guest agent sent a bad frame: {e}"));
+                    conn.open = false;
+                    st.stop_at.get_or_insert(Instant::now() + STOP_GRACE);
+                    break;
+                }
+            }
+        }
+        flush(conn);
+    }
+
+    fn on_frame(&self, st: &mut State, conn: &mut Conn, frame: Frame) {
+        match frame {
+            Frame::Hello(hello) if st.report.guest_uptime_ms.is_none() => {
+                st.report.guest_uptime_ms = Some(hello.uptime_ms);
+                queue(conn, &Frame::Run(self.request.clone()));
+                st.report.command_started = Some(Instant::now());
+            }
+            Frame::Stdout(bytes) => {
+                if st.stdout_ok {
+                    let mut out = io::stdout().lock();
+                    st.stdout_ok = out.write_all(&bytes).and_then(|_| out.flush()).is_ok();
+                }
+            }
+            Frame::Stderr(bytes) => {
+                if st.stderr_ok {
+                    let mut err = io::stderr().lock();
+                    st.stderr_ok = err.write_all(&bytes).and_then(|_| err.flush()).is_ok();
+                }
+            }
+            Frame::Exit(exit) if st.report.exit.is_none() => {
+                st.report.command_done = Some(Instant::now());
+                st.report.exit = Some(exit);
+                queue(conn, &Frame::Ack);
+                st.stop_at = Some(Instant::now() + STOP_GRACE);
+            }
+            Frame::Error(e) => {
+                st.report.agent_error = Some(e.message);
+                // The agent waits for this (or a timeout) before it powers off.
+                queue(conn, &Frame::Ack);
+                st.stop_at.get_or_insert(Instant::now() + STOP_GRACE);
+            }
+            other => {
+                st.fail(&self.vmm, format!("unexpected frame from the guest agent: {other:?}"));
+                conn.open = false;
+            }
+        }
+    }
+
+    fn on_signal(&self, st: &mut State, conn: &mut Conn, signo: i32) {
+        let running = st.report.command_started.is_some() && st.report.exit.is_none() && conn.open;
+        if running {
+            queue(conn, &Frame::Signal(signo));
+            flush(conn);
+        } else if st.report.command_started.is_none() {
+            st.report.interrupted = Some(signo);
+            st.report.stopped_vm = true;
+            self.vmm.stop();
+        } else {
+            // The command is done and the guest is on its way down: do not wait for it.
+            st.report.stopped_vm = true;
+            self.vmm.stop();
+        }
+    }
+
+    /// Waits for the main thread to say the VM has stopped.
+    fn wait_quit(&self) {
+        let mut fds = [PollFd::new(self.quit.as_fd(), PollFlags::POLLIN)];
+        while poll_fds(&mut fds, None).is_err() || !ready(&fds[0]) {}
+    }
+}
+
+struct State<'a> {
+    report: &'a mut Report,
+    stdin_open: bool,
+    stdout_ok: bool,
+    stderr_ok: bool,
+    stop_at: Option<Instant>,
+}
+
+impl State<'_> {
+    /// Records the first failure and stops the VM.
+    fn fail(&mut self, vmm: &vmm::VmmHandle, msg: String) {
+        self.fail_quietly(msg);
+        if !self.report.stopped_vm {
+            self.report.stopped_vm = true;
+            vmm.stop();
+        }
+    }
+
+    fn fail_quietly(&mut self, msg: String) {
+        self.report.failure.get_or_insert(msg);
+    }
+}
+
+fn read_stdin(st: &mut State, conn: &mut Conn, stdin: BorrowedFd, buf: &mut [u8]) {
+    match nix::unistd::read(stdin, buf) {
+        Ok(0) | Err(Errno::EBADF | Errno::EIO | Errno::EINVAL) => {
+            st.stdin_open = false;
+            queue(conn, &Frame::StdinEof);
+        }
+        Ok(n) => queue(conn, &Frame::Stdin(buf[..n].to_vec())),
+        Err(_) => {}
+    }
+    flush(conn);
+}
+
+fn queue(conn: &mut Conn, frame: &Frame) {
+    // Frames built here are within the size limit (stdio chunks are STDIO_CHUNK at most).
+    if let Ok(bytes) = frame.encode() {
+        conn.outbox.extend_from_slice(&bytes);
+    }
+}
+
+/// Writes what the stream takes now.
+fn flush(conn: &mut Conn) {
+    while conn.open && !conn.outbox.is_empty() {
+        match conn.stream.write(&conn.outbox) {
+            Ok(0) => break,
+            Ok(n) => {
+                conn.outbox.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => {
+                // The guest side is gone; what was queued has no reader.
+                conn.outbox.clear();
+                break;
+            }
+        }
+    }
+}
+
+fn next_signal(signals: &SignalFd) -> Option<i32> {
+    signals.read_signal().ok().flatten().map(|info| info.ssi_signo as i32)
+}
+
+fn ready(fd: &PollFd) -> bool {
+    fd.revents().is_some_and(|r| !r.is_empty())
+}
+
+fn poll_fds(fds: &mut [PollFd], timeout: Option<Duration>) -> nix::Result<i32> {
+    let t = match timeout {
+        None => PollTimeout::NONE,
+        Some(d) => PollTimeout::try_from(d.as_millis().saturating_add(1).min(i32::MAX as u128) as u64)
+            .unwrap_or(PollTimeout::MAX),
+    };
+    poll(fds, t)
+}
