@@ -81,6 +81,19 @@ testvm-tests *ARGS:
 testvm-smoke *ARGS:
     ./integration/testvm/smoke.sh "$@"
 
+# Build the vm backend's guest kernel from Debian's linux-source-6.1 (vmm/guest/README.md):
+# about 5-10 minutes on 2 cores the first time, then cached by its config in /var/cache/hull-kernel;
+# installs /usr/local/share/hull/vmlinuz (bzImage) and vmlinux (ELF, PVH). ARGS: see --help.
+[positional-arguments]
+kernel *ARGS:
+    ./vmm/guest/build.sh "$@"
+
+# Boot the guest kernel with hull as /init in hull's own VMM, inside the test machine (it has
+# a real /dev/kvm), and check `hull vm-run`: output, exit codes, the shared directory, vcpus,
+# stdin, signals, poweroff and panic (integration/vm/e2e.sh).
+vm-e2e: build kernel
+    ./integration/vm/e2e.sh --testvm --hull "{{ hull }}"
+
 # Alternating, N times each: run, create/start/state/delete, exec, and the no-runtime floor.
 # E.g. `just bench 200` or `N=200 just bench`; runc comes from Debian if missing. Needs root.
 # Benchmark hull against runc on one busybox bundle (integration/bench/README.md).
@@ -130,4 +143,5 @@ ci:
     "{{ just_executable() }}" conformance || rc=1
     "{{ just_executable() }}" testvm-smoke || rc=1
     "{{ just_executable() }}" testvm-tests || rc=1
+    "{{ just_executable() }}" vm-e2e || rc=1
     exit "$rc"
