@@ -17,18 +17,23 @@ setup:
 build:
     cargo build --release
 
-# Build a busybox bundle and run it natively with hull: prints what the container sees (root).
-demo: setup build
+# Build a busybox bundle and run it with hull, natively and then in a KVM microVM (hull's own
+# VMM; builds the guest kernel the first time, ~5-10 min): prints what the container saw (root).
+demo: setup build kernel
     #!/usr/bin/env bash
     set -euo pipefail
     [ "$(id -u)" -eq 0 ] || { echo "demo: hull needs root here; run: sudo just demo" >&2; exit 1; }
     ./scripts/demo-bundle.sh "{{ demo_dir }}/bundle"
     id="demo-$$"
-    echo "--- hull run --bundle {{ demo_dir }}/bundle $id: what the container saw ---"
+    echo "--- native: hull run --bundle {{ demo_dir }}/bundle $id: what the container saw ---"
     rc=0
     "{{ hull }}" --root "{{ demo_dir }}/state" run --bundle "{{ demo_dir }}/bundle" "$id" </dev/null || rc=$?
-    echo "--- container exited with status $rc ---"
-    exit "$rc"
+    echo "--- native: the container exited with status $rc ---"
+    echo "--- vm: hull vm-run --share {{ demo_dir }}/bundle/rootfs: what the guest saw ---"
+    vrc=0
+    ./scripts/demo-vm.sh "{{ hull }}" /usr/local/share/hull/vmlinuz "{{ demo_dir }}/bundle" </dev/null || vrc=$?
+    echo "--- vm: the program exited with status $vrc ---"
+    [ "$rc" -eq 0 ] && exit "$vrc" || exit "$rc"
 
 # Run every test (unit and integration; integration tests need root). ARGS go to cargo test.
 test *ARGS:
