@@ -226,6 +226,30 @@ else
     fail "SIGTERM forwarded to the command" "status $rc"
 fi
 
+# 12b. a second signal stops the VM even when the command ignores the first
+rm -f "$work/sig.out" "$work/sig.err"
+"$hull" vm-run --kernel "$kernel" --share "$rootfs" --boot-timeout 100 -- \
+    /bin/sh -c 'trap "" TERM; echo ready; while :; do sleep 1; done' \
+    </dev/null >"$work/sig.out" 2>"$work/sig.err" &
+pid=$!
+i=0
+while [ $i -lt 1000 ] && ! grep -q '^ready$' "$work/sig.out" 2>/dev/null; do
+    sleep 0.1
+    i=$((i + 1))
+done
+kill -TERM "$pid" 2>/dev/null
+sleep 1
+kill -TERM "$pid" 2>/dev/null
+rc=0
+wait "$pid" || rc=$?
+cp "$work/sig.out" "$out"
+cp "$work/sig.err" "$err"
+if [ "$rc" = 143 ] && has 'second signal' "$err"; then
+    pass "a second SIGTERM stops the VM: 143"
+else
+    fail "a second SIGTERM stops the VM: 143" "status $rc"
+fi
+
 # 13. guest poweroff (busybox signals PID 1): the VM ends with the command's status
 vm --timeout 60 -- /bin/poweroff
 if [ "$rc" = 0 ]; then pass "guest poweroff ends the VM"; else fail "guest poweroff ends the VM" "status $rc"; fi

@@ -21,7 +21,8 @@ DIR's directories of those names where DIR has them. Writes land in DIR on the h
 Exit status: the command's (128+N when a signal N killed it); 125 when vm-run itself fails: the kernel is \
 missing or cannot run on this host, the VM cannot be built, the guest agent does not connect within \
 --boot-timeout, or the guest stops before reporting the command's exit status (a kernel panic; --serial \
-shows the console); 128+N when signal N interrupts vm-run before the command starts.")]
+shows the console); 128+N when signal N interrupts vm-run before the command starts, or arrives a \
+second time while it runs (the first is forwarded to the command; the second stops the VM).")]
 pub struct Args {
     /// The guest kernel (bzImage or ELF vmlinux).
     #[arg(long)]
@@ -47,6 +48,11 @@ pub struct Args {
     /// More kernel command line arguments.
     #[arg(long = "cmdline-extra", value_name = "ARGS", allow_hyphen_values = true)]
     pub cmdline_extra: Option<String>,
+    /// Also write the initramfs made for this run to PATH (uncompressed newc cpio), e.g. to
+    /// boot the same guest under another VMM (integration/bench/vm-bench.sh does). The VM
+    /// still boots.
+    #[arg(long = "dump-initramfs", value_name = "PATH", hide = true)]
+    pub dump_initramfs: Option<PathBuf>,
     /// Give up when the guest agent has not connected after this many seconds.
     #[arg(long = "boot-timeout", value_name = "SECONDS", default_value_t = 60)]
     pub boot_timeout: u64,
@@ -68,6 +74,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
         boot_timeout: Duration::from_secs(a.boot_timeout.max(1)),
         command: a.command,
         debug: g.debug,
+        dump_initramfs: a.dump_initramfs,
     };
     match crate::vm::run::run(opts) {
         Ok(code) => Ok(code),

@@ -42,6 +42,8 @@ pub struct Options {
     pub boot_timeout: Duration,
     pub command: Vec<String>,
     pub debug: bool,
+    /// Write the initramfs here too (`--dump-initramfs`, for benchmarks against other VMMs).
+    pub dump_initramfs: Option<PathBuf>,
 }
 
 /// Runs the command in a VM; Ok is the command's exit status (or 128 + a signal that
@@ -73,6 +75,10 @@ pub fn run(opts: Options) -> anyhow::Result<u8> {
     marks.initramfs_built = Some(Instant::now());
     marks.initramfs_bytes = initramfs.image.len();
     logging::debug(&format!("initramfs: {} bytes from {:?}", initramfs.image.len(), initramfs.files));
+    if let Some(path) = &opts.dump_initramfs {
+        std::fs::write(path, &initramfs.image)
+            .with_context(|| format!("--dump-initramfs: writing {}", path.display()))?;
+    }
 
     // Blocked on this thread before any other exists, so every thread (the VMM's too)
     // inherits the mask and the signals only ever arrive through the signalfd.
@@ -155,7 +161,10 @@ fn outcome(
     }
     if let Some(signo) = report.interrupted {
         let name = Signal::try_from(signo).map(|s| s.as_str()).unwrap_or("a signal");
-        logging::error(&format!("interrupted by {name} before the command started; the VM was stopped"));
+        logging::error(&format!(
+            "interrupted by {name} (before the command started, or a second signal while it ran); \
+             the VM was stopped"
+        ));
         return Ok(128u8.saturating_add(u8::try_from(signo).unwrap_or(0)));
     }
     if let Some(msg) = report.agent_error {

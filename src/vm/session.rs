@@ -36,7 +36,8 @@ pub struct Report {
     pub agent_error: Option<String>,
     /// vm-run's side failed: boot timeout, a protocol error.
     pub failure: Option<String>,
-    /// A signal vm-run got before the command started (the VM was stopped).
+    /// A signal that made vm-run stop the VM: one before the command started, or a second one
+    /// while it ran (the first is forwarded; a hung guest must not make vm-run unkillable).
     pub interrupted: Option<i32>,
     /// vm-run stopped the VM itself (a failure above, or the guest did not stop).
     pub stopped_vm: bool,
@@ -63,8 +64,14 @@ struct Conn {
 impl Session {
     pub fn run(self) -> Report {
         let mut report = Report::default();
-        let mut state =
-            State { report: &mut report, stdin_open: true, stdout_ok: true, stderr_ok: true, stop_at: None };
+        let mut state = State {
+            report: &mut report,
+            stdin_open: true,
+            stdout_ok: true,
+            stderr_ok: true,
+            stop_at: None,
+            forwarded: 0,
+        };
         let boot_deadline = Instant::now() + self.boot_timeout;
         let Some(mut conn) = self.accept(&mut state, boot_deadline) else { return report };
         self.converse(&mut state, &mut conn, boot_deadline);
@@ -301,9 +308,15 @@ impl Session {
 
     fn on_signal(&self, st: &mut State, conn: &mut Conn, signo: i32) {
         let running = st.report.command_started.is_some() && st.report.exit.is_none() && conn.open;
-        if running {
+        if running && st.forwarded == 0 {
+            st.forwarded += 1;
             queue(conn, &Frame::Signal(signo));
             flush(conn);
+        } else if running {
+            // A second signal: the command did not end on the first (or the guest is hung).
+            st.report.interrupted = Some(signo);
+            st.report.stopped_vm = true;
+            self.vmm.stop();
         } else if st.report.command_started.is_none() {
             st.report.interrupted = Some(signo);
             st.report.stopped_vm = true;
@@ -328,6 +341,8 @@ struct State<'a> {
     stdout_ok: bool,
     stderr_ok: bool,
     stop_at: Option<Instant>,
+    /// Signals forwarded to the command so far.
+    forwarded: u32,
 }
 
 impl State<'_> {
