@@ -17,8 +17,8 @@ setup:
 build:
     cargo build --release
 
-# Build a busybox bundle and run it with hull, natively and then in a KVM microVM (hull's own
-# VMM; builds the guest kernel the first time, ~5-10 min): prints what the container saw (root).
+# Builds the guest kernel the first time (~5-10 min); prints what the container saw (root).
+# Build a busybox bundle and run it with hull, natively and then in a KVM microVM (hull's VMM).
 demo: setup build kernel
     #!/usr/bin/env bash
     set -euo pipefail
@@ -86,18 +86,26 @@ testvm-tests *ARGS:
 testvm-smoke *ARGS:
     ./integration/testvm/smoke.sh "$@"
 
-# Build the vm backend's guest kernel from Debian's linux-source-6.1 (vmm/guest/README.md):
-# about 5-10 minutes on 2 cores the first time, then cached by its config in /var/cache/hull-kernel;
+# About 5-10 minutes on 2 cores the first time, then cached by its config in /var/cache/hull-kernel;
 # installs /usr/local/share/hull/vmlinuz (bzImage) and vmlinux (ELF, PVH). ARGS: see --help.
+# Build the vm backend's guest kernel from Debian's linux-source-6.1 (vmm/guest/README.md).
 [positional-arguments]
 kernel *ARGS:
     ./vmm/guest/build.sh "$@"
 
-# Boot the guest kernel with hull as /init in hull's own VMM, inside the test machine (it has
-# a real /dev/kvm), and check `hull vm-run`: output, exit codes, the shared directory, vcpus,
-# stdin, signals, poweroff and panic (integration/vm/e2e.sh).
+# Checks output, exit codes, the shared directory, vcpus, stdin, signals, poweroff and panic
+# (integration/vm/e2e.sh), inside the test machine, which has a real /dev/kvm.
+# Boot the guest kernel with hull as /init in hull's own VMM and check `hull vm-run`.
 vm-e2e: build kernel
     ./integration/vm/e2e.sh --testvm --hull "{{ hull }}"
+
+# Transient scopes over D-Bus, limits, update, delete, failure cleanup, in the test machine
+# (cgroup v2; integration/systemd/README.md).
+# Drive hull --systemd-cgroup from a real systemd 252 running as PID 1.
+[positional-arguments]
+systemd-test *ARGS: build
+    @[ "$(id -u)" -eq 0 ] || { echo "systemd-test: needs root; run: sudo just systemd-test" >&2; exit 1; }
+    ./integration/systemd/run.sh --hull "{{ hull }}" "$@"
 
 # Alternating, N times each: run, create/start/state/delete, exec, and the no-runtime floor.
 # E.g. `just bench 200` or `N=200 just bench`; runc comes from Debian if missing. Needs root.
@@ -138,8 +146,9 @@ conformance: build
     exit "$rc"
 
 # Everything CI runs (README's test command): the cargo tests on this host (cgroup v1 hybrid),
-# the real clients (containerd, podman), and in the nested test machine its smoke test and the
-# cargo integration tests again under pure cgroup v2; runs them all, fails if any fails.
+# the real clients (containerd, podman), and in the nested test machine its smoke test, the
+# cargo integration tests again under pure cgroup v2, hull under a real systemd as PID 1, and
+# hull vm-run end to end in hull's own VMM; runs them all, fails if any fails.
 ci:
     #!/usr/bin/env bash
     set -uo pipefail
@@ -148,5 +157,6 @@ ci:
     "{{ just_executable() }}" conformance || rc=1
     "{{ just_executable() }}" testvm-smoke || rc=1
     "{{ just_executable() }}" testvm-tests || rc=1
+    "{{ just_executable() }}" systemd-test || rc=1
     "{{ just_executable() }}" vm-e2e || rc=1
     exit "$rc"

@@ -9,6 +9,7 @@
 mod devices_bpf;
 mod path;
 pub mod stats;
+pub mod systemd;
 mod v1;
 mod v2;
 
@@ -146,26 +147,37 @@ impl Cgroup {
         resources: Option<&LinuxResources>,
     ) -> Result<(Cgroup, Option<String>), CgroupError> {
         let cg = Cgroup::open(path)?;
-        // A cgroup that already holds processes belongs to someone else (or to a container
-        // that was never deleted); a frozen one would freeze our init before it could say
-        // anything. Refuse both rather than hang or share.
-        if !cg.pids().is_empty() {
-            return Err(op(path, "already exists and has processes in it"));
-        }
-        if cg.is_frozen() {
-            return Err(op(path, "already exists and is frozen"));
-        }
+        cg.check_unused()?;
         let first_new = cg.first_missing_ancestor();
-        let made = cg.make_dirs().and_then(|()| match resources {
-            Some(r) => cg.set(r),
-            None => Ok(()),
-        });
-        match made {
+        match cg.populate(resources) {
             Ok(()) => Ok((cg, first_new)),
             Err(e) => {
                 let _ = cg.destroy(first_new.as_deref());
                 Err(e)
             }
+        }
+    }
+
+    /// Refuses a cgroup that already holds processes: it belongs to someone else (or to a
+    /// container that was never deleted). A frozen one would freeze our init before it could
+    /// say anything. Refuse both rather than hang or share.
+    pub fn check_unused(&self) -> Result<(), CgroupError> {
+        if !self.pids().is_empty() {
+            return Err(op(&self.path, "already exists and has processes in it"));
+        }
+        if self.is_frozen() {
+            return Err(op(&self.path, "already exists and is frozen"));
+        }
+        Ok(())
+    }
+
+    /// Makes whatever directories are missing and writes `resources`; also into a cgroup
+    /// that exists already (the scope systemd made).
+    pub fn populate(&self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
+        self.make_dirs()?;
+        match resources {
+            Some(r) => self.set(r),
+            None => Ok(()),
         }
     }
 

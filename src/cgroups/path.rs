@@ -36,9 +36,17 @@ fn is_systemd_form(p: &str) -> bool {
     parts.len() == 3 && (parts[0].is_empty() || parts[0].ends_with(".slice"))
 }
 
-/// The cgroupfs path systemd would give "slice:prefix:name": the slice expands by its dashes
-/// ("a-b.slice" lives in "a.slice/a-b.slice"), the unit is "<prefix>-<name>.scope".
-fn systemd_to_fs(p: &str, id: &str) -> Result<CgroupPath, String> {
+/// A container's systemd unit, from "slice:prefix:name" (or the default for `id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemdName {
+    /// The slice the unit goes in, e.g. "system.slice" or "machine-pod1.slice".
+    pub slice: String,
+    /// "<prefix>-<name>.scope", "<name>.scope", or a slice when the name is one.
+    pub unit: String,
+}
+
+/// Parses the systemd form; `p` empty gives the default `system.slice:hull:<id>`.
+pub fn systemd_name(p: &str, id: &str) -> Result<SystemdName, String> {
     let (slice, prefix, name) = if p.is_empty() {
         ("system.slice", "hull", id)
     } else {
@@ -51,6 +59,20 @@ fn systemd_to_fs(p: &str, id: &str) -> Result<CgroupPath, String> {
     if !slice.ends_with(".slice") || slice.contains('/') {
         return Err(format!("linux.cgroupsPath {p:?}: {slice:?} is not a slice"));
     }
+    let unit = if name.ends_with(".slice") {
+        name.to_string()
+    } else if prefix.is_empty() {
+        format!("{name}.scope")
+    } else {
+        format!("{prefix}-{name}.scope")
+    };
+    Ok(SystemdName { slice: slice.to_string(), unit })
+}
+
+/// The cgroupfs path systemd would give "slice:prefix:name": the slice expands by its dashes
+/// ("a-b.slice" lives in "a.slice/a-b.slice"), the unit is "<prefix>-<name>.scope".
+fn systemd_to_fs(p: &str, id: &str) -> Result<CgroupPath, String> {
+    let SystemdName { slice, unit } = systemd_name(p, id)?;
     let mut dirs = Vec::new();
     if slice != "-.slice" {
         let stem = slice.trim_end_matches(".slice");
@@ -66,13 +88,6 @@ fn systemd_to_fs(p: &str, id: &str) -> Result<CgroupPath, String> {
             dirs.push(format!("{acc}.slice"));
         }
     }
-    let unit = if name.ends_with(".slice") {
-        name.to_string()
-    } else if prefix.is_empty() {
-        format!("{name}.scope")
-    } else {
-        format!("{prefix}-{name}.scope")
-    };
     dirs.push(unit);
     Ok(format!("/{}", dirs.join("/")))
 }
@@ -95,5 +110,19 @@ mod tests {
             "/system.slice/hull-c1.scope"
         );
         assert_eq!(resolve(None, "c1", true).unwrap(), "/system.slice/hull-c1.scope");
+        assert_eq!(resolve(Some("-.slice:p:c"), "c1", true).unwrap(), "/p-c.scope");
+        assert_eq!(resolve(Some("a-b.slice::c"), "c1", true).unwrap(), "/a.slice/a-b.slice/c.scope");
+        assert!(resolve(Some("a--b.slice:p:c"), "c1", true).is_err());
+        assert!(resolve(Some("a/b.slice:p:c"), "c1", true).is_err());
+        assert!(resolve(Some("a:b"), "c1", true).is_err());
+    }
+
+    #[test]
+    fn systemd_names() {
+        use super::{systemd_name, SystemdName};
+        let n = |slice: &str, unit: &str| SystemdName { slice: slice.into(), unit: unit.into() };
+        assert_eq!(systemd_name("", "c1").unwrap(), n("system.slice", "hull-c1.scope"));
+        assert_eq!(systemd_name(":crio:x", "c1").unwrap(), n("system.slice", "crio-x.scope"));
+        assert_eq!(systemd_name("k.slice:p:pod.slice", "c1").unwrap(), n("k.slice", "pod.slice"));
     }
 }

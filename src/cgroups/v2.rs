@@ -43,6 +43,12 @@ pub fn rdma_line(dev: &str, l: &LinuxRdma) -> String {
     s
 }
 
+/// runc's conversion of v1 cpu shares [2, 262144] to a v2 weight [1, 10000] (the systemd
+/// driver asks for the same weight).
+pub(crate) fn shares_to_weight(shares: u64) -> u64 {
+    1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
+}
+
 fn max_or(v: i64) -> String {
     if v < 0 {
         "max".to_string()
@@ -91,8 +97,7 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
     }
     if let Some(c) = r.cpu() {
         if let Some(s) = c.shares().filter(|v| *v != 0) {
-            // runc's conversion of v1 shares [2, 262144] to v2 weight [1, 10000].
-            let w = 1 + ((s.clamp(2, 262_144) - 2) * 9999) / 262_142;
+            let w = shares_to_weight(s);
             write(&d, "cpu.weight", &w.to_string()).map_err(|e| format!("cpu.shares: {e}"))?;
         }
         if c.quota().is_some() || c.period().is_some() {

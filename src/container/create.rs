@@ -1,5 +1,6 @@
 //! `create`: validate the bundle, claim the id, make the init, record the state.
 
+use std::cell::Cell;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
@@ -9,7 +10,10 @@ use nix::sys::stat::Mode;
 use nix::unistd::{mkfifo, Pid};
 
 use super::systemd;
+use crate::cgroups::systemd as systemd_cgroups;
+use crate::cgroups::Cgroup;
 use crate::cli::{CreateOpts, GlobalOpts};
+use crate::native::Placement;
 use crate::state::{ContainerDir, Phase, ProcStat, State, Status, Store};
 
 /// A created container: its directory (still locked) and state.
@@ -58,12 +62,18 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) 
     let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let (console, keep) = console_socket(terminal, opts.console_socket.as_deref(), interactive)?;
     let linux = bundle.spec.linux().as_ref();
-    let cgroup_path = crate::cgroups::resolve(
-        linux.and_then(|l| l.cgroups_path().as_ref()).and_then(|p| p.to_str()),
-        id,
-        g.systemd_cgroup,
-    )
-    .map_err(|m| anyhow::anyhow!("bundle {}: config.json: {m}", bundle.dir.display()))?;
+    let spec_cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref()).and_then(|p| p.to_str());
+    let bad_config =
+        |m: &dyn std::fmt::Display| anyhow::anyhow!("bundle {}: config.json: {m}", bundle.dir.display());
+    let cgroup_path =
+        crate::cgroups::resolve(spec_cgroups_path, id, g.systemd_cgroup).map_err(|m| bad_config(&m))?;
+    // With systemd as init, --systemd-cgroup makes the cgroup a transient scope of systemd's;
+    // without it the same name maps to the path systemd would use (cgroupfs, as before).
+    let scope = if g.systemd_cgroup && systemd_cgroups::booted() {
+        Some(systemd_cgroups::Scope::new(spec_cgroups_path, id).map_err(|e| bad_config(&e))?)
+    } else {
+        None
+    };
     let store = Store::open(&g.root)?;
     let dir = store.create(id)?;
     let mut state = State {
@@ -79,8 +89,11 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) 
         config: Some(bundle.spec.clone()),
         cgroup: Some(cgroup_path.clone()),
         cgroup_created_from: None,
+        systemd_unit: scope.as_ref().map(|s| s.unit.clone()),
     };
-    let mut cgroup: Option<crate::cgroups::Cgroup> = None;
+    let mut cgroup: Option<Cgroup> = None;
+    // Set once systemd has started the scope: only then is stopping it ours to do.
+    let scope_started = Cell::new(false);
     let result = (|| -> anyhow::Result<()> {
         dir.save(&state)?;
         mkfifo(&dir.fifo_path(), Mode::from_bits_truncate(0o622)).context("make exec fifo")?;
@@ -89,10 +102,33 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) 
         std::fs::set_permissions(dir.fifo_path(), std::os::unix::fs::PermissionsExt::from_mode(0o622))
             .context("chmod exec fifo")?;
         let resources = crate::cgroups::with_default_devices(&bundle.spec);
-        let (cg, created_from) = crate::cgroups::Cgroup::create(&cgroup_path, resources.as_ref())?;
-        state.cgroup_created_from = created_from;
-        let cg = cgroup.insert(cg);
+        let cg = match &scope {
+            None => {
+                let (cg, created_from) = Cgroup::create(&cgroup_path, resources.as_ref())?;
+                state.cgroup_created_from = created_from;
+                cgroup.insert(cg)
+            }
+            // systemd makes the scope once stage 1 exists (`place`); the slices above it are
+            // systemd's, so cgroup_created_from stays None and delete removes none of them.
+            Some(_) => {
+                let cg = Cgroup::open(&cgroup_path)?;
+                cg.check_unused()?;
+                cgroup.insert(cg)
+            }
+        };
         dir.save(&state)?;
+        let mut place = scope.as_ref().map(|scope| {
+            let (resources, expected, started) = (resources.as_ref(), cgroup_path.as_str(), &scope_started);
+            move |pid: i32| -> Result<String, String> {
+                let pid = u32::try_from(pid).map_err(|_| format!("bad stage 1 pid {pid}"))?;
+                let path =
+                    systemd_cgroups::start(scope, pid, resources, expected).map_err(|e| e.to_string())?;
+                started.set(true);
+                let cg = Cgroup::open(&path).map_err(|e| e.to_string())?;
+                cg.populate(resources).map_err(|e| e.to_string())?;
+                Ok(path)
+            }
+        });
         let for_hooks = |pid: i32| {
             let mut st = state.clone();
             st.pid = pid;
@@ -104,10 +140,15 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) 
             opts.no_pivot,
             opts.preserve_fds,
             console,
-            Some(cg),
+            Some(match place.as_mut() {
+                None => Placement::Join(cg),
+                Some(f) => Placement::AfterFork(cg, f),
+            }),
             &for_hooks,
         )?;
         crate::logging::debug(&format!("create {id}: init pid {pid} waits on the exec fifo"));
+        // systemd may have put the scope elsewhere than path.rs computed.
+        state.cgroup = cgroup.as_ref().map(|c| c.path.clone());
         state.pid = pid;
         state.phase = Phase::Created;
         let started = ProcStat::read(pid).map(|s| s.start_time);
@@ -127,7 +168,13 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) 
     match result {
         Ok(()) => Ok(Created { dir, state, console: keep }),
         Err(e) => {
-            // The first error is what the user sees; cleanup is best effort.
+            // The first error is what the user sees; cleanup is best effort. The scope first:
+            // systemd kills what is left in it and removes its cgroup.
+            if let (true, Some(unit)) = (scope_started.get(), &state.systemd_unit) {
+                if let Err(se) = systemd_cgroups::stop(unit) {
+                    crate::logging::warn(&format!("create {id}: cleanup: {se}"));
+                }
+            }
             if let Some(cg) = cgroup {
                 let _ = cg.destroy(state.cgroup_created_from.as_deref());
             }

@@ -38,6 +38,14 @@ pub fn delete(g: &GlobalOpts, id: &str, force: bool) -> anyhow::Result<()> {
     if let Err(e) = hooks::run_in(st.hooks(), hooks::Kind::Poststop, &state) {
         crate::logging::warn(&e.to_string());
     }
+    // The scope first: systemd removes its cgroup. A scope that cannot be stopped now (systemd
+    // unreachable) is not worth keeping the container for: with nothing left in it, systemd
+    // stops it by itself.
+    if let Some(unit) = &st.systemd_unit {
+        if let Err(e) = crate::cgroups::systemd::stop(unit) {
+            crate::logging::warn(&format!("delete {id}: {e}"));
+        }
+    }
     if let Some(path) = &st.cgroup {
         if let Ok(cg) = crate::cgroups::Cgroup::open(path) {
             cg.destroy(st.cgroup_created_from.as_deref()).with_context(|| format!("delete {id}"))?;

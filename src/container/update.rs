@@ -52,6 +52,9 @@ fn update_inner(g: &GlobalOpts, a: &Args) -> anyhow::Result<()> {
     // would briefly deny every device to the running container.
     let mut apply = merged.clone();
     apply.set_devices(None);
+    if let Some(unit) = &st.systemd_unit {
+        crate::cgroups::systemd::set_resources(unit, &apply)?;
+    }
     cg.set(&apply)?;
 
     if let Some(config) = st.config.as_mut() {

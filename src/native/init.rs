@@ -37,6 +37,11 @@ fn finish(sock: &SyncSocket, r: Result<()>) -> ! {
 pub fn stage1(cfg: &mut InitConfig, plan: &Plan, sock: &SyncSocket) -> ! {
     // The cgroup first, before a cgroup namespace is made (it is rooted where we are) and
     // before anything runs that its limits should hold.
+    if cfg.cgroup_after_fork {
+        if let Err(e) = wait_for_cgroup(cfg, sock) {
+            finish(sock, Err(e));
+        }
+    }
     if let Some(cg) = cfg.cgroup.as_mut() {
         if let Err(e) = cg.join(std::process::id()) {
             finish(sock, Err(super::error::Error::Msg(e.to_string())));
@@ -44,6 +49,21 @@ pub fn stage1(cfg: &mut InitConfig, plan: &Plan, sock: &SyncSocket) -> ! {
     }
     let r = stage1_inner(cfg, plan, sock);
     finish(sock, r)
+}
+
+/// Waits until the parent has made the cgroup around this process (a systemd scope) and
+/// takes its path, which systemd may have chosen.
+fn wait_for_cgroup(cfg: &mut InitConfig, sock: &SyncSocket) -> Result<()> {
+    match sock.recv().ctx(|| "sync with parent".to_string())? {
+        Some(Msg::CgroupReady { path }) => {
+            if let Some(cg) = cfg.cgroup.as_mut() {
+                cg.path = path;
+            }
+            Ok(())
+        }
+        Some(Msg::Error { msg: m }) => msg(m),
+        other => msg(format!("unexpected message from parent: {other:?}")),
+    }
 }
 
 fn stage1_inner(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<()> {

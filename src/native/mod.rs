@@ -54,6 +54,22 @@ pub struct InitConfig<'a> {
     pub console: Option<OwnedFd>,
     /// The container's cgroup, joined by stage 1 before anything else happens.
     pub cgroup: Option<&'a mut crate::cgroups::Cgroup>,
+    /// Stage 1 waits for the parent's CgroupReady before joining (see `Place`).
+    pub cgroup_after_fork: bool,
+}
+
+/// Makes the container's cgroup once stage 1 exists, for a cgroup that needs a live process
+/// to be made (a systemd scope starts with its first pid in it). Called in the parent with
+/// stage 1's pid; returns the cgroup's path. Stage 1 waits for it before joining, so the init
+/// is in the cgroup before anything of the container runs.
+pub type Place<'a> = &'a mut dyn FnMut(i32) -> std::result::Result<String, String>;
+
+/// The container's cgroup and when it comes to be.
+pub enum Placement<'a> {
+    /// It exists: stage 1 joins it first thing.
+    Join(&'a mut crate::cgroups::Cgroup),
+    /// `Place` makes it once stage 1 exists; stage 1 joins it then.
+    AfterFork(&'a mut crate::cgroups::Cgroup, Place<'a>),
 }
 
 /// Builds the OCI state JSON that hooks get on stdin, for the init with this host pid.
@@ -66,7 +82,7 @@ pub fn create(
     no_pivot: bool,
     preserve_fds: u32,
     console: Option<OwnedFd>,
-    cgroup: Option<&mut crate::cgroups::Cgroup>,
+    cgroup: Option<Placement>,
     state_for: StateFor,
 ) -> Result<i32> {
     let dirfd = open(state_dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
@@ -74,7 +90,22 @@ pub fn create(
     let fifo_path = state_dir.join(crate::state::EXEC_FIFO);
     let fifo = open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| format!("open {}", fifo_path.display()))?;
-    let mut cfg = InitConfig { bundle, state_dir: dirfd, fifo, no_pivot, preserve_fds, console, cgroup };
+    let (cgroup, place) = match cgroup {
+        None => (None, None),
+        Some(Placement::Join(cg)) => (Some(cg), None),
+        Some(Placement::AfterFork(cg, place)) => (Some(cg), Some(place)),
+    };
+    let cgroup_after_fork = place.is_some();
+    let mut cfg = InitConfig {
+        bundle,
+        state_dir: dirfd,
+        fifo,
+        no_pivot,
+        preserve_fds,
+        console,
+        cgroup,
+        cgroup_after_fork,
+    };
     if let Some(p) = bundle.spec.process() {
         lsm::check(p)?;
     }
@@ -88,6 +119,14 @@ pub fn create(
         }
         ForkResult::Parent { child: stage1 } => {
             drop(child);
+            if let Some(place) = place {
+                if let Err(e) = place_cgroup(&parent, &mut cfg, place, stage1) {
+                    // Stage 1 has done nothing yet but wait for this answer.
+                    let _ = kill(stage1, Signal::SIGKILL);
+                    let _ = waitpid(stage1, None);
+                    return Err(e);
+                }
+            }
             let mut init_pid: Option<i32> = None;
             let r = talk(&parent, &bundle.spec, &mut init_pid, state_for);
             let _ = waitpid(stage1, None);
@@ -99,6 +138,15 @@ pub fn create(
             r
         }
     }
+}
+
+/// Makes the cgroup for stage 1 (see `Place`) and tells stage 1 where it is.
+fn place_cgroup(sock: &sync::SyncSocket, cfg: &mut InitConfig, place: Place, stage1: Pid) -> Result<()> {
+    let path = place(stage1.as_raw()).map_err(Error::Msg)?;
+    if let Some(cg) = cfg.cgroup.as_mut() {
+        cg.path = path.clone();
+    }
+    sock.send(&Msg::CgroupReady { path }).ctx(|| "write to container init".to_string())
 }
 
 /// The parent's side of the setup conversation.

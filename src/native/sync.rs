@@ -19,6 +19,9 @@ pub enum Msg {
     WriteIdMaps { pid: i32 },
     /// Parent: the maps are written.
     IdMapsWritten,
+    /// Parent: the cgroup stage 1 waited for is there (a systemd scope, started with stage
+    /// 1 in it); this is its path.
+    CgroupReady { path: String },
     /// Child: the container's init exists with this host pid.
     InitPid { pid: i32 },
     /// Init: mounts are made, run the prestart and createRuntime hooks, then answer.

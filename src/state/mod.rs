@@ -77,6 +77,10 @@ pub struct State {
     /// The topmost cgroup directory hull created for it, removed with it when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup_created_from: Option<String>,
+    /// The transient scope systemd made for the container (`--systemd-cgroup` with systemd as
+    /// init), stopped with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
 }
 
 /// The OCI state document that `state` prints.
