@@ -114,6 +114,13 @@ bench N=env("N", "100"): build
     @[ "$(id -u)" -eq 0 ] || { echo "bench: needs root; run: sudo just bench" >&2; exit 1; }
     python3 integration/bench/bench.py -n "{{ N }}" --hull "{{ hull }}"
 
+# Same kernel, initramfs, memory and vcpus; in the test machine (integration/bench/README.md).
+# ARGS: [-n N] [--rss-runs N] [--mem MIB] [--no-qemu] ... (vm-bench.sh --help).
+# Benchmark hull's VMM against qemu microvm: boot to agent ready, to command exit, RSS overhead.
+[positional-arguments]
+bench-vm *ARGS: build kernel
+    ./integration/bench/vm-bench.sh --testvm --hull "{{ hull }}" "$@"
+
 # Checks run, exit codes, exec, -t, --memory, stop/kill, top, pause, rm on a busybox --rootfs,
 # with private roots; podman and conmon come from Debian if missing. Needs root.
 # `just podman --testvm` runs the same checks in the test machine (cgroup v2).
