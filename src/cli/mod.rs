@@ -142,9 +142,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
 }
 
 fn print_version() {
-    println!("hull version {VERSION}");
-    println!("commit: {COMMIT}");
-    println!("spec: {}", crate::spec::OCI_VERSION);
+    use std::io::Write;
+    // A reader that stops early (`hull --version | head -n1`) is not an error: println! would
+    // panic on the broken pipe.
+    let _ = write!(
+        std::io::stdout().lock(),
+        "hull version {VERSION}\ncommit: {COMMIT}\nspec: {}\n",
+        crate::spec::OCI_VERSION
+    );
 }
 
 /// Flags shared by `create` and `run`.
