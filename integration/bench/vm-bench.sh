@@ -123,7 +123,10 @@ if [ "$testvm" = 1 ]; then
     fi
     host_tmp="$(mktemp -d "${TMPDIR:-/tmp}/hull-vm-bench.XXXXXX")" || die "mktemp"
     trap 'rm -rf "$host_tmp"' EXIT INT TERM
-    set -- --hull "$hull" --timeout 1200 --add "$kernel" --add "$here/vm-bench.sh:/bench/vm-bench.sh"
+    # A bound on the whole run, ~3x what a quiet host needs: now and then the whole test machine
+    # stops making progress (see README.md), and then only testvm's timeout ends the run.
+    set -- --hull "$hull" --timeout $((180 + 40 * runs + 30 * rss_runs)) --add "$kernel" \
+        --add "$here/vm-bench.sh:/bench/vm-bench.sh"
     if [ "$with_qemu" = 1 ]; then
         qemu="$(command -v qemu-system-x86_64)"
         socat="$(command -v socat)"
@@ -527,7 +530,6 @@ hull_version="$("$hull" --version 2>/dev/null)"
 hull_version="${hull_version%%
 *}"
 say "$hull_version, kernel $kernel, $mem MiB, 1 vcpu; $runs runs each"
-# The first run also dumps the initramfs and shows the kernel command line, for qemu.
 # again FUNC [ARGS...]: runs FUNC until it does not time out, at most 3 times.
 hung_hull=0
 hung_qemu=0
@@ -540,6 +542,8 @@ again() {
     done
 }
 
+# The first run (hull's warm-up) also dumps the initramfs and shows the kernel command line,
+# for qemu.
 again run_hull --dump-initramfs "$initramfs"
 : >"$work/hull.times"
 cmdline="$(sed -n 's/^hull: debug: kernel command line: //p' "$work/hull.err" | head -n1)"
