@@ -25,6 +25,23 @@ pub enum Create {
     File,
 }
 
+/// How many times a lookup is tried when the kernel answers EAGAIN.
+const EAGAIN_TRIES: u32 = 128;
+
+/// openat2 with RESOLVE_IN_ROOT, tried again on EAGAIN. The kernel answers EAGAIN when a
+/// mount or a rename anywhere on the system raced with a lookup that goes through `..` or a
+/// symlink (it cannot then prove the walk stayed inside the root); on a node starting many
+/// containers that is frequent, and the answer is to look up again (libpathrs does the same).
+fn openat2_in_root<Fd: AsFd>(root: &Fd, rel: &str, flags: OFlag) -> nix::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match openat2(root, rel, how(flags)) {
+            Err(Errno::EAGAIN) if tries + 1 < EAGAIN_TRIES => tries += 1,
+            r => return r,
+        }
+    }
+}
+
 fn how(flags: OFlag) -> OpenHow {
     OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
@@ -51,7 +68,7 @@ fn relative(path: &Path) -> String {
 /// Opens `path` inside `root` as an O_PATH fd, creating it first when asked.
 pub fn open_in_root<Fd: AsFd>(root: &Fd, path: &Path, create: Create) -> Result<OwnedFd> {
     let rel = relative(path);
-    match openat2(root, rel.as_str(), how(OFlag::O_PATH)) {
+    match openat2_in_root(root, rel.as_str(), OFlag::O_PATH) {
         Ok(fd) => Ok(fd),
         Err(Errno::ENOENT) if create != Create::No => create_in_root(root, path, create),
         Err(e) => Err(e).ctx(|| format!("resolve {} in rootfs", path.display())),
@@ -63,7 +80,7 @@ pub fn open_in_root<Fd: AsFd>(root: &Fd, path: &Path, create: Create) -> Result<
 /// a symlink to a missing target gets its target created inside the rootfs, as runc does.
 fn create_in_root<Fd: AsFd>(root: &Fd, path: &Path, create: Create) -> Result<OwnedFd> {
     let what = || format!("create {} in rootfs", path.display());
-    let open_root = || openat2(root, ".", how(OFlag::O_PATH | OFlag::O_DIRECTORY)).ctx(what);
+    let open_root = || openat2_in_root(root, ".", OFlag::O_PATH | OFlag::O_DIRECTORY).ctx(what);
     // Components still to walk, last first (so pop() gives the next one).
     let mut todo: Vec<String> = relative(path).split('/').rev().map(String::from).collect();
     let mut stack: Vec<OwnedFd> = vec![open_root()?];
@@ -145,6 +162,68 @@ mod tests {
     use super::*;
     use nix::fcntl::open;
     use std::os::unix::fs::symlink;
+
+    /// Lookups through `..` and symlinks while mounts come and go elsewhere on the system:
+    /// openat2 answers EAGAIN then, and a lookup must retry rather than fail a create.
+    #[test]
+    fn lookups_survive_concurrent_mounts() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root (mount)");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("hull-paths-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let root = dir.join("root");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::create_dir_all(dir.join("mnt")).unwrap();
+        symlink("../a/./b/../b", root.join("a/link")).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mnt = dir.join("mnt");
+        let churn = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                // A mount namespace of this thread's own, so the churn stays private.
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+                nix::mount::mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .unwrap();
+                let mut n = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    nix::mount::mount(
+                        Some("t"),
+                        &mnt,
+                        Some("tmpfs"),
+                        nix::mount::MsFlags::empty(),
+                        None::<&str>,
+                    )
+                    .unwrap();
+                    nix::mount::umount(&mnt).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        };
+        let rootfd = open(&root, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+        let mut result = Ok(());
+        for _ in 0..20_000 {
+            if let Err(e) = open_in_root(&rootfd, Path::new("/a/link/../../a/b/.."), Create::No) {
+                result = Err(e);
+                break;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mounts = churn.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(mounts > 0, "the churn thread made no mounts");
+        if let Err(e) = result {
+            panic!("lookup failed while mounts changed: {e}");
+        }
+    }
 
     #[test]
     fn symlinks_stay_inside_root() {
