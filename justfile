@@ -155,15 +155,38 @@ conformance: build
 # Everything CI runs (README's test command): the cargo tests on this host (cgroup v1 hybrid),
 # the real clients (containerd, podman), and in the nested test machine its smoke test, the
 # cargo integration tests again under pure cgroup v2, hull under a real systemd as PID 1, and
-# hull vm-run end to end in hull's own VMM; runs them all, fails if any fails.
+# hull vm-run end to end in hull's own VMM; runs them all, fails if any fails, and ends with a
+# table of each step's result and duration and the test-machine stalls that were retried.
 ci:
     #!/usr/bin/env bash
     set -uo pipefail
+    export HULL_TESTVM_STALL_LOG="$(mktemp /tmp/hull-ci-stalls.XXXXXX)"
+    trap 'rm -f "$HULL_TESTVM_STALL_LOG"' EXIT
     rc=0
-    "{{ just_executable() }}" test || rc=1
-    "{{ just_executable() }}" conformance || rc=1
-    "{{ just_executable() }}" testvm-smoke || rc=1
-    "{{ just_executable() }}" testvm-tests || rc=1
-    "{{ just_executable() }}" systemd-test || rc=1
-    "{{ just_executable() }}" vm-e2e || rc=1
+    table=()
+    t_all=$(date +%s)
+    for step in test conformance testvm-smoke testvm-tests systemd-test vm-e2e; do
+        echo "=== just $step ==="
+        t0=$(date +%s)
+        s=0
+        "{{ just_executable() }}" "$step" || s=$?
+        [ "$s" = 0 ] || rc=1
+        table+=("$(printf '%-14s %-8s %5d s' "$step" "$([ "$s" = 0 ] && echo ok || echo "FAILED($s)")" $(($(date +%s) - t0)))")
+    done
+    echo "=== just ci: steps ==="
+    printf '%s\n' "${table[@]}"
+    printf '%-14s %-8s %5d s\n' total "$([ "$rc" = 0 ] && echo ok || echo FAILED)" $(($(date +%s) - t_all))
+    if [ -s "$HULL_TESTVM_STALL_LOG" ]; then
+        echo "=== just ci: TEST-MACHINE STALLS ($(wc -l <"$HULL_TESTVM_STALL_LOG")), each rerun on a fresh machine ==="
+        cat "$HULL_TESTVM_STALL_LOG"
+    else
+        echo "test-machine stalls: none"
+    fi
     exit "$rc"
+
+# Boot N hull guests in a row in the test machine (1 and 2 vcpus, some with the serial console)
+# and count the guests that hung and the test-machine freezes. ARGS: [--load K] [--limit S].
+# Soak the test machine: how often a guest boot or the machine itself stalls.
+[positional-arguments]
+testvm-soak N="200" *ARGS: build kernel
+    ./integration/testvm/soak.sh -n "$1" "${@:2}"

@@ -27,8 +27,14 @@
 #   --env NAME=VALUE     set an environment variable for CMD. Repeatable.
 #   --cwd DIR            run CMD in DIR inside the guest (default /).
 #   --timeout SECONDS    kill the guest after this long (default 600; HULL_TESTVM_TIMEOUT).
-#   --boot-timeout SECS  give up when the guest has not come up by then (default 180;
+#   --boot-timeout SECS  the guest has stalled when it has not come up by then (default 90;
 #                        HULL_TESTVM_BOOT_TIMEOUT).
+#   --stall-timeout SECS the guest has stalled when its heartbeat (a line a second on its
+#                        second serial port) stops for this long (default 60;
+#                        HULL_TESTVM_STALL_TIMEOUT; 0: no stall detection after boot).
+#   --stall-retries N    after a stall, rerun the command on a fresh machine up to N times
+#                        (default 1; HULL_TESTVM_STALL_RETRIES). Each stall is reported
+#                        loudly, with what QEMU's monitor says the vcpus were doing.
 #   --mem SIZE           guest memory (default 4G; HULL_TESTVM_MEM).
 #   --cpus N             guest vcpus (default 2; HULL_TESTVM_CPUS).
 #   --append ARGS        extra kernel command line arguments.
@@ -39,11 +45,15 @@
 #
 # Environment: HULL_TESTVM_CACHE (cache directory; default ${XDG_CACHE_HOME:-/var/cache}/hull-testvm
 # as root, ~/.cache/hull-testvm otherwise), HULL_TESTVM_KERNEL_PACKAGE (default
-# linux-image-cloud-amd64), HULL_TESTVM_QEMU (default qemu-system-x86_64).
+# linux-image-cloud-amd64), HULL_TESTVM_QEMU (default qemu-system-x86_64), and for experiments
+# with the emulation (integration/testvm/README.md, "Stalls"): HULL_TESTVM_ACCEL (QEMU's -accel,
+# default tcg,thread=multi), HULL_TESTVM_CPU (QEMU's -cpu), HULL_TESTVM_APPEND (kernel command
+# line words, e.g. kvm_amd.npt=0: MODULE.PARAM words reach the kvm modules),
+# HULL_TESTVM_STALL_LOG (a file each stall appends a line to).
 #
-# Exit status: CMD's exit status; 124 when the guest timed out; 125 when testvm itself failed
-# (preparing the machine, the guest did not come up, or it stopped without reporting CMD's exit
-# status); 2 on bad usage.
+# Exit status: CMD's exit status; 123 when the machine stalled on every try (see
+# --stall-timeout); 124 when the guest timed out; 125 when testvm itself failed (preparing the
+# machine, or the guest stopped without reporting CMD's exit status); 2 on bad usage.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -64,7 +74,9 @@ adds=()
 envs=()
 guest_cwd=/
 timeout_s="${HULL_TESTVM_TIMEOUT:-600}"
-boot_timeout_s="${HULL_TESTVM_BOOT_TIMEOUT:-180}"
+boot_timeout_s="${HULL_TESTVM_BOOT_TIMEOUT:-90}"
+stall_timeout_s="${HULL_TESTVM_STALL_TIMEOUT:-60}"
+stall_retries="${HULL_TESTVM_STALL_RETRIES:-1}"
 mem="${HULL_TESTVM_MEM:-4G}"
 cpus="${HULL_TESTVM_CPUS:-2}"
 append_extra=""
@@ -84,6 +96,8 @@ while [ "$#" -gt 0 ]; do
         --cwd) need_arg "$@"; guest_cwd="$2"; shift 2 ;;
         --timeout) need_arg "$@"; timeout_s="$2"; shift 2 ;;
         --boot-timeout) need_arg "$@"; boot_timeout_s="$2"; shift 2 ;;
+        --stall-timeout) need_arg "$@"; stall_timeout_s="$2"; shift 2 ;;
+        --stall-retries) need_arg "$@"; stall_retries="$2"; shift 2 ;;
         --mem) need_arg "$@"; mem="$2"; shift 2 ;;
         --cpus) need_arg "$@"; cpus="$2"; shift 2 ;;
         --append) need_arg "$@"; append_extra="$append_extra $2"; shift 2 ;;
@@ -101,6 +115,9 @@ if [ "${#cmd[@]}" -eq 0 ]; then
 fi
 for n in "$timeout_s" "$boot_timeout_s" "$cpus"; do
     [[ "$n" =~ ^[1-9][0-9]*$ ]] || { log "not a positive number: $n"; exit 2; }
+done
+for n in "$stall_timeout_s" "$stall_retries"; do
+    [[ "$n" =~ ^[0-9]+$ ]] || { log "not a number: $n"; exit 2; }
 done
 for e in "${envs[@]}"; do
     [[ "$e" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || { log "--env wants NAME=VALUE, got: $e"; exit 2; }
@@ -391,7 +408,10 @@ build_run_archive() { # sets run_archive
             NO_COLOR CI; do
             if [ -n "${!v+x}" ]; then echo "export $v=$(quote "${!v}")"; fi
         done
-        for e in "${envs[@]}"; do echo "export ${e%%=*}=$(quote "${e#*=}")"; done
+        for n in "$stall_timeout_s" "$stall_retries"; do
+    [[ "$n" =~ ^[0-9]+$ ]] || { log "not a number: $n"; exit 2; }
+done
+for e in "${envs[@]}"; do echo "export ${e%%=*}=$(quote "${e#*=}")"; done
     } >"$s/etc/testvm/env"
     {
         printf 'exec'
@@ -438,7 +458,7 @@ vlog "kernel $kver, initramfs $(du -h "$initrd" | cut -f1), prepared in $(elapse
 kappend="console=ttyS0 panic=-1 rdinit=/init systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all"
 kappend+=" tsc=reliable no_timer_check"
 if [ "$verbose" = 1 ]; then kappend+=" printk.time=1"; else kappend+=" quiet loglevel=3"; fi
-kappend+="$append_extra"
+kappend+="$append_extra${HULL_TESTVM_APPEND:+ $HULL_TESTVM_APPEND}"
 
 # AMD EPYC with SVM and nested paging: kvm-amd loads on it. The features TCG cannot emulate are
 # turned off here rather than dropped by QEMU with a warning each.
@@ -446,7 +466,7 @@ cpu_model="EPYC,+svm,+npt,-rdseed,-sha-ni,-fxsr-opt,-misalignsse,-3dnowprefetch,
 cpu_model+=",-nrip-save,-xsavec"
 # shellcheck disable=SC2054 # the commas are QEMU's
 qemu_args=(
-    -machine q35 -accel tcg,thread=multi -cpu "$cpu_model"
+    -machine q35 -accel "${HULL_TESTVM_ACCEL:-tcg,thread=multi}" -cpu "${HULL_TESTVM_CPU:-$cpu_model}"
     -smp "$cpus" -m "$mem"
     -nodefaults -no-user-config -no-reboot -display none -vga none
     -kernel "$kdir/boot/vmlinuz-$kver" -initrd "$initrd" -append "$kappend"
@@ -459,75 +479,178 @@ if [ "$interactive" = 1 ]; then
     exit "$rc"
 fi
 
-state="$work/state"
-mkdir "$state"
-fifo="$work/console"
-mkfifo "$fifo"
-"$qemu" "${qemu_args[@]}" -serial stdio </dev/null >"$fifo" 2>&1 &
-qemu_pid=$!
-
+# One boot of the machine: QEMU with the console on a fifo that is streamed to stdout, a second
+# serial port for the guest's heartbeat (a line a second, see guest/init), and the monitor on a
+# socket so that a stall can be looked into before QEMU is ended.
+#
+# Watchdogs end QEMU when the guest does not come up in time (boot), its heartbeat stops for
+# --stall-timeout (stall), or the run exceeds --timeout (timeout); they write which in
+# $state/killed. Sets attempt_rc: the command's status, or 123 (stalled), 124, 125.
 watchdog() { # SECONDS WHY: kills QEMU after SECONDS unless the condition for WHY is met
     local secs="$1" why="$2" sp
     trap 'kill "$sp" 2>/dev/null; exit 0' TERM
     sleep "$secs" & sp=$!
     wait "$sp" || exit 0
     if [ "$why" = boot ] && [ -e "$state/up" ]; then exit 0; fi
-    echo "$why" >"$state/killed"
+    end_qemu "$why"
+}
+
+end_qemu() { # WHY: records why, reports a stall, then ends QEMU
+    [ -e "$state/killed" ] && return 0
+    echo "$1" >"$state/killed"
+    case "$1" in boot|stall) stall_report >"$state/report" 2>&1 || true ;; esac
     kill "$qemu_pid" 2>/dev/null || true
     sleep 5
     kill -KILL "$qemu_pid" 2>/dev/null || true
 }
-watchdog "$boot_timeout_s" boot & watchdog_pids+=($!)
-watchdog "$timeout_s" timeout & watchdog_pids+=($!)
 
-up_marker="HULL-TESTVM-$nonce-UP"
-exit_marker="HULL-TESTVM-$nonce-EXIT="
-guest_rc=""
-# Stream the console: hide the markers, drop the serial line's carriage returns.
-while IFS= read -r line || [ -n "$line" ]; do
-    line="${line%$'\r'}"
-    case "$line" in
-        *"$up_marker"*)
-            touch "$state/up"
-            log "guest ${line#*"$up_marker" } (host: $(elapsed) s)"
-            line="${line%%"$up_marker"*}"
-            [ -z "$line" ] && continue
-            ;;
-        *"$exit_marker"*)
-            guest_rc="${line#*"$exit_marker"}"
-            guest_rc="${guest_rc%%[!0-9]*}"
-            line="${line%%"$exit_marker"*}"
-            [ -z "$line" ] && continue
-            ;;
-        *": terminating on signal "*)
-            # QEMU's own word when the watchdog stops it; the watchdog says why, below.
-            [ -e "$state/killed" ] && continue
-            ;;
-        *"] reboot: Power down")
-            # The kernel's last word after the command's exit status: noise.
-            [ -n "$guest_rc" ] && continue
-            ;;
-    esac
-    printf '%s\n' "$line"
-done <"$fifo"
+# The heartbeat file grows by a line a second while the guest's user space runs; when it has
+# not grown for --stall-timeout seconds after the guest came up, the machine has stalled
+# (seen under TCG's nested SVM: every vcpu thread spinning, no output, the guest's own time
+# limits never firing). Checked every 5 s.
+stall_watch() {
+    local size last_size=-1 last_change now sp
+    trap 'kill "$sp" 2>/dev/null; exit 0' TERM
+    last_change="$(date +%s)"
+    while :; do
+        sleep 5 & sp=$!
+        wait "$sp" || exit 0
+        size="$(stat -c %s "$heartbeat" 2>/dev/null || echo 0)"
+        now="$(date +%s)"
+        if [ "$size" != "$last_size" ] || [ ! -e "$state/up" ]; then
+            last_size="$size"
+            last_change="$now"
+        elif [ $((now - last_change)) -ge "$stall_timeout_s" ]; then
+            end_qemu stall
+            exit 0
+        fi
+    done
+}
 
-qemu_rc=0
-wait "$qemu_pid" || qemu_rc=$?
-qemu_pid=""
+# What the vcpus were doing (stall-report.py), with the test machine's kernel symbols (shifted
+# by the KASLR slide the guest wrote first on its heartbeat port) and, when it is carried in,
+# the hull guest kernel's.
+stall_report() {
+    local maps=() text slide sm="$kdir/boot/System.map-$kver" a host
+    text="$(sed -n 's/^kaslr _text=\([0-9a-f]*\)$/\1/p' "$heartbeat" 2>/dev/null | head -n1)"
+    if [ -f "$sm" ] && [ -n "$text" ]; then
+        slide="$(awk -v t="$text" '$3 == "_text" { print t, $1; exit }' "$sm" \
+            | python3 -c 'import sys; a, b = sys.stdin.read().split(); print("%x" % (int(a, 16) - int(b, 16)))' \
+            2>/dev/null || true)"
+        maps+=(--map "testvm-kernel=$sm@${slide:-0}")
+    fi
+    for a in "${adds[@]}"; do
+        host="${a%%:*}"
+        case "$host" in */vmlinux|*/vmlinuz)
+            host="$(dirname "$host")/System.map"
+            if [ -f "$host" ]; then maps+=(--map "hull-guest-kernel=$host"); fi ;;
+        esac
+    done
+    echo "guest uptime at its last heartbeat: $(tail -n1 "$heartbeat" 2>/dev/null || echo none) s"
+    timeout 30 python3 "$here/stall-report.py" "$work/monitor.sock" "${maps[@]}"
+}
 
-killed="$(cat "$state/killed" 2>/dev/null || true)"
-if [ "$killed" = boot ]; then
-    log "error: the guest did not come up within $boot_timeout_s s (kernel $kver); rerun with --verbose to see the kernel's messages"
-    exit 125
-elif [ "$killed" = timeout ]; then
-    log "error: timed out after $timeout_s s (--timeout, HULL_TESTVM_TIMEOUT); the guest was killed"
-    exit 124
-elif [ ! -e "$state/up" ]; then
-    log "error: the guest stopped before it came up (QEMU exit status $qemu_rc); rerun with --verbose to see the kernel's messages"
-    exit 125
-elif [ -z "$guest_rc" ]; then
-    log "error: the guest stopped without reporting the command's exit status (QEMU exit status $qemu_rc; did the guest kernel panic?)"
-    exit 125
-fi
-vlog "command exited with status $guest_rc; total $(elapsed) s"
-exit "$guest_rc"
+boot_once() { # ATTEMPT
+    local line qemu_rc=0 killed p
+    state="$work/state.$1"
+    mkdir "$state"
+    heartbeat="$state/heartbeat"
+    : >"$heartbeat"
+    rm -f "$work/monitor.sock"
+    local fifo="$state/console"
+    mkfifo "$fifo"
+    "$qemu" "${qemu_args[@]}" -serial stdio -serial "file:$heartbeat" \
+        -monitor "unix:$work/monitor.sock,server=on,wait=off" </dev/null >"$fifo" 2>&1 &
+    qemu_pid=$!
+    watchdog_pids=()
+    watchdog "$boot_timeout_s" boot & watchdog_pids+=($!)
+    watchdog "$timeout_s" timeout & watchdog_pids+=($!)
+    if [ "$stall_timeout_s" -gt 0 ]; then stall_watch & watchdog_pids+=($!); fi
+
+    local up_marker="HULL-TESTVM-$nonce-UP"
+    local exit_marker="HULL-TESTVM-$nonce-EXIT="
+    guest_rc=""
+    # Stream the console: hide the markers, drop the serial line's carriage returns.
+    while IFS= read -r line || [ -n "$line" ]; do
+        line="${line%$'\r'}"
+        case "$line" in
+            *"$up_marker"*)
+                touch "$state/up"
+                log "guest ${line#*"$up_marker" } (host: $(elapsed) s)"
+                line="${line%%"$up_marker"*}"
+                [ -z "$line" ] && continue
+                ;;
+            *"$exit_marker"*)
+                guest_rc="${line#*"$exit_marker"}"
+                guest_rc="${guest_rc%%[!0-9]*}"
+                line="${line%%"$exit_marker"*}"
+                [ -z "$line" ] && continue
+                ;;
+            *": terminating on signal "*)
+                # QEMU's own word when a watchdog stops it; the watchdog says why, below.
+                [ -e "$state/killed" ] && continue
+                ;;
+            *"] reboot: Power down")
+                # The kernel's last word after the command's exit status: noise.
+                [ -n "$guest_rc" ] && continue
+                ;;
+        esac
+        printf '%s\n' "$line"
+    done <"$fifo"
+
+    wait "$qemu_pid" || qemu_rc=$?
+    qemu_pid=""
+    for p in "${watchdog_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${watchdog_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    watchdog_pids=()
+
+    killed="$(cat "$state/killed" 2>/dev/null || true)"
+    if [ "$killed" = boot ] || [ "$killed" = stall ]; then
+        if [ "$killed" = boot ]; then
+            stall_why="the guest did not come up within $boot_timeout_s s (--boot-timeout)"
+        else
+            stall_why="the guest's heartbeat stopped for $stall_timeout_s s (--stall-timeout) at $(elapsed) s"
+        fi
+        attempt_rc=123
+    elif [ "$killed" = timeout ]; then
+        log "error: timed out after $timeout_s s (--timeout, HULL_TESTVM_TIMEOUT); the guest was killed"
+        attempt_rc=124
+    elif [ ! -e "$state/up" ]; then
+        log "error: the guest stopped before it came up (QEMU exit status $qemu_rc); rerun with --verbose to see the kernel's messages"
+        attempt_rc=125
+    elif [ -z "$guest_rc" ]; then
+        log "error: the guest stopped without reporting the command's exit status (QEMU exit status $qemu_rc; did the guest kernel panic?)"
+        attempt_rc=125
+    else
+        vlog "command exited with status $guest_rc; total $(elapsed) s"
+        attempt_rc="$guest_rc"
+    fi
+}
+
+stall_banner() { # ATTEMPT
+    {
+        echo "testvm: ================================================================"
+        echo "testvm: STALL: the test machine stopped making progress (try $1 of $((stall_retries + 1))):"
+        echo "testvm:   $stall_why."
+        echo "testvm:   What QEMU's monitor said the vcpus were doing:"
+        sed 's/^/testvm:   | /' "$state/report" 2>/dev/null | head -n 80
+        echo "testvm: ================================================================"
+    } >&2
+    # A summary for whoever counts stalls (testvm-soak, CI's step table).
+    if [ -n "${HULL_TESTVM_STALL_LOG:-}" ]; then
+        printf '%s stall try %s: %s\n' "$(date -u +%FT%TZ)" "$1" "$stall_why" >>"$HULL_TESTVM_STALL_LOG"
+    fi
+}
+
+attempt=1
+while :; do
+    boot_once "$attempt"
+    [ "$attempt_rc" = 123 ] || exit "$attempt_rc"
+    stall_banner "$attempt"
+    if [ "$attempt" -gt "$stall_retries" ]; then
+        log "error: the test machine stalled on every try ($attempt); failing"
+        exit 123
+    fi
+    attempt=$((attempt + 1))
+    log "rerunning the command on a fresh test machine (try $attempt of $((stall_retries + 1)))"
+done

@@ -11,7 +11,7 @@
 # which runs, in effect:
 #
 #   integration/testvm/testvm.sh --hull target/release/hull --add KERNEL \
-#       --add integration/vm/e2e.sh:/e2e.sh -- sh /e2e.sh --kernel KERNEL
+#       --add integration:/integration -- sh /integration/vm/e2e.sh --kernel KERNEL
 #
 # Inside (or on any machine with a usable /dev/kvm):
 #
@@ -45,8 +45,9 @@ if [ "$testvm" = 1 ]; then
     [ -x "$hull" ] || die "no hull at $hull (just build)"
     [ -f "$kernel" ] || die "no guest kernel at $kernel (just kernel)"
     exec "$repo/integration/testvm/testvm.sh" --timeout "${HULL_TESTVM_TIMEOUT:-1800}" --hull "$hull" --add "$kernel" \
-        --add "$here/e2e.sh:/e2e.sh" -- sh /e2e.sh --kernel "$kernel"
+        --add "$repo/integration:/integration" -- sh /integration/vm/e2e.sh --kernel "$kernel"
 fi
+. "$here/../lib.sh"
 
 if [ -z "$hull" ]; then
     hull="$(command -v hull 2>/dev/null || true)"
@@ -55,29 +56,12 @@ fi
 [ -x "$hull" ] || die "no hull at $hull (--hull)"
 [ -f "$kernel" ] || die "no guest kernel at $kernel (--kernel)"
 [ -e /dev/kvm ] || die "no /dev/kvm here"
-busybox=""
-for b in /bin/busybox /usr/bin/busybox; do
-    if [ -x "$b" ]; then busybox="$b"; break; fi
-done
-[ -n "$busybox" ] || die "busybox not found"
-
 work="$(mktemp -d "${TMPDIR:-/tmp}/hull-vm-e2e.XXXXXX")" || die "mktemp"
 cleanup() { [ "$keep" = 1 ] || rm -rf "$work"; }
 trap cleanup EXIT INT TERM
 
-# A busybox rootfs, as scripts/demo-bundle.sh makes one (static busybox and its applets).
 rootfs="$work/rootfs"
-for d in bin sbin etc proc sys dev tmp root home var usr/bin; do
-    mkdir -p "$rootfs/$d"
-done
-chmod 1777 "$rootfs/tmp"
-chmod 700 "$rootfs/root"
-cp "$busybox" "$rootfs/bin/busybox"
-"$busybox" --list | while read -r applet; do
-    [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\n' >"$rootfs/etc/group"
+busybox_rootfs "$rootfs" || die "cannot make a busybox rootfs"
 
 passed=0
 failed=0

@@ -167,6 +167,8 @@ install_kernel() {
     mkdir -p "$INSTALL_DIR"
     install_file "$entry/bzImage" "$INSTALL_DIR/vmlinuz"
     install_file "$entry/vmlinux" "$INSTALL_DIR/vmlinux"
+    # Entries cached before System.map was kept have none; nothing needs it but diagnosis.
+    if [ -f "$entry/System.map" ]; then install_file "$entry/System.map" "$INSTALL_DIR/System.map"; fi
     log "installed $INSTALL_DIR/vmlinuz (bzImage, $(stat -c %s "$INSTALL_DIR/vmlinuz") bytes) and $INSTALL_DIR/vmlinux (ELF, PVH entry)"
     printf '%s\n' "$INSTALL_DIR/vmlinuz"
 }
@@ -286,6 +288,9 @@ step "${MAKE[@]}" bzImage vmlinux
 cp "$SRC/arch/x86/boot/bzImage" "$OUTDIR/bzImage"
 strip --strip-all -o "$OUTDIR/vmlinux" "$SRC/vmlinux"
 cp "$SRC/.config" "$OUTDIR/config"
+# The symbols of the stripped vmlinux, for reading a stalled or crashed guest's instruction
+# pointers (the test machine's stall report looks for it beside the kernel).
+cp "$SRC/System.map" "$OUTDIR/System.map"
 printf '%s\n%s %s\nkey %s\nbuilt %s\n' "$SCRIPT_VERSION" "$SRC_PKG" "$SRC_VERSION" "$KEY" \
     "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$OUTDIR/info"
 if [ "$KEEP_SOURCE" -eq 1 ]; then
