@@ -134,18 +134,18 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) 
             st.pid = pid;
             st.oci_as(Status::Creating)
         };
-        let pid = crate::native::create(
-            &bundle,
-            &dir.path,
-            opts.no_pivot,
-            opts.preserve_fds,
+        let pid = crate::native::create(crate::native::CreateConfig {
+            bundle: &bundle,
+            state_dir: &dir.path,
+            no_pivot: opts.no_pivot,
+            preserve_fds: opts.preserve_fds,
             console,
-            Some(match place.as_mut() {
+            cgroup: Some(match place.as_mut() {
                 None => Placement::Join(cg),
                 Some(f) => Placement::AfterFork(cg, f),
             }),
-            &for_hooks,
-        )?;
+            state_for: &for_hooks,
+        })?;
         crate::logging::debug(&format!("create {id}: init pid {pid} waits on the exec fifo"));
         // systemd may have put the scope elsewhere than path.rs computed.
         state.cgroup = cgroup.as_ref().map(|c| c.path.clone());
