@@ -2,8 +2,10 @@
 //!
 //! `create` runs in the `hull create` process: it forks the setup stages (see init.rs),
 //! answers their requests over the sync socket and returns the init's pid once the init is
-//! fully set up and waiting on the exec fifo.
+//! fully set up and waiting on the exec fifo. `backend` is what the lifecycle
+//! (`crate::container`) calls: the native arms of its `Backend`.
 
+pub mod backend;
 mod capabilities;
 mod cgroupfs;
 mod console;
