@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::container::{Backend, CreateRequest, RuntimeContext};
+use crate::container::{backend_of_program, Backend, CreateRequest, RuntimeContext};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const COMMIT: &str = match option_env!("HULL_COMMIT") {
@@ -62,19 +62,22 @@ pub struct GlobalOpts {
     /// Accepted for compatibility with callers that pass it (true, false or auto).
     #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub rootless: Option<String>,
-    /// The backend of the containers `create` and `run` make: native (the default) or vm.
-    /// Other commands use the backend the container was created with.
+    /// The backend of the containers `create` and `run` make: native or vm. Without it: the
+    /// bundle's hull.backend annotation, then the program's name (hull-vm), then `backend`
+    /// under [runtime] in /etc/hull/config.toml, then native. Other commands use the
+    /// backend the container was created with.
     #[arg(long, global = true, value_name = "native|vm", value_parser = Backend::parse)]
     pub backend: Option<Backend>,
 }
 
 impl GlobalOpts {
-    /// The lifecycle's view of the global flags.
+    /// The lifecycle's view of the global flags, and of the program's name.
     pub fn runtime(&self) -> RuntimeContext {
         RuntimeContext {
             root: self.root.clone(),
             systemd_cgroup: self.systemd_cgroup,
             backend_flag: self.backend,
+            backend_of_program: std::env::args_os().next().and_then(|a| backend_of_program(&a)),
         }
     }
 }

@@ -12,6 +12,9 @@ pub struct RuntimeContext {
     pub root: PathBuf,
     /// `--systemd-cgroup`: cgroups paths in systemd's slice:prefix:name form.
     pub systemd_cgroup: bool,
-    /// `--backend`: the backend new containers get (native without it).
+    /// `--backend`: the backend new containers get, above every other choice.
     pub backend_flag: Option<Backend>,
+    /// The backend the program's name asks for (`hull-vm`), below the flag and the bundle's
+    /// annotation.
+    pub backend_of_program: Option<Backend>,
 }

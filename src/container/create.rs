@@ -9,7 +9,7 @@ use nix::unistd::mkfifo;
 
 use super::backend::{InitSpec, PrepareRequest};
 use super::error::{During, Error, IoContext, Result};
-use super::{systemd, CreateRequest, RuntimeContext};
+use super::{choose, systemd, CreateRequest, RuntimeContext};
 use crate::state::{ContainerDir, Phase, ProcStat, State, Store};
 
 /// A created container: its directory (still locked) and state.
@@ -54,7 +54,7 @@ fn create_inner(rt: &RuntimeContext, id: &str, req: &CreateRequest, interactive:
     let mut bundle = crate::spec::load(&req.bundle)?;
     let mut preserve_fds = req.preserve_fds;
     systemd::pass_through(&mut bundle.spec, &mut preserve_fds);
-    let backend = rt.backend_flag.unwrap_or_default();
+    let backend = choose::choose(rt, bundle.spec.annotations().as_ref())?;
     let plan = backend.prepare(&PrepareRequest { id, bundle: &bundle, systemd_cgroup: rt.systemd_cgroup })?;
     let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let (console, keep) = console_socket(terminal, req.console_socket.as_deref(), interactive)?;

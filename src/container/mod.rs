@@ -4,6 +4,7 @@
 //! [`RuntimeContext`] and plain request structs; errors are [`Error`]s.
 
 pub mod backend;
+mod choose;
 mod context;
 mod create;
 mod delete;
@@ -25,6 +26,7 @@ mod wait;
 use crate::state::{ContainerDir, OciState, State, Store};
 
 pub use backend::Backend;
+pub use choose::backend_of_program;
 pub use context::RuntimeContext;
 pub use create::create;
 pub use delete::delete;

@@ -89,7 +89,8 @@ pub struct State {
     pub systemd_unit: Option<String>,
 }
 
-/// The annotation `state` shows the container's backend in.
+/// The annotation `state` shows the container's backend in (the one that chooses it in
+/// config.json).
 pub const BACKEND_ANNOTATION: &str = "hull.backend";
 
 /// The OCI state document that `state` prints.
