@@ -6,7 +6,7 @@
 #   scripts/demo-vm.sh HULL KERNEL BUNDLE
 #
 # Where /dev/kvm is ordinary KVM this runs hull directly. On hosts whose /dev/kvm comes from
-# kvm_pvm (the project's build machines: PVM runs only kernels built for it, see DESIGN.md) it
+# kvm_pvm (the project's build machines: PVM runs only kernels built for it, see docs/design.md) it
 # runs the same command inside the nested test machine (integration/testvm), which has a real
 # /dev/kvm.
 set -euo pipefail

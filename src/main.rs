@@ -3,6 +3,7 @@
 mod agent;
 mod cgroups;
 mod cli;
+mod config;
 mod container;
 mod fdpass;
 mod hooks;

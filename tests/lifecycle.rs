@@ -24,29 +24,6 @@ fn run_t(env: &Env, id: &str) -> Output {
     h(env, &["run", "--bundle", env.bundle.to_str().unwrap(), id])
 }
 
-/// Directories named `id` in the host's cgroup hierarchies (up to four levels down): what a
-/// container's cgroup would leave behind.
-fn cgroup_dirs_named(id: &str) -> Vec<PathBuf> {
-    fn walk(d: &Path, id: &str, depth: usize, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(d) else { return };
-        for e in entries.flatten() {
-            if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                continue;
-            }
-            let p = e.path();
-            if e.file_name().to_str() == Some(id) {
-                out.push(p.clone());
-            }
-            if depth > 1 {
-                walk(&p, id, depth - 1, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(Path::new("/sys/fs/cgroup"), id, 5, &mut out);
-    out
-}
-
 /// `hull create` with extra flags, the container's stdio going to files like [`Env::create`].
 fn create_with(env: &Env, id: &str, extra: &[&str]) -> Output {
     create_logged(env, id, extra, id)

@@ -10,6 +10,6 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
-    container::create(g, &a.id, &a.opts, false)?;
+    container::create(&g.runtime(), &a.id, &a.opts.request(), false)?;
     Ok(0)
 }

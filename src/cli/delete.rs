@@ -11,6 +11,6 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
-    container::delete(g, &a.id, a.force)?;
+    container::delete(&g.runtime(), &a.id, a.force)?;
     Ok(0)
 }

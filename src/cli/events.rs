@@ -16,7 +16,7 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
-    container::events(g, &a.id, a.stats, a.interval)?;
+    container::events(&g.runtime(), &a.id, a.stats, a.interval)?;
     Ok(0)
 }
 

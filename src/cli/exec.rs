@@ -61,5 +61,24 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
-    container::exec(g, a)
+    let req = container::ExecRequest {
+        process: a.process,
+        tty: a.tty,
+        console_socket: a.console_socket,
+        detach: a.detach,
+        pid_file: a.pid_file,
+        cwd: a.cwd,
+        env: a.env,
+        user: a.user,
+        additional_gids: a.additional_gids,
+        caps: a.cap,
+        no_new_privs: a.no_new_privs,
+        apparmor: a.apparmor,
+        process_label: a.process_label,
+        preserve_fds: a.preserve_fds,
+        ignore_paused: a.ignore_paused,
+        sub_cgroups: a.cgroup,
+        command: a.command,
+    };
+    Ok(container::exec(&g.runtime(), &a.id, &req)?)
 }

@@ -15,6 +15,6 @@ pub struct Args {
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
     let sig = crate::signal::parse(&a.signal)?;
-    container::kill(g, &a.id, sig, a.all)?;
+    container::kill(&g.runtime(), &a.id, sig, a.all)?;
     Ok(0)
 }

@@ -12,7 +12,7 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
-    let all = container::list(g)?;
+    let all = container::list(&g.runtime())?;
     if a.quiet {
         for c in &all {
             println!("{}", c.id);

@@ -4,7 +4,7 @@
 mod create;
 mod delete;
 mod events;
-pub mod exec;
+mod exec;
 mod features;
 mod kill;
 mod list;
@@ -15,12 +15,14 @@ mod run;
 mod spec;
 mod start;
 mod state;
-pub mod update;
+mod update;
 mod vm_run;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::container::{backend_of_program, Backend, CreateRequest, RuntimeContext};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const COMMIT: &str = match option_env!("HULL_COMMIT") {
@@ -60,6 +62,24 @@ pub struct GlobalOpts {
     /// Accepted for compatibility with callers that pass it (true, false or auto).
     #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub rootless: Option<String>,
+    /// The backend of the containers `create` and `run` make: native or vm. Without it: the
+    /// bundle's hull.backend annotation, then the program's name (hull-vm), then `backend`
+    /// under [runtime] in /etc/hull/config.toml, then native. Other commands use the
+    /// backend the container was created with.
+    #[arg(long, global = true, value_name = "native|vm", value_parser = Backend::parse)]
+    pub backend: Option<Backend>,
+}
+
+impl GlobalOpts {
+    /// The lifecycle's view of the global flags, and of the program's name.
+    pub fn runtime(&self) -> RuntimeContext {
+        RuntimeContext {
+            root: self.root.clone(),
+            systemd_cgroup: self.systemd_cgroup,
+            backend_flag: self.backend,
+            backend_of_program: std::env::args_os().next().and_then(|a| backend_of_program(&a)),
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,12 +187,24 @@ pub struct CreateOpts {
     /// Move the root with MS_MOVE and chroot instead of pivot_root (for ramfs roots).
     #[arg(long = "no-pivot")]
     pub no_pivot: bool,
-    /// Do not create a new session keyring for the container.
+    /// Accepted for compatibility: hull makes no session keyring for the container.
     #[arg(long = "no-new-keyring")]
     pub no_new_keyring: bool,
     /// Pass this many fds after stdio (3, 4, ...) into the container.
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
+}
+
+impl CreateOpts {
+    pub fn request(&self) -> CreateRequest {
+        CreateRequest {
+            bundle: self.bundle.clone(),
+            pid_file: self.pid_file.clone(),
+            console_socket: self.console_socket.clone(),
+            no_pivot: self.no_pivot,
+            preserve_fds: self.preserve_fds,
+        }
+    }
 }
 
 /// The container id argument, validated where it is used.

@@ -27,10 +27,10 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
             if !a.ps_args.is_empty() {
                 anyhow::bail!("ps {}: ps arguments only go with --format table", a.id);
             }
-            let pids = container::ps_pids(g, &a.id)?;
+            let pids = container::ps_pids(&g.runtime(), &a.id)?;
             println!("{}", serde_json::to_string(&pids)?);
         }
-        Format::Table => print!("{}", container::ps_table(g, &a.id, &a.ps_args)?),
+        Format::Table => print!("{}", container::ps_table(&g.runtime(), &a.id, &a.ps_args)?),
     }
     Ok(0)
 }

@@ -8,6 +8,6 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
-    container::resume(g, &a.id.id)?;
+    container::resume(&g.runtime(), &a.id.id)?;
     Ok(0)
 }

@@ -16,5 +16,6 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
-    container::run(g, &a.id, &a.opts, a.detach, a.keep)
+    let req = container::RunRequest { create: a.opts.request(), detach: a.detach, keep: a.keep };
+    Ok(container::run(&g.runtime(), &a.id, &req)?)
 }

@@ -8,6 +8,6 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
-    container::start(g, &a.id.id)?;
+    container::start(&g.runtime(), &a.id.id)?;
     Ok(0)
 }

@@ -8,7 +8,7 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
-    let state = container::state(g, &a.id.id)?;
+    let state = container::state(&g.runtime(), &a.id.id)?;
     println!("{}", serde_json::to_string_pretty(&state)?);
     Ok(0)
 }

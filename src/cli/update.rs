@@ -5,7 +5,7 @@ use crate::container;
 
 /// runc's `update` flags. Sizes are bytes, with an optional k/m/g/t/p suffix (1024-based,
 /// as docker's units.RAMInBytes reads them); -1 means unlimited.
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug)]
 pub struct Args {
     /// A runtime-spec LinuxResources JSON (what containerd passes); "-" reads stdin. Flags
     /// given with it override its values.
@@ -58,7 +58,24 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
-    container::update(g, &a)?;
+    let req = container::UpdateRequest {
+        resources: a.resources,
+        blkio_weight: a.blkio_weight,
+        cpu_period: a.cpu_period,
+        cpu_quota: a.cpu_quota,
+        cpu_share: a.cpu_share,
+        cpu_rt_period: a.cpu_rt_period,
+        cpu_rt_runtime: a.cpu_rt_runtime,
+        cpuset_cpus: a.cpuset_cpus,
+        cpuset_mems: a.cpuset_mems,
+        kernel_memory: a.kernel_memory,
+        kernel_memory_tcp: a.kernel_memory_tcp,
+        memory: a.memory,
+        memory_reservation: a.memory_reservation,
+        memory_swap: a.memory_swap,
+        pids_limit: a.pids_limit,
+    };
+    container::update(&g.runtime(), &a.id, &req)?;
     Ok(0)
 }
 

@@ -1,20 +1,16 @@
-//! `create`: validate the bundle, claim the id, make the init, record the state.
+//! `create`: validate the bundle, choose the backend, claim the id, have the backend make the
+//! init, record the state.
 
-use std::cell::Cell;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use anyhow::Context;
-use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
-use nix::unistd::{mkfifo, Pid};
+use nix::unistd::mkfifo;
 
-use super::systemd;
-use crate::cgroups::systemd as systemd_cgroups;
-use crate::cgroups::Cgroup;
-use crate::cli::{CreateOpts, GlobalOpts};
-use crate::native::Placement;
-use crate::state::{ContainerDir, Phase, ProcStat, State, Status, Store};
+use super::backend::{InitSpec, PrepareRequest};
+use super::error::{During, Error, IoContext, Result};
+use super::{choose, systemd, CreateRequest, RuntimeContext};
+use crate::state::{ContainerDir, Phase, ProcStat, State, Store};
 
 /// A created container: its directory (still locked) and state.
 pub struct Created {
@@ -26,8 +22,8 @@ pub struct Created {
 
 /// Creates the container. `interactive`: with process.terminal and no --console-socket, hand
 /// the pty to the caller (`run`) instead of failing.
-pub fn create(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) -> anyhow::Result<Created> {
-    create_inner(g, id, opts, interactive).with_context(|| format!("create {id}"))
+pub fn create(rt: &RuntimeContext, id: &str, req: &CreateRequest, interactive: bool) -> Result<Created> {
+    create_inner(rt, id, req, interactive).during("create", id)
 }
 
 /// The console socket the init sends the pty master to, and the end `run` keeps, if any.
@@ -35,49 +31,38 @@ fn console_socket(
     terminal: bool,
     path: Option<&Path>,
     interactive: bool,
-) -> anyhow::Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
     if !terminal {
         return Ok((None, None));
     }
     match path {
         Some(p) => {
             let s = std::os::unix::net::UnixStream::connect(p)
-                .with_context(|| format!("connect to console socket {}", p.display()))?;
+                .doing(|| format!("connect to console socket {}", p.display()))?;
             Ok((Some(OwnedFd::from(s)), None))
         }
         None if interactive => {
-            let (a, b) = std::os::unix::net::UnixStream::pair().context("console socketpair")?;
+            let (a, b) = std::os::unix::net::UnixStream::pair().doing(|| "console socketpair")?;
             Ok((Some(OwnedFd::from(a)), Some(OwnedFd::from(b))))
         }
-        None => anyhow::bail!("process.terminal is true but no --console-socket was given"),
+        None => Err(Error::Invalid("process.terminal is true but no --console-socket was given".into())),
     }
 }
 
-fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) -> anyhow::Result<Created> {
+fn create_inner(rt: &RuntimeContext, id: &str, req: &CreateRequest, interactive: bool) -> Result<Created> {
     // Everything the config can get wrong is found here, before anything exists.
-    let mut bundle = crate::spec::load(&opts.bundle)?;
-    let mut opts = opts.clone();
-    systemd::pass_through(&mut bundle.spec, &mut opts.preserve_fds);
-    let opts = &opts;
+    let mut bundle = crate::spec::load(&req.bundle)?;
+    let mut preserve_fds = req.preserve_fds;
+    systemd::pass_through(&mut bundle.spec, &mut preserve_fds);
+    let backend = choose::choose(rt, bundle.spec.annotations().as_ref())?;
+    let plan = backend.prepare(&PrepareRequest { id, bundle: &bundle, systemd_cgroup: rt.systemd_cgroup })?;
     let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
-    let (console, keep) = console_socket(terminal, opts.console_socket.as_deref(), interactive)?;
-    let linux = bundle.spec.linux().as_ref();
-    let spec_cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref()).and_then(|p| p.to_str());
-    let bad_config =
-        |m: &dyn std::fmt::Display| anyhow::anyhow!("bundle {}: config.json: {m}", bundle.dir.display());
-    let cgroup_path =
-        crate::cgroups::resolve(spec_cgroups_path, id, g.systemd_cgroup).map_err(|m| bad_config(&m))?;
-    // With systemd as init, --systemd-cgroup makes the cgroup a transient scope of systemd's;
-    // without it the same name maps to the path systemd would use (cgroupfs, as before).
-    let scope = if g.systemd_cgroup && systemd_cgroups::booted() {
-        Some(systemd_cgroups::Scope::new(spec_cgroups_path, id).map_err(|e| bad_config(&e))?)
-    } else {
-        None
-    };
-    let store = Store::open(&g.root)?;
+    let (console, keep) = console_socket(terminal, req.console_socket.as_deref(), interactive)?;
+    let store = Store::open(&rt.root)?;
     let dir = store.create(id)?;
     let mut state = State {
         id: id.to_string(),
+        backend,
         phase: Phase::Creating,
         pid: 0,
         pid_start: 0,
@@ -87,96 +72,41 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) 
         created: crate::logging::rfc3339_now(),
         owner: owner_name(),
         config: Some(bundle.spec.clone()),
-        cgroup: Some(cgroup_path.clone()),
+        cgroup: None,
         cgroup_created_from: None,
-        systemd_unit: scope.as_ref().map(|s| s.unit.clone()),
+        systemd_unit: None,
     };
-    let mut cgroup: Option<Cgroup> = None;
-    // Set once systemd has started the scope: only then is stopping it ours to do.
-    let scope_started = Cell::new(false);
-    let result = (|| -> anyhow::Result<()> {
+    // Set once the backend has made the init: from then on a failure must stop it and
+    // release what the backend made; before, the backend has cleaned up after itself.
+    let mut made = false;
+    let result = (|| -> Result<()> {
         dir.save(&state)?;
-        mkfifo(&dir.fifo_path(), Mode::from_bits_truncate(0o622)).context("make exec fifo")?;
+        mkfifo(&dir.fifo_path(), Mode::from_bits_truncate(0o622)).doing(|| "make exec fifo")?;
         // Writable by the container's root whatever user namespace it is in (umask took
         // the bits mkfifo asked for); only root can read it and so start the container.
         std::fs::set_permissions(dir.fifo_path(), std::os::unix::fs::PermissionsExt::from_mode(0o622))
-            .context("chmod exec fifo")?;
-        let resources = crate::cgroups::with_default_devices(&bundle.spec);
-        let cg = match &scope {
-            None => {
-                let (cg, created_from) = Cgroup::create(&cgroup_path, resources.as_ref())?;
-                state.cgroup_created_from = created_from;
-                cgroup.insert(cg)
-            }
-            // systemd makes the scope once stage 1 exists (`place`); the slices above it are
-            // systemd's, so cgroup_created_from stays None and delete removes none of them.
-            Some(_) => {
-                let cg = Cgroup::open(&cgroup_path)?;
-                cg.check_unused()?;
-                cgroup.insert(cg)
-            }
-        };
-        dir.save(&state)?;
-        let mut place = scope.as_ref().map(|scope| {
-            let (resources, expected, started) = (resources.as_ref(), cgroup_path.as_str(), &scope_started);
-            move |pid: i32| -> Result<String, String> {
-                let pid = u32::try_from(pid).map_err(|_| format!("bad stage 1 pid {pid}"))?;
-                let path =
-                    systemd_cgroups::start(scope, pid, resources, expected).map_err(|e| e.to_string())?;
-                started.set(true);
-                let cg = Cgroup::open(&path).map_err(|e| e.to_string())?;
-                cg.populate(resources).map_err(|e| e.to_string())?;
-                Ok(path)
-            }
-        });
-        let for_hooks = |pid: i32| {
-            let mut st = state.clone();
-            st.pid = pid;
-            st.oci_as(Status::Creating)
-        };
-        let pid = crate::native::create(
-            &bundle,
-            &dir.path,
-            opts.no_pivot,
-            opts.preserve_fds,
-            console,
-            Some(match place.as_mut() {
-                None => Placement::Join(cg),
-                Some(f) => Placement::AfterFork(cg, f),
-            }),
-            &for_hooks,
-        )?;
+            .doing(|| "chmod exec fifo")?;
+        let spec = InitSpec { bundle: &bundle, dir: &dir, no_pivot: req.no_pivot, preserve_fds, console };
+        let pid = plan.create(spec, &mut state)?;
+        made = true;
         crate::logging::debug(&format!("create {id}: init pid {pid} waits on the exec fifo"));
-        // systemd may have put the scope elsewhere than path.rs computed.
-        state.cgroup = cgroup.as_ref().map(|c| c.path.clone());
         state.pid = pid;
         state.phase = Phase::Created;
-        let started = ProcStat::read(pid).map(|s| s.start_time);
-        let finish = started.context("read the init's start time").and_then(|t| {
-            state.pid_start = t;
-            dir.save(&state)?;
-            if let Some(p) = &opts.pid_file {
-                write_pid_file(p, pid)?;
-            }
-            Ok(())
-        });
-        if finish.is_err() {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        state.pid_start = ProcStat::read(pid).doing(|| "read the init's start time")?.start_time;
+        dir.save(&state)?;
+        if let Some(p) = &req.pid_file {
+            write_pid_file(p, pid)?;
         }
-        finish
+        Ok(())
     })();
     match result {
         Ok(()) => Ok(Created { dir, state, console: keep }),
         Err(e) => {
-            // The first error is what the user sees; cleanup is best effort. The scope first:
-            // systemd kills what is left in it and removes its cgroup.
-            if let (true, Some(unit)) = (scope_started.get(), &state.systemd_unit) {
-                if let Err(se) = systemd_cgroups::stop(unit) {
-                    crate::logging::warn(&format!("create {id}: cleanup: {se}"));
+            // The first error is what the user sees; cleanup is best effort.
+            if made {
+                if let Err(ce) = backend.stop(&state).and_then(|()| backend.release(&state)) {
+                    crate::logging::warn(&format!("create {id}: cleanup: {ce}"));
                 }
-            }
-            if let Some(cg) = cgroup {
-                let _ = cg.destroy(state.cgroup_created_from.as_deref());
             }
             let _ = dir.remove();
             Err(e)
@@ -185,15 +115,15 @@ fn create_inner(g: &GlobalOpts, id: &str, opts: &CreateOpts, interactive: bool) 
 }
 
 /// Writes the pid file atomically (runc writes the bare number, no newline).
-pub fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
-    let abs = std::path::absolute(path).with_context(|| format!("pid file {}", path.display()))?;
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let abs = std::path::absolute(path).doing(|| format!("pid file {}", path.display()))?;
     let dir = abs.parent().unwrap_or(Path::new("/"));
     let tmp = dir.join(format!(
         ".{}.tmp",
         abs.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
     ));
-    std::fs::write(&tmp, pid.to_string()).with_context(|| format!("write pid file {}", tmp.display()))?;
-    std::fs::rename(&tmp, &abs).with_context(|| format!("write pid file {}", abs.display()))?;
+    std::fs::write(&tmp, pid.to_string()).doing(|| format!("write pid file {}", tmp.display()))?;
+    std::fs::rename(&tmp, &abs).doing(|| format!("write pid file {}", abs.display()))?;
     Ok(())
 }
 

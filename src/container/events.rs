@@ -5,11 +5,11 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
 use serde::Serialize;
 
+use super::error::{During, Error, IoContext, Result};
+use super::RuntimeContext;
 use crate::cgroups::stats::Stats;
-use crate::cli::GlobalOpts;
 use crate::state::{Status, Store};
 
 /// One line of output, as runc's types.Event encodes it.
@@ -25,23 +25,23 @@ struct Event<'a> {
 /// How often the stream looks for OOMs and for the container's end.
 const POLL: Duration = Duration::from_millis(100);
 
-pub fn events(g: &GlobalOpts, id: &str, stats_once: bool, interval: Duration) -> anyhow::Result<()> {
-    events_inner(g, id, stats_once, interval).with_context(|| format!("events {id}"))
+pub fn events(rt: &RuntimeContext, id: &str, stats_once: bool, interval: Duration) -> Result<()> {
+    events_inner(rt, id, stats_once, interval).during("events", id)
 }
 
-fn events_inner(g: &GlobalOpts, id: &str, stats_once: bool, interval: Duration) -> anyhow::Result<()> {
-    let store = Store::existing(&g.root);
+fn events_inner(rt: &RuntimeContext, id: &str, stats_once: bool, interval: Duration) -> Result<()> {
+    let store = Store::existing(&rt.root);
     let st = store.read(id)?;
     if st.status() == Status::Stopped {
-        bail!("container not running");
+        return Err(Error::WrongState("container not running".into()));
     }
-    let cg = super::pause::cgroup_of(&st)?;
+    let cg = st.backend.monitor(&st)?;
     if stats_once {
         emit(&Event { typ: "stats", id, data: Some(cg.stats()) })?;
         return Ok(());
     }
     if interval.is_zero() {
-        bail!("--interval must be more than zero");
+        return Err(Error::Invalid("--interval must be more than zero".into()));
     }
     let mut last_oom = cg.oom_counters().unwrap_or_default();
     let mut next_stats = Instant::now();
@@ -70,12 +70,12 @@ fn events_inner(g: &GlobalOpts, id: &str, stats_once: bool, interval: Duration) 
 }
 
 /// One JSON line on stdout; a reader that went away ends the stream without an error.
-fn emit(e: &Event) -> anyhow::Result<()> {
-    let line = serde_json::to_string(e).context("encode event")?;
+fn emit(e: &Event) -> Result<()> {
+    let line = serde_json::to_string(e).map_err(std::io::Error::from).doing(|| "encode event")?;
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{line}").and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
-        Err(err) => Err(err).context("write event"),
+        Err(err) => Err(err).doing(|| "write event"),
     }
 }

@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use crate::cli::GlobalOpts;
+use super::error::Result;
+use super::RuntimeContext;
 use crate::state::Store;
 
 /// One row of `list`, in runc's JSON field names.
@@ -18,8 +19,8 @@ pub struct Summary {
     pub owner: String,
 }
 
-pub fn list(g: &GlobalOpts) -> anyhow::Result<Vec<Summary>> {
-    let store = Store::existing(&g.root);
+pub fn list(rt: &RuntimeContext) -> Result<Vec<Summary>> {
+    let store = Store::existing(&rt.root);
     let mut out = Vec::new();
     for id in store.ids()? {
         // Skip containers deleted meanwhile or still without state.
@@ -32,7 +33,7 @@ pub fn list(g: &GlobalOpts) -> anyhow::Result<Vec<Summary>> {
             bundle: oci.bundle,
             rootfs: st.rootfs.display().to_string(),
             created: st.created.clone(),
-            annotations: st.annotations.clone(),
+            annotations: oci.annotations,
             owner: st.owner.clone(),
         });
     }

@@ -1,13 +1,21 @@
-//! The lifecycle both backends share: create, start, state, kill, delete, run, list.
+//! The lifecycle both backends share: create, start, state, kill, delete, run, exec, list,
+//! pause, resume, update, events, ps. It drives a [`Backend`] (see backend.rs) and knows
+//! nothing of either: no host pids, /proc or cgroup files here. The CLI calls it with a
+//! [`RuntimeContext`] and plain request structs; errors are [`Error`]s.
 
+pub mod backend;
+mod choose;
+mod context;
 mod create;
 mod delete;
+mod error;
 mod events;
 mod exec;
 mod kill;
 mod list;
 mod pause;
 mod ps;
+mod request;
 mod run;
 mod start;
 mod systemd;
@@ -15,32 +23,36 @@ mod tty;
 mod update;
 mod wait;
 
-use anyhow::Context;
-
-use crate::cli::GlobalOpts;
 use crate::state::{ContainerDir, OciState, State, Store};
 
+pub use backend::Backend;
+pub use choose::backend_of_program;
+pub use context::RuntimeContext;
 pub use create::create;
 pub use delete::delete;
+pub use error::{Error, Result};
 pub use events::events;
 pub use exec::exec;
 pub use kill::kill;
 pub use list::list;
 pub use pause::{pause, resume};
 pub use ps::{pids as ps_pids, table as ps_table};
+pub use request::{CreateRequest, ExecRequest, RunRequest, UpdateRequest};
 pub use run::run;
 pub use start::start;
 pub use update::update;
 
+use error::During;
+
 /// Locks and loads an existing container.
-fn open(g: &GlobalOpts, id: &str) -> anyhow::Result<(ContainerDir, State)> {
-    let dir = Store::existing(&g.root).lock(id)?;
+fn open(rt: &RuntimeContext, id: &str) -> Result<(ContainerDir, State)> {
+    let dir = Store::existing(&rt.root).lock(id)?;
     let st = dir.load()?;
     Ok((dir, st))
 }
 
 /// The OCI state of one container.
-pub fn state(g: &GlobalOpts, id: &str) -> anyhow::Result<OciState> {
-    let st = Store::existing(&g.root).read(id).with_context(|| format!("state {id}"))?;
+pub fn state(rt: &RuntimeContext, id: &str) -> Result<OciState> {
+    let st = Store::existing(&rt.root).read(id).during("state", id)?;
     Ok(st.oci())
 }

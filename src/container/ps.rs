@@ -3,46 +3,40 @@
 
 use std::process::Command;
 
-use anyhow::{bail, Context};
+use super::error::{During, Error, IoContext, Result};
+use super::RuntimeContext;
+use crate::state::Store;
 
-use crate::cli::GlobalOpts;
-use crate::state::{State, Store};
-
-/// Host pids of every process in the container's cgroup.
-pub fn pids(g: &GlobalOpts, id: &str) -> anyhow::Result<Vec<i32>> {
-    let st = Store::existing(&g.root).read(id).with_context(|| format!("ps {id}"))?;
-    Ok(pids_of(&st))
-}
-
-fn pids_of(st: &State) -> Vec<i32> {
-    match st.cgroup.as_deref().and_then(|p| crate::cgroups::Cgroup::open(p).ok()) {
-        Some(cg) => cg.pids(),
-        None if st.init_alive() => super::kill::container_pids(st),
-        None => vec![],
-    }
+/// Host pids of every process of the container, as its backend knows them.
+pub fn pids(rt: &RuntimeContext, id: &str) -> Result<Vec<i32>> {
+    let st = Store::existing(&rt.root).read(id).during("ps", id)?;
+    st.backend.pids(&st).during("ps", id)
 }
 
 /// Runs `ps ARGS` (default `-ef`) and returns its header and the lines of the container's
-/// processes.
-pub fn table(g: &GlobalOpts, id: &str, args: &[String]) -> anyhow::Result<String> {
-    let pids = pids(g, id)?;
+/// processes (every backend's processes are host processes: the VMM and exec stand-ins too).
+pub fn table(rt: &RuntimeContext, id: &str, args: &[String]) -> Result<String> {
+    let pids = pids(rt, id)?;
     let args: Vec<String> = if args.is_empty() { vec!["-ef".to_string()] } else { args.to_vec() };
     let out = Command::new("ps")
         .args(&args)
         .output()
-        .with_context(|| format!("ps {id}: run ps {}", args.join(" ")))?;
+        .doing(|| format!("run ps {}", args.join(" ")))
+        .during("ps", id)?;
     if !out.status.success() {
-        bail!("ps {id}: ps {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        let why = format!("ps {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        return Err(Error::Invalid(why)).during("ps", id);
     }
-    filter(&String::from_utf8_lossy(&out.stdout), &pids).with_context(|| format!("ps {id}"))
+    filter(&String::from_utf8_lossy(&out.stdout), &pids).during("ps", id)
 }
 
 /// The header and the lines whose PID column holds one of `pids`.
-fn filter(text: &str, pids: &[i32]) -> anyhow::Result<String> {
+fn filter(text: &str, pids: &[i32]) -> Result<String> {
+    let unreadable = |why: &str| Err(Error::Invalid(why.to_string()));
     let mut lines = text.lines();
-    let Some(header) = lines.next() else { bail!("ps printed nothing") };
+    let Some(header) = lines.next() else { return unreadable("ps printed nothing") };
     let Some(col) = header.split_whitespace().position(|f| f == "PID") else {
-        bail!("couldn't find PID field in ps output");
+        return unreadable("couldn't find PID field in ps output");
     };
     let mut out = format!("{header}\n");
     for l in lines {

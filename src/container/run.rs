@@ -7,31 +7,30 @@
 
 use std::os::fd::AsFd;
 
-use anyhow::Context;
-
 use super::create::create;
+use super::error::{During, IoContext, Result};
 use super::start::start_locked;
 use super::wait::Waiter;
-use crate::cli::{CreateOpts, GlobalOpts};
+use super::{RunRequest, RuntimeContext};
 
-pub fn run(g: &GlobalOpts, id: &str, opts: &CreateOpts, detach: bool, keep: bool) -> anyhow::Result<u8> {
-    let waiter = if detach { None } else { Some(Waiter::prepare()?) };
-    let mut created = create(g, id, opts, !detach)?;
+pub fn run(rt: &RuntimeContext, id: &str, req: &RunRequest) -> Result<u8> {
+    let waiter = if req.detach { None } else { Some(Waiter::prepare()?) };
+    let mut created = create(rt, id, &req.create, !req.detach)?;
     let master = match created.console.take() {
-        Some(sock) => Some(crate::fdpass::recv_fd(sock.as_fd()).context("receive the pty master")?.0),
+        Some(sock) => Some(crate::fdpass::recv_fd(sock.as_fd()).doing(|| "receive the pty master")?.0),
         None => None,
     };
     if let Err(e) = start_locked(&created.dir, &mut created.state) {
         drop(created); // releases the lock that delete takes
-        let _ = super::delete::delete(g, id, true);
-        return Err(e).with_context(|| format!("start {id}"));
+        let _ = super::delete::delete(rt, id, true);
+        return Err(e).during("start", id);
     }
     let pid = created.state.pid;
     drop(created);
     let Some(waiter) = waiter else { return Ok(0) };
     let code = waiter.wait(pid, master)?;
-    if !keep {
-        super::delete::delete(g, id, true)?;
+    if !req.keep {
+        super::delete::delete(rt, id, true)?;
     }
     Ok(code)
 }

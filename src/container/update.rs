@@ -4,19 +4,18 @@
 
 use std::io::Read;
 
-use anyhow::{bail, Context};
 use oci_spec::runtime::LinuxResources;
 use serde_json::{json, Map, Value};
 
-use crate::cli::update::Args;
-use crate::cli::GlobalOpts;
+use super::error::{During, Error, IoContext, Result};
+use super::{RuntimeContext, UpdateRequest};
 use crate::state::Status;
 
-pub fn update(g: &GlobalOpts, a: &Args) -> anyhow::Result<()> {
-    update_inner(g, a).with_context(|| format!("update {}", a.id))
+pub fn update(rt: &RuntimeContext, id: &str, req: &UpdateRequest) -> Result<()> {
+    update_inner(rt, id, req).during("update", id)
 }
 
-fn update_inner(g: &GlobalOpts, a: &Args) -> anyhow::Result<()> {
+fn update_inner(rt: &RuntimeContext, id: &str, a: &UpdateRequest) -> Result<()> {
     // Read the request before taking the lock: stdin may be slow.
     let mut change = match &a.resources {
         Some(p) => read_resources(p)?,
@@ -33,29 +32,27 @@ fn update_inner(g: &GlobalOpts, a: &Args) -> anyhow::Result<()> {
         merge(&mut change, &json!({"memory": {"swap": -1}}));
     }
 
-    let (dir, mut st) = super::open(g, &a.id)?;
+    let (dir, mut st) = super::open(rt, id)?;
     match st.status() {
         Status::Created | Status::Running | Status::Paused => {}
-        _ => bail!("container not running"),
+        _ => return Err(Error::WrongState("container not running".into())),
     }
-    let cg = super::pause::cgroup_of(&st)?;
     let stored = st.config.as_ref().and_then(|c| c.linux().as_ref()).and_then(|l| l.resources().as_ref());
     let mut merged = match stored {
-        Some(r) => serde_json::to_value(r).context("encode the stored resources")?,
+        Some(r) => {
+            serde_json::to_value(r).map_err(std::io::Error::from).doing(|| "encode the stored resources")?
+        }
         None => json!({}),
     };
     merge(&mut merged, &change);
-    let merged: LinuxResources =
-        serde_json::from_value(merged).context("the updated resources are not a valid LinuxResources")?;
+    let merged: LinuxResources = serde_json::from_value(merged)
+        .map_err(|e| Error::Invalid(format!("the updated resources are not a valid LinuxResources: {e}")))?;
 
     // Device rules are not something update changes (runc's neither); rewriting them on v1
     // would briefly deny every device to the running container.
     let mut apply = merged.clone();
     apply.set_devices(None);
-    if let Some(unit) = &st.systemd_unit {
-        crate::cgroups::systemd::set_resources(unit, &apply)?;
-    }
-    cg.set(&apply)?;
+    st.backend.update(&st, &apply)?;
 
     if let Some(config) = st.config.as_mut() {
         let mut linux = config.linux().clone().unwrap_or_default();
@@ -66,24 +63,25 @@ fn update_inner(g: &GlobalOpts, a: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_resources(p: &std::path::Path) -> anyhow::Result<Value> {
+fn read_resources(p: &std::path::Path) -> Result<Value> {
     let text = if p.as_os_str() == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("read resources from stdin")?;
+        std::io::stdin().read_to_string(&mut s).doing(|| "read resources from stdin")?;
         s
     } else {
-        std::fs::read_to_string(p).with_context(|| format!("read resources {}", p.display()))?
+        std::fs::read_to_string(p).doing(|| format!("read resources {}", p.display()))?
     };
-    let v: Value =
-        serde_json::from_str(&text).with_context(|| format!("resources {}: not JSON", p.display()))?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Invalid(format!("resources {}: not JSON: {e}", p.display())))?;
     // Check the shape now, so a bad file names itself rather than the merged result.
-    serde_json::from_value::<LinuxResources>(v.clone())
-        .with_context(|| format!("resources {}: not a runtime-spec LinuxResources", p.display()))?;
+    serde_json::from_value::<LinuxResources>(v.clone()).map_err(|e| {
+        Error::Invalid(format!("resources {}: not a runtime-spec LinuxResources: {e}", p.display()))
+    })?;
     Ok(v)
 }
 
 /// The flags as a partial LinuxResources JSON.
-fn flags_to_json(a: &Args) -> Value {
+fn flags_to_json(a: &UpdateRequest) -> Value {
     let mut memory = Map::new();
     let mut cpu = Map::new();
     let put = |m: &mut Map<String, Value>, k: &str, v: Option<Value>| {
@@ -156,7 +154,7 @@ mod tests {
 
     #[test]
     fn flags() {
-        let a = Args {
+        let a = UpdateRequest {
             memory: Some(10),
             cpu_quota: Some(-1),
             pids_limit: Some(3),
@@ -167,6 +165,6 @@ mod tests {
             flags_to_json(&a),
             json!({"memory": {"limit": 10}, "cpu": {"quota": -1}, "pids": {"limit": 3}, "blockIO": {"weight": 100}})
         );
-        assert_eq!(flags_to_json(&Args::default()), json!({}));
+        assert_eq!(flags_to_json(&UpdateRequest::default()), json!({}));
     }
 }

@@ -4,13 +4,13 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use anyhow::Context;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::error::{Error, IoContext, Result};
 use super::tty;
 
 const FORWARDED: [Signal; 9] = [
@@ -33,7 +33,7 @@ pub struct Waiter {
 impl Waiter {
     /// Becomes a child subreaper (the process is a grandchild and gets re-parented to us)
     /// and blocks the forwarded signals; the new process unblocks them before exec.
-    pub fn prepare() -> anyhow::Result<Waiter> {
+    pub fn prepare() -> Result<Waiter> {
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
         let mut set = SigSet::empty();
@@ -41,18 +41,18 @@ impl Waiter {
         for s in FORWARDED {
             set.add(s);
         }
-        set.thread_block().context("block signals")?;
+        set.thread_block().doing(|| "block signals")?;
         Ok(Waiter { set })
     }
 
     /// Waits for `pid` to exit, forwarding signals to it and, with a pty, copying its terminal.
-    pub fn wait(&self, pid: i32, master: Option<OwnedFd>) -> anyhow::Result<u8> {
+    pub fn wait(&self, pid: i32, master: Option<OwnedFd>) -> Result<u8> {
         wait_forwarding(pid, &self.set, master)
     }
 }
 
 /// Reaps children; returns the init's exit code once it has exited.
-fn reap(pid: i32) -> anyhow::Result<Option<u8>> {
+fn reap(pid: i32) -> Result<Option<u8>> {
     loop {
         match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => return Ok(Some(code as u8)),
@@ -62,17 +62,17 @@ fn reap(pid: i32) -> anyhow::Result<Option<u8>> {
             Ok(WaitStatus::StillAlive) => return Ok(None),
             Ok(_) => continue,
             Err(nix::errno::Errno::ECHILD) => {
-                anyhow::bail!("container init {pid} is not a child of hull run")
+                return Err(Error::WrongState(format!("container init {pid} is not a child of hull run")))
             }
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e).context("wait for container"),
+            Err(e) => return Err(e).doing(|| "wait for container"),
         }
     }
 }
 
 /// Waits for `pid` to exit, forwarding signals to it and, with a pty, copying its terminal.
-fn wait_forwarding(pid: i32, set: &SigSet, master: Option<OwnedFd>) -> anyhow::Result<u8> {
-    let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).context("signalfd")?;
+fn wait_forwarding(pid: i32, set: &SigSet, master: Option<OwnedFd>) -> Result<u8> {
+    let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).doing(|| "signalfd")?;
     let _raw = master.as_ref().map(|_| tty::RawMode::enter());
     if let Some(m) = &master {
         tty::copy_size(m);
@@ -103,7 +103,7 @@ fn wait_forwarding(pid: i32, set: &SigSet, master: Option<OwnedFd>) -> anyhow::R
         }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e).context("poll"),
+            Err(e) => return Err(e).doing(|| "poll"),
         }
         let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
         if ready[0] {

@@ -2,8 +2,10 @@
 //!
 //! `create` runs in the `hull create` process: it forks the setup stages (see init.rs),
 //! answers their requests over the sync socket and returns the init's pid once the init is
-//! fully set up and waiting on the exec fifo.
+//! fully set up and waiting on the exec fifo. `backend` is what the lifecycle
+//! (`crate::container`) calls: the native arms of its `Backend`.
 
+pub mod backend;
 mod capabilities;
 mod cgroupfs;
 mod console;
@@ -75,16 +77,26 @@ pub enum Placement<'a> {
 /// Builds the OCI state JSON that hooks get on stdin, for the init with this host pid.
 pub type StateFor<'a> = &'a dyn Fn(i32) -> serde_json::Value;
 
+/// What `create` needs: the bundle, where the exec fifo is, and how the init is placed.
+pub struct CreateConfig<'a> {
+    pub bundle: &'a Bundle,
+    /// The container's state directory, holding the exec fifo.
+    pub state_dir: &'a Path,
+    /// Move the root with MS_MOVE and chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// Fds after stdio (3, 4, ...) that the init keeps.
+    pub preserve_fds: u32,
+    /// Connected console socket, when process.terminal is set.
+    pub console: Option<OwnedFd>,
+    /// The container's cgroup and when it comes to be; None: the init stays in ours.
+    pub cgroup: Option<Placement<'a>>,
+    /// The OCI state the createRuntime and prestart hooks get.
+    pub state_for: StateFor<'a>,
+}
+
 /// Creates the container's init. On error nothing of it is left running.
-pub fn create(
-    bundle: &Bundle,
-    state_dir: &Path,
-    no_pivot: bool,
-    preserve_fds: u32,
-    console: Option<OwnedFd>,
-    cgroup: Option<Placement>,
-    state_for: StateFor,
-) -> Result<i32> {
+pub fn create(config: CreateConfig) -> Result<i32> {
+    let CreateConfig { bundle, state_dir, no_pivot, preserve_fds, console, cgroup, state_for } = config;
     let dirfd = open(state_dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| format!("open state directory {}", state_dir.display()))?;
     let fifo_path = state_dir.join(crate::state::EXEC_FIFO);

@@ -12,6 +12,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::container::Backend;
+
 pub use proc::ProcStat;
 pub use store::{ContainerDir, Store, StoreError, EXEC_FIFO};
 
@@ -54,6 +56,10 @@ impl std::fmt::Display for Status {
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct State {
     pub id: String,
+    /// Where the container runs, chosen at create; every later command acts through it.
+    /// State files from before hull had backends have none: native.
+    #[serde(default)]
+    pub backend: Backend,
     pub phase: Phase,
     /// Host pid of the container's init; 0 before it exists.
     pub pid: i32,
@@ -82,6 +88,10 @@ pub struct State {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd_unit: Option<String>,
 }
+
+/// The annotation `state` shows the container's backend in (the one that chooses it in
+/// config.json).
+pub const BACKEND_ANNOTATION: &str = "hull.backend";
 
 /// The OCI state document that `state` prints.
 #[derive(Serialize, Debug)]
@@ -152,7 +162,15 @@ impl State {
             status,
             pid: if status == Status::Stopped { 0 } else { self.pid },
             bundle: self.bundle.display().to_string(),
-            annotations: self.annotations.clone(),
+            annotations: self.annotations_with_backend(),
         }
+    }
+
+    /// The config's annotations, with `hull.backend` saying which backend the container
+    /// really has (whatever chose it: a flag, the program name, the config file).
+    fn annotations_with_backend(&self) -> BTreeMap<String, String> {
+        let mut a = self.annotations.clone();
+        a.insert(BACKEND_ANNOTATION.to_string(), self.backend.name().to_string());
+        a
     }
 }

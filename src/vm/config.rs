@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
-pub const DEFAULT_PATH: &str = "/etc/hull/config.toml";
-pub const PATH_ENV: &str = "HULL_CONFIG";
+// The file is hull's (src/config.rs); this module reads its [vm] section.
+pub use crate::config::{path, DEFAULT_PATH};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 pub struct Config {
@@ -30,14 +30,6 @@ pub struct Config {
 pub struct VmSection {
     pub kernel: Option<PathBuf>,
     pub kernel_pvm: Option<bool>,
-}
-
-/// The file HULL_CONFIG names, else /etc/hull/config.toml.
-pub fn path() -> PathBuf {
-    match std::env::var_os(PATH_ENV) {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(DEFAULT_PATH),
-    }
 }
 
 pub fn load() -> anyhow::Result<Config> {

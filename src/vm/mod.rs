@@ -2,6 +2,7 @@
 //! itself, and `hull vm-run`, which boots a microVM (the `vmm` crate) and runs one command in
 //! it through hull's agent mode ([`crate::agent`]).
 
+pub mod backend;
 pub mod cmdline;
 pub mod config;
 pub mod cpio;
