@@ -81,10 +81,12 @@ testvm *ARGS: build
 testvm-tests *ARGS:
     ./integration/testvm/run-tests.sh "$@"
 
-# Check the test machine: cgroup v2 controllers enabled, and a KVM VM runs (kvm-ioctls).
+# and that a stalled machine is caught, reported and rerun (stall-selftest.sh).
+# Check the test machine: cgroup v2 controllers enabled, and a KVM VM runs (kvm-ioctls),
 [positional-arguments]
 testvm-smoke *ARGS:
     ./integration/testvm/smoke.sh "$@"
+    ./integration/testvm/stall-selftest.sh
 
 # About 5-10 minutes on 2 cores the first time, then cached by its config in /var/cache/hull-kernel;
 # installs /usr/local/share/hull/vmlinuz (bzImage) and vmlinux (ELF, PVH). ARGS: see --help.

@@ -469,13 +469,13 @@ qemu_args=(
     -machine q35 -accel "${HULL_TESTVM_ACCEL:-tcg,thread=multi}" -cpu "${HULL_TESTVM_CPU:-$cpu_model}"
     -smp "$cpus" -m "$mem"
     -nodefaults -no-user-config -no-reboot -display none -vga none
-    -kernel "$kdir/boot/vmlinuz-$kver" -initrd "$initrd" -append "$kappend"
+    -kernel "$kdir/boot/vmlinuz-$kver" -initrd "$initrd"
 )
 
 if [ "$interactive" = 1 ]; then
     log "booting $kver (interactive; Ctrl-A X quits QEMU)"
     rc=0
-    "$qemu" "${qemu_args[@]}" -serial mon:stdio || rc=$?
+    "$qemu" "${qemu_args[@]}" -append "$kappend" -serial mon:stdio || rc=$?
     exit "$rc"
 fi
 
@@ -531,8 +531,8 @@ stall_watch() {
 # by the KASLR slide the guest wrote first on its heartbeat port) and, when it is carried in,
 # the hull guest kernel's.
 stall_report() {
-    local maps=() text slide sm="$kdir/boot/System.map-$kver" a host
-    text="$(sed -n 's/^kaslr _text=\([0-9a-f]*\)$/\1/p' "$heartbeat" 2>/dev/null | head -n1)"
+    local maps=() text slide sm="$kdir/kallsyms.map" a host
+    text="$(tr -d '\r' <"$heartbeat" 2>/dev/null | sed -n 's/^kaslr _text=\([0-9a-f]*\)$/\1/p' | head -n1)"
     if [ -f "$sm" ] && [ -n "$text" ]; then
         slide="$(awk -v t="$text" '$3 == "_text" { print t, $1; exit }' "$sm" \
             | python3 -c 'import sys; a, b = sys.stdin.read().split(); print("%x" % (int(a, 16) - int(b, 16)))' \
@@ -546,7 +546,7 @@ stall_report() {
             if [ -f "$host" ]; then maps+=(--map "hull-guest-kernel=$host"); fi ;;
         esac
     done
-    echo "guest uptime at its last heartbeat: $(tail -n1 "$heartbeat" 2>/dev/null || echo none) s"
+    echo "guest uptime at its last heartbeat: $(tail -n1 "$heartbeat" 2>/dev/null | tr -d '\r' || echo none) s"
     timeout 30 python3 "$here/stall-report.py" "$work/monitor.sock" "${maps[@]}"
 }
 
@@ -559,7 +559,13 @@ boot_once() { # ATTEMPT
     rm -f "$work/monitor.sock"
     local fifo="$state/console"
     mkfifo "$fifo"
-    "$qemu" "${qemu_args[@]}" -serial stdio -serial "file:$heartbeat" \
+    # The kernel's symbols for stall reports, sent once per kernel by the guest (guest/init).
+    local ksyms=() kappend_try="$kappend testvm.try=$1"
+    if [ ! -s "$kdir/kallsyms.map" ]; then
+        ksyms=(-serial "file:$state/kallsyms.b64")
+        kappend_try+=" testvm.kallsyms=1"
+    fi
+    "$qemu" "${qemu_args[@]}" -append "$kappend_try" -serial stdio -serial "file:$heartbeat" "${ksyms[@]}" \
         -monitor "unix:$work/monitor.sock,server=on,wait=off" </dev/null >"$fifo" 2>&1 &
     qemu_pid=$!
     watchdog_pids=()
@@ -603,6 +609,12 @@ boot_once() { # ATTEMPT
     for p in "${watchdog_pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${watchdog_pids[@]}"; do wait "$p" 2>/dev/null || true; done
     watchdog_pids=()
+
+    if [ -f "$state/kallsyms.b64" ] && grep -q '^KALLSYMS-END' "$state/kallsyms.b64"; then
+        sed '/^KALLSYMS-END/,$d' "$state/kallsyms.b64" | tr -d '\r' | base64 -d | gzip -dc \
+            >"$kdir/kallsyms.map.$$" 2>/dev/null && mv "$kdir/kallsyms.map.$$" "$kdir/kallsyms.map"
+        rm -f "$kdir/kallsyms.map.$$"
+    fi
 
     killed="$(cat "$state/killed" 2>/dev/null || true)"
     if [ "$killed" = boot ] || [ "$killed" = stall ]; then
