@@ -395,3 +395,47 @@ fn features_capabilities_really_apply() {
     assert_eq!(get("CapEff:"), "0000000000000020", "{text}");
     assert_eq!(get("CapPrm:"), "0000000000000020", "{text}");
 }
+
+/// Runs `hull --root <root> ARGS` with stdout a pipe whose reader is already gone.
+fn with_closed_stdout(env: &Env, args: &[&str]) -> Output {
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) writes two fds into the array it is given.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both fds were just made by pipe2 and belong to nothing else.
+    let (r, w) = unsafe {
+        use std::os::fd::FromRawFd;
+        (std::os::fd::OwnedFd::from_raw_fd(fds[0]), std::os::fd::OwnedFd::from_raw_fd(fds[1]))
+    };
+    drop(r);
+    let mut c = env.cmd(args);
+    c.stdout(Stdio::from(w)).stderr(Stdio::piped()).stdin(Stdio::null());
+    let child = c.spawn().expect("run hull");
+    child.wait_with_output().expect("wait for hull")
+}
+
+/// `hull state c1 | grep -q created`, `hull list | head -1`: a reader that stops early is
+/// normal; hull must neither panic (exit 134, "panicked" on stderr) nor report an error.
+#[test]
+fn output_commands_survive_a_reader_that_went_away() {
+    let (env, _r) = env_of(&["sleep", "30"]);
+    ok(&env.create("pipe1"), "create");
+    for args in [
+        &["state", "pipe1"][..],
+        &["list"],
+        &["list", "--format", "json"],
+        &["list", "-q"],
+        &["ps", "pipe1"],
+        &["ps", "--format", "json", "pipe1"],
+        &["features"],
+        &["--version"],
+    ] {
+        let o = with_closed_stdout(&env, args);
+        assert!(
+            o.status.success() && !stderr(&o).contains("panicked"),
+            "hull {args:?} with a closed stdout: {:?}, stderr={:?}",
+            o.status,
+            stderr(&o)
+        );
+    }
+    ok(&env.hull(&["delete", "--force", "pipe1"]), "delete");
+}

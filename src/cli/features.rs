@@ -4,6 +4,6 @@ use crate::cli::GlobalOpts;
 pub struct Args {}
 
 pub fn run(_g: &GlobalOpts, _a: Args) -> anyhow::Result<u8> {
-    println!("{}", serde_json::to_string_pretty(&crate::spec::features())?);
+    super::output::println(&serde_json::to_string_pretty(&crate::spec::features())?)?;
     Ok(0)
 }

@@ -13,17 +13,23 @@ pub struct Args {
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
     let all = container::list(&g.runtime())?;
+    // One write: a reader that stops early ends the listing, quietly.
+    let mut text = String::new();
     if a.quiet {
         for c in &all {
-            println!("{}", c.id);
+            text += &format!("{}\n", c.id);
         }
     } else if a.format == "json" {
-        println!("{}", serde_json::to_string(&all)?);
+        text = format!("{}\n", serde_json::to_string(&all)?);
     } else {
-        println!("{:<24}{:<10}{:<10}{:<40}{:<32}OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+        text = format!("{:<24}{:<10}{:<10}{:<40}{:<32}OWNER\n", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
         for c in &all {
-            println!("{:<24}{:<10}{:<10}{:<40}{:<32}{}", c.id, c.pid, c.status, c.bundle, c.created, c.owner);
+            text += &format!(
+                "{:<24}{:<10}{:<10}{:<40}{:<32}{}\n",
+                c.id, c.pid, c.status, c.bundle, c.created, c.owner
+            );
         }
     }
+    super::output::print(&text)?;
     Ok(0)
 }

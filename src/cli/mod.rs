@@ -8,6 +8,7 @@ mod exec;
 mod features;
 mod kill;
 mod list;
+mod output;
 mod pause;
 mod ps;
 mod resume;
@@ -162,14 +163,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
 }
 
 fn print_version() {
-    use std::io::Write;
-    // A reader that stops early (`hull --version | head -n1`) is not an error: println! would
-    // panic on the broken pipe.
-    let _ = write!(
-        std::io::stdout().lock(),
+    // Nothing to report if even this fails.
+    let _ = output::print(&format!(
         "hull version {VERSION}\ncommit: {COMMIT}\nspec: {}\n",
         crate::spec::OCI_VERSION
-    );
+    ));
 }
 
 /// Flags shared by `create` and `run`.

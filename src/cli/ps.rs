@@ -28,9 +28,9 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
                 anyhow::bail!("ps {}: ps arguments only go with --format table", a.id);
             }
             let pids = container::ps_pids(&g.runtime(), &a.id)?;
-            println!("{}", serde_json::to_string(&pids)?);
+            super::output::println(&serde_json::to_string(&pids)?)?;
         }
-        Format::Table => print!("{}", container::ps_table(&g.runtime(), &a.id, &a.ps_args)?),
+        Format::Table => super::output::print(&container::ps_table(&g.runtime(), &a.id, &a.ps_args)?)?,
     }
     Ok(0)
 }

@@ -1,4 +1,4 @@
-use crate::cli::{GlobalOpts, IdArg};
+use crate::cli::{output, GlobalOpts, IdArg};
 use crate::container;
 
 #[derive(clap::Args, Debug)]
@@ -9,6 +9,6 @@ pub struct Args {
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
     let state = container::state(&g.runtime(), &a.id.id)?;
-    println!("{}", serde_json::to_string_pretty(&state)?);
+    output::println(&serde_json::to_string_pretty(&state)?)?;
     Ok(0)
 }
