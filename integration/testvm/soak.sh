@@ -43,7 +43,7 @@ load_pids=()
 cleanup() { local p; for p in "${load_pids[@]}"; do kill "$p" 2>/dev/null; done; rm -f "$log"; }
 trap cleanup EXIT
 for _ in $(seq 1 "$load"); do
-    (while :; do sha256sum /dev/zero >/dev/null 2>&1 & wait; done) & load_pids+=($!)
+    sha256sum /dev/zero >/dev/null 2>&1 & load_pids+=($!)
 done
 
 settings="accel=${HULL_TESTVM_ACCEL:-tcg,thread=multi} cpus=${HULL_TESTVM_CPUS:-2} append='${HULL_TESTVM_APPEND:-}' load=$load"
