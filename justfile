@@ -154,7 +154,7 @@ conformance: build
     ./integration/podman/run.sh --hull "{{ hull }}" || rc=1
     exit "$rc"
 
-# Everything CI runs (README's test command): the cargo tests on this host (cgroup v1 hybrid),
+# Everything CI runs (README's test command): clippy and rustfmt, the cargo tests on this host (cgroup v1 hybrid),
 # the real clients (containerd, podman), and in the nested test machine its smoke test, the
 # cargo integration tests again under pure cgroup v2, hull under a real systemd as PID 1, and
 # hull vm-run end to end in hull's own VMM; runs them all, fails if any fails, and ends with a
@@ -167,7 +167,7 @@ ci:
     rc=0
     table=()
     t_all=$(date +%s)
-    for step in test conformance testvm-smoke testvm-tests systemd-test vm-e2e; do
+    for step in lint test conformance testvm-smoke testvm-tests systemd-test vm-e2e; do
         echo "=== just $step ==="
         t0=$(date +%s)
         s=0

@@ -180,7 +180,7 @@ fn tty_through_a_console_socket() {
         let mut cmsg = [0u8; 64];
         let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
         use std::os::fd::{AsRawFd, FromRawFd};
-        // SAFETY (test): msghdr points at live local buffers during recvmsg.
+        // SAFETY: (test) msghdr points at live local buffers during recvmsg.
         unsafe {
             let mut msg: libc::msghdr = std::mem::zeroed();
             msg.msg_iov = &mut iov;

@@ -214,7 +214,7 @@ fn only_preserved_fds_reach_the_program() {
     // The file becomes fd 3 of hull, and so of the program.
     use std::os::fd::AsRawFd;
     let raw = f.as_raw_fd();
-    // SAFETY (test): dup2 in the child between fork and exec only touches its fd table.
+    // SAFETY: (test) dup2 in the child between fork and exec only touches its fd table.
     unsafe {
         use std::os::unix::process::CommandExt;
         c.pre_exec(move || {
@@ -314,7 +314,7 @@ fn recv_fd(sock: std::os::fd::BorrowedFd) -> (std::os::fd::OwnedFd, Vec<u8>) {
     let mut buf = [0u8; 256];
     let mut cmsg = [0u8; 64];
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    // SAFETY (test): msghdr points at live local buffers for the duration of recvmsg.
+    // SAFETY: (test) msghdr points at live local buffers for the duration of recvmsg.
     unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = &mut iov;

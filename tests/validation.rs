@@ -355,6 +355,7 @@ fn spec_rootless_adds_a_user_namespace() {
         v["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
     assert!(types.contains(&"user"), "{types:?}");
     assert!(!types.contains(&"network"), "{types:?}");
+    // SAFETY: geteuid(2) takes nothing and cannot fail.
     let uid = unsafe { libc::geteuid() };
     assert_eq!(v["linux"]["uidMappings"][0]["hostID"], uid);
     assert_eq!(v["linux"]["uidMappings"][0]["size"], 1);
