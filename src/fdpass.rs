@@ -36,3 +36,24 @@ pub fn recv_fd(sock: BorrowedFd) -> std::io::Result<(OwnedFd, Vec<u8>)> {
     // SAFETY: the kernel just installed this fd in our table for us; nothing else owns it.
     Ok((unsafe { OwnedFd::from_raw_fd(fd) }, buf))
 }
+
+/// Keeps hull's own fds out of the range that `--preserve-fds N` hands to the container
+/// (3 .. 3+N): every free fd number there is taken by /dev/null, close-on-exec so that the
+/// program never sees it, until the returned fds are dropped. Without this, a caller with
+/// no fd 3 open got hull's container lock at fd 3, the init kept it until `start`, and `start`
+/// waited for that lock for ever.
+pub fn reserve_preserved(n: u32) -> std::io::Result<Vec<OwnedFd>> {
+    let end = 3 + i64::from(n);
+    let mut held = Vec::new();
+    if n == 0 {
+        return Ok(held);
+    }
+    loop {
+        // open(2) returns the lowest free number: the gaps fill in order.
+        let f = std::fs::File::open("/dev/null")?;
+        if i64::from(f.as_raw_fd()) >= end {
+            return Ok(held);
+        }
+        held.push(OwnedFd::from(f));
+    }
+}

@@ -751,3 +751,16 @@ fn list_without_root_dir() {
     assert_eq!(stdout(&o), "");
     assert!(!env.root.exists(), "list must not create the root");
 }
+
+/// `create --preserve-fds 1` from a caller with no fd 3 open (Command gives hull only 0-2):
+/// hull's own lock must not land on fd 3, where the init would keep it and `start`, then
+/// `delete`, would wait for it for ever. Every command here runs under a deadline.
+#[test]
+fn preserve_fds_beyond_what_the_caller_has_does_not_hang() {
+    let (env, _r) = env_of(&["sh", "-c", "ls /proc/self/fd; sleep 30"]);
+    ok(&create_with(&env, "pfds", &["--preserve-fds", "1"]), "create --preserve-fds 1");
+    ok(&h(&env, &["start", "pfds"]), "start");
+    env.wait_status("pfds", "running");
+    ok(&h(&env, &["delete", "--force", "pfds"]), "delete --force");
+    assert!(env.root_is_empty(), "state left behind");
+}

@@ -54,6 +54,8 @@ fn create_inner(rt: &RuntimeContext, id: &str, req: &CreateRequest, interactive:
     let mut bundle = crate::spec::load(&req.bundle)?;
     let mut preserve_fds = req.preserve_fds;
     systemd::pass_through(&mut bundle.spec, &mut preserve_fds);
+    // Held until create returns: no fd of hull's own (the lock above all) lands in the range.
+    let _reserved = crate::fdpass::reserve_preserved(preserve_fds).doing(|| "reserve the preserved fds")?;
     let backend = choose::choose(rt, bundle.spec.annotations().as_ref())?;
     let plan = backend.prepare(&PrepareRequest { id, bundle: &bundle, systemd_cgroup: rt.systemd_cgroup })?;
     let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
