@@ -34,8 +34,8 @@ impl Waiter {
     /// Becomes a child subreaper (the process is a grandchild and gets re-parented to us)
     /// and blocks the forwarded signals; the new process unblocks them before exec.
     pub fn prepare() -> Result<Waiter> {
-        // SAFETY: prctl with integer arguments only.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        // Without it the process would be re-parented to init and never reaped here.
+        nix::sys::prctl::set_child_subreaper(true).doing(|| "become a child subreaper")?;
         let mut set = SigSet::empty();
         set.add(Signal::SIGCHLD);
         for s in FORWARDED {

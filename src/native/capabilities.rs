@@ -5,7 +5,7 @@ use caps::{CapSet, Capability, CapsHashSet};
 use oci_spec::runtime::{Capabilities, LinuxCapabilities};
 use std::str::FromStr;
 
-use super::error::{msg, Result};
+use super::error::{msg, Context, Result};
 
 /// The five sets, resolved to the caps crate's type once, before the rootfs goes away.
 #[derive(Debug, Clone, Default)]
@@ -85,8 +85,7 @@ impl CapPlan {
                 crate::logging::debug(&format!("ambient {cap} not raised: {e}"));
             }
         }
-        // SAFETY: prctl with integer arguments only.
-        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+        nix::sys::prctl::set_keepcaps(false).ctx(|| "clear keepcaps".to_string())?;
         Ok(())
     }
 }

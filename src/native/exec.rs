@@ -130,8 +130,8 @@ fn middle(
     }
     if !in_userns {
         // Visible to the container from here on: no /proc/<pid>/exe to the host binary.
-        // SAFETY: prctl with integer arguments only.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        // The protection rests on this call: if it fails, so does exec.
+        nix::sys::prctl::set_dumpable(false).ctx(|| "make the new process non-dumpable".to_string())?;
     }
     for (flag, fd) in nss {
         setns(fd, *flag).ctx(|| format!("join the container's {flag:?} namespace"))?;

@@ -96,8 +96,7 @@ fn stage1_inner(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<()> 
             .ctx(|| "become root in the user namespace (setuid 0)".to_string())?;
         // Changing credentials made us non-dumpable, which hands /proc/self to the host's
         // root; we still write there (timens_offsets) before the real lock-down below.
-        // SAFETY: prctl with integer arguments only.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+        nix::sys::prctl::set_dumpable(true).ctx(|| "make the init dumpable again".to_string())?;
     }
     namespaces::create(plan.create)?;
     if plan.create.contains(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)) {
@@ -111,8 +110,8 @@ fn stage1_inner(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<()> 
     // container's root is an unprivileged host user who cannot write the host binary anyway,
     // and a non-dumpable init could not reach its own /proc/self/fd (owned by host root).
     if !plan.in_userns() {
-        // SAFETY: prctl with integer arguments only.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        // The protection rests on this call: if it fails, so does create.
+        nix::sys::prctl::set_dumpable(false).ctx(|| "make the init non-dumpable".to_string())?;
     }
     // SAFETY: hull is single-threaded (no threads are ever started before create), so the
     // child may run arbitrary code after fork.
