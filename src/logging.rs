@@ -33,7 +33,38 @@ pub fn init(opts: &GlobalOpts) {
         s.json = matches!(opts.log_format, LogFormat::Json);
         s.debug = opts.debug;
     }
+    // Fails only when a logger is already set, which is then the one to keep.
+    let _ = log::set_logger(&FACADE);
+    log::set_max_level(if opts.debug { log::LevelFilter::Debug } else { log::LevelFilter::Warn });
 }
+
+/// Routes the `log` facade (the vmm crate, fuse-backend-rs) to hull's own log: warnings and
+/// errors always, the rest with --debug.
+struct Facade;
+
+impl log::Log for Facade {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::Level::Warn || SINK.lock().map(|s| s.debug).unwrap_or(false)
+    }
+
+    fn log(&self, r: &log::Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        // The crate is enough to say where it came from ("vmm: virtio-fs ...").
+        let from = r.target().split("::").next().unwrap_or("");
+        let msg = format!("{from}: {}", r.args());
+        match r.level() {
+            log::Level::Error => error(&msg),
+            log::Level::Warn => warn(&msg),
+            _ => debug(&msg),
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static FACADE: Facade = Facade;
 
 /// The log file's fd, which forked setup processes keep (they log with --debug too).
 pub fn log_fd() -> Option<i32> {

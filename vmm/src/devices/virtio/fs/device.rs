@@ -84,7 +84,7 @@ impl Fs {
             let head = chain.head_index();
             let len = request::serve(&self.server, mem, chain);
             if let Err(e) = queue.add_used(mem, head, len) {
-                eprintln!("hull vmm: virtio-fs {}: queue {index}: returning a request: {e}", self.tag);
+                log::warn!("virtio-fs {}: queue {index}: returning a request: {e}", self.tag);
                 break;
             }
             served += 1;
@@ -99,12 +99,12 @@ impl Fs {
         // Without VIRTIO_RING_F_EVENT_IDX this is always true; kept for when it is offered.
         if queue.needs_notification(mem).unwrap_or(true) {
             if let Err(e) = active.interrupt.signal_used_queue() {
-                eprintln!("hull vmm: virtio-fs {}: raising the interrupt: {e}", self.tag);
+                log::warn!("virtio-fs {}: raising the interrupt: {e}", self.tag);
             }
         }
         if more {
             if let Err(e) = self.queue_events[index].write(1) {
-                eprintln!("hull vmm: virtio-fs {}: requeueing queue {index}: {e}", self.tag);
+                log::warn!("virtio-fs {}: requeueing queue {index}: {e}", self.tag);
             }
         }
     }
@@ -174,7 +174,7 @@ impl MutEventSubscriber for Fs {
     fn init(&mut self, ops: &mut EventOps) {
         for (index, event) in self.queue_events.iter().enumerate() {
             if let Err(e) = ops.add(Events::with_data(event, index as u32, EventSet::IN)) {
-                eprintln!("hull vmm: virtio-fs {}: watching queue {index}: {e:?}", self.tag);
+                log::warn!("virtio-fs {}: watching queue {index}: {e:?}", self.tag);
             }
         }
     }
