@@ -63,6 +63,18 @@ pub struct RunRequest {
     pub env: Vec<String>,
     /// Absolute, inside the shared root.
     pub cwd: String,
+    /// Who the command runs as (a VM container's process.user); None: root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<GuestUser>,
+}
+
+/// The ids a command runs with in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestUser {
+    pub uid: u32,
+    pub gid: u32,
+    #[serde(default)]
+    pub additional_gids: Vec<u32>,
 }
 
 /// How the command ended.
@@ -279,6 +291,7 @@ mod tests {
                 args: vec!["/bin/sh".into(), "-c".into(), "echo hi".into()],
                 env: vec!["PATH=/bin".into()],
                 cwd: "/".into(),
+                user: Some(GuestUser { uid: 1000, gid: 1000, additional_gids: vec![10] }),
             }),
             Frame::Stdin(b"input\n".to_vec()),
             Frame::StdinEof,

@@ -17,7 +17,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::protocol::RunRequest;
+use super::protocol::{GuestUser, RunRequest};
 
 /// The command's pid and our ends of its stdio pipes.
 pub struct Spawned {
@@ -49,6 +49,7 @@ pub fn spawn(req: &RunRequest, root: &Path) -> io::Result<Spawned> {
     let binds = guest_mount_binds(root)?;
     let root_c = cstring(root.as_os_str().as_bytes())?;
     let cwd_c = cstring(req.cwd.as_bytes())?;
+    let user = req.user.clone();
 
     let mut cmd = Command::new(program);
     cmd.args(&req.args[1..]).env_clear().stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -64,9 +65,15 @@ pub fn spawn(req: &RunRequest, root: &Path) -> io::Result<Spawned> {
         };
     }
     // SAFETY: the closure runs in the forked child before exec; it makes only system calls,
-    // on C strings built above, and allocates nothing.
+    // on C strings and ids built above, and allocates nothing.
     unsafe {
-        cmd.pre_exec(move || enter_root(&binds, &root_c, &cwd_c));
+        cmd.pre_exec(move || {
+            enter_root(&binds, &root_c, &cwd_c)?;
+            match &user {
+                Some(u) => become_user(u),
+                None => Ok(()),
+            }
+        });
     }
     // The program is looked up (execvp) after the chroot, with the command's own PATH.
     let mut child = cmd.spawn()?;
@@ -120,6 +127,21 @@ fn enter_root(binds: &[(CString, CString)], root: &CString, cwd: &CString) -> io
         }
         check(libc::chroot(root.as_ptr()))?;
         check(libc::chdir(cwd.as_ptr()))?;
+    }
+    Ok(())
+}
+
+/// In the child, after the chroot (which needs root): the command's groups, gid and uid.
+/// Changing the uid away from 0 drops every capability, as it does for a native container's
+/// process without ambient capabilities.
+fn become_user(user: &GuestUser) -> io::Result<()> {
+    let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
+    let groups: &[libc::gid_t] = &user.additional_gids;
+    // SAFETY: plain system calls; `groups` (built before the fork) outlives setgroups.
+    unsafe {
+        check(libc::setgroups(groups.len(), groups.as_ptr()))?;
+        check(libc::setgid(user.gid))?;
+        check(libc::setuid(user.uid))?;
     }
     Ok(())
 }

@@ -112,6 +112,8 @@ pub fn run(opts: Options) -> anyhow::Result<u8> {
         signals,
         quit: quit_rx,
         boot_timeout: opts.boot_timeout,
+        gate: None,
+        relay: super::session::Relay::FirstThenStop,
     };
     let talker = std::thread::Builder::new()
         .name("vm-run-session".into())
@@ -201,7 +203,7 @@ fn run_request(opts: &Options) -> anyhow::Result<RunRequest> {
     if !opts.cwd.starts_with('/') {
         bail!("--cwd {:?}: must be an absolute path (inside the share)", opts.cwd);
     }
-    Ok(RunRequest { args: opts.command.clone(), env: merge_env(&opts.env)?, cwd: opts.cwd.clone() })
+    Ok(RunRequest { args: opts.command.clone(), env: merge_env(&opts.env)?, cwd: opts.cwd.clone(), user: None })
 }
 
 /// BASE_ENV with `--env` entries added; a later entry replaces an earlier one of that name.
@@ -227,7 +229,7 @@ fn forwarded_signals() -> anyhow::Result<SignalFd> {
 }
 
 /// The guest's serial console goes to vm-run's stderr.
-fn serial_to_stderr() -> anyhow::Result<vmm::SerialOutput> {
+pub(super) fn serial_to_stderr() -> anyhow::Result<vmm::SerialOutput> {
     let fd = std::io::stderr()
         .as_fd()
         .try_clone_to_owned()
