@@ -175,7 +175,39 @@ else
     fail "run: user, cwd and env" "status $rc"
 fi
 
-# 5-9. create -> created (the VMM's pid) -> start -> running, output -> stopped -> delete
+# 5. bind mounts of host paths: a directory read-write, one read-only, a single file
+mkdir -p "$work/vol" "$work/rovol"
+echo from-host >"$work/vol/in"
+echo ro-content >"$work/rovol/f0"
+echo '10.1.2.3 bound-hosts-file' >"$work/hostsfile"
+# (a writable root: the guest makes the mount points that are missing)
+bundle binds '"/bin/sh", "-c", "cat /vol/in; echo from-guest > /vol/out; cat /rovol/f0; if echo x > /rovol/f1; then echo ro-writable; else echo ro-refused; fi; cat /etc/hosts"' \
+    's/"readonly": true/"readonly": false/'
+awk -v w="$work" '{ print } /"mounts": \[/ {
+    print "    {\"destination\": \"/vol\", \"type\": \"bind\", \"source\": \"" w "/vol\", \"options\": [\"rbind\", \"rw\"]},"
+    print "    {\"destination\": \"/rovol\", \"type\": \"bind\", \"source\": \"" w "/rovol\", \"options\": [\"rbind\", \"ro\"]},"
+    print "    {\"destination\": \"/etc/hosts\", \"type\": \"bind\", \"source\": \"" w "/hostsfile\", \"options\": [\"rbind\", \"ro\"]},"
+}' "$work/binds/config.json" >"$work/binds/config.new" && mv "$work/binds/config.new" "$work/binds/config.json"
+clock; rc=0
+timeout -k 10 200 "$hull" --root "$root" --backend vm run --bundle "$work/binds" b1 </dev/null >"$out" 2>"$err" || rc=$?
+lap
+if [ "$rc" = 0 ] && has '^from-host$' "$out" && [ "$(cat "$work/vol/out" 2>/dev/null)" = from-guest ]; then
+    pass "bind mount: a host directory, read-write"
+else
+    fail "bind mount: a host directory, read-write" "status $rc, vol/out: $(cat "$work/vol/out" 2>&1)"
+fi
+if has '^ro-content$' "$out" && has '^ro-refused$' "$out" && [ ! -e "$work/rovol/f1" ]; then
+    pass "bind mount: read-only holds"
+else
+    fail "bind mount: read-only holds" "status $rc"
+fi
+if has '^10.1.2.3 bound-hosts-file$' "$out" && ! grep -q bound-hosts-file "$rootfs/etc/hosts" 2>/dev/null; then
+    pass "bind mount: a single file (/etc/hosts)"
+else
+    fail "bind mount: a single file (/etc/hosts)" "status $rc"
+fi
+
+# 6-10. create -> created (the VMM's pid) -> start -> running, output -> stopped -> delete
 bundle life '"/bin/sh", "-c", "echo started; sleep 5; echo done"'
 id=life1
 clock; rc=0
@@ -216,7 +248,7 @@ lap
 left="$(leftovers "$id" "$pid")"
 if [ "$rc" = 0 ] && [ -z "$left" ]; then pass "delete: nothing left"; else fail "delete: nothing left" "status $rc; $left"; fi
 
-# 10. kill ID TERM reaches a workload that traps it; the VMM exits with its status (7)
+# 11. kill ID TERM reaches a workload that traps it; the VMM exits with its status (7)
 bundle trap '"/bin/sh", "-c", "trap '"'"'echo got-term; exit 7'"'"' TERM; echo ready; while :; do sleep 1; done"'
 id=term1
 clock; rc=0
@@ -232,7 +264,7 @@ else
     fail "kill TERM: the workload's trap runs, exit status 7" "status $rc"
 fi
 
-# 11. kill ID KILL: the VMM dies (run reports 128 + 9), nothing left after delete
+# 12. kill ID KILL: the VMM dies (run reports 128 + 9), nothing left after delete
 bundle sleeper '"/bin/sh", "-c", "echo ready; exec sleep 1000"'
 id=kill1
 clock; rc=0
@@ -252,14 +284,14 @@ else
     fail "kill KILL: the VMM dies (137), stopped, delete leaves nothing" "status $rc, state $st; $left"
 fi
 
-# 12. a workload killed by a signal: the VMM ends the same way (run: 128 + 9)
+# 13. a workload killed by a signal: the VMM ends the same way (run: 128 + 9)
 bundle selfkill '"/bin/sh", "-c", "kill -9 $$"'
 clock; rc=0
 timeout -k 10 200 "$hull" --root "$root" --backend vm run --bundle "$work/selfkill" sk1 </dev/null >"$out" 2>"$err" || rc=$?
 lap
 if [ "$rc" = 137 ]; then pass "workload killed by SIGKILL: 137"; else fail "workload killed by SIGKILL: 137" "status $rc"; fi
 
-# 13. delete --force of a running VM container
+# 14. delete --force of a running VM container
 id=force1
 clock; rc=0
 timeout -k 10 200 "$hull" --root "$root" --backend vm create --bundle "$work/sleeper" "$id" </dev/null >"$out" 2>"$err" || rc=$?
@@ -275,7 +307,7 @@ else
     fail "delete --force: no process, cgroup or state left" "status $rc, pid $pid; $left"
 fi
 
-# 14. a bad kernel path: create fails clearly, nothing left
+# 15. a bad kernel path: create fails clearly, nothing left
 id=badk1
 clock; rc=0
 HULL_KERNEL=/nonexistent/vmlinuz "$hull" --root "$root" --backend vm create --bundle "$work/sleeper" "$id" \
@@ -288,7 +320,7 @@ else
     fail "bad kernel path: clear error, nothing left" "status $rc; $left"
 fi
 
-# 15. the guest does not come up in time: create fails clearly, nothing left
+# 16. the guest does not come up in time: create fails clearly, nothing left
 printf '[vm]\nboot_timeout_s = 1\n' >"$work/short-boot.toml"
 id=boot1
 clock; rc=0
@@ -304,7 +336,7 @@ else
     fail "boot timeout: clear error, nothing left" "status $rc; $left; hull processes: $vmms"
 fi
 
-# 16, 17. the annotation and the hull-vm name choose the VM: uname -r is the guest kernel's
+# 17, 18. the annotation and the hull-vm name choose the VM: uname -r is the guest kernel's
 host_release="$(uname -r)"
 bundle uname '"/bin/uname", "-r"'
 annotate uname

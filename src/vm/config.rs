@@ -64,7 +64,8 @@ mod tests {
 
     #[test]
     fn reads_the_vm_section() {
-        let c = parse("[vm]\nkernel = \"/k/vmlinuz\"\nkernel_pvm = true\nmemory_mib = 512\ncpus = 2\n").unwrap();
+        let c =
+            parse("[vm]\nkernel = \"/k/vmlinuz\"\nkernel_pvm = true\nmemory_mib = 512\ncpus = 2\n").unwrap();
         assert_eq!((c.vm.memory_mib, c.vm.cpus, c.vm.boot_timeout_s), (Some(512), Some(2), None));
         assert_eq!(c.vm.kernel.as_deref(), Some(Path::new("/k/vmlinuz")));
         assert_eq!(c.vm.kernel_pvm, Some(true));

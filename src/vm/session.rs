@@ -74,6 +74,8 @@ pub struct Session {
     /// Readable (end of file) once the VM has stopped.
     pub quit: OwnedFd,
     pub boot_timeout: Duration,
+    /// What sets the boot timeout and shows the guest console, for the timeout's message.
+    pub boot_hint: &'static str,
     /// None: send the command as soon as the agent greets (vm-run).
     pub gate: Option<StartGate>,
     pub relay: Relay,
@@ -123,9 +125,9 @@ impl Session {
                 st.fail(
                     &self.vmm,
                     format!(
-                        "the guest agent did not connect within {} s (--boot-timeout); run with --serial to see \
-                         the guest console",
-                        self.boot_timeout.as_secs()
+                        "the guest agent did not connect within {} s ({})",
+                        self.boot_timeout.as_secs(),
+                        self.boot_hint
                     ),
                 );
                 self.wait_quit();
@@ -144,7 +146,9 @@ impl Session {
                 return None;
             }
             if sig_ready {
-                if let Some(signo) = next_signal(&self.signals).filter(|i| self.relays(i)).map(|i| i.ssi_signo as i32) {
+                if let Some(signo) =
+                    next_signal(&self.signals).filter(|i| self.relays(i)).map(|i| i.ssi_signo as i32)
+                {
                     st.report.interrupted = Some(signo);
                     st.report.stopped_vm = true;
                     self.vmm.stop();
@@ -257,7 +261,10 @@ impl Session {
                 st.released = None;
                 match got {
                     Some(Ok(1)) if conn.open => self.send_run(st, conn),
-                    _ => st.fail(&self.vmm, "the exec fifo could not be opened; the workload was not started".into()),
+                    _ => st.fail(
+                        &self.vmm,
+                        "the exec fifo could not be opened; the workload was not started".into(),
+                    ),
                 }
             }
 

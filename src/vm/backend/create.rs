@@ -8,9 +8,9 @@
 use std::path::PathBuf;
 
 use nix::sys::signal::{kill, Signal};
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
 use super::error::VmError;
 use super::init::{self, VmmInit};
@@ -31,7 +31,7 @@ const SUN_PATH_MAX: usize = 107;
 
 pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
     let InitSpec { bundle, dir, .. } = spec;
-    let Plan { cgroup, kernel, kernel_pvm, size, boot_timeout, request, share, read_only } = plan;
+    let Plan { cgroup, kernel, kernel_pvm, size, boot_timeout, request, share, read_only, binds } = plan;
     // The VMM listens for the agent on `<vsock>_<port>`, in the state directory: delete
     // removes it with the rest.
     let vsock_path = dir.path.join("vsock");
@@ -50,6 +50,8 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
         request,
         share,
         read_only,
+        binds,
+        binds_dir: dir.path.join("binds"),
         fifo_path: dir.fifo_path(),
         vsock_path,
         listen_path,
@@ -152,7 +154,9 @@ fn talk(
             }
             Some(Msg::Ready) => return Ok(()),
             Some(Msg::Error { msg }) => return Err(vmm_failed(msg)),
-            Some(other) => return Err(vmm_failed(format!("unexpected message from the VMM init: {other:?}"))),
+            Some(other) => {
+                return Err(vmm_failed(format!("unexpected message from the VMM init: {other:?}")))
+            }
             None => {
                 return Err(vmm_failed(format!("the VMM init (pid {pid}) exited before the guest came up")))
             }

@@ -18,10 +18,11 @@ use std::time::Duration;
 
 use nix::sched::CloneFlags;
 
+use super::binds::{self, Bind};
 use super::signals;
 use super::sizing::Size;
 use crate::agent::protocol::RunRequest;
-use crate::agent::AgentConfig;
+use crate::agent::{AgentConfig, BINDS_TAG};
 use crate::native::namespaces;
 use crate::native::sync::{Msg, SyncSocket};
 use crate::vm::session::{Relay, Report, Session, StartGate};
@@ -32,8 +33,12 @@ pub const SERIAL_ENV: &str = "HULL_VM_SERIAL";
 
 /// The namespaces the VMM joins when the spec names them by path. A pid, user, mount or time
 /// namespace by path is for the workload, which lives in the guest.
-const JOINED: [CloneFlags; 4] =
-    [CloneFlags::CLONE_NEWNET, CloneFlags::CLONE_NEWIPC, CloneFlags::CLONE_NEWUTS, CloneFlags::CLONE_NEWCGROUP];
+const JOINED: [CloneFlags; 4] = [
+    CloneFlags::CLONE_NEWNET,
+    CloneFlags::CLONE_NEWIPC,
+    CloneFlags::CLONE_NEWUTS,
+    CloneFlags::CLONE_NEWCGROUP,
+];
 
 /// What the init needs, worked out by the parent before the fork.
 pub struct VmmInit {
@@ -44,6 +49,9 @@ pub struct VmmInit {
     pub request: RunRequest,
     pub share: PathBuf,
     pub read_only: bool,
+    pub binds: Vec<Bind>,
+    /// Where the bind mounts are staged for their share (in the container's directory).
+    pub binds_dir: PathBuf,
     pub fifo_path: PathBuf,
     /// The VMM's vsock unix socket; the agent's connection comes in on `listen_path`.
     pub vsock_path: PathBuf,
@@ -100,13 +108,25 @@ fn run(sock: &Arc<SyncSocket>, init: VmmInit) -> Result<Outcome, String> {
 }
 
 /// Builds the VM, runs it to the end, and works out how the workload ended.
-fn boot(sock: &Arc<SyncSocket>, init: VmmInit, signals: nix::sys::signalfd::SignalFd) -> Result<Outcome, String> {
+fn boot(
+    sock: &Arc<SyncSocket>,
+    init: VmmInit,
+    signals: nix::sys::signalfd::SignalFd,
+) -> Result<Outcome, String> {
     let agent = AgentConfig {
         port: AGENT_PORT,
         share_tag: SHARE_TAG.to_string(),
         mount_point: SHARE_MOUNT_POINT.to_string(),
         debug: init.serial,
+        binds: binds::for_guest(&init.binds),
     };
+    let mut shares =
+        vec![vmm::FsShare { tag: SHARE_TAG.to_string(), path: init.share, read_only: init.read_only }];
+    if !init.binds.is_empty() {
+        // In the VMM's own mount namespace: the host never sees these mounts.
+        binds::stage(&init.binds, &init.binds_dir)?;
+        shares.push(vmm::FsShare { tag: BINDS_TAG.to_string(), path: init.binds_dir, read_only: false });
+    }
     let initramfs = initramfs::build(&agent).map_err(|e| format!("making the guest's initramfs: {e:#}"))?;
     let listener = UnixListener::bind(&init.listen_path)
         .map_err(|e| format!("listening on {}: {e}", init.listen_path.display()))?;
@@ -123,13 +143,14 @@ fn boot(sock: &Arc<SyncSocket>, init: VmmInit, signals: nix::sys::signalfd::Sign
         cmdline: cmdline::build(init.serial, None),
         serial,
         vsock: Some(vmm::VsockConfig { guest_cid: GUEST_CID, uds_path: init.vsock_path }),
-        shares: vec![vmm::FsShare { tag: SHARE_TAG.to_string(), path: init.share, read_only: init.read_only }],
+        shares,
         kernel_supports_pvm: init.kernel_pvm,
     };
     let vm = vmm::Vmm::build(vm_config).map_err(|e| format!("building the VM: {e}"))?;
     let (released_rx, released_tx) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let (quit_rx, quit_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let (quit_rx, quit_tx) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let ready_sock = Arc::clone(sock);
     let fifo_path = init.fifo_path;
     let session = Session {
@@ -139,6 +160,9 @@ fn boot(sock: &Arc<SyncSocket>, init: VmmInit, signals: nix::sys::signalfd::Sign
         signals,
         quit: quit_rx,
         boot_timeout: init.boot_timeout,
+        boot_hint:
+            "boot_timeout_s under [vm] in the config file; HULL_VM_SERIAL=1 shows the guest console on \
+                    the container's stderr",
         gate: Some(StartGate {
             on_ready: Box::new(move || {
                 // `create` returns now; the workload waits for `start`.
@@ -181,7 +205,10 @@ fn wait_for_start(fifo: PathBuf, released: OwnedFd) {
 /// How the VMM ends: the workload's exit code or signal, a signal that came before the
 /// workload started (as it would have killed a native init waiting on the fifo), or the
 /// failure that stopped the VM.
-fn outcome(report: Report, result: Result<(vmm::VmExit, vmm::Timeline), vmm::Error>) -> Result<Outcome, String> {
+fn outcome(
+    report: Report,
+    result: Result<(vmm::VmExit, vmm::Timeline), vmm::Error>,
+) -> Result<Outcome, String> {
     if let Some(exit) = report.exit {
         return Ok(match exit.signal {
             Some(signo) => Outcome::Signaled(signo),

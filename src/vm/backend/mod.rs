@@ -7,6 +7,7 @@
 //! What is not built yet says so plainly: exec, ps beyond the VMM, pause/resume, update,
 //! events, a terminal.
 
+mod binds;
 mod create;
 mod error;
 mod init;

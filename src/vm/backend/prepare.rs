@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::binds::{self, Bind};
 use super::error::VmError;
 use super::sizing::{self, Size};
 use crate::agent::protocol::{GuestUser, RunRequest};
@@ -30,6 +31,8 @@ pub struct Plan {
     /// What the guest sees as its root: the container's rootfs.
     pub(super) share: PathBuf,
     pub(super) read_only: bool,
+    /// The spec's bind mounts of host paths.
+    pub(super) binds: Vec<Bind>,
 }
 
 pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
@@ -50,6 +53,8 @@ pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
     let size = sizing::size(spec, &config.vm).map_err(|m| Error::backend(VmError::Unsupported(m)))?;
     let request = workload(spec)?;
     let read_only = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
+    let binds =
+        binds::from_spec(spec, &req.bundle.dir).map_err(|m| Error::backend(VmError::Unsupported(m)))?;
     let cgroup = crate::native::backend::prepare(req)?;
     Ok(Plan {
         cgroup,
@@ -60,6 +65,7 @@ pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
         request,
         share: req.bundle.rootfs.clone(),
         read_only,
+        binds,
     })
 }
 
