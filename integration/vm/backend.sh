@@ -207,6 +207,18 @@ else
     fail "bind mount: a single file (/etc/hosts)" "status $rc"
 fi
 
+# 5b. process.terminal: run hands the pty to its caller; the workload's stdio is a terminal
+bundle term '"/bin/sh", "-c", "tty; test -t 0 && test -t 2 && echo stdio-is-a-tty; exit 5"' \
+    's/"terminal": false/"terminal": true/'
+clock; rc=0
+timeout -k 10 200 "$hull" --root "$root" --backend vm run --bundle "$work/term" t1 </dev/null >"$out" 2>"$err" || rc=$?
+lap
+if [ "$rc" = 5 ] && grep -q '^/dev/pts/[0-9]' "$out" && has 'stdio-is-a-tty' "$out"; then
+    pass "process.terminal: a pty in the guest, exit code 5"
+else
+    fail "process.terminal: a pty in the guest, exit code 5" "status $rc"
+fi
+
 # 6-10. create -> created (the VMM's pid) -> start -> running, output -> stopped -> delete
 bundle life '"/bin/sh", "-c", "echo started; sleep 5; echo done"'
 id=life1
@@ -230,18 +242,20 @@ fi
 clock; rc=0
 h start "$id" 2>>"$err" || rc=$?
 lap
+# (took: how long start itself took)
 if [ "$rc" = 0 ] && wait_line "$out" started 60 && [ "$(status_of "$id")" = running ]; then
     pass "start: the workload runs, state running"
 else
     fail "start: the workload runs, state running" "status $rc, state $(status_of "$id")"
 fi
-clock
-if wait_status "$id" stopped 60 && has '^done$' "$out"; then
+clock; rc=0
+wait_status "$id" stopped 60 || rc=$?
+lap
+if [ "$rc" = 0 ] && has '^done$' "$out"; then
     pass "exit: state stopped"
 else
     fail "exit: state stopped" "state $(status_of "$id")"
 fi
-lap
 clock; rc=0
 h delete "$id" 2>>"$err" || rc=$?
 lap

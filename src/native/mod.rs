@@ -8,7 +8,7 @@
 pub mod backend;
 mod capabilities;
 mod cgroupfs;
-mod console;
+pub(crate) mod console;
 mod devices;
 mod error;
 mod exec;

@@ -116,6 +116,7 @@ pub fn run(opts: Options) -> anyhow::Result<u8> {
         boot_hint: "--boot-timeout; run with --serial to see the guest console",
         gate: None,
         relay: super::session::Relay::FirstThenStop,
+        terminal: false,
     };
     let talker = std::thread::Builder::new()
         .name("vm-run-session".into())
@@ -210,6 +211,7 @@ fn run_request(opts: &Options) -> anyhow::Result<RunRequest> {
         env: merge_env(&opts.env)?,
         cwd: opts.cwd.clone(),
         user: None,
+        terminal: false,
     })
 }
 

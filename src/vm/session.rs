@@ -20,7 +20,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::SignalFd;
 
-use crate::agent::protocol::{ExitReport, Frame, FrameDecoder, RunRequest, STDIO_CHUNK};
+use crate::agent::protocol::{ExitReport, Frame, FrameDecoder, RunRequest, WindowSize, STDIO_CHUNK};
 
 /// How long the guest gets to stop after it reported the exit status (the agent syncs the
 /// share first) or after it closed the connection, before vm-run stops the VM itself.
@@ -79,6 +79,9 @@ pub struct Session {
     /// None: send the command as soon as the agent greets (vm-run).
     pub gate: Option<StartGate>,
     pub relay: Relay,
+    /// stdin is a terminal (a VM container's host-side pty): its size goes to the guest at
+    /// the start and on each SIGWINCH.
+    pub terminal: bool,
 }
 
 /// The connection once the agent is there.
@@ -374,12 +377,28 @@ impl Session {
 
     fn send_run(&self, st: &mut State, conn: &mut Conn) {
         queue(conn, &Frame::Run(self.request.clone()));
+        if self.terminal {
+            queue_resize(conn);
+        }
         flush(conn);
         st.report.command_started = Some(Instant::now());
     }
 
     fn on_signal(&self, st: &mut State, conn: &mut Conn, signo: i32) {
         let running = st.report.command_started.is_some() && st.report.exit.is_none() && conn.open;
+        if self.terminal && signo == libc::SIGWINCH {
+            // The caller's terminal changed size: the guest's pty follows, and the guest
+            // kernel signals the command.
+            if running {
+                queue_resize(conn);
+                flush(conn);
+            }
+            return;
+        }
+        if self.relay == Relay::Every && !running && harmless(signo) {
+            // What would not end a native init waiting on the fifo does not end the VM.
+            return;
+        }
         if running && (st.forwarded == 0 || self.relay == Relay::Every) {
             st.forwarded += 1;
             queue(conn, &Frame::Signal(signo));
@@ -459,6 +478,20 @@ fn read_stdin(st: &mut State, conn: &mut Conn, stdin: BorrowedFd, buf: &mut [u8]
         Err(_) => {}
     }
     flush(conn);
+}
+
+/// Signals whose default action neither ends nor stops a process.
+fn harmless(signo: i32) -> bool {
+    [libc::SIGCHLD, libc::SIGCONT, libc::SIGURG, libc::SIGWINCH].contains(&signo)
+}
+
+/// Queues stdin's terminal size, when it has one.
+fn queue_resize(conn: &mut Conn) {
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes a winsize to the pointer, which outlives the call.
+    if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0 {
+        queue(conn, &Frame::Resize(WindowSize { rows: ws.ws_row, cols: ws.ws_col }));
+    }
 }
 
 fn queue(conn: &mut Conn, frame: &Frame) {

@@ -30,7 +30,13 @@ const KVM_MINOR: i64 = 232;
 const SUN_PATH_MAX: usize = 107;
 
 pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
-    let InitSpec { bundle, dir, .. } = spec;
+    let InitSpec { bundle, dir, console, .. } = spec;
+    let console_size = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.console_size())
+        .map(|b| (b.height() as u16, b.width() as u16));
     let Plan { cgroup, kernel, kernel_pvm, size, boot_timeout, request, share, read_only, binds } = plan;
     // The VMM listens for the agent on `<vsock>_<port>`, in the state directory: delete
     // removes it with the rest.
@@ -58,6 +64,8 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
         namespaces: namespaces::Plan::from_spec(&bundle.spec),
         hooks_wanted: crate::hooks::any_at_create(&bundle.spec),
         serial: std::env::var_os(init::SERIAL_ENV).is_some_and(|v| v == "1"),
+        console,
+        console_size,
     };
     let bundle = with_kvm_allowed(bundle);
     let spec = &bundle.spec;

@@ -59,6 +59,10 @@ pub struct VmmInit {
     pub namespaces: namespaces::Plan,
     pub hooks_wanted: bool,
     pub serial: bool,
+    /// The connected console socket, with process.terminal.
+    pub console: Option<OwnedFd>,
+    /// process.consoleSize: (rows, cols).
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// How the workload ended, as the VMM must end.
@@ -83,15 +87,27 @@ pub fn main(sock: SyncSocket, init: VmmInit) -> ! {
     }
 }
 
-fn run(sock: &Arc<SyncSocket>, init: VmmInit) -> Result<Outcome, String> {
+fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
     match sock.recv() {
         Ok(Some(Msg::CgroupReady { .. })) => {}
         Ok(Some(Msg::Error { msg })) => return Err(msg),
         _ => return Err("create gave up before the VMM was placed in the cgroup".into()),
     }
-    // The VMM holds guest memory: no core dumps, no ptrace by the container's users.
+    // The VMM holds guest memory: no core dumps, no ptrace by the container's users. It never
+    // execs, and no_new_privs says so to the kernel (the first piece of the jail, issue 13
+    // item 3; the rest is not built yet).
     // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    }
+    let terminal = match init.console.take() {
+        Some(socket) => {
+            take_terminal(socket, init.console_size)?;
+            true
+        }
+        None => false,
+    };
     close_inherited(&[sock.as_fd().as_raw_fd(), init.kernel.file.as_raw_fd()])?;
     enter_namespaces(&init.namespaces)?;
     if init.hooks_wanted {
@@ -104,7 +120,22 @@ fn run(sock: &Arc<SyncSocket>, init: VmmInit) -> Result<Outcome, String> {
     }
     // Before the first thread: every thread the VMM makes inherits the mask.
     let signals = signals::block_relayed().map_err(|e| format!("blocking signals: {e}"))?;
-    boot(sock, init, signals)
+    boot(sock, init, signals, terminal)
+}
+
+/// process.terminal: a pty on the host whose master goes out over the console socket, as a
+/// native init's does, and whose slave becomes the VMM's stdio (raw: the guest's pty does
+/// the line discipline) and controlling terminal, so a size change on the master reaches the
+/// VMM as SIGWINCH and goes on to the guest.
+fn take_terminal(socket: OwnedFd, size: Option<(u16, u16)>) -> Result<(), String> {
+    let slave = crate::native::console::setup_exec(socket.as_fd(), size, 0, 0).map_err(|e| e.to_string())?;
+    drop(socket);
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    crate::native::console::make_stdio(&slave).map_err(|e| e.to_string())?;
+    let mut termios = nix::sys::termios::tcgetattr(&slave).map_err(|e| format!("tcgetattr: {e}"))?;
+    nix::sys::termios::cfmakeraw(&mut termios);
+    nix::sys::termios::tcsetattr(&slave, nix::sys::termios::SetArg::TCSANOW, &termios)
+        .map_err(|e| format!("tcsetattr: {e}"))
 }
 
 /// Builds the VM, runs it to the end, and works out how the workload ended.
@@ -112,6 +143,7 @@ fn boot(
     sock: &Arc<SyncSocket>,
     init: VmmInit,
     signals: nix::sys::signalfd::SignalFd,
+    terminal: bool,
 ) -> Result<Outcome, String> {
     let agent = AgentConfig {
         port: AGENT_PORT,
@@ -172,6 +204,7 @@ fn boot(
             released: released_rx,
         }),
         relay: Relay::Every,
+        terminal,
     };
     let talker = std::thread::Builder::new()
         .name("vm-session".into())

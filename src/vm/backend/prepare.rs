@@ -73,9 +73,6 @@ pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
 fn workload(spec: &oci_spec::runtime::Spec) -> Result<RunRequest> {
     let unsupported = |m: &str| Error::backend(VmError::Unsupported(m.to_string()));
     let process = spec.process().as_ref().ok_or_else(|| unsupported("the spec has no process"))?;
-    if process.terminal().unwrap_or(false) {
-        return Err(unsupported("process.terminal is not implemented yet for VM containers"));
-    }
     let args = process.args().clone().unwrap_or_default();
     if args.is_empty() {
         return Err(unsupported("process.args is empty"));
@@ -91,5 +88,6 @@ fn workload(spec: &oci_spec::runtime::Spec) -> Result<RunRequest> {
         env: process.env().clone().unwrap_or_default(),
         cwd: process.cwd().display().to_string(),
         user: Some(guest_user),
+        terminal: process.terminal().unwrap_or(false),
     })
 }
