@@ -263,12 +263,15 @@ left="$(leftovers "$id" "$pid")"
 if [ "$rc" = 0 ] && [ -z "$left" ]; then pass "delete: nothing left"; else fail "delete: nothing left" "status $rc; $left"; fi
 
 # 11. kill ID TERM reaches a workload that traps it; the VMM exits with its status (7)
-bundle trap '"/bin/sh", "-c", "trap '"'"'echo got-term; exit 7'"'"' TERM; echo ready; while :; do sleep 1; done"'
+#     (and kill --all USR1 first, to a trap that survives it)
+bundle trap '"/bin/sh", "-c", "trap '"'"'echo got-usr1'"'"' USR1; trap '"'"'echo got-term; exit 7'"'"' TERM; echo ready; while :; do sleep 1; done"'
 id=term1
 clock; rc=0
 "$hull" --root "$root" --backend vm run --bundle "$work/trap" "$id" </dev/null >"$out" 2>"$err" &
 runner=$!
 wait_line "$out" ready 200
+h kill --all "$id" USR1 2>>"$err"
+if wait_line "$out" got-usr1 60; then pass "kill --all USR1 reaches the workload"; else fail "kill --all USR1 reaches the workload" "no got-usr1"; fi
 h kill "$id" TERM 2>>"$err"
 wait "$runner" || rc=$?
 lap

@@ -536,3 +536,18 @@ fn poll_fds(fds: &mut [PollFd], timeout: Option<Duration>) -> nix::Result<i32> {
     };
     poll(fds, t)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_signals_that_end_nothing_are_harmless_before_start() {
+        for s in [libc::SIGCHLD, libc::SIGCONT, libc::SIGURG, libc::SIGWINCH] {
+            assert!(harmless(s), "{s}");
+        }
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1, libc::SIGQUIT] {
+            assert!(!harmless(s), "{s}");
+        }
+    }
+}

@@ -66,6 +66,7 @@ pub struct VmmInit {
 }
 
 /// How the workload ended, as the VMM must end.
+#[derive(Debug, PartialEq, Eq)]
 enum Outcome {
     Exit(i32),
     Signaled(i32),
@@ -213,7 +214,7 @@ fn boot(
     let result = vm.run();
     drop(quit_tx);
     let report = talker.join().map_err(|_| "the session thread panicked".to_string())?;
-    outcome(report, result)
+    outcome(report, result.map(|(exit, _timeline)| exit))
 }
 
 /// A thread that blocks opening the exec fifo for writing, as a native init does, until
@@ -238,10 +239,7 @@ fn wait_for_start(fifo: PathBuf, released: OwnedFd) {
 /// How the VMM ends: the workload's exit code or signal, a signal that came before the
 /// workload started (as it would have killed a native init waiting on the fifo), or the
 /// failure that stopped the VM.
-fn outcome(
-    report: Report,
-    result: Result<(vmm::VmExit, vmm::Timeline), vmm::Error>,
-) -> Result<Outcome, String> {
+fn outcome(report: Report, result: Result<vmm::VmExit, vmm::Error>) -> Result<Outcome, String> {
     if let Some(exit) = report.exit {
         return Ok(match exit.signal {
             Some(signo) => Outcome::Signaled(signo),
@@ -259,7 +257,7 @@ fn outcome(
     }
     match result {
         Err(e) => Err(format!("running the VM: {e}")),
-        Ok((vmm::VmExit::VcpuError(e), _)) => Err(format!("the VM failed: {e}")),
+        Ok(vmm::VmExit::VcpuError(e)) => Err(format!("the VM failed: {e}")),
         Ok(_) => Err(format!(
             "the guest stopped before the workload reported an exit status (kernel panic? {SERIAL_ENV}=1 shows the \
              guest console on the container's stderr)"
@@ -303,4 +301,34 @@ fn enter_namespaces(spec_plan: &namespaces::Plan) -> Result<(), String> {
         None::<&str>,
     )
     .map_err(|e| format!("make the VMM's mounts private: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::protocol::ExitReport;
+
+    fn exited(code: i32, signal: Option<i32>) -> Report {
+        Report { exit: Some(ExitReport { code, signal, shutdown: None }), ..Default::default() }
+    }
+
+    #[test]
+    fn the_workloads_code_or_signal_is_the_vmms() {
+        assert_eq!(outcome(exited(3, None), Ok(vmm::VmExit::Reset)), Ok(Outcome::Exit(3)));
+        assert_eq!(outcome(exited(137, Some(9)), Ok(vmm::VmExit::Reset)), Ok(Outcome::Signaled(9)));
+        let before_start = Report { interrupted: Some(libc::SIGTERM), ..Default::default() };
+        assert_eq!(outcome(before_start, Ok(vmm::VmExit::Stopped)), Ok(Outcome::Signaled(libc::SIGTERM)));
+    }
+
+    #[test]
+    fn failures_say_what_happened() {
+        let timeout =
+            Report { failure: Some("the guest agent did not connect".into()), ..Default::default() };
+        assert_eq!(outcome(timeout, Ok(vmm::VmExit::Stopped)), Err("the guest agent did not connect".into()));
+        let err = outcome(Report::default(), Ok(vmm::VmExit::Reset)).unwrap_err();
+        assert!(
+            err.contains("before the workload reported an exit status") && err.contains(SERIAL_ENV),
+            "{err}"
+        );
+    }
 }
