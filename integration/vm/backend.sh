@@ -324,6 +324,36 @@ else
     fail "delete --force: no process, cgroup or state left" "status $rc, pid $pid; $left"
 fi
 
+# 14b. a signal before start ends the VMM (as it would a native init on the fifo); a created
+#      container is deleted without --force; nothing is left either way
+id=early1
+clock; rc=0
+timeout -k 10 200 "$hull" --root "$root" --backend vm create --bundle "$work/sleeper" "$id" </dev/null >"$out" 2>"$err" || rc=$?
+pid="$(pid_of "$id")"
+h kill "$id" TERM 2>>"$err" || rc=$?
+wait_status "$id" stopped 60 || rc=$?
+st="$(status_of "$id")"
+h delete "$id" 2>>"$err" || rc=$?
+lap
+left="$(leftovers "$id" "$pid")"
+if [ "$rc" = 0 ] && [ "$st" = stopped ] && ! has ready "$out" && [ -z "$left" ]; then
+    pass "kill TERM before start: stopped, the workload never ran, nothing left"
+else
+    fail "kill TERM before start: stopped, the workload never ran, nothing left" "status $rc, state $st; $left"
+fi
+id=early2
+clock; rc=0
+timeout -k 10 200 "$hull" --root "$root" --backend vm create --bundle "$work/sleeper" "$id" </dev/null >"$out" 2>"$err" || rc=$?
+pid="$(pid_of "$id")"
+h delete "$id" 2>>"$err" || rc=$?
+lap
+left="$(leftovers "$id" "$pid")"
+if [ "$rc" = 0 ] && [ -n "$pid" ] && [ -z "$left" ]; then
+    pass "delete of a created container: nothing left"
+else
+    fail "delete of a created container: nothing left" "status $rc, pid $pid; $left"
+fi
+
 # 15. a bad kernel path: create fails clearly, nothing left
 id=badk1
 clock; rc=0
