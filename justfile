@@ -101,6 +101,12 @@ kernel *ARGS:
 vm-e2e: build kernel
     ./integration/vm/e2e.sh --testvm --hull "{{ hull }}"
 
+# The container commands on VM containers (create, start, state, kill, delete, run with the vm
+# backend: exit codes, stdio, signals, nothing left behind; integration/vm/backend.sh), inside
+# the test machine, which has a real /dev/kvm.
+vm-backend: build kernel
+    ./integration/vm/backend.sh --testvm --hull "{{ hull }}"
+
 # Transient scopes over D-Bus, limits, update, delete, failure cleanup, in the test machine
 # (cgroup v2; integration/systemd/README.md).
 # Drive hull --systemd-cgroup from a real systemd 252 running as PID 1.
@@ -167,7 +173,7 @@ ci:
     rc=0
     table=()
     t_all=$(date +%s)
-    for step in lint test conformance testvm-smoke testvm-tests systemd-test vm-e2e; do
+    for step in lint test conformance testvm-smoke testvm-tests systemd-test vm-e2e vm-backend; do
         echo "=== just $step ==="
         t0=$(date +%s)
         s=0

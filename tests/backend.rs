@@ -2,8 +2,13 @@
 //! `hull.backend` annotation, which beats the program's name (`hull-vm`), which beats
 //! `backend` under `[runtime]` in the config file, which beats the default (native). A native
 //! choice is seen in `hull state`'s annotations; a vm choice is seen in the vm backend's
-//! plain refusal (it cannot create yet) and in nothing left behind. Later commands take the
-//! backend from the state, never from their own flags or name.
+//! refusal of a guest kernel that is not there (the config file names a missing one, so the
+//! answer does not depend on the host's KVM) and in nothing left behind. Later commands take
+//! the backend from the state, never from their own flags or name.
+//!
+//! On this host itself the vm backend cannot boot a guest (PVM, or no /dev/kvm): the tests
+//! here check that it says which, and leaves nothing. Booting VM containers is tested in the
+//! test machine (integration/vm/backend.sh, `just vm-backend`).
 
 mod common;
 use common::*;
@@ -13,7 +18,10 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 
-const VM_REFUSAL: &str = "vm backend: create is not implemented yet";
+/// The guest kernel every config file here names: missing, so the vm backend refuses first
+/// thing, whatever the host's KVM.
+const MISSING_KERNEL: &str = "/nonexistent/hull-test/vmlinuz";
+const VM_REFUSAL: &str = "vm backend: no guest kernel at /nonexistent/hull-test/vmlinuz";
 
 /// A sandbox with its own config file (so the host's /etc/hull/config.toml never decides)
 /// and a `hull-vm` link to the binary.
@@ -30,12 +38,20 @@ impl Setup {
         let hull_vm = env.dir.join("bin/hull-vm");
         std::fs::create_dir_all(hull_vm.parent().unwrap()).unwrap();
         std::os::unix::fs::symlink(HULL, &hull_vm).unwrap();
-        (Setup { env, config_file, hull_vm }, reaper)
+        let s = Setup { env, config_file, hull_vm };
+        s.write_config("", MISSING_KERNEL);
+        (s, reaper)
+    }
+
+    /// The config file: `runtime` is the [runtime] section's body, `kernel` the vm's kernel.
+    fn write_config(&self, runtime: &str, kernel: &str) {
+        let text = format!("[runtime]\n{runtime}\n[vm]\nkernel = \"{kernel}\"\n");
+        std::fs::write(&self.config_file, text).unwrap();
     }
 
     /// Writes `[runtime] backend = <word>` to the config file.
     fn config_says(&self, word: &str) {
-        std::fs::write(&self.config_file, format!("[runtime]\nbackend = \"{word}\"\n")).unwrap();
+        self.write_config(&format!("backend = \"{word}\""), MISSING_KERNEL);
     }
 
     fn annotate(&mut self, word: &str) {
@@ -85,9 +101,14 @@ impl Setup {
 
     /// The create failed with the vm backend's refusal and left nothing behind.
     fn assert_vm_refused(&self, out: &Output, id: &str) {
+        self.assert_vm_refused_with(out, id, VM_REFUSAL);
+    }
+
+    /// The create failed with `words` in its error and left nothing behind.
+    fn assert_vm_refused_with(&self, out: &Output, id: &str, words: &str) {
         assert!(!out.status.success(), "create with the vm backend succeeded");
         let e = stderr(out);
-        assert!(e.contains(VM_REFUSAL), "the error should say the vm backend cannot create yet: {e}");
+        assert!(e.contains(words), "the error should say {words:?}: {e}");
         assert!(e.contains(id), "the error should name the container: {e}");
         assert!(!self.env.root.join(id).exists(), "a state directory was left behind");
         assert!(self.env.root_is_empty(), "something was left under --root");
@@ -150,6 +171,31 @@ fn flag_beats_annotation() {
     s.assert_vm_refused(&out, "bk-flag-vm");
 }
 
+/// With a kernel that is there, this host's own KVM decides: a PVM host refuses a stock
+/// kernel (it would hang), a host without /dev/kvm says so. Either way nothing is left.
+#[test]
+fn the_hosts_kvm_is_checked_before_anything_is_made() {
+    let (s, _r) = Setup::new(&["true"]);
+    let kernel = s.env.dir.join("vmlinuz");
+    std::fs::write(&kernel, b"not a kernel, but a file").unwrap();
+    s.write_config("backend = \"vm\"", kernel.to_str().unwrap());
+    let pvm = Path::new("/sys/module/kvm_pvm").exists();
+    let words = if !Path::new("/dev/kvm").exists() {
+        "vm backend: no /dev/kvm on this host"
+    } else if pvm {
+        "which runs only guest kernels built for PVM"
+    } else {
+        eprintln!("skipped: this host has an ordinary /dev/kvm (the test machine's checks cover it)");
+        return;
+    };
+    let out = s.create_as(Path::new(HULL), &[], "bk-kvm");
+    s.assert_vm_refused_with(&out, "bk-kvm", words);
+    if pvm {
+        // The refusal names the kernel it would not boot.
+        assert!(stderr(&out).contains(kernel.to_str().unwrap()), "{}", stderr(&out));
+    }
+}
+
 #[test]
 fn run_with_the_vm_backend_is_refused_too() {
     let (s, _r) = Setup::new(&["true"]);
@@ -198,17 +244,17 @@ fn later_commands_take_the_backend_from_the_state() {
         (Some("running"), Some("native"))
     );
 
-    // What the state records is what acts: a state that says vm is refused by the vm
-    // backend, whatever the flags say.
+    // What the state records is what acts: a state that says vm goes to the vm backend,
+    // whatever the flags say (which cannot exec yet, and says so).
     let state_file = s.env.root.join(id).join("state.json");
     let native_text = std::fs::read_to_string(&state_file).unwrap();
     let mut doc: Value = serde_json::from_str(&native_text).unwrap();
     assert_eq!(doc["backend"], "native", "the state records the backend: {doc}");
     doc["backend"] = json!("vm");
     std::fs::write(&state_file, serde_json::to_vec(&doc).unwrap()).unwrap();
-    let kill = s.hull(&["--backend", "native", "kill", id, "KILL"]);
-    assert!(!kill.status.success(), "kill went through a vm state");
-    assert!(stderr(&kill).contains("vm backend: kill is not implemented yet"), "{}", stderr(&kill));
+    let exec = s.hull(&["--backend", "native", "exec", id, "true"]);
+    assert!(!exec.status.success(), "exec went through a vm state");
+    assert!(stderr(&exec).contains("vm backend: exec is not implemented yet"), "{}", stderr(&exec));
     assert_eq!(s.state(id)["annotations"]["hull.backend"], "vm");
 
     std::fs::write(&state_file, native_text).unwrap();

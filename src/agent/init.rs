@@ -11,7 +11,7 @@ use anyhow::Context;
 use nix::mount::{mount, MsFlags};
 
 use super::console;
-use super::AgentConfig;
+use super::{AgentConfig, BINDS_MOUNT_POINT, BINDS_TAG};
 
 /// devtmpfs on /dev: first, since everything else prints through it.
 pub fn mount_dev() -> anyhow::Result<()> {
@@ -76,7 +76,50 @@ pub fn mount_all(config: &AgentConfig) -> anyhow::Result<()> {
         }
     }
     dev_links();
-    mount_share(config)
+    mount_share(config)?;
+    mount_binds(config)
+}
+
+/// A VM container's bind mounts: the binds share on [`BINDS_MOUNT_POINT`], then each entry
+/// bound onto its destination in the shared root (made when missing: a file for a file, a
+/// directory for a directory), read-only where the spec says so. The host serves each entry
+/// read-only too; this makes the guest's view say so.
+fn mount_binds(config: &AgentConfig) -> anyhow::Result<()> {
+    if config.binds.is_empty() {
+        return Ok(());
+    }
+    mount_fs(BINDS_TAG, BINDS_MOUNT_POINT, "virtiofs", MsFlags::empty(), None)
+        .context("the container's bind mounts (virtio-fs) are not available in the guest")?;
+    let root = Path::new(&config.mount_point);
+    for bind in &config.binds {
+        let source = Path::new(BINDS_MOUNT_POINT).join(&bind.name);
+        let target = root.join(bind.dest.trim_start_matches('/'));
+        let is_dir = std::fs::metadata(&source).with_context(|| format!("bind {}", bind.dest))?.is_dir();
+        if std::fs::symlink_metadata(&target).is_err() {
+            let made = if is_dir {
+                std::fs::create_dir_all(&target)
+            } else {
+                target.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(&target)
+                        .map(drop)
+                })
+            };
+            made.with_context(|| format!("making the mount point of {} in the container's root", bind.dest))?;
+        }
+        mount(Some(&source), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .with_context(|| format!("binding {}", bind.dest))?;
+        if bind.read_only {
+            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            mount(None::<&str>, &target, None::<&str>, flags, None::<&str>)
+                .with_context(|| format!("making {} read-only", bind.dest))?;
+        }
+        console::debug(&format!("bound {} (ro: {})", bind.dest, bind.read_only));
+    }
+    Ok(())
 }
 
 /// The share: `mount -t virtiofs TAG MOUNT_POINT`.

@@ -42,6 +42,24 @@ pub struct AgentConfig {
     /// Print progress on the console (seen with `vm-run --serial`).
     #[serde(default)]
     pub debug: bool,
+    /// A VM container's bind mounts, all served in one share (tag [`BINDS_TAG`]) whose entry
+    /// `name` is the host's source; the agent binds each onto `dest` in the shared root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub binds: Vec<GuestBind>,
+}
+
+/// The virtio-fs tag of a VM container's bind mounts, and where the agent mounts it.
+pub const BINDS_TAG: &str = "hullbinds";
+pub const BINDS_MOUNT_POINT: &str = "/run/binds";
+
+/// One bind mount of a VM container, as the guest makes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestBind {
+    /// The entry in the binds share.
+    pub name: String,
+    /// Absolute, inside the shared root.
+    pub dest: String,
+    pub read_only: bool,
 }
 
 /// True when this process is the guest's init: PID 1 started as `/init`. Nothing else changes

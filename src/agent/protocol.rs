@@ -13,6 +13,7 @@
 //! agent -> host   Hello {version, uptime_ms}                 (right after connecting)
 //! host  -> agent  Run {args, env, cwd}
 //! host  -> agent  Stdin bytes ... StdinEof, Signal n         (any time while it runs)
+//! host  -> agent  Resize {rows, cols}                        (with a terminal)
 //! agent -> host   Stdout bytes, Stderr bytes                 (any time while it runs)
 //! agent -> host   Exit {code, signal}                        (once, after the output)
 //! host  -> agent  Ack                                        (then the agent powers off)
@@ -63,6 +64,29 @@ pub struct RunRequest {
     pub env: Vec<String>,
     /// Absolute, inside the shared root.
     pub cwd: String,
+    /// Who the command runs as (a VM container's process.user); None: root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<GuestUser>,
+    /// Run it on a pty in the guest (process.terminal): its stdout carries the terminal's
+    /// output, stdin its input, and stderr nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub terminal: bool,
+}
+
+/// A terminal's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// The ids a command runs with in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestUser {
+    pub uid: u32,
+    pub gid: u32,
+    #[serde(default)]
+    pub additional_gids: Vec<u32>,
 }
 
 /// How the command ended.
@@ -97,6 +121,7 @@ pub enum Frame {
     Exit(ExitReport),
     Ack,
     Error(ErrorReport),
+    Resize(WindowSize),
 }
 
 const HELLO: u8 = 1;
@@ -109,6 +134,7 @@ const STDERR: u8 = 7;
 const EXIT: u8 = 8;
 const ACK: u8 = 9;
 const ERROR: u8 = 10;
+const RESIZE: u8 = 11;
 
 fn kind_name(kind: u8) -> &'static str {
     match kind {
@@ -122,6 +148,7 @@ fn kind_name(kind: u8) -> &'static str {
         EXIT => "Exit",
         ACK => "Ack",
         ERROR => "Error",
+        RESIZE => "Resize",
         _ => "unknown",
     }
 }
@@ -139,6 +166,7 @@ impl Frame {
             Frame::Exit(_) => EXIT,
             Frame::Ack => ACK,
             Frame::Error(_) => ERROR,
+            Frame::Resize(_) => RESIZE,
         }
     }
 
@@ -152,6 +180,7 @@ impl Frame {
             Frame::Run(r) => json(serde_json::to_vec(r))?,
             Frame::Exit(e) => json(serde_json::to_vec(e))?,
             Frame::Error(e) => json(serde_json::to_vec(e))?,
+            Frame::Resize(w) => json(serde_json::to_vec(w))?,
             Frame::Stdin(b) | Frame::Stdout(b) | Frame::Stderr(b) => b.clone(),
             Frame::Signal(n) => n.to_le_bytes().to_vec(),
             Frame::StdinEof | Frame::Ack => Vec::new(),
@@ -180,6 +209,7 @@ impl Frame {
             RUN => Ok(Frame::Run(parse(payload).map_err(bad)?)),
             EXIT => Ok(Frame::Exit(parse(payload).map_err(bad)?)),
             ERROR => Ok(Frame::Error(parse(payload).map_err(bad)?)),
+            RESIZE => Ok(Frame::Resize(parse(payload).map_err(bad)?)),
             STDIN => Ok(Frame::Stdin(payload.to_vec())),
             STDOUT => Ok(Frame::Stdout(payload.to_vec())),
             STDERR => Ok(Frame::Stderr(payload.to_vec())),
@@ -279,7 +309,10 @@ mod tests {
                 args: vec!["/bin/sh".into(), "-c".into(), "echo hi".into()],
                 env: vec!["PATH=/bin".into()],
                 cwd: "/".into(),
+                user: Some(GuestUser { uid: 1000, gid: 1000, additional_gids: vec![10] }),
+                terminal: true,
             }),
+            Frame::Resize(WindowSize { rows: 24, cols: 80 }),
             Frame::Stdin(b"input\n".to_vec()),
             Frame::StdinEof,
             Frame::Signal(15),
@@ -362,7 +395,7 @@ mod tests {
 
     #[test]
     fn an_unknown_kind_is_an_error() {
-        for kind in [0u8, 11, 200] {
+        for kind in [0u8, 12, 200] {
             let wire = [kind, 0, 0, 0, 0];
             assert!(matches!(decode_all(&wire), Err(ProtocolError::UnknownKind(k)) if k == kind));
             let mut d = FrameDecoder::new();

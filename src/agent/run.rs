@@ -7,7 +7,7 @@
 //! command's stdin do not, since a command that ignores its input must not stall the rest.
 
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -254,6 +254,19 @@ impl<'d> Session<'d> {
                     }
                 }
                 Frame::StdinEof => self.stdin_eof = true,
+                Frame::Resize(size) => {
+                    // The pty's master, with a terminal; a pipe says ENOTTY, which is fine.
+                    if let Some(fd) = &self.stdout {
+                        let ws = libc::winsize {
+                            ws_row: size.rows,
+                            ws_col: size.cols,
+                            ws_xpixel: 0,
+                            ws_ypixel: 0,
+                        };
+                        // SAFETY: TIOCSWINSZ reads a winsize from the pointer, which outlives the call.
+                        unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                    }
+                }
                 Frame::Signal(signo) => match Signal::try_from(signo) {
                     Ok(sig) => {
                         let _ = kill(Pid::from_raw(self.pid), sig);

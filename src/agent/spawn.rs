@@ -17,7 +17,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::protocol::RunRequest;
+use super::protocol::{GuestUser, RunRequest};
 
 /// The command's pid and our ends of its stdio pipes.
 pub struct Spawned {
@@ -49,9 +49,27 @@ pub fn spawn(req: &RunRequest, root: &Path) -> io::Result<Spawned> {
     let binds = guest_mount_binds(root)?;
     let root_c = cstring(root.as_os_str().as_bytes())?;
     let cwd_c = cstring(req.cwd.as_bytes())?;
+    let user = req.user.clone();
 
     let mut cmd = Command::new(program);
-    cmd.args(&req.args[1..]).env_clear().stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(&req.args[1..]).env_clear();
+    // With a terminal: the pty's slave is the command's stdio and controlling terminal, and
+    // the agent keeps the master (its stdout and stdin); stderr is a pipe that is at its end.
+    let pty = if req.terminal {
+        let pty = nix::pty::openpty(None, None).map_err(io::Error::from)?;
+        // Neither end leaks into the command past its stdio (dup2 clears the flag there).
+        for fd in [&pty.master, &pty.slave] {
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+                .map_err(io::Error::from)?;
+        }
+        let slave = || pty.slave.try_clone().map(Stdio::from);
+        cmd.stdin(slave()?).stdout(slave()?).stderr(slave()?);
+        Some(pty)
+    } else {
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        None
+    };
+    let controlling_tty = pty.is_some();
     for entry in &req.env {
         match entry.split_once('=') {
             Some((k, v)) if !k.is_empty() => cmd.env(k, v),
@@ -64,12 +82,29 @@ pub fn spawn(req: &RunRequest, root: &Path) -> io::Result<Spawned> {
         };
     }
     // SAFETY: the closure runs in the forked child before exec; it makes only system calls,
-    // on C strings built above, and allocates nothing.
+    // on C strings and ids built above, and allocates nothing.
     unsafe {
-        cmd.pre_exec(move || enter_root(&binds, &root_c, &cwd_c));
+        cmd.pre_exec(move || {
+            if controlling_tty {
+                take_terminal()?;
+            }
+            enter_root(&binds, &root_c, &cwd_c)?;
+            match &user {
+                Some(u) => become_user(u),
+                None => Ok(()),
+            }
+        });
     }
     // The program is looked up (execvp) after the chroot, with the command's own PATH.
     let mut child = cmd.spawn()?;
+    if let Some(pty) = pty {
+        drop(pty.slave);
+        let pid = i32::try_from(child.id()).map_err(|_| io::Error::other("pid out of range"))?;
+        let (stderr, writer) = nix::unistd::pipe().map_err(io::Error::from)?;
+        drop(writer);
+        let stdin = pty.master.try_clone()?;
+        return Ok(Spawned { pid, stdin, stdout: pty.master, stderr });
+    }
     let missing = || io::Error::other("the command's stdio pipes were not created");
     let stdin = child.stdin.take().ok_or_else(missing)?;
     let stdout = child.stdout.take().ok_or_else(missing)?;
@@ -120,6 +155,35 @@ fn enter_root(binds: &[(CString, CString)], root: &CString, cwd: &CString) -> io
         }
         check(libc::chroot(root.as_ptr()))?;
         check(libc::chdir(cwd.as_ptr()))?;
+    }
+    Ok(())
+}
+
+/// In the child: a session of its own whose controlling terminal is its stdin (the pty).
+fn take_terminal() -> io::Result<()> {
+    // SAFETY: setsid and an ioctl that takes an int by value.
+    unsafe {
+        if libc::setsid() < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// In the child, after the chroot (which needs root): the command's groups, gid and uid.
+/// Changing the uid away from 0 drops every capability, as it does for a native container's
+/// process without ambient capabilities.
+fn become_user(user: &GuestUser) -> io::Result<()> {
+    let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
+    let groups: &[libc::gid_t] = &user.additional_gids;
+    // SAFETY: plain system calls; `groups` (built before the fork) outlives setgroups.
+    unsafe {
+        check(libc::setgroups(groups.len(), groups.as_ptr()))?;
+        check(libc::setgid(user.gid))?;
+        check(libc::setuid(user.uid))?;
     }
     Ok(())
 }

@@ -62,7 +62,9 @@ pub struct PrepareRequest<'a> {
 /// What a backend worked out in [`Backend::prepare`]; [`Plan::create`] carries it out.
 pub enum Plan {
     Native(crate::native::backend::Plan),
-    Vm(crate::vm::backend::Plan),
+    /// Boxed: it carries the opened kernel, the workload and the binds, and the native plan
+    /// (the hot path) stays small.
+    Vm(Box<crate::vm::backend::Plan>),
 }
 
 /// What the backend needs to make the container's init, once its state directory exists.
@@ -103,7 +105,7 @@ impl Backend {
     pub fn prepare(self, req: &PrepareRequest) -> Result<Plan> {
         match self {
             Backend::Native => crate::native::backend::prepare(req).map(Plan::Native),
-            Backend::Vm => crate::vm::backend::prepare(req).map(Plan::Vm),
+            Backend::Vm => crate::vm::backend::prepare(req).map(|p| Plan::Vm(Box::new(p))),
         }
     }
 
@@ -187,7 +189,7 @@ impl Plan {
     pub fn create(self, spec: InitSpec, state: &mut State) -> Result<i32> {
         match self {
             Plan::Native(plan) => crate::native::backend::create(plan, spec, state),
-            Plan::Vm(plan) => crate::vm::backend::create(plan, spec, state),
+            Plan::Vm(plan) => crate::vm::backend::create(*plan, spec, state),
         }
     }
 }

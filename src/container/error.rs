@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn says_plainly_what_the_vm_backend_cannot_do() {
-        let e = Error::NotImplemented { backend: Backend::Vm, op: "create" };
-        assert_eq!(e.to_string(), "vm backend: create is not implemented yet");
+        let e = Error::NotImplemented { backend: Backend::Vm, op: "exec" };
+        assert_eq!(e.to_string(), "vm backend: exec is not implemented yet");
     }
 }

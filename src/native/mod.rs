@@ -8,7 +8,7 @@
 pub mod backend;
 mod capabilities;
 mod cgroupfs;
-mod console;
+pub(crate) mod console;
 mod devices;
 mod error;
 mod exec;
@@ -17,14 +17,14 @@ mod init;
 mod lsm;
 mod mountopts;
 mod mounts;
-mod namespaces;
+pub(crate) mod namespaces;
 mod paths;
 mod process;
 mod rlimits;
 mod rootfs;
 mod scheduling;
 mod seccomp;
-mod sync;
+pub(crate) mod sync;
 mod sysctl;
 
 use std::os::fd::OwnedFd;

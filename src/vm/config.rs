@@ -4,6 +4,9 @@
 //! [vm]
 //! kernel = "/usr/local/share/hull/vmlinuz"   # the guest kernel
 //! kernel_pvm = false                          # true: the kernel is built for PVM hosts
+//! memory_mib = 256      # a VM container's guest RAM when its spec sets no memory limit
+//! cpus = 1              # its vcpus when the spec sets no cpu quota or cpuset
+//! boot_timeout_s = 60   # how long `create` waits for the guest agent
 //! ```
 //!
 //! A missing file is the same as an empty one. HULL_CONFIG names another file (tests use it).
@@ -30,6 +33,9 @@ pub struct Config {
 pub struct VmSection {
     pub kernel: Option<PathBuf>,
     pub kernel_pvm: Option<bool>,
+    pub memory_mib: Option<u32>,
+    pub cpus: Option<u8>,
+    pub boot_timeout_s: Option<u64>,
 }
 
 pub fn load() -> anyhow::Result<Config> {
@@ -58,7 +64,9 @@ mod tests {
 
     #[test]
     fn reads_the_vm_section() {
-        let c = parse("[vm]\nkernel = \"/k/vmlinuz\"\nkernel_pvm = true\n").unwrap();
+        let c =
+            parse("[vm]\nkernel = \"/k/vmlinuz\"\nkernel_pvm = true\nmemory_mib = 512\ncpus = 2\n").unwrap();
+        assert_eq!((c.vm.memory_mib, c.vm.cpus, c.vm.boot_timeout_s), (Some(512), Some(2), None));
         assert_eq!(c.vm.kernel.as_deref(), Some(Path::new("/k/vmlinuz")));
         assert_eq!(c.vm.kernel_pvm, Some(true));
     }

@@ -143,6 +143,7 @@ mod tests {
             share_tag: "hullroot".into(),
             mount_point: "/run/share".into(),
             debug: true,
+            binds: Vec::new(),
         };
         let built = build(&config).unwrap();
         let entries = read_archive(&built.image);

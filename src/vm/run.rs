@@ -70,6 +70,7 @@ pub fn run(opts: Options) -> anyhow::Result<u8> {
         share_tag: SHARE_TAG.to_string(),
         mount_point: SHARE_MOUNT_POINT.to_string(),
         debug: opts.debug,
+        binds: Vec::new(),
     };
     let initramfs = initramfs::build(&agent).context("making the guest's initramfs")?;
     marks.initramfs_built = Some(Instant::now());
@@ -112,6 +113,10 @@ pub fn run(opts: Options) -> anyhow::Result<u8> {
         signals,
         quit: quit_rx,
         boot_timeout: opts.boot_timeout,
+        boot_hint: "--boot-timeout; run with --serial to see the guest console",
+        gate: None,
+        relay: super::session::Relay::FirstThenStop,
+        terminal: false,
     };
     let talker = std::thread::Builder::new()
         .name("vm-run-session".into())
@@ -201,7 +206,13 @@ fn run_request(opts: &Options) -> anyhow::Result<RunRequest> {
     if !opts.cwd.starts_with('/') {
         bail!("--cwd {:?}: must be an absolute path (inside the share)", opts.cwd);
     }
-    Ok(RunRequest { args: opts.command.clone(), env: merge_env(&opts.env)?, cwd: opts.cwd.clone() })
+    Ok(RunRequest {
+        args: opts.command.clone(),
+        env: merge_env(&opts.env)?,
+        cwd: opts.cwd.clone(),
+        user: None,
+        terminal: false,
+    })
 }
 
 /// BASE_ENV with `--env` entries added; a later entry replaces an earlier one of that name.
@@ -227,7 +238,7 @@ fn forwarded_signals() -> anyhow::Result<SignalFd> {
 }
 
 /// The guest's serial console goes to vm-run's stderr.
-fn serial_to_stderr() -> anyhow::Result<vmm::SerialOutput> {
+pub(super) fn serial_to_stderr() -> anyhow::Result<vmm::SerialOutput> {
     let fd = std::io::stderr()
         .as_fd()
         .try_clone_to_owned()

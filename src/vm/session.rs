@@ -6,6 +6,10 @@
 //! non-blocking with an output buffer, so the loop always keeps reading the guest's output
 //! even when the guest is slow to take its input; stdin is read only while that buffer is
 //! small. The loop ends when the main thread closes the quit pipe (the VM has stopped).
+//!
+//! A VM container's VMM runs the same session with a [`StartGate`]: the guest boots during
+//! `hull create`, and the command is sent only once `hull start` released the exec fifo; and
+//! with [`Relay::Every`], every signal the VMM gets goes to the command.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -16,7 +20,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::SignalFd;
 
-use crate::agent::protocol::{ExitReport, Frame, FrameDecoder, RunRequest, STDIO_CHUNK};
+use crate::agent::protocol::{ExitReport, Frame, FrameDecoder, RunRequest, WindowSize, STDIO_CHUNK};
 
 /// How long the guest gets to stop after it reported the exit status (the agent syncs the
 /// share first) or after it closed the connection, before vm-run stops the VM itself.
@@ -43,6 +47,25 @@ pub struct Report {
     pub stopped_vm: bool,
 }
 
+/// Holds the command back until the container is started.
+pub struct StartGate {
+    /// Called once, when the agent has greeted (the guest is up): `create` may return.
+    pub on_ready: Box<dyn FnOnce() + Send>,
+    /// Readable once the command may run (`hull start` opened the exec fifo).
+    pub released: OwnedFd,
+}
+
+/// Which signals go to the command, and what a second one does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relay {
+    /// vm-run: the first signal goes to the command; a second one stops the VM (a hung guest
+    /// must not make vm-run unkillable).
+    FirstThenStop,
+    /// A VM container: every signal goes to the command, as to a native container's init;
+    /// SIGKILL is what stops the VMM. The VMM's own SIGPIPE and SIGCHLD are not relayed.
+    Every,
+}
+
 pub struct Session {
     pub listener: UnixListener,
     pub vmm: vmm::VmmHandle,
@@ -51,6 +74,14 @@ pub struct Session {
     /// Readable (end of file) once the VM has stopped.
     pub quit: OwnedFd,
     pub boot_timeout: Duration,
+    /// What sets the boot timeout and shows the guest console, for the timeout's message.
+    pub boot_hint: &'static str,
+    /// None: send the command as soon as the agent greets (vm-run).
+    pub gate: Option<StartGate>,
+    pub relay: Relay,
+    /// stdin is a terminal (a VM container's host-side pty): its size goes to the guest at
+    /// the start and on each SIGWINCH.
+    pub terminal: bool,
 }
 
 /// The connection once the agent is there.
@@ -62,9 +93,15 @@ struct Conn {
 }
 
 impl Session {
-    pub fn run(self) -> Report {
+    pub fn run(mut self) -> Report {
         let mut report = Report::default();
+        let (on_ready, released) = match self.gate.take() {
+            Some(g) => (Some(g.on_ready), Some(g.released)),
+            None => (None, None),
+        };
         let mut state = State {
+            on_ready,
+            released,
             report: &mut report,
             stdin_open: true,
             stdout_ok: true,
@@ -91,9 +128,9 @@ impl Session {
                 st.fail(
                     &self.vmm,
                     format!(
-                        "the guest agent did not connect within {} s (--boot-timeout); run with --serial to see \
-                         the guest console",
-                        self.boot_timeout.as_secs()
+                        "the guest agent did not connect within {} s ({})",
+                        self.boot_timeout.as_secs(),
+                        self.boot_hint
                     ),
                 );
                 self.wait_quit();
@@ -112,7 +149,9 @@ impl Session {
                 return None;
             }
             if sig_ready {
-                if let Some(signo) = next_signal(&self.signals) {
+                if let Some(signo) =
+                    next_signal(&self.signals).filter(|i| self.relays(i)).map(|i| i.ssi_signo as i32)
+                {
                     st.report.interrupted = Some(signo);
                     st.report.stopped_vm = true;
                     self.vmm.stop();
@@ -186,6 +225,15 @@ impl Session {
                 PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.quit.as_fd(), PollFlags::POLLIN),
             ];
+            // Between the greeting and `hull start`: wait for the release.
+            let waiting_release = st.report.guest_uptime_ms.is_some() && st.report.command_started.is_none();
+            let released_slot = match (&st.released, waiting_release) {
+                (Some(fd), true) => {
+                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                    Some(fds.len() - 1)
+                }
+                _ => None,
+            };
             // A closed stream or stdin stays out of the set: poll reports their hangup for ever.
             let conn_slot = conn.open.then(|| {
                 let mut flags = PollFlags::POLLIN;
@@ -205,7 +253,23 @@ impl Session {
             let (sig_ready, quit_ready) = (ready(&fds[0]), ready(&fds[1]));
             let conn_rev = conn_slot.and_then(|i| fds[i].revents()).unwrap_or(PollFlags::empty());
             let stdin_ready = stdin_slot.is_some_and(|i| ready(&fds[i]));
+            let release_ready = released_slot.is_some_and(|i| ready(&fds[i]));
             drop(fds);
+
+            if release_ready {
+                // One byte: `hull start` took the fifo's. End of file: the fifo could not be
+                // opened, and the workload must not start behind the lifecycle's back.
+                let mut byte = [0u8; 1];
+                let got = st.released.as_ref().map(|fd| nix::unistd::read(fd, &mut byte));
+                st.released = None;
+                match got {
+                    Some(Ok(1)) if conn.open => self.send_run(st, conn),
+                    _ => st.fail(
+                        &self.vmm,
+                        "the exec fifo could not be opened; the workload was not started".into(),
+                    ),
+                }
+            }
 
             if conn.open && conn_rev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
                 self.read_conn(st, conn, &mut buf);
@@ -217,8 +281,10 @@ impl Session {
                 read_stdin(st, conn, stdin.as_fd(), &mut buf);
             }
             if sig_ready {
-                while let Some(signo) = next_signal(&self.signals) {
-                    self.on_signal(st, conn, signo);
+                while let Some(info) = next_signal(&self.signals) {
+                    if self.relays(&info) {
+                        self.on_signal(st, conn, info.ssi_signo as i32);
+                    }
                 }
             }
             if quit_ready {
@@ -272,8 +338,11 @@ impl Session {
         match frame {
             Frame::Hello(hello) if st.report.guest_uptime_ms.is_none() => {
                 st.report.guest_uptime_ms = Some(hello.uptime_ms);
-                queue(conn, &Frame::Run(self.request.clone()));
-                st.report.command_started = Some(Instant::now());
+                match st.on_ready.take() {
+                    // The container's guest is up: the command waits for `hull start`.
+                    Some(on_ready) => on_ready(),
+                    None => self.send_run(st, conn),
+                }
             }
             Frame::Stdout(bytes) => {
                 if st.stdout_ok {
@@ -306,9 +375,31 @@ impl Session {
         }
     }
 
+    fn send_run(&self, st: &mut State, conn: &mut Conn) {
+        queue(conn, &Frame::Run(self.request.clone()));
+        if self.terminal {
+            queue_resize(conn);
+        }
+        flush(conn);
+        st.report.command_started = Some(Instant::now());
+    }
+
     fn on_signal(&self, st: &mut State, conn: &mut Conn, signo: i32) {
         let running = st.report.command_started.is_some() && st.report.exit.is_none() && conn.open;
-        if running && st.forwarded == 0 {
+        if self.terminal && signo == libc::SIGWINCH {
+            // The caller's terminal changed size: the guest's pty follows, and the guest
+            // kernel signals the command.
+            if running {
+                queue_resize(conn);
+                flush(conn);
+            }
+            return;
+        }
+        if self.relay == Relay::Every && !running && harmless(signo) {
+            // What would not end a native init waiting on the fifo does not end the VM.
+            return;
+        }
+        if running && (st.forwarded == 0 || self.relay == Relay::Every) {
             st.forwarded += 1;
             queue(conn, &Frame::Signal(signo));
             flush(conn);
@@ -328,6 +419,20 @@ impl Session {
         }
     }
 
+    /// Whether a signal the VMM got is one for the command: with [`Relay::Every`] the VMM
+    /// blocks nearly every signal, and those the kernel sends it about itself (SIGPIPE on a
+    /// closed stdout, SIGCHLD) are not the caller's.
+    fn relays(&self, info: &nix::libc::signalfd_siginfo) -> bool {
+        match self.relay {
+            Relay::FirstThenStop => true,
+            Relay::Every => {
+                let own = info.ssi_pid == std::process::id();
+                let signo = info.ssi_signo as i32;
+                signo != libc::SIGCHLD && !(own && signo == libc::SIGPIPE)
+            }
+        }
+    }
+
     /// Waits for the main thread to say the VM has stopped.
     fn wait_quit(&self) {
         let mut fds = [PollFd::new(self.quit.as_fd(), PollFlags::POLLIN)];
@@ -336,6 +441,9 @@ impl Session {
 }
 
 struct State<'a> {
+    /// The gate's parts, until used.
+    on_ready: Option<Box<dyn FnOnce() + Send>>,
+    released: Option<OwnedFd>,
     report: &'a mut Report,
     stdin_open: bool,
     stdout_ok: bool,
@@ -372,6 +480,20 @@ fn read_stdin(st: &mut State, conn: &mut Conn, stdin: BorrowedFd, buf: &mut [u8]
     flush(conn);
 }
 
+/// Signals whose default action neither ends nor stops a process.
+fn harmless(signo: i32) -> bool {
+    [libc::SIGCHLD, libc::SIGCONT, libc::SIGURG, libc::SIGWINCH].contains(&signo)
+}
+
+/// Queues stdin's terminal size, when it has one.
+fn queue_resize(conn: &mut Conn) {
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes a winsize to the pointer, which outlives the call.
+    if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0 {
+        queue(conn, &Frame::Resize(WindowSize { rows: ws.ws_row, cols: ws.ws_col }));
+    }
+}
+
 fn queue(conn: &mut Conn, frame: &Frame) {
     // Frames built here are within the size limit (stdio chunks are STDIO_CHUNK at most).
     if let Ok(bytes) = frame.encode() {
@@ -398,8 +520,8 @@ fn flush(conn: &mut Conn) {
     }
 }
 
-fn next_signal(signals: &SignalFd) -> Option<i32> {
-    signals.read_signal().ok().flatten().map(|info| info.ssi_signo as i32)
+fn next_signal(signals: &SignalFd) -> Option<nix::libc::signalfd_siginfo> {
+    signals.read_signal().ok().flatten()
 }
 
 fn ready(fd: &PollFd) -> bool {
@@ -413,4 +535,19 @@ fn poll_fds(fds: &mut [PollFd], timeout: Option<Duration>) -> nix::Result<i32> {
             .unwrap_or(PollTimeout::MAX),
     };
     poll(fds, t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_signals_that_end_nothing_are_harmless_before_start() {
+        for s in [libc::SIGCHLD, libc::SIGCONT, libc::SIGURG, libc::SIGWINCH] {
+            assert!(harmless(s), "{s}");
+        }
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1, libc::SIGQUIT] {
+            assert!(!harmless(s), "{s}");
+        }
+    }
 }

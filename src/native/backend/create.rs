@@ -7,8 +7,9 @@ use crate::cgroups::systemd as systemd_cgroups;
 use crate::cgroups::Cgroup;
 use crate::container::backend::{InitSpec, PrepareRequest};
 use crate::container::{Error, Result};
-use crate::native::{CreateConfig, Placement};
-use crate::state::{State, Status};
+use crate::native::{CreateConfig, Placement, StateFor};
+use crate::spec::Bundle;
+use crate::state::{ContainerDir, State, Status};
 
 /// Where the container's cgroup goes, worked out from the spec before anything exists.
 pub struct Plan {
@@ -41,8 +42,34 @@ pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
 /// Makes the cgroup and the init in it. What it made is recorded in `state` (saved before
 /// the init exists, so `delete` of a create that died finds it); on error it is removed.
 pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
-    let Plan { cgroup_path, scope } = plan;
     let InitSpec { bundle, dir, no_pivot, preserve_fds, console } = spec;
+    in_cgroup(plan, bundle, dir, state, |placement, state_for, bundle, dir| {
+        crate::native::create(CreateConfig {
+            bundle,
+            state_dir: &dir.path,
+            no_pivot,
+            preserve_fds,
+            console,
+            cgroup: Some(placement),
+            state_for,
+        })
+        .map_err(Error::backend)
+    })
+}
+
+/// Makes the container's cgroup (or systemd scope) as `plan` says, then has `make_init` make
+/// the init and place it there (it gets `bundle` and `dir` back, for the borrow checker);
+/// returns the init's pid. The vm backend makes its VMM init in
+/// the same cgroup through this. What it made is recorded in `state` (saved before the init
+/// exists, so `delete` of a create that died finds it); on error it is removed again.
+pub fn in_cgroup(
+    plan: Plan,
+    bundle: &Bundle,
+    dir: &ContainerDir,
+    state: &mut State,
+    make_init: impl for<'p> FnOnce(Placement<'p>, StateFor<'p>, &'p Bundle, &'p ContainerDir) -> Result<i32>,
+) -> Result<i32> {
+    let Plan { cgroup_path, scope } = plan;
     state.cgroup = Some(cgroup_path.clone());
     state.systemd_unit = scope.as_ref().map(|s| s.unit.clone());
     let mut cgroup: Option<Cgroup> = None;
@@ -85,20 +112,11 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
             st.pid = pid;
             st.oci_as(Status::Creating)
         };
-        let pid = crate::native::create(CreateConfig {
-            bundle,
-            state_dir: &dir.path,
-            no_pivot,
-            preserve_fds,
-            console,
-            cgroup: Some(match place.as_mut() {
-                None => Placement::Join(cg),
-                Some(f) => Placement::AfterFork(cg, f),
-            }),
-            state_for: &for_hooks,
-        })
-        .map_err(Error::backend)?;
-        Ok(pid)
+        let placement = match place.as_mut() {
+            None => Placement::Join(cg),
+            Some(f) => Placement::AfterFork(cg, f),
+        };
+        make_init(placement, &for_hooks, bundle, dir)
     })();
     // systemd may have put the scope elsewhere than path.rs computed.
     if let Some(cg) = &cgroup {

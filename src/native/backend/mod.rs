@@ -14,7 +14,7 @@ use crate::container::backend::{Monitor, ProcessSpec};
 use crate::container::{Error, Result};
 use crate::state::State;
 
-pub use create::{create, prepare, Plan};
+pub use create::{create, in_cgroup, prepare, Plan};
 pub use signal::{pids, signal, stop};
 pub use user::resolve_user;
 

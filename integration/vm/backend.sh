@@ -1,0 +1,411 @@
+#!/bin/sh
+# End-to-end checks of the vm backend: the container commands (create, start, state, kill,
+# delete, run) on a VM container, whose init is hull's VMM. Needs an ordinary /dev/kvm, so it
+# runs inside the test machine (integration/testvm), not on the project's PVM hosts. POSIX sh:
+# the test machine has busybox, not bash (and no jq: config.json is edited with sed and awk).
+#
+# From the repository, on the host (builds nothing; run `just build` and `just kernel` first):
+#
+#   integration/vm/backend.sh --testvm [--hull PATH] [--kernel PATH]
+#
+# Inside (or on any machine with a usable /dev/kvm):
+#
+#   backend.sh [--hull PATH] [--kernel PATH] [--keep]
+#
+# Prints one PASS or FAIL line per check and a summary, and exits 1 if any check failed.
+set -u
+
+here="$(cd "$(dirname "$0")" && pwd)"
+hull=""
+kernel="${HULL_KERNEL:-/usr/local/share/hull/vmlinuz}"
+keep=0
+testvm=0
+
+die() { printf 'backend: error: %s\n' "$*" >&2; exit 2; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --hull) [ $# -ge 2 ] || die "--hull needs a path"; hull="$2"; shift 2 ;;
+        --kernel) [ $# -ge 2 ] || die "--kernel needs a path"; kernel="$2"; shift 2 ;;
+        --keep) keep=1; shift ;;
+        --testvm) testvm=1; shift ;;
+        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument: $1 (see --help)" ;;
+    esac
+done
+
+if [ "$testvm" = 1 ]; then
+    repo="$(cd "$here/../.." && pwd)"
+    [ -n "$hull" ] || hull="$repo/target/release/hull"
+    [ -x "$hull" ] || die "no hull at $hull (just build)"
+    [ -f "$kernel" ] || die "no guest kernel at $kernel (just kernel)"
+    exec "$repo/integration/testvm/testvm.sh" --timeout "${HULL_TESTVM_TIMEOUT:-1200}" --hull "$hull" --add "$kernel" \
+        --add "$repo/integration:/integration" -- sh /integration/vm/backend.sh --kernel "$kernel"
+fi
+. "$here/../lib.sh"
+
+if [ -z "$hull" ]; then
+    hull="$(command -v hull 2>/dev/null || true)"
+    [ -n "$hull" ] || hull=/hull
+fi
+[ -x "$hull" ] || die "no hull at $hull (--hull)"
+[ -f "$kernel" ] || die "no guest kernel at $kernel (--kernel)"
+[ -e /dev/kvm ] || die "no /dev/kvm here"
+work="$(mktemp -d "${TMPDIR:-/tmp}/hull-vmb.XXXXXX")" || die "mktemp"
+root="$work/root"
+cleanup() {
+    for d in "$root"/*/; do
+        [ -d "$d" ] && "$hull" --root "$root" delete --force "$(basename "$d")" >/dev/null 2>&1
+    done
+    [ "$keep" = 1 ] || rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+# The kernel comes from HULL_KERNEL; no config file decides anything.
+export HULL_KERNEL="$kernel"
+export HULL_CONFIG="$work/no-config.toml"
+hull_exe="$(readlink -f "$hull")"
+
+rootfs="$work/rootfs"
+busybox_rootfs "$rootfs" || die "cannot make a busybox rootfs"
+
+passed=0
+failed=0
+took=0
+t0=0
+out="$work/out"
+err="$work/err"
+rc=0
+
+pass() { passed=$((passed + 1)); printf 'PASS %s (%s s)\n' "$1" "$took"; }
+fail() {
+    failed=$((failed + 1))
+    printf 'FAIL %s: %s (%s s)\n' "$1" "$2" "$took"
+    printf '  --- stdout:\n'; sed 's/^/  | /' "$out" 2>/dev/null | head -n 20
+    printf '  --- stderr:\n'; sed 's/^/  | /' "$err" 2>/dev/null | tail -n 30
+}
+clock() { t0=$(date +%s); }
+lap() { took=$(($(date +%s) - t0)); }
+has() { grep -q -- "$1" "$2"; }
+
+# bundle NAME ARGS_JSON [SED_SCRIPT]: a bundle at $work/NAME on the shared rootfs, no
+# terminal, process.args set to the JSON list items ARGS_JSON, then SED_SCRIPT applied.
+bundle() {
+    b="$work/$1"
+    mkdir -p "$b"
+    (cd "$b" && "$hull" spec) || die "hull spec"
+    sed -i -e 's/"terminal": true/"terminal": false/' -e "s#\"path\": \"rootfs\"#\"path\": \"$rootfs\"#" \
+        "$b/config.json"
+    awk -v a="$2" '
+        skip && /\]/ { skip = 0; next }
+        skip { next }
+        /"args": \[/ { print "    \"args\": [" a "],"; skip = 1; next }
+        { print }' "$b/config.json" >"$b/config.new" && mv "$b/config.new" "$b/config.json"
+    if [ $# -ge 3 ]; then sed -i -e "$3" "$b/config.json"; fi
+}
+
+# annotate NAME: the bundle asks for the vm backend itself.
+annotate() {
+    awk '{ print } /"ociVersion"/ { print "  \"annotations\": {\"hull.backend\": \"vm\"}," }' \
+        "$work/$1/config.json" >"$work/$1/config.new" && mv "$work/$1/config.new" "$work/$1/config.json"
+}
+
+h() { "$hull" --root "$root" "$@"; }
+status_of() { h state "$1" 2>/dev/null | grep -o '"status": *"[a-z]*"' | sed 's/.*"\([a-z]*\)"$/\1/'; }
+pid_of() { h state "$1" 2>/dev/null | grep -o '"pid": *[0-9]*' | grep -o '[0-9]*$'; }
+# wait_status ID STATUS SECONDS
+wait_status() {
+    i=0
+    while [ $i -lt $(($3 * 10)) ]; do
+        [ "$(status_of "$1")" = "$2" ] && return 0
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+# wait_line FILE LINE SECONDS
+wait_line() {
+    i=0
+    while [ $i -lt $(($3 * 10)) ]; do
+        grep -q "^$2\$" "$1" 2>/dev/null && return 0
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+cgroups_of() { find /sys/fs/cgroup -type d -name "*$1*" 2>/dev/null; }
+# leftovers ID [PID]: what a container left behind, empty when nothing.
+leftovers() {
+    [ -e "$root/$1" ] && echo "state dir $root/$1"
+    c="$(cgroups_of "$1")"
+    [ -n "$c" ] && echo "cgroup $c"
+    [ $# -ge 2 ] && [ -n "$2" ] && [ -d "/proc/$2" ] && echo "process $2 ($(cat "/proc/$2/comm" 2>/dev/null))"
+    return 0
+}
+
+# 1, 2. run: output, exit code, stdout and stderr apart
+bundle run1 '"/bin/sh", "-c", "echo hello; echo to-err >&2; exit 3"'
+clock; rc=0
+timeout -k 10 200 "$hull" --root "$root" --backend vm run --bundle "$work/run1" r1 </dev/null >"$out" 2>"$err" || rc=$?
+lap
+if [ "$rc" = 3 ] && has '^hello$' "$out"; then pass "run: output and exit code 3"; else fail "run: output and exit code 3" "status $rc"; fi
+if has '^to-err$' "$err" && ! has 'to-err' "$out" && ! has 'hello' "$err"; then
+    pass "run: stdout and stderr apart"
+else
+    fail "run: stdout and stderr apart" "status $rc"
+fi
+
+# 3. stdin is forwarded, with its end
+bundle cat1 '"/bin/cat"'
+printf 'line one\nline two\n' >"$work/input"
+clock; rc=0
+timeout -k 10 200 "$hull" --root "$root" --backend vm run --bundle "$work/cat1" r2 <"$work/input" >"$out" 2>"$err" || rc=$?
+lap
+if [ "$rc" = 0 ] && [ "$(cat "$out")" = "$(cat "$work/input")" ]; then pass "run: stdin forwarded"; else fail "run: stdin forwarded" "status $rc"; fi
+
+# 4. process.user, cwd and env reach the workload
+bundle user1 '"/bin/sh", "-c", "id -u; id -g; pwd; echo $FOO"' \
+    's/"uid": 0/"uid": 1000/; s/"gid": 0/"gid": 1001/; s#"cwd": "/"#"cwd": "/tmp"#; s#"TERM=xterm"#"TERM=xterm", "FOO=bar-baz"#'
+clock; rc=0
+timeout -k 10 200 "$hull" --root "$root" --backend vm run --bundle "$work/user1" r3 </dev/null >"$out" 2>"$err" || rc=$?
+lap
+if [ "$rc" = 0 ] && [ "$(tr '\n' ' ' <"$out")" = "1000 1001 /tmp bar-baz " ]; then
+    pass "run: user, cwd and env"
+else
+    fail "run: user, cwd and env" "status $rc"
+fi
+
+# 5. bind mounts of host paths: a directory read-write, one read-only, a single file
+mkdir -p "$work/vol" "$work/rovol"
+echo from-host >"$work/vol/in"
+echo ro-content >"$work/rovol/f0"
+echo '10.1.2.3 bound-hosts-file' >"$work/hostsfile"
+# (a writable root: the guest makes the mount points that are missing)
+bundle binds '"/bin/sh", "-c", "cat /vol/in; echo from-guest > /vol/out; cat /rovol/f0; if echo x > /rovol/f1; then echo ro-writable; else echo ro-refused; fi; cat /etc/hosts"' \
+    's/"readonly": true/"readonly": false/'
+awk -v w="$work" '{ print } /"mounts": \[/ {
+    print "    {\"destination\": \"/vol\", \"type\": \"bind\", \"source\": \"" w "/vol\", \"options\": [\"rbind\", \"rw\"]},"
+    print "    {\"destination\": \"/rovol\", \"type\": \"bind\", \"source\": \"" w "/rovol\", \"options\": [\"rbind\", \"ro\"]},"
+    print "    {\"destination\": \"/etc/hosts\", \"type\": \"bind\", \"source\": \"" w "/hostsfile\", \"options\": [\"rbind\", \"ro\"]},"
+}' "$work/binds/config.json" >"$work/binds/config.new" && mv "$work/binds/config.new" "$work/binds/config.json"
+clock; rc=0
+timeout -k 10 200 "$hull" --root "$root" --backend vm run --bundle "$work/binds" b1 </dev/null >"$out" 2>"$err" || rc=$?
+lap
+if [ "$rc" = 0 ] && has '^from-host$' "$out" && [ "$(cat "$work/vol/out" 2>/dev/null)" = from-guest ]; then
+    pass "bind mount: a host directory, read-write"
+else
+    fail "bind mount: a host directory, read-write" "status $rc, vol/out: $(cat "$work/vol/out" 2>&1)"
+fi
+if has '^ro-content$' "$out" && has '^ro-refused$' "$out" && [ ! -e "$work/rovol/f1" ]; then
+    pass "bind mount: read-only holds"
+else
+    fail "bind mount: read-only holds" "status $rc"
+fi
+if has '^10.1.2.3 bound-hosts-file$' "$out" && ! grep -q bound-hosts-file "$rootfs/etc/hosts" 2>/dev/null; then
+    pass "bind mount: a single file (/etc/hosts)"
+else
+    fail "bind mount: a single file (/etc/hosts)" "status $rc"
+fi
+
+# 5b. process.terminal: run hands the pty to its caller; the workload's stdio is a terminal
+bundle term '"/bin/sh", "-c", "tty; test -t 0 && test -t 2 && echo stdio-is-a-tty; exit 5"' \
+    's/"terminal": false/"terminal": true/'
+clock; rc=0
+timeout -k 10 200 "$hull" --root "$root" --backend vm run --bundle "$work/term" t1 </dev/null >"$out" 2>"$err" || rc=$?
+lap
+if [ "$rc" = 5 ] && grep -q '^/dev/pts/[0-9]' "$out" && has 'stdio-is-a-tty' "$out"; then
+    pass "process.terminal: a pty in the guest, exit code 5"
+else
+    fail "process.terminal: a pty in the guest, exit code 5" "status $rc"
+fi
+
+# 6-10. create -> created (the VMM's pid) -> start -> running, output -> stopped -> delete
+bundle life '"/bin/sh", "-c", "echo started; sleep 5; echo done"'
+id=life1
+clock; rc=0
+timeout -k 10 200 "$hull" --root "$root" --backend vm create --bundle "$work/life" --pid-file "$work/life.pid" "$id" \
+    </dev/null >"$out" 2>"$err" || rc=$?
+lap
+pid="$(pid_of "$id")"
+if [ "$rc" = 0 ] && [ "$(status_of "$id")" = created ] && [ -n "$pid" ] && [ "$(cat "$work/life.pid" 2>/dev/null)" = "$pid" ] \
+    && [ "$(readlink "/proc/$pid/exe")" = "$hull_exe" ] && ! has started "$out"; then
+    pass "create: created, the pid (and --pid-file) is the VMM, nothing ran yet"
+else
+    fail "create: created, the pid (and --pid-file) is the VMM, nothing ran yet" \
+        "status $rc, state $(status_of "$id"), pid $pid, exe $(readlink "/proc/$pid/exe" 2>&1)"
+fi
+if [ -n "$(cgroups_of "$id")" ] && grep -qx "$pid" "$(cgroups_of "$id" | head -n 1)/cgroup.procs" 2>/dev/null; then
+    pass "create: the VMM is in the container's cgroup"
+else
+    fail "create: the VMM is in the container's cgroup" "cgroups: $(cgroups_of "$id" | tr '\n' ' ')"
+fi
+clock; rc=0
+h start "$id" 2>>"$err" || rc=$?
+lap
+# (took: how long start itself took)
+if [ "$rc" = 0 ] && wait_line "$out" started 60 && [ "$(status_of "$id")" = running ]; then
+    pass "start: the workload runs, state running"
+else
+    fail "start: the workload runs, state running" "status $rc, state $(status_of "$id")"
+fi
+clock; rc=0
+wait_status "$id" stopped 60 || rc=$?
+lap
+if [ "$rc" = 0 ] && has '^done$' "$out"; then
+    pass "exit: state stopped"
+else
+    fail "exit: state stopped" "state $(status_of "$id")"
+fi
+clock; rc=0
+h delete "$id" 2>>"$err" || rc=$?
+lap
+left="$(leftovers "$id" "$pid")"
+if [ "$rc" = 0 ] && [ -z "$left" ]; then pass "delete: nothing left"; else fail "delete: nothing left" "status $rc; $left"; fi
+
+# 11. kill ID TERM reaches a workload that traps it; the VMM exits with its status (7)
+#     (and kill --all USR1 first, to a trap that survives it)
+bundle trap '"/bin/sh", "-c", "trap '"'"'echo got-usr1'"'"' USR1; trap '"'"'echo got-term; exit 7'"'"' TERM; echo ready; while :; do sleep 1; done"'
+id=term1
+clock; rc=0
+"$hull" --root "$root" --backend vm run --bundle "$work/trap" "$id" </dev/null >"$out" 2>"$err" &
+runner=$!
+wait_line "$out" ready 200
+h kill --all "$id" USR1 2>>"$err"
+if wait_line "$out" got-usr1 60; then pass "kill --all USR1 reaches the workload"; else fail "kill --all USR1 reaches the workload" "no got-usr1"; fi
+h kill "$id" TERM 2>>"$err"
+wait "$runner" || rc=$?
+lap
+if [ "$rc" = 7 ] && has '^got-term$' "$out"; then
+    pass "kill TERM: the workload's trap runs, exit status 7"
+else
+    fail "kill TERM: the workload's trap runs, exit status 7" "status $rc"
+fi
+
+# 12. kill ID KILL: the VMM dies (run reports 128 + 9), nothing left after delete
+bundle sleeper '"/bin/sh", "-c", "echo ready; exec sleep 1000"'
+id=kill1
+clock; rc=0
+"$hull" --root "$root" --backend vm run --keep --bundle "$work/sleeper" "$id" </dev/null >"$out" 2>"$err" &
+runner=$!
+wait_line "$out" ready 200
+pid="$(pid_of "$id")"
+h kill "$id" KILL 2>>"$err"
+wait "$runner" || rc=$?
+lap
+st="$(status_of "$id")"
+h delete "$id" 2>>"$err"
+left="$(leftovers "$id" "$pid")"
+if [ "$rc" = 137 ] && [ "$st" = stopped ] && [ -z "$left" ]; then
+    pass "kill KILL: the VMM dies (137), stopped, delete leaves nothing"
+else
+    fail "kill KILL: the VMM dies (137), stopped, delete leaves nothing" "status $rc, state $st; $left"
+fi
+
+# 13. a workload killed by a signal: the VMM ends the same way (run: 128 + 9)
+bundle selfkill '"/bin/sh", "-c", "kill -9 $$"'
+clock; rc=0
+timeout -k 10 200 "$hull" --root "$root" --backend vm run --bundle "$work/selfkill" sk1 </dev/null >"$out" 2>"$err" || rc=$?
+lap
+if [ "$rc" = 137 ]; then pass "workload killed by SIGKILL: 137"; else fail "workload killed by SIGKILL: 137" "status $rc"; fi
+
+# 14. delete --force of a running VM container
+id=force1
+clock; rc=0
+timeout -k 10 200 "$hull" --root "$root" --backend vm create --bundle "$work/sleeper" "$id" </dev/null >"$out" 2>"$err" || rc=$?
+h start "$id" 2>>"$err" || rc=$?
+wait_line "$out" ready 60
+pid="$(pid_of "$id")"
+h delete --force "$id" 2>>"$err" || rc=$?
+lap
+left="$(leftovers "$id" "$pid")"
+if [ "$rc" = 0 ] && [ -n "$pid" ] && [ -z "$left" ]; then
+    pass "delete --force: no process, cgroup or state left"
+else
+    fail "delete --force: no process, cgroup or state left" "status $rc, pid $pid; $left"
+fi
+
+# 14b. a signal before start ends the VMM (as it would a native init on the fifo); a created
+#      container is deleted without --force; nothing is left either way
+id=early1
+clock; rc=0
+timeout -k 10 200 "$hull" --root "$root" --backend vm create --bundle "$work/sleeper" "$id" </dev/null >"$out" 2>"$err" || rc=$?
+pid="$(pid_of "$id")"
+h kill "$id" TERM 2>>"$err" || rc=$?
+wait_status "$id" stopped 60 || rc=$?
+st="$(status_of "$id")"
+h delete "$id" 2>>"$err" || rc=$?
+lap
+left="$(leftovers "$id" "$pid")"
+if [ "$rc" = 0 ] && [ "$st" = stopped ] && ! has ready "$out" && [ -z "$left" ]; then
+    pass "kill TERM before start: stopped, the workload never ran, nothing left"
+else
+    fail "kill TERM before start: stopped, the workload never ran, nothing left" "status $rc, state $st; $left"
+fi
+id=early2
+clock; rc=0
+timeout -k 10 200 "$hull" --root "$root" --backend vm create --bundle "$work/sleeper" "$id" </dev/null >"$out" 2>"$err" || rc=$?
+pid="$(pid_of "$id")"
+h delete "$id" 2>>"$err" || rc=$?
+lap
+left="$(leftovers "$id" "$pid")"
+if [ "$rc" = 0 ] && [ -n "$pid" ] && [ -z "$left" ]; then
+    pass "delete of a created container: nothing left"
+else
+    fail "delete of a created container: nothing left" "status $rc, pid $pid; $left"
+fi
+
+# 15. a bad kernel path: create fails clearly, nothing left
+id=badk1
+clock; rc=0
+HULL_KERNEL=/nonexistent/vmlinuz "$hull" --root "$root" --backend vm create --bundle "$work/sleeper" "$id" \
+    </dev/null >"$out" 2>"$err" || rc=$?
+lap
+left="$(leftovers "$id")"
+if [ "$rc" != 0 ] && has 'no guest kernel at /nonexistent/vmlinuz' "$err" && [ -z "$left" ]; then
+    pass "bad kernel path: clear error, nothing left"
+else
+    fail "bad kernel path: clear error, nothing left" "status $rc; $left"
+fi
+
+# 16. the guest does not come up in time: create fails clearly, nothing left
+printf '[vm]\nboot_timeout_s = 1\n' >"$work/short-boot.toml"
+id=boot1
+clock; rc=0
+HULL_CONFIG="$work/short-boot.toml" timeout -k 10 100 "$hull" --root "$root" --backend vm create --bundle "$work/sleeper" \
+    "$id" </dev/null >"$out" 2>"$err" || rc=$?
+lap
+sleep 1
+left="$(leftovers "$id")"
+vmms="$(for p in /proc/[0-9]*; do [ "$(readlink "$p/exe" 2>/dev/null)" = "$hull_exe" ] && echo "${p#/proc/}"; done)"
+if [ "$rc" != 0 ] && has 'did not connect within 1 s' "$err" && [ -z "$left" ] && [ -z "$vmms" ]; then
+    pass "boot timeout: clear error, nothing left"
+else
+    fail "boot timeout: clear error, nothing left" "status $rc; $left; hull processes: $vmms"
+fi
+
+# 17, 18. the annotation and the hull-vm name choose the VM: uname -r is the guest kernel's
+host_release="$(uname -r)"
+bundle uname '"/bin/uname", "-r"'
+annotate uname
+clock; rc=0
+timeout -k 10 200 "$hull" --root "$root" run --bundle "$work/uname" an1 </dev/null >"$out" 2>"$err" || rc=$?
+lap
+guest_release="$(cat "$out")"
+if [ "$rc" = 0 ] && [ -n "$guest_release" ] && [ "$guest_release" != "$host_release" ]; then
+    pass "annotation hull.backend=vm: the guest kernel ($guest_release)"
+else
+    fail "annotation hull.backend=vm: the guest kernel" "status $rc, '$guest_release' vs the machine's $host_release"
+fi
+ln -s "$hull_exe" "$work/hull-vm"
+bundle uname2 '"/bin/uname", "-r"'
+clock; rc=0
+timeout -k 10 200 "$work/hull-vm" --root "$root" run --bundle "$work/uname2" an2 </dev/null >"$out" 2>"$err" || rc=$?
+lap
+if [ "$rc" = 0 ] && [ -n "$guest_release" ] && [ "$(cat "$out")" = "$guest_release" ]; then
+    pass "argv0 hull-vm: the guest kernel"
+else
+    fail "argv0 hull-vm: the guest kernel" "status $rc, '$(cat "$out")'"
+fi
+
+printf '%s passed, %s failed\n' "$passed" "$failed"
+[ "$failed" = 0 ]

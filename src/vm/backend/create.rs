@@ -1,0 +1,177 @@
+//! `create` for a VM container, the parent's side: the container's cgroup exactly as the
+//! native backend makes it ([`crate::native::backend::in_cgroup`]), then the VMM init forked
+//! and placed in it before it does anything, the createRuntime and prestart hooks run here on
+//! the host when the init has its namespaces (and before the VMM exists to look at them), and
+//! `create` returns once the guest agent has greeted. The conversation is the native
+//! create's sync socket and messages.
+
+use std::path::PathBuf;
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult, Pid};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+
+use super::error::VmError;
+use super::init::{self, VmmInit};
+use super::prepare::Plan;
+use crate::container::backend::InitSpec;
+use crate::container::{Error, Result};
+use crate::native::namespaces;
+use crate::native::sync::{self, Msg, SyncSocket};
+use crate::native::{Placement, StateFor};
+use crate::spec::Bundle;
+use crate::state::State;
+
+/// /dev/kvm is the misc device 10:232 on every Linux.
+const KVM_MAJOR: i64 = 10;
+const KVM_MINOR: i64 = 232;
+/// The longest path a unix socket address holds (sun_path, with its NUL).
+const SUN_PATH_MAX: usize = 107;
+
+pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
+    let InitSpec { bundle, dir, console, .. } = spec;
+    let console_size = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.console_size())
+        .map(|b| (b.height() as u16, b.width() as u16));
+    let Plan { cgroup, kernel, kernel_pvm, size, boot_timeout, request, share, read_only, binds } = plan;
+    // The VMM listens for the agent on `<vsock>_<port>`, in the state directory: delete
+    // removes it with the rest.
+    let vsock_path = dir.path.join("vsock");
+    let listen_path = PathBuf::from(format!("{}_{}", vsock_path.display(), crate::vm::AGENT_PORT));
+    if listen_path.as_os_str().len() > SUN_PATH_MAX {
+        return Err(Error::backend(VmError::Unsupported(format!(
+            "the agent's socket {} is over the {SUN_PATH_MAX}-byte limit of unix sockets: use a shorter --root",
+            listen_path.display()
+        ))));
+    }
+    let vmm_init = VmmInit {
+        kernel,
+        kernel_pvm,
+        size,
+        boot_timeout,
+        request,
+        share,
+        read_only,
+        binds,
+        binds_dir: dir.path.join("binds"),
+        fifo_path: dir.fifo_path(),
+        vsock_path,
+        listen_path,
+        namespaces: namespaces::Plan::from_spec(&bundle.spec),
+        hooks_wanted: crate::hooks::any_at_create(&bundle.spec),
+        serial: std::env::var_os(init::SERIAL_ENV).is_some_and(|v| v == "1"),
+        console,
+        console_size,
+    };
+    let bundle = with_kvm_allowed(bundle);
+    let spec = &bundle.spec;
+    crate::native::backend::in_cgroup(cgroup, &bundle, dir, state, move |placement, state_for, _, _| {
+        spawn(vmm_init, placement, state_for, spec)
+    })
+}
+
+/// The bundle with /dev/kvm added to the device cgroup's allowed devices. The VMM opens it
+/// inside the container's cgroup, whose device rules (deny all, then the defaults) are made
+/// for a workload on the host; this workload is in the guest, and the VMM needs KVM.
+fn with_kvm_allowed(bundle: &Bundle) -> Bundle {
+    let mut bundle = bundle.clone();
+    if let Some(resources) = bundle.spec.linux_mut().as_mut().and_then(|l| l.resources_mut().as_mut()) {
+        if let Some(rules) = resources.devices_mut().as_mut() {
+            let mut kvm = LinuxDeviceCgroup::default();
+            kvm.set_allow(true);
+            kvm.set_typ(Some(LinuxDeviceType::C));
+            kvm.set_major(Some(KVM_MAJOR));
+            kvm.set_minor(Some(KVM_MINOR));
+            kvm.set_access(Some("rw".to_string()));
+            rules.push(kvm);
+        }
+    }
+    bundle
+}
+
+/// Forks the VMM init and sees it through setup; its pid once the guest is up.
+fn spawn(
+    vmm_init: VmmInit,
+    placement: Placement,
+    state_for: StateFor,
+    spec: &oci_spec::runtime::Spec,
+) -> Result<i32> {
+    let (parent, child) = sync::pair().map_err(|e| vmm_failed(format!("sync socket: {e}")))?;
+    // SAFETY: hull is single-threaded here: nothing starts a thread before create, and the
+    // VMM's threads start only in the child.
+    match unsafe { fork() }.map_err(|e| vmm_failed(format!("fork: {e}")))? {
+        ForkResult::Child => {
+            drop(parent);
+            init::main(child, vmm_init)
+        }
+        ForkResult::Parent { child: pid } => {
+            drop(child);
+            drop(vmm_init);
+            match talk(&parent, pid, placement, state_for, spec) {
+                Ok(()) => Ok(pid.as_raw()),
+                Err(e) => {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    let _ = waitpid(pid, None);
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+/// The parent's side: place the init in the cgroup, run hooks when it asks, wait for Ready.
+fn talk(
+    sock: &SyncSocket,
+    pid: Pid,
+    placement: Placement,
+    state_for: StateFor,
+    spec: &oci_spec::runtime::Spec,
+) -> Result<()> {
+    let path = match placement {
+        Placement::Join(cg) => {
+            cg.join(pid.as_raw() as u32).map_err(Error::backend)?;
+            cg.path.clone()
+        }
+        // systemd starts the scope with the init in it.
+        Placement::AfterFork(cg, place) => {
+            let path = place(pid.as_raw()).map_err(vmm_failed)?;
+            cg.path = path.clone();
+            path
+        }
+    };
+    // The init waits for this before anything else: it is in the cgroup before any vcpu
+    // thread (or any other thread) exists.
+    sock.send(&Msg::CgroupReady { path }).map_err(|e| vmm_failed(format!("write to the VMM init: {e}")))?;
+    loop {
+        let msg = sock.recv().map_err(|e| vmm_failed(format!("read from the VMM init: {e}")))?;
+        match msg {
+            Some(Msg::RunHooks) => {
+                let state = state_for(pid.as_raw());
+                let ran = crate::hooks::run(spec, crate::hooks::Kind::Prestart, &state)
+                    .and_then(|()| crate::hooks::run(spec, crate::hooks::Kind::CreateRuntime, &state));
+                if let Err(e) = ran {
+                    let _ = sock.send(&Msg::Error { msg: e.to_string() });
+                    return Err(Error::Hook(e));
+                }
+                sock.send(&Msg::HooksDone { state })
+                    .map_err(|e| vmm_failed(format!("write to the VMM init: {e}")))?;
+            }
+            Some(Msg::Ready) => return Ok(()),
+            Some(Msg::Error { msg }) => return Err(vmm_failed(msg)),
+            Some(other) => {
+                return Err(vmm_failed(format!("unexpected message from the VMM init: {other:?}")))
+            }
+            None => {
+                return Err(vmm_failed(format!("the VMM init (pid {pid}) exited before the guest came up")))
+            }
+        }
+    }
+}
+
+fn vmm_failed(msg: impl Into<String>) -> Error {
+    Error::backend(VmError::Vmm(msg.into()))
+}

@@ -1,0 +1,334 @@
+//! The VMM init: the forked child of `hull create` that becomes a VM container's init.
+//!
+//! In order: wait until the parent has put it in the container's cgroup; close what it
+//! inherited; join the namespaces the spec names by path (the network namespace above all)
+//! and make those it asks for, with a mount namespace of its own; have the parent run the
+//! createRuntime and prestart hooks; block every relayed signal; build the VM (the vcpu and
+//! device threads start only now, inside the cgroup); boot it; report Ready to the parent
+//! when the agent greets; send the workload when `hull start` has opened the exec fifo; and
+//! end with the workload's status. Everything the VMM cannot do before Ready is reported to
+//! the parent, which prints it and removes what create made.
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sched::CloneFlags;
+
+use super::binds::{self, Bind};
+use super::signals;
+use super::sizing::Size;
+use crate::agent::protocol::RunRequest;
+use crate::agent::{AgentConfig, BINDS_TAG};
+use crate::native::namespaces;
+use crate::native::sync::{Msg, SyncSocket};
+use crate::vm::session::{Relay, Report, Session, StartGate};
+use crate::vm::{cmdline, initramfs, AGENT_PORT, EXIT_VM_FAILED, GUEST_CID, SHARE_MOUNT_POINT, SHARE_TAG};
+
+/// `HULL_VM_SERIAL=1`: the guest's serial console goes to the VMM's stderr (the container's).
+pub const SERIAL_ENV: &str = "HULL_VM_SERIAL";
+
+/// The namespaces the VMM joins when the spec names them by path. A pid, user, mount or time
+/// namespace by path is for the workload, which lives in the guest.
+const JOINED: [CloneFlags; 4] = [
+    CloneFlags::CLONE_NEWNET,
+    CloneFlags::CLONE_NEWIPC,
+    CloneFlags::CLONE_NEWUTS,
+    CloneFlags::CLONE_NEWCGROUP,
+];
+
+/// What the init needs, worked out by the parent before the fork.
+pub struct VmmInit {
+    pub kernel: vmm::KernelImage,
+    pub kernel_pvm: bool,
+    pub size: Size,
+    pub boot_timeout: Duration,
+    pub request: RunRequest,
+    pub share: PathBuf,
+    pub read_only: bool,
+    pub binds: Vec<Bind>,
+    /// Where the bind mounts are staged for their share (in the container's directory).
+    pub binds_dir: PathBuf,
+    pub fifo_path: PathBuf,
+    /// The VMM's vsock unix socket; the agent's connection comes in on `listen_path`.
+    pub vsock_path: PathBuf,
+    pub listen_path: PathBuf,
+    pub namespaces: namespaces::Plan,
+    pub hooks_wanted: bool,
+    pub serial: bool,
+    /// The connected console socket, with process.terminal.
+    pub console: Option<OwnedFd>,
+    /// process.consoleSize: (rows, cols).
+    pub console_size: Option<(u16, u16)>,
+}
+
+/// How the workload ended, as the VMM must end.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Exit(i32),
+    Signaled(i32),
+}
+
+/// The init's whole life; it never returns to the lifecycle's code.
+pub fn main(sock: SyncSocket, init: VmmInit) -> ! {
+    let sock = Arc::new(sock);
+    match run(&sock, init) {
+        Ok(Outcome::Exit(code)) => std::process::exit(code),
+        Ok(Outcome::Signaled(signo)) => signals::die_of(signo),
+        Err(msg) => {
+            // Before Ready the parent is listening and says it; after, this is the container's
+            // stderr and hull's log.
+            let _ = sock.send(&Msg::Error { msg: msg.clone() });
+            crate::logging::error(&format!("vm container: {msg}"));
+            std::process::exit(i32::from(EXIT_VM_FAILED))
+        }
+    }
+}
+
+fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
+    match sock.recv() {
+        Ok(Some(Msg::CgroupReady { .. })) => {}
+        Ok(Some(Msg::Error { msg })) => return Err(msg),
+        _ => return Err("create gave up before the VMM was placed in the cgroup".into()),
+    }
+    // The VMM holds guest memory: no core dumps, no ptrace by the container's users. It never
+    // execs, and no_new_privs says so to the kernel (the first piece of the jail, issue 13
+    // item 3; the rest is not built yet).
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    }
+    let terminal = match init.console.take() {
+        Some(socket) => {
+            take_terminal(socket, init.console_size)?;
+            true
+        }
+        None => false,
+    };
+    close_inherited(&[sock.as_fd().as_raw_fd(), init.kernel.file.as_raw_fd()])?;
+    enter_namespaces(&init.namespaces)?;
+    if init.hooks_wanted {
+        sock.send(&Msg::RunHooks).map_err(|e| format!("write to create: {e}"))?;
+        match sock.recv() {
+            Ok(Some(Msg::HooksDone { .. })) => {}
+            Ok(Some(Msg::Error { msg })) => return Err(msg),
+            _ => return Err("create gave up while running hooks".into()),
+        }
+    }
+    // Before the first thread: every thread the VMM makes inherits the mask.
+    let signals = signals::block_relayed().map_err(|e| format!("blocking signals: {e}"))?;
+    boot(sock, init, signals, terminal)
+}
+
+/// process.terminal: a pty on the host whose master goes out over the console socket, as a
+/// native init's does, and whose slave becomes the VMM's stdio (raw: the guest's pty does
+/// the line discipline) and controlling terminal, so a size change on the master reaches the
+/// VMM as SIGWINCH and goes on to the guest.
+fn take_terminal(socket: OwnedFd, size: Option<(u16, u16)>) -> Result<(), String> {
+    let slave = crate::native::console::setup_exec(socket.as_fd(), size, 0, 0).map_err(|e| e.to_string())?;
+    drop(socket);
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    crate::native::console::make_stdio(&slave).map_err(|e| e.to_string())?;
+    let mut termios = nix::sys::termios::tcgetattr(&slave).map_err(|e| format!("tcgetattr: {e}"))?;
+    nix::sys::termios::cfmakeraw(&mut termios);
+    nix::sys::termios::tcsetattr(&slave, nix::sys::termios::SetArg::TCSANOW, &termios)
+        .map_err(|e| format!("tcsetattr: {e}"))
+}
+
+/// Builds the VM, runs it to the end, and works out how the workload ended.
+fn boot(
+    sock: &Arc<SyncSocket>,
+    init: VmmInit,
+    signals: nix::sys::signalfd::SignalFd,
+    terminal: bool,
+) -> Result<Outcome, String> {
+    let agent = AgentConfig {
+        port: AGENT_PORT,
+        share_tag: SHARE_TAG.to_string(),
+        mount_point: SHARE_MOUNT_POINT.to_string(),
+        debug: init.serial,
+        binds: binds::for_guest(&init.binds),
+    };
+    let mut shares =
+        vec![vmm::FsShare { tag: SHARE_TAG.to_string(), path: init.share, read_only: init.read_only }];
+    if !init.binds.is_empty() {
+        // In the VMM's own mount namespace: the host never sees these mounts.
+        binds::stage(&init.binds, &init.binds_dir)?;
+        shares.push(vmm::FsShare { tag: BINDS_TAG.to_string(), path: init.binds_dir, read_only: false });
+    }
+    let initramfs = initramfs::build(&agent).map_err(|e| format!("making the guest's initramfs: {e:#}"))?;
+    let listener = UnixListener::bind(&init.listen_path)
+        .map_err(|e| format!("listening on {}: {e}", init.listen_path.display()))?;
+    let serial = if init.serial {
+        crate::vm::run::serial_to_stderr().map_err(|e| format!("{e:#}"))?
+    } else {
+        vmm::SerialOutput::Off
+    };
+    let vm_config = vmm::VmConfig {
+        vcpus: init.size.vcpus,
+        mem_mib: init.size.mem_mib,
+        kernel: init.kernel,
+        initramfs: Some(initramfs.image),
+        cmdline: cmdline::build(init.serial, None),
+        serial,
+        vsock: Some(vmm::VsockConfig { guest_cid: GUEST_CID, uds_path: init.vsock_path }),
+        shares,
+        kernel_supports_pvm: init.kernel_pvm,
+    };
+    let vm = vmm::Vmm::build(vm_config).map_err(|e| format!("building the VM: {e}"))?;
+    let (released_rx, released_tx) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let (quit_rx, quit_tx) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let ready_sock = Arc::clone(sock);
+    let fifo_path = init.fifo_path;
+    let session = Session {
+        listener,
+        vmm: vm.handle(),
+        request: init.request,
+        signals,
+        quit: quit_rx,
+        boot_timeout: init.boot_timeout,
+        boot_hint:
+            "boot_timeout_s under [vm] in the config file; HULL_VM_SERIAL=1 shows the guest console on \
+                    the container's stderr",
+        gate: Some(StartGate {
+            on_ready: Box::new(move || {
+                // `create` returns now; the workload waits for `start`.
+                let _ = ready_sock.send(&Msg::Ready);
+                wait_for_start(fifo_path, released_tx);
+            }),
+            released: released_rx,
+        }),
+        relay: Relay::Every,
+        terminal,
+    };
+    let talker = std::thread::Builder::new()
+        .name("vm-session".into())
+        .spawn(move || session.run())
+        .map_err(|e| format!("starting the session thread: {e}"))?;
+    let result = vm.run();
+    drop(quit_tx);
+    let report = talker.join().map_err(|_| "the session thread panicked".to_string())?;
+    outcome(report, result.map(|(exit, _timeline)| exit))
+}
+
+/// A thread that blocks opening the exec fifo for writing, as a native init does, until
+/// `hull start` opens it for reading; then writes the byte start reads and tells the session
+/// (one byte on `released`). Closing `released` without a byte means the fifo could not be
+/// opened: the session then stops the VM instead of starting the workload.
+fn wait_for_start(fifo: PathBuf, released: OwnedFd) {
+    let spawned = std::thread::Builder::new().name("exec-fifo".into()).spawn(move || {
+        let opened = std::fs::OpenOptions::new().write(true).open(&fifo).and_then(|mut f| f.write_all(b"0"));
+        match opened {
+            Ok(()) => {
+                let _ = nix::unistd::write(&released, b"1");
+            }
+            Err(e) => crate::logging::error(&format!("vm container: exec fifo {}: {e}", fifo.display())),
+        }
+    });
+    if let Err(e) = spawned {
+        crate::logging::error(&format!("vm container: starting the exec fifo thread: {e}"));
+    }
+}
+
+/// How the VMM ends: the workload's exit code or signal, a signal that came before the
+/// workload started (as it would have killed a native init waiting on the fifo), or the
+/// failure that stopped the VM.
+fn outcome(report: Report, result: Result<vmm::VmExit, vmm::Error>) -> Result<Outcome, String> {
+    if let Some(exit) = report.exit {
+        return Ok(match exit.signal {
+            Some(signo) => Outcome::Signaled(signo),
+            None => Outcome::Exit(exit.code.clamp(0, 255)),
+        });
+    }
+    if let Some(signo) = report.interrupted {
+        return Ok(Outcome::Signaled(signo));
+    }
+    if let Some(msg) = report.agent_error {
+        return Err(format!("the guest agent failed: {msg}"));
+    }
+    if let Some(msg) = report.failure {
+        return Err(msg);
+    }
+    match result {
+        Err(e) => Err(format!("running the VM: {e}")),
+        Ok(vmm::VmExit::VcpuError(e)) => Err(format!("the VM failed: {e}")),
+        Ok(_) => Err(format!(
+            "the guest stopped before the workload reported an exit status (kernel panic? {SERIAL_ENV}=1 shows the \
+             guest console on the container's stderr)"
+        )),
+    }
+}
+
+/// Closes every inherited fd above stdio but `keep` and hull's log: the container
+/// directory's lock above all, which `start` and `delete` take.
+fn close_inherited(keep: &[i32]) -> Result<(), String> {
+    let log = crate::logging::log_fd().unwrap_or(-1);
+    let entries = std::fs::read_dir("/proc/self/fd").map_err(|e| format!("list /proc/self/fd: {e}"))?;
+    let fds: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .filter(|fd| *fd > 2 && *fd != log && !keep.contains(fd))
+        .collect();
+    for fd in fds {
+        // SAFETY: an fd this process inherited and never uses again; the read_dir handle is
+        // dropped, so this cannot close it under us (a stale number fails with EBADF).
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+/// Joins the network, IPC, UTS and cgroup namespaces the spec names by path, makes those of
+/// these kinds it asks for, and a mount namespace of the VMM's own whose mounts do not
+/// propagate back to the host.
+fn enter_namespaces(spec_plan: &namespaces::Plan) -> Result<(), String> {
+    let joins = spec_plan.joins.iter().filter(|(f, _)| JOINED.contains(f)).cloned().collect();
+    let made = JOINED.iter().fold(CloneFlags::empty(), |acc, f| acc | (spec_plan.create & *f));
+    let plan = namespaces::Plan { joins, create: made | CloneFlags::CLONE_NEWNS };
+    let opened = plan.open_joins().map_err(|e| e.to_string())?;
+    namespaces::join(&opened).map_err(|e| e.to_string())?;
+    namespaces::create(plan.create).map_err(|e| e.to_string())?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make the VMM's mounts private: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::protocol::ExitReport;
+
+    fn exited(code: i32, signal: Option<i32>) -> Report {
+        Report { exit: Some(ExitReport { code, signal, shutdown: None }), ..Default::default() }
+    }
+
+    #[test]
+    fn the_workloads_code_or_signal_is_the_vmms() {
+        assert_eq!(outcome(exited(3, None), Ok(vmm::VmExit::Reset)), Ok(Outcome::Exit(3)));
+        assert_eq!(outcome(exited(137, Some(9)), Ok(vmm::VmExit::Reset)), Ok(Outcome::Signaled(9)));
+        let before_start = Report { interrupted: Some(libc::SIGTERM), ..Default::default() };
+        assert_eq!(outcome(before_start, Ok(vmm::VmExit::Stopped)), Ok(Outcome::Signaled(libc::SIGTERM)));
+    }
+
+    #[test]
+    fn failures_say_what_happened() {
+        let timeout =
+            Report { failure: Some("the guest agent did not connect".into()), ..Default::default() };
+        assert_eq!(outcome(timeout, Ok(vmm::VmExit::Stopped)), Err("the guest agent did not connect".into()));
+        let err = outcome(Report::default(), Ok(vmm::VmExit::Reset)).unwrap_err();
+        assert!(
+            err.contains("before the workload reported an exit status") && err.contains(SERIAL_ENV),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! `prepare` for a VM container: everything that can be found out before the id is claimed,
+//! so that a host that cannot run the VM leaves nothing behind: the guest kernel (opened
+//! here, carried to the VMM), /dev/kvm, a PVM host with a stock kernel (the same refusal as
+//! vm-run's), the VM's size, the workload, and the cgroup as the native backend plans it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::binds::{self, Bind};
+use super::error::VmError;
+use super::sizing::{self, Size};
+use crate::agent::protocol::{GuestUser, RunRequest};
+use crate::container::backend::PrepareRequest;
+use crate::container::{Error, Result};
+use crate::vm::{config, kernel};
+
+/// How long `create` waits for the guest agent by default: the emulated test machine boots a
+/// guest in 5-20 s, hardware in well under one.
+pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+const KVM_DEVICE: &str = "/dev/kvm";
+
+/// What `prepare` worked out; `create` carries it out.
+pub struct Plan {
+    pub(super) cgroup: crate::native::backend::Plan,
+    pub(super) kernel: vmm::KernelImage,
+    pub(super) kernel_pvm: bool,
+    pub(super) size: Size,
+    pub(super) boot_timeout: Duration,
+    /// The workload, as the agent runs it.
+    pub(super) request: RunRequest,
+    /// What the guest sees as its root: the container's rootfs.
+    pub(super) share: PathBuf,
+    pub(super) read_only: bool,
+    /// The spec's bind mounts of host paths.
+    pub(super) binds: Vec<Bind>,
+}
+
+pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
+    let spec = &req.bundle.spec;
+    let unavailable = |e: anyhow::Error| Error::backend(VmError::Unavailable(format!("{e:#}")));
+    let config = config::load().map_err(unavailable)?;
+    let choice = kernel::choose(None, |k| std::env::var(k).ok(), &config).map_err(unavailable)?;
+    let kernel_image = kernel::open(&choice).map_err(unavailable)?;
+    if !Path::new(KVM_DEVICE).exists() {
+        return Err(Error::backend(VmError::Unavailable(format!(
+            "no {KVM_DEVICE} on this host: the vm backend needs KVM (load kvm_intel or kvm_amd, or enable nested \
+             virtualization)"
+        ))));
+    }
+    // A stock kernel on a PVM host hangs without a word: refuse, as vm-run does.
+    vmm::pvm::check(&choice.path, choice.pvm)
+        .map_err(|e| Error::backend(VmError::Unavailable(e.to_string())))?;
+    let size = sizing::size(spec, &config.vm).map_err(|m| Error::backend(VmError::Unsupported(m)))?;
+    let request = workload(spec)?;
+    let read_only = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
+    let binds =
+        binds::from_spec(spec, &req.bundle.dir).map_err(|m| Error::backend(VmError::Unsupported(m)))?;
+    let cgroup = crate::native::backend::prepare(req)?;
+    Ok(Plan {
+        cgroup,
+        kernel: kernel_image,
+        kernel_pvm: choice.pvm,
+        size,
+        boot_timeout: config.vm.boot_timeout_s.map(Duration::from_secs).unwrap_or(DEFAULT_BOOT_TIMEOUT),
+        request,
+        share: req.bundle.rootfs.clone(),
+        read_only,
+        binds,
+    })
+}
+
+/// process.args, env, cwd and user as the agent's Run request.
+fn workload(spec: &oci_spec::runtime::Spec) -> Result<RunRequest> {
+    let unsupported = |m: &str| Error::backend(VmError::Unsupported(m.to_string()));
+    let process = spec.process().as_ref().ok_or_else(|| unsupported("the spec has no process"))?;
+    let args = process.args().clone().unwrap_or_default();
+    if args.is_empty() {
+        return Err(unsupported("process.args is empty"));
+    }
+    let user = process.user();
+    let guest_user = GuestUser {
+        uid: user.uid(),
+        gid: user.gid(),
+        additional_gids: user.additional_gids().clone().unwrap_or_default(),
+    };
+    Ok(RunRequest {
+        args,
+        env: process.env().clone().unwrap_or_default(),
+        cwd: process.cwd().display().to_string(),
+        user: Some(guest_user),
+        terminal: process.terminal().unwrap_or(false),
+    })
+}
