@@ -162,8 +162,9 @@ conformance: build
 
 # Everything CI runs (README's test command): clippy and rustfmt, the cargo tests on this host (cgroup v1 hybrid),
 # the real clients (containerd, podman), and in the nested test machine its smoke test, the
-# cargo integration tests again under pure cgroup v2, hull under a real systemd as PID 1, and
-# hull vm-run end to end in hull's own VMM; runs them all, fails if any fails, and ends with a
+# cargo integration tests again under pure cgroup v2, hull under a real systemd as PID 1,
+# hull vm-run end to end in hull's own VMM, and the vm backend's container lifecycle; runs them
+# all, fails if any fails, and ends with a
 # table of each step's result and duration and the test-machine stalls that were retried.
 ci:
     #!/usr/bin/env bash
