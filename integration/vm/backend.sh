@@ -133,6 +133,36 @@ wait_line() {
     done
     return 1
 }
+# wait_bounded PID SECONDS: waits for a background job, SIGKILLing it after SECONDS; its
+# status in $rc (a nested guest now and then stalls: one check fails, the script goes on).
+wait_bounded() {
+    ( sleep "$2"; kill -KILL "$1" 2>/dev/null ) &
+    _watchdog=$!
+    rc=0
+    wait "$1" || rc=$?
+    kill "$_watchdog" 2>/dev/null
+    wait "$_watchdog" 2>/dev/null
+    return 0
+}
+# start_runner ID ARGS...: `hull --backend vm run ARGS... ID` in the background (pid in
+# $runner) until its workload printed "ready". The emulated machine's nested SVM now and then
+# stalls a guest's vcpu for minutes (its kernel logs a soft lockup in KVM_RUN): a guest that
+# did not come up is tried once more, and says so.
+start_runner() {
+    _id="$1"
+    shift
+    for _attempt in 1 2; do
+        "$hull" --root "$root" --backend vm run "$@" "$_id" </dev/null >"$out" 2>"$err" &
+        runner=$!
+        wait_line "$out" ready 200 && return 0
+        grep -q 'did not connect within' "$err" || return 1
+        printf 'RETRY %s: the guest did not come up; its stderr:\n' "$_id"
+        sed 's/^/  | /' "$err" | tail -n 5
+        wait_bounded "$runner" 600
+        "$hull" --root "$root" delete --force "$_id" >/dev/null 2>&1
+    done
+    return 1
+}
 cgroups_of() { find /sys/fs/cgroup -type d -name "*$1*" 2>/dev/null; }
 # leftovers ID [PID]: what a container left behind, empty when nothing.
 leftovers() {
@@ -267,13 +297,11 @@ if [ "$rc" = 0 ] && [ -z "$left" ]; then pass "delete: nothing left"; else fail 
 bundle trap '"/bin/sh", "-c", "trap '"'"'echo got-usr1'"'"' USR1; trap '"'"'echo got-term; exit 7'"'"' TERM; echo ready; while :; do sleep 1; done"'
 id=term1
 clock; rc=0
-"$hull" --root "$root" --backend vm run --bundle "$work/trap" "$id" </dev/null >"$out" 2>"$err" &
-runner=$!
-wait_line "$out" ready 200
+start_runner "$id" --bundle "$work/trap"
 h kill --all "$id" USR1 2>>"$err"
 if wait_line "$out" got-usr1 60; then pass "kill --all USR1 reaches the workload"; else fail "kill --all USR1 reaches the workload" "no got-usr1"; fi
 h kill "$id" TERM 2>>"$err"
-wait "$runner" || rc=$?
+wait_bounded "$runner" 300
 lap
 if [ "$rc" = 7 ] && has '^got-term$' "$out"; then
     pass "kill TERM: the workload's trap runs, exit status 7"
@@ -285,12 +313,10 @@ fi
 bundle sleeper '"/bin/sh", "-c", "echo ready; exec sleep 1000"'
 id=kill1
 clock; rc=0
-"$hull" --root "$root" --backend vm run --keep --bundle "$work/sleeper" "$id" </dev/null >"$out" 2>"$err" &
-runner=$!
-wait_line "$out" ready 200
+start_runner "$id" --keep --bundle "$work/sleeper"
 pid="$(pid_of "$id")"
 h kill "$id" KILL 2>>"$err"
-wait "$runner" || rc=$?
+wait_bounded "$runner" 300
 lap
 st="$(status_of "$id")"
 h delete "$id" 2>>"$err"
