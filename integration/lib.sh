@@ -25,3 +25,26 @@ busybox_rootfs() {
     printf 'root:x:0:0:root:/root:/bin/sh\n' >"$1/etc/passwd"
     printf 'root:x:0:\n' >"$1/etc/group"
 }
+
+# vm_script_in_testvm HERE NAME HULL KERNEL TIMEOUT: on the host, reruns integration/vm/NAME
+# inside the test machine (it needs an ordinary /dev/kvm), with hull (default: the release
+# build), the guest kernel and integration/ carried in. Does not return.
+vm_script_in_testvm() {
+    _repo="$(cd "$1/../.." && pwd)"
+    _hull="${3:-$_repo/target/release/hull}"
+    [ -x "$_hull" ] || { echo "$2: no hull at $_hull (just build)" >&2; exit 2; }
+    [ -f "$4" ] || { echo "$2: no guest kernel at $4 (just kernel)" >&2; exit 2; }
+    exec "$_repo/integration/testvm/testvm.sh" --timeout "${HULL_TESTVM_TIMEOUT:-$5}" --hull "$_hull" \
+        --add "$4" --add "$_repo/integration:/integration" -- sh "/integration/vm/$2" --kernel "$4"
+}
+
+# vm_script_prerequisites HULL KERNEL: inside, prints the hull to use (HULL, else the one on
+# PATH, else /hull) after checking it, the kernel and /dev/kvm; fails with a message otherwise.
+vm_script_prerequisites() {
+    _hull="$1"
+    [ -n "$_hull" ] || _hull="$(command -v hull 2>/dev/null || echo /hull)"
+    [ -x "$_hull" ] || { echo "no hull at $_hull (--hull)" >&2; return 1; }
+    [ -f "$2" ] || { echo "no guest kernel at $2 (--kernel)" >&2; return 1; }
+    [ -e /dev/kvm ] || { echo "no /dev/kvm here" >&2; return 1; }
+    echo "$_hull"
+}

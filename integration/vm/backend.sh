@@ -34,23 +34,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if [ "$testvm" = 1 ]; then
-    repo="$(cd "$here/../.." && pwd)"
-    [ -n "$hull" ] || hull="$repo/target/release/hull"
-    [ -x "$hull" ] || die "no hull at $hull (just build)"
-    [ -f "$kernel" ] || die "no guest kernel at $kernel (just kernel)"
-    exec "$repo/integration/testvm/testvm.sh" --timeout "${HULL_TESTVM_TIMEOUT:-1200}" --hull "$hull" --add "$kernel" \
-        --add "$repo/integration:/integration" -- sh /integration/vm/backend.sh --kernel "$kernel"
-fi
 . "$here/../lib.sh"
-
-if [ -z "$hull" ]; then
-    hull="$(command -v hull 2>/dev/null || true)"
-    [ -n "$hull" ] || hull=/hull
-fi
-[ -x "$hull" ] || die "no hull at $hull (--hull)"
-[ -f "$kernel" ] || die "no guest kernel at $kernel (--kernel)"
-[ -e /dev/kvm ] || die "no /dev/kvm here"
+[ "$testvm" = 1 ] && vm_script_in_testvm "$here" backend.sh "$hull" "$kernel" 1200
+hull="$(vm_script_prerequisites "$hull" "$kernel")" || exit 2
 work="$(mktemp -d "${TMPDIR:-/tmp}/hull-vmb.XXXXXX")" || die "mktemp"
 root="$work/root"
 cleanup() {

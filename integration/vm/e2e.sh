@@ -39,23 +39,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if [ "$testvm" = 1 ]; then
-    repo="$(cd "$here/../.." && pwd)"
-    [ -n "$hull" ] || hull="$repo/target/release/hull"
-    [ -x "$hull" ] || die "no hull at $hull (just build)"
-    [ -f "$kernel" ] || die "no guest kernel at $kernel (just kernel)"
-    exec "$repo/integration/testvm/testvm.sh" --timeout "${HULL_TESTVM_TIMEOUT:-1800}" --hull "$hull" --add "$kernel" \
-        --add "$repo/integration:/integration" -- sh /integration/vm/e2e.sh --kernel "$kernel"
-fi
 . "$here/../lib.sh"
-
-if [ -z "$hull" ]; then
-    hull="$(command -v hull 2>/dev/null || true)"
-    [ -n "$hull" ] || hull=/hull
-fi
-[ -x "$hull" ] || die "no hull at $hull (--hull)"
-[ -f "$kernel" ] || die "no guest kernel at $kernel (--kernel)"
-[ -e /dev/kvm ] || die "no /dev/kvm here"
+[ "$testvm" = 1 ] && vm_script_in_testvm "$here" e2e.sh "$hull" "$kernel" 1800
+hull="$(vm_script_prerequisites "$hull" "$kernel")" || exit 2
 work="$(mktemp -d "${TMPDIR:-/tmp}/hull-vm-e2e.XXXXXX")" || die "mktemp"
 cleanup() { [ "$keep" = 1 ] || rm -rf "$work"; }
 trap cleanup EXIT INT TERM
