@@ -26,16 +26,21 @@ busybox_rootfs() {
     printf 'root:x:0:\n' >"$1/etc/group"
 }
 
-# vm_script_in_testvm HERE NAME HULL KERNEL TIMEOUT: on the host, reruns integration/vm/NAME
-# inside the test machine (it needs an ordinary /dev/kvm), with hull (default: the release
-# build), the guest kernel and integration/ carried in. Does not return.
+# vm_script_in_testvm HERE NAME HULL KERNEL TIMEOUT [ARGS...]: on the host, reruns
+# integration/vm/NAME inside the test machine (it needs an ordinary /dev/kvm), with hull
+# (default: the release build), the guest kernel and integration/ carried in, and ARGS after
+# --kernel. Does not return.
 vm_script_in_testvm() {
     _repo="$(cd "$1/../.." && pwd)"
     _hull="${3:-$_repo/target/release/hull}"
     [ -x "$_hull" ] || { echo "$2: no hull at $_hull (just build)" >&2; exit 2; }
     [ -f "$4" ] || { echo "$2: no guest kernel at $4 (just kernel)" >&2; exit 2; }
-    exec "$_repo/integration/testvm/testvm.sh" --timeout "${HULL_TESTVM_TIMEOUT:-$5}" --hull "$_hull" \
-        --add "$4" --add "$_repo/integration:/integration" -- sh "/integration/vm/$2" --kernel "$4"
+    _name="$2"
+    _kernel="$4"
+    _limit="${HULL_TESTVM_TIMEOUT:-$5}"
+    shift 5
+    exec "$_repo/integration/testvm/testvm.sh" --timeout "$_limit" --hull "$_hull" \
+        --add "$_kernel" --add "$_repo/integration:/integration" -- sh "/integration/vm/$_name" --kernel "$_kernel" "$@"
 }
 
 # vm_script_prerequisites HULL KERNEL: inside, prints the hull to use (HULL, else the one on

@@ -245,7 +245,7 @@ fn later_commands_take_the_backend_from_the_state() {
     );
 
     // What the state records is what acts: a state that says vm goes to the vm backend,
-    // whatever the flags say (which cannot exec yet, and says so).
+    // whatever the flags say (and this state, made natively, names no VMM to exec through).
     let state_file = s.env.root.join(id).join("state.json");
     let native_text = std::fs::read_to_string(&state_file).unwrap();
     let mut doc: Value = serde_json::from_str(&native_text).unwrap();
@@ -254,7 +254,11 @@ fn later_commands_take_the_backend_from_the_state() {
     std::fs::write(&state_file, serde_json::to_vec(&doc).unwrap()).unwrap();
     let exec = s.hull(&["--backend", "native", "exec", id, "true"]);
     assert!(!exec.status.success(), "exec went through a vm state");
-    assert!(stderr(&exec).contains("vm backend: exec is not implemented yet"), "{}", stderr(&exec));
+    assert!(
+        stderr(&exec).contains("vm backend: the container's state names no VMM socket"),
+        "{}",
+        stderr(&exec)
+    );
     assert_eq!(s.state(id)["annotations"]["hull.backend"], "vm");
 
     std::fs::write(&state_file, native_text).unwrap();

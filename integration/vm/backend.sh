@@ -1,16 +1,17 @@
 #!/bin/sh
 # End-to-end checks of the vm backend: the container commands (create, start, state, kill,
-# delete, run) on a VM container, whose init is hull's VMM. Needs an ordinary /dev/kvm, so it
+# delete, run, and on a running VM container exec, ps, pause, resume, update, events) on a VM
+# container, whose init is hull's VMM. Needs an ordinary /dev/kvm, so it
 # runs inside the test machine (integration/testvm), not on the project's PVM hosts. POSIX sh:
 # the test machine has busybox, not bash (and no jq: config.json is edited with sed and awk).
 #
 # From the repository, on the host (builds nothing; run `just build` and `just kernel` first):
 #
-#   integration/vm/backend.sh --testvm [--hull PATH] [--kernel PATH]
+#   integration/vm/backend.sh --testvm [--hull PATH] [--kernel PATH] [--only lifecycle|exec]
 #
 # Inside (or on any machine with a usable /dev/kvm):
 #
-#   backend.sh [--hull PATH] [--kernel PATH] [--keep]
+#   backend.sh [--hull PATH] [--kernel PATH] [--keep] [--only lifecycle|exec]
 #
 # Prints one PASS or FAIL line per check and a summary, and exits 1 if any check failed.
 set -u
@@ -20,6 +21,7 @@ hull=""
 kernel="${HULL_KERNEL:-/usr/local/share/hull/vmlinuz}"
 keep=0
 testvm=0
+only=""
 
 die() { printf 'backend: error: %s\n' "$*" >&2; exit 2; }
 
@@ -28,14 +30,17 @@ while [ $# -gt 0 ]; do
         --hull) [ $# -ge 2 ] || die "--hull needs a path"; hull="$2"; shift 2 ;;
         --kernel) [ $# -ge 2 ] || die "--kernel needs a path"; kernel="$2"; shift 2 ;;
         --keep) keep=1; shift ;;
+        --only) [ $# -ge 2 ] || die "--only needs lifecycle or exec"; only="$2"; shift 2 ;;
         --testvm) testvm=1; shift ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
 
 . "$here/../lib.sh"
-[ "$testvm" = 1 ] && vm_script_in_testvm "$here" backend.sh "$hull" "$kernel" 1200
+case "$only" in ""|lifecycle|exec) ;; *) die "--only: lifecycle or exec, not $only" ;; esac
+if [ -n "$only" ]; then set -- --only "$only"; else set --; fi
+[ "$testvm" = 1 ] && vm_script_in_testvm "$here" backend.sh "$hull" "$kernel" 1200 "$@"
 hull="$(vm_script_prerequisites "$hull" "$kernel")" || exit 2
 work="$(mktemp -d "${TMPDIR:-/tmp}/hull-vmb.XXXXXX")" || die "mktemp"
 root="$work/root"
@@ -159,6 +164,7 @@ leftovers() {
     return 0
 }
 
+lifecycle_checks() {
 # 1, 2. run: output, exit code, stdout and stderr apart
 bundle run1 '"/bin/sh", "-c", "echo hello; echo to-err >&2; exit 3"'
 clock; rc=0
@@ -418,6 +424,13 @@ if [ "$rc" = 0 ] && [ -n "$guest_release" ] && [ "$(cat "$out")" = "$guest_relea
 else
     fail "argv0 hull-vm: the guest kernel" "status $rc, '$(cat "$out")'"
 fi
+
+}
+
+. "$here/backend-exec.sh"
+
+case "$only" in ""|lifecycle) lifecycle_checks ;; esac
+case "$only" in ""|exec) exec_checks ;; esac
 
 printf '%s passed, %s failed\n' "$passed" "$failed"
 [ "$failed" = 0 ]

@@ -11,6 +11,7 @@
 //! console ([`console`]) and ends in a reboot too.
 
 pub mod console;
+mod exec;
 pub mod init;
 pub mod power;
 pub mod protocol;
@@ -46,6 +47,9 @@ pub struct AgentConfig {
     /// `name` is the host's source; the agent binds each onto `dest` in the shared root.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub binds: Vec<GuestBind>,
+    /// A VM container's: the vsock port the agent listens on for `hull exec` (vm-run has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_port: Option<u32>,
 }
 
 /// The virtio-fs tag of a VM container's bind mounts, and where the agent mounts it.
@@ -87,6 +91,8 @@ fn run_agent() -> anyhow::Result<()> {
     // A failed mount is reported to the host, which says it far more visibly than the guest
     // console can, so connect first and only then give up.
     let setup = init::mount_all(&config);
+    // Listening before the greeting: once `create` returns, `exec` may connect.
+    let execs = config.exec_port.map(vsock::listen).transpose()?;
     let mut conn = vsock::connect(config.port)?;
     if let Err(err) = setup {
         let message = format!("{err:#}");
@@ -94,7 +100,7 @@ fn run_agent() -> anyhow::Result<()> {
         run::wait_for_close(&mut conn, &mut protocol::FrameDecoder::new(), Duration::from_secs(2));
         return Err(err);
     }
-    run::serve(&mut conn, &config, &signals)
+    run::serve(&mut conn, &config, &signals, execs.as_ref())
 }
 
 fn read_config() -> anyhow::Result<AgentConfig> {

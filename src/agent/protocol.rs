@@ -19,6 +19,10 @@
 //! host  -> agent  Ack                                        (then the agent powers off)
 //! agent -> host   Error {message}                            (instead, when the agent fails)
 //! ```
+//!
+//! A VM container's `exec` opens one more stream per process, from the host to the agent's
+//! exec port; on it the agent answers the Run with `Started {pid}` once the process runs (or
+//! with `Error` when it cannot be started), and the rest is as above.
 
 use std::io::{self, Write};
 
@@ -80,6 +84,12 @@ pub struct WindowSize {
     pub cols: u16,
 }
 
+/// An exec'd process runs in the guest (its guest pid, for the record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    pub pid: i32,
+}
+
 /// The ids a command runs with in the guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestUser {
@@ -122,6 +132,7 @@ pub enum Frame {
     Ack,
     Error(ErrorReport),
     Resize(WindowSize),
+    Started(Started),
 }
 
 const HELLO: u8 = 1;
@@ -135,6 +146,7 @@ const EXIT: u8 = 8;
 const ACK: u8 = 9;
 const ERROR: u8 = 10;
 const RESIZE: u8 = 11;
+const STARTED: u8 = 12;
 
 fn kind_name(kind: u8) -> &'static str {
     match kind {
@@ -149,6 +161,7 @@ fn kind_name(kind: u8) -> &'static str {
         ACK => "Ack",
         ERROR => "Error",
         RESIZE => "Resize",
+        STARTED => "Started",
         _ => "unknown",
     }
 }
@@ -167,6 +180,7 @@ impl Frame {
             Frame::Ack => ACK,
             Frame::Error(_) => ERROR,
             Frame::Resize(_) => RESIZE,
+            Frame::Started(_) => STARTED,
         }
     }
 
@@ -181,6 +195,7 @@ impl Frame {
             Frame::Exit(e) => json(serde_json::to_vec(e))?,
             Frame::Error(e) => json(serde_json::to_vec(e))?,
             Frame::Resize(w) => json(serde_json::to_vec(w))?,
+            Frame::Started(s) => json(serde_json::to_vec(s))?,
             Frame::Stdin(b) | Frame::Stdout(b) | Frame::Stderr(b) => b.clone(),
             Frame::Signal(n) => n.to_le_bytes().to_vec(),
             Frame::StdinEof | Frame::Ack => Vec::new(),
@@ -210,6 +225,7 @@ impl Frame {
             EXIT => Ok(Frame::Exit(parse(payload).map_err(bad)?)),
             ERROR => Ok(Frame::Error(parse(payload).map_err(bad)?)),
             RESIZE => Ok(Frame::Resize(parse(payload).map_err(bad)?)),
+            STARTED => Ok(Frame::Started(parse(payload).map_err(bad)?)),
             STDIN => Ok(Frame::Stdin(payload.to_vec())),
             STDOUT => Ok(Frame::Stdout(payload.to_vec())),
             STDERR => Ok(Frame::Stderr(payload.to_vec())),
@@ -313,6 +329,7 @@ mod tests {
                 terminal: true,
             }),
             Frame::Resize(WindowSize { rows: 24, cols: 80 }),
+            Frame::Started(Started { pid: 42 }),
             Frame::Stdin(b"input\n".to_vec()),
             Frame::StdinEof,
             Frame::Signal(15),
@@ -395,7 +412,7 @@ mod tests {
 
     #[test]
     fn an_unknown_kind_is_an_error() {
-        for kind in [0u8, 12, 200] {
+        for kind in [0u8, 13, 200] {
             let wire = [kind, 0, 0, 0, 0];
             assert!(matches!(decode_all(&wire), Err(ProtocolError::UnknownKind(k)) if k == kind));
             let mut d = FrameDecoder::new();

@@ -24,26 +24,36 @@ use super::console;
 use super::power;
 use super::protocol::{self, ExitReport, Frame, FrameDecoder, Hello, RunRequest, STDIO_CHUNK};
 use super::spawn::{self, Spawned};
-use super::vsock::VsockStream;
+use super::vsock::{VsockListener, VsockStream};
 use super::AgentConfig;
 
 /// How long the agent waits for the host's Ack before powering off anyway.
-const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a shutdown request (busybox `poweroff` signals PID 1 and exits), how long the command
 /// gets to end by itself before SIGTERM, and then before SIGKILL.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 const SHUTDOWN_KILL: Duration = Duration::from_secs(3);
 
-pub fn serve(conn: &mut VsockStream, config: &AgentConfig, signals: &SignalFd) -> anyhow::Result<()> {
+pub fn serve(
+    conn: &mut VsockStream,
+    config: &AgentConfig,
+    signals: &SignalFd,
+    execs: Option<&VsockListener>,
+) -> anyhow::Result<()> {
     let hello = Hello { version: crate::cli::VERSION.to_string(), uptime_ms: uptime_ms() };
     send(conn, &Frame::Hello(hello))?;
     let mut decoder = FrameDecoder::new();
-    let Some(req) = wait_for_run(conn, &mut decoder, signals)? else {
+    let exec =
+        execs.map(|listener| ExecPort { listener, root: Path::new(&config.mount_point), workload: None });
+    let Some(req) = wait_for_run(conn, &mut decoder, signals, exec.as_ref())? else {
         bail!("the host closed the connection before sending a command");
     };
     console::debug(&format!("running {:?} in {}", req.args, req.cwd));
-    let report = match spawn::spawn(&req, Path::new(&config.mount_point)) {
-        Ok(child) => Session::new(child, &mut decoder).run(conn, signals)?,
+    let report = match spawn::spawn(&req, Path::new(&config.mount_point), None) {
+        Ok(child) => {
+            let exec = exec.map(|e| ExecPort { workload: Some(child.pid), ..e });
+            Session::new(child, &mut decoder).run(conn, signals, exec.as_ref())?
+        }
         Err(err) => {
             let program = req.args.first().map(String::as_str).unwrap_or("");
             let msg = format!("hull-agent: cannot run {program:?}: {err}\n");
@@ -55,6 +65,27 @@ pub fn serve(conn: &mut VsockStream, config: &AgentConfig, signals: &SignalFd) -
     send(conn, &Frame::Exit(report))?;
     wait_for_close(conn, &mut decoder, ACK_TIMEOUT);
     Ok(())
+}
+
+/// A VM container's exec port, served while the agent waits for the workload and while it
+/// runs: each connection is a process `hull exec` starts ([`super::exec`]).
+#[derive(Clone, Copy)]
+pub(super) struct ExecPort<'a> {
+    pub listener: &'a VsockListener,
+    /// The command's root (the share).
+    pub root: &'a Path,
+    /// The workload, once it runs: exec'd processes join its mount namespace.
+    pub workload: Option<i32>,
+}
+
+impl ExecPort<'_> {
+    /// Takes one connection and serves it in a process of its own.
+    fn accept(&self, conn: &VsockStream) {
+        match self.listener.accept() {
+            Ok(stream) => super::exec::serve_forked(stream, self, &[conn.as_fd().as_raw_fd()]),
+            Err(e) => console::warn(&format!("accepting an exec connection: {e}")),
+        }
+    }
 }
 
 /// Waits (up to `timeout`) until the host acknowledges or closes the stream, so that what was
@@ -94,6 +125,7 @@ fn wait_for_run(
     conn: &mut VsockStream,
     decoder: &mut FrameDecoder,
     signals: &SignalFd,
+    exec: Option<&ExecPort>,
 ) -> anyhow::Result<Option<RunRequest>> {
     let mut buf = vec![0u8; STDIO_CHUNK];
     loop {
@@ -102,12 +134,20 @@ fn wait_for_run(
             Some(other) => bail!("expected a Run frame from the host, got {other:?}"),
             None => {}
         }
-        let mut fds =
-            [PollFd::new(conn.as_fd(), PollFlags::POLLIN), PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![
+            PollFd::new(conn.as_fd(), PollFlags::POLLIN),
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+        ];
+        if let Some(e) = exec {
+            fds.push(PollFd::new(e.listener.as_fd(), PollFlags::POLLIN));
+        }
         match poll(&mut fds, PollTimeout::NONE) {
             Err(Errno::EINTR) => continue,
             r => r.context("poll")?,
         };
+        if let (Some(e), Some(true)) = (exec, fds.get(2).map(ready)) {
+            e.accept(conn);
+        }
         if ready(&fds[1]) {
             // No command yet: nothing to reap, and nothing to shut down.
             drain_signals(signals, |_| {});
@@ -125,7 +165,7 @@ fn wait_for_run(
 }
 
 /// A running command and the state of its stdio.
-struct Session<'d> {
+pub(super) struct Session<'d> {
     pid: i32,
     decoder: &'d mut FrameDecoder,
     stdin: Option<OwnedFd>,
@@ -139,7 +179,7 @@ struct Session<'d> {
 }
 
 impl<'d> Session<'d> {
-    fn new(child: Spawned, decoder: &'d mut FrameDecoder) -> Session<'d> {
+    pub(super) fn new(child: Spawned, decoder: &'d mut FrameDecoder) -> Session<'d> {
         // Writes to the command's stdin must never block the loop.
         let _ = set_nonblocking(&child.stdin);
         Session {
@@ -156,13 +196,18 @@ impl<'d> Session<'d> {
         }
     }
 
-    fn run(mut self, conn: &mut VsockStream, signals: &SignalFd) -> anyhow::Result<ExitReport> {
+    pub(super) fn run(
+        mut self,
+        conn: &mut VsockStream,
+        signals: &SignalFd,
+        exec: Option<&ExecPort>,
+    ) -> anyhow::Result<ExitReport> {
         let mut buf = vec![0u8; STDIO_CHUNK];
         // Frames that arrived together with Run.
         self.handle_frames()?;
         while self.exited.is_none() {
             self.escalate_shutdown();
-            let (mut fds, slots) = self.poll_set(conn, signals);
+            let (mut fds, slots) = self.poll_set(conn, signals, exec);
             match poll(&mut fds, timeout_of(self.next_deadline())) {
                 Err(Errno::EINTR) => continue,
                 r => r.context("poll")?,
@@ -175,7 +220,11 @@ impl<'d> Session<'d> {
                 is_ready(slots.stdin),
                 is_ready(slots.signals),
             );
+            let exec_ready = is_ready(slots.exec);
             drop(fds);
+            if let (Some(e), true) = (exec, exec_ready) {
+                e.accept(conn);
+            }
             if conn_ready {
                 self.read_host(conn, &mut buf)?;
             }
@@ -208,8 +257,13 @@ impl<'d> Session<'d> {
         Ok(report)
     }
 
-    fn poll_set<'a>(&'a self, conn: &'a VsockStream, signals: &'a SignalFd) -> (Vec<PollFd<'a>>, Slots) {
-        let mut fds = Vec::with_capacity(5);
+    fn poll_set<'a>(
+        &'a self,
+        conn: &'a VsockStream,
+        signals: &'a SignalFd,
+        exec: Option<&'a ExecPort>,
+    ) -> (Vec<PollFd<'a>>, Slots) {
+        let mut fds = Vec::with_capacity(6);
         let mut slot = |fd: PollFd<'a>| {
             fds.push(fd);
             Some(fds.len() - 1)
@@ -225,6 +279,7 @@ impl<'d> Session<'d> {
                 _ => None,
             },
             signals: slot(PollFd::new(signals.as_fd(), PollFlags::POLLIN)),
+            exec: exec.and_then(|e| slot(PollFd::new(e.listener.as_fd(), PollFlags::POLLIN))),
         };
         (fds, slots)
     }
@@ -374,6 +429,7 @@ struct Slots {
     stderr: Option<usize>,
     stdin: Option<usize>,
     signals: Option<usize>,
+    exec: Option<usize>,
 }
 
 /// Reaps every exited child (PID 1 inherits all orphans); returns `pid`'s status if it was
@@ -405,7 +461,7 @@ fn drain_signals(signals: &SignalFd, mut each: impl FnMut(i32)) {
     }
 }
 
-fn send(conn: &mut VsockStream, frame: &Frame) -> anyhow::Result<()> {
+pub(super) fn send(conn: &mut VsockStream, frame: &Frame) -> anyhow::Result<()> {
     protocol::write_frame(conn, frame).context("writing to the host")
 }
 

@@ -3,12 +3,18 @@
 //! The VMM's vsock device turns a guest connection to host port P into a connection to the
 //! unix socket `<uds_path>_P`, on which vm-run is already listening when the guest boots; so
 //! the agent connects once, with no retry, and the host's accept is "agent ready".
+//!
+//! A VM container's agent also listens on an exec port: the host connects to `<uds_path>`,
+//! says `CONNECT <port>`, and the device hands the agent a stream per exec'd process.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use anyhow::Context;
-use nix::sys::socket::{connect as sock_connect, socket, AddressFamily, SockFlag, SockType, VsockAddr};
+use nix::sys::socket::{
+    accept4, bind, connect as sock_connect, listen as sock_listen, socket, AddressFamily, Backlog, SockFlag,
+    SockType, VsockAddr,
+};
 
 /// The host's context id.
 pub const HOST_CID: u32 = libc::VMADDR_CID_HOST;
@@ -23,6 +29,33 @@ pub fn connect(port: u32) -> anyhow::Result<VsockStream> {
     sock_connect(fd.as_raw_fd(), &VsockAddr::new(HOST_CID, port)).with_context(what)?;
     super::console::debug(&format!("connected to the host on vsock port {port}"));
     Ok(VsockStream(fd))
+}
+
+/// A listening vsock socket in the guest (any CID, one port).
+pub struct VsockListener(OwnedFd);
+
+pub fn listen(port: u32) -> anyhow::Result<VsockListener> {
+    let what = || format!("listening on vsock port {port}");
+    let fd =
+        socket(AddressFamily::Vsock, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).with_context(what)?;
+    bind(fd.as_raw_fd(), &VsockAddr::new(libc::VMADDR_CID_ANY, port)).with_context(what)?;
+    sock_listen(&fd, Backlog::new(16).with_context(what)?).with_context(what)?;
+    Ok(VsockListener(fd))
+}
+
+impl VsockListener {
+    /// The next connection (poll says when there is one).
+    pub fn accept(&self) -> io::Result<VsockStream> {
+        let fd = accept4(self.0.as_raw_fd(), SockFlag::SOCK_CLOEXEC).map_err(io::Error::from)?;
+        // SAFETY: accept4 returned a new descriptor that nothing else owns.
+        Ok(VsockStream(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }))
+    }
+}
+
+impl AsFd for VsockListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
 }
 
 impl AsFd for VsockStream {

@@ -205,6 +205,27 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Moves the kernel threads in the cgroup to the root of each hierarchy; returns their
+    /// pids. KVM starts a worker thread per VM (kvm-nx-lpage-recovery) in the cgroups of the
+    /// process that made the VM; a kernel thread never freezes, so a VM container's cgroup
+    /// would never reach "frozen" (pause), and `ps` would list it.
+    pub fn evict_kernel_threads(&self) -> Result<Vec<i32>, CgroupError> {
+        let kthreads: Vec<i32> = self
+            .pids()
+            .into_iter()
+            .filter(|p| crate::state::ProcStat::read(*p).is_ok_and(|s| s.is_kernel_thread()))
+            .collect();
+        for pid in &kthreads {
+            for root in self.layout.dirs("/") {
+                // A hierarchy the thread is not in below the root (v1: one without this
+                // cgroup) takes the write as a no-op.
+                write(&root, "cgroup.procs", &pid.to_string())
+                    .map_err(|m| op(&self.path, format!("moving kernel thread {pid} out: {m}")))?;
+            }
+        }
+        Ok(kthreads)
+    }
+
     /// Writes the spec's resources (create and `update`).
     pub fn set(&self, r: &LinuxResources) -> Result<(), CgroupError> {
         match &self.layout {

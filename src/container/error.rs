@@ -2,7 +2,6 @@
 //! tell apart. The words in NotFound and WrongState are matched by callers: containerd's kill
 //! path looks for "does not exist" and "container not running".
 
-use super::Backend;
 use crate::state::StoreError;
 
 /// A backend's own error (the native sandbox's, a cgroup's, systemd's, later the VMM's).
@@ -19,9 +18,6 @@ pub enum Error {
     /// The request itself is wrong: flags, files it names, the backend asked for.
     #[error("{0}")]
     Invalid(String),
-    /// The backend cannot do this (yet); nothing was made for it.
-    #[error("{backend} backend: {op} is not implemented yet")]
-    NotImplemented { backend: Backend, op: &'static str },
     /// The backend tried and failed; its error says why.
     #[error(transparent)]
     BackendFailed(BackendError),
@@ -114,11 +110,5 @@ mod tests {
         let e = r.during("kill", "c1").unwrap_err();
         assert_eq!(e.to_string(), "kill c1: container not running");
         assert!(matches!(e.root(), Error::WrongState(_)));
-    }
-
-    #[test]
-    fn says_plainly_what_the_vm_backend_cannot_do() {
-        let e = Error::NotImplemented { backend: Backend::Vm, op: "exec" };
-        assert_eq!(e.to_string(), "vm backend: exec is not implemented yet");
     }
 }

@@ -18,7 +18,7 @@ mod lsm;
 mod mountopts;
 mod mounts;
 pub(crate) mod namespaces;
-mod paths;
+pub(crate) mod paths;
 mod process;
 mod rlimits;
 mod rootfs;

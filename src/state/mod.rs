@@ -87,6 +87,9 @@ pub struct State {
     /// init), stopped with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd_unit: Option<String>,
+    /// A VM container's: the VMM's vsock socket, through which `exec` reaches the guest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_socket: Option<PathBuf>,
 }
 
 /// The annotation `state` shows the container's backend in (the one that chooses it in

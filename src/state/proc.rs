@@ -9,7 +9,12 @@ pub struct ProcStat {
     pub state: char,
     /// Start time in clock ticks after boot (field 22).
     pub start_time: u64,
+    /// The kernel's PF_* flags (field 9).
+    pub flags: u64,
 }
+
+/// PF_KTHREAD in linux/sched.h.
+const PF_KTHREAD: u64 = 0x0020_0000;
 
 impl ProcStat {
     pub fn read(pid: i32) -> io::Result<ProcStat> {
@@ -23,9 +28,15 @@ impl ProcStat {
         let rest = &text[text.rfind(')')? + 1..];
         let mut fields = rest.split_whitespace();
         let state = fields.next()?.chars().next()?;
-        // After the name, field 3 is the state; start time is field 22, i.e. 19 further on.
-        let start_time = fields.nth(18)?.parse().ok()?;
-        Some(ProcStat { state, start_time })
+        // After the name, field 3 is the state; flags are field 9, start time field 22.
+        let flags = fields.nth(5)?.parse().ok()?;
+        let start_time = fields.nth(12)?.parse().ok()?;
+        Some(ProcStat { state, start_time, flags })
+    }
+
+    /// A kernel thread (one KVM starts for a VM lands in its creator's cgroup).
+    pub fn is_kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
     }
 
     /// A zombie or dead process: its program has ended.
@@ -43,6 +54,8 @@ mod tests {
         let st = ProcStat::parse(line).unwrap();
         assert_eq!(st.state, 'S');
         assert_eq!(st.start_time, 987654);
+        assert_eq!(st.flags, 4194560);
+        assert!(!st.is_kernel_thread());
     }
     #[test]
     fn reads_self() {

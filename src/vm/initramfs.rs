@@ -144,6 +144,7 @@ mod tests {
             mount_point: "/run/share".into(),
             debug: true,
             binds: Vec::new(),
+            exec_port: None,
         };
         let built = build(&config).unwrap();
         let entries = read_archive(&built.image);

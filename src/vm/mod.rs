@@ -18,6 +18,9 @@ pub mod timeline;
 pub const GUEST_CID: u32 = 3;
 /// The host port the agent connects to; vm-run listens on `<uds_path>_<port>`.
 pub const AGENT_PORT: u32 = 1024;
+/// The guest port a VM container's agent serves `exec` on; the host connects through the
+/// VMM's vsock socket (`CONNECT <port>`).
+pub const EXEC_PORT: u32 = 1025;
 /// The virtio-fs tag of the shared directory, and where the agent mounts it.
 pub const SHARE_TAG: &str = "hullroot";
 pub const SHARE_MOUNT_POINT: &str = "/run/share";

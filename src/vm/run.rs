@@ -71,6 +71,7 @@ pub fn run(opts: Options) -> anyhow::Result<u8> {
         mount_point: SHARE_MOUNT_POINT.to_string(),
         debug: opts.debug,
         binds: Vec::new(),
+        exec_port: None,
     };
     let initramfs = initramfs::build(&agent).context("making the guest's initramfs")?;
     marks.initramfs_built = Some(Instant::now());

@@ -16,7 +16,7 @@ use crate::state::State;
 
 pub use create::{create, in_cgroup, prepare, Plan};
 pub use signal::{pids, signal, stop};
-pub use user::resolve_user;
+pub use user::{resolve_user, resolve_user_in};
 
 /// The container's cgroup; every container hull made has one.
 fn cgroup_of(st: &State) -> Result<Cgroup> {

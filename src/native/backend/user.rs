@@ -9,14 +9,17 @@ use crate::state::State;
 /// uid[:gid] or name[:group], names looked up in the container's /etc/passwd and /etc/group
 /// (through the init's root, never the host's files).
 pub fn resolve_user(st: &State, spec: &str) -> Result<User> {
-    let init_pid = st.pid;
+    resolve_user_in(std::path::Path::new(&format!("/proc/{}/root", st.pid)), spec)
+}
+
+/// The same, with names from the container files under `root`.
+pub fn resolve_user_in(root: &std::path::Path, spec: &str) -> Result<User> {
     let (u, g) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let root = format!("/proc/{init_pid}/root");
     let lookup = |file: &str, name: &str| -> Result<(u32, Option<u32>)> {
-        let text = std::fs::read_to_string(format!("{root}/etc/{file}")).unwrap_or_default();
+        let text = read_in_root(root, &format!("etc/{file}")).unwrap_or_default();
         for line in text.lines() {
             let f: Vec<&str> = line.split(':').collect();
             if f.len() >= 3 && f[0] == name {
@@ -47,4 +50,17 @@ pub fn resolve_user(st: &State, spec: &str) -> Result<User> {
     user.set_uid(uid);
     user.set_gid(gid);
     Ok(user)
+}
+
+/// A file's text, its path resolved inside `root` (a symlink in the image cannot name a host
+/// file).
+fn read_in_root(root: &std::path::Path, path: &str) -> Option<String> {
+    let dir = std::fs::File::open(root).ok()?;
+    let fd = crate::native::paths::open_in_root(
+        &dir,
+        std::path::Path::new(path),
+        crate::native::paths::Create::No,
+    )
+    .ok()?;
+    std::fs::read_to_string(crate::native::paths::proc_fd_path(&fd)).ok()
 }

@@ -5,7 +5,9 @@
 //! `create` returns once the guest agent has greeted. The conversation is the native
 //! create's sync socket and messages.
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
@@ -28,6 +30,10 @@ const KVM_MAJOR: i64 = 10;
 const KVM_MINOR: i64 = 232;
 /// The longest path a unix socket address holds (sun_path, with its NUL).
 const SUN_PATH_MAX: usize = 107;
+/// Beyond the boot timeout: how long the VMM gets to build the VM, and to stop it and say why
+/// after the timeout, before `create` kills it. A guest whose vcpu is stuck (the emulated test
+/// machine's nested SVM has done it) may never let the VMM stop in an orderly way.
+const BOOT_GRACE: Duration = Duration::from_secs(20);
 
 pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
     let InitSpec { bundle, dir, console, .. } = spec;
@@ -48,6 +54,7 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
             listen_path.display()
         ))));
     }
+    state.vm_socket = Some(vsock_path.clone());
     let vmm_init = VmmInit {
         kernel,
         kernel_pvm,
@@ -69,8 +76,9 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
     };
     let bundle = with_kvm_allowed(bundle);
     let spec = &bundle.spec;
+    let limit = boot_timeout + BOOT_GRACE;
     crate::native::backend::in_cgroup(cgroup, &bundle, dir, state, move |placement, state_for, _, _| {
-        spawn(vmm_init, placement, state_for, spec)
+        spawn(vmm_init, placement, state_for, spec, limit)
     })
 }
 
@@ -99,6 +107,7 @@ fn spawn(
     placement: Placement,
     state_for: StateFor,
     spec: &oci_spec::runtime::Spec,
+    limit: Duration,
 ) -> Result<i32> {
     let (parent, child) = sync::pair().map_err(|e| vmm_failed(format!("sync socket: {e}")))?;
     // SAFETY: hull is single-threaded here: nothing starts a thread before create, and the
@@ -111,7 +120,7 @@ fn spawn(
         ForkResult::Parent { child: pid } => {
             drop(child);
             drop(vmm_init);
-            match talk(&parent, pid, placement, state_for, spec) {
+            match talk(&parent, pid, placement, state_for, spec, limit) {
                 Ok(()) => Ok(pid.as_raw()),
                 Err(e) => {
                     let _ = kill(pid, Signal::SIGKILL);
@@ -123,30 +132,41 @@ fn spawn(
     }
 }
 
-/// The parent's side: place the init in the cgroup, run hooks when it asks, wait for Ready.
+/// The parent's side: place the init in the cgroup, run hooks when it asks, wait for Ready
+/// (for at most `limit` besides the hooks' time: then the caller kills the VMM).
 fn talk(
     sock: &SyncSocket,
     pid: Pid,
     placement: Placement,
     state_for: StateFor,
     spec: &oci_spec::runtime::Spec,
+    limit: Duration,
 ) -> Result<()> {
-    let path = match placement {
+    let (cgroup, path) = match placement {
         Placement::Join(cg) => {
             cg.join(pid.as_raw() as u32).map_err(Error::backend)?;
-            cg.path.clone()
+            let path = cg.path.clone();
+            (cg, path)
         }
         // systemd starts the scope with the init in it.
         Placement::AfterFork(cg, place) => {
             let path = place(pid.as_raw()).map_err(vmm_failed)?;
             cg.path = path.clone();
-            path
+            (cg, path)
         }
     };
     // The init waits for this before anything else: it is in the cgroup before any vcpu
     // thread (or any other thread) exists.
     sock.send(&Msg::CgroupReady { path }).map_err(|e| vmm_failed(format!("write to the VMM init: {e}")))?;
+    let mut deadline = Instant::now() + limit;
     loop {
+        if !readable_before(sock, deadline) {
+            return Err(vmm_failed(format!(
+                "the VM did not come up or stop within {} s; killed it (HULL_VM_SERIAL=1 shows the guest console \
+                 on the container's stderr)",
+                limit.as_secs()
+            )));
+        }
         let msg = sock.recv().map_err(|e| vmm_failed(format!("read from the VMM init: {e}")))?;
         match msg {
             Some(Msg::RunHooks) => {
@@ -159,8 +179,20 @@ fn talk(
                 }
                 sock.send(&Msg::HooksDone { state })
                     .map_err(|e| vmm_failed(format!("write to the VMM init: {e}")))?;
+                // The hooks' time is theirs: the VM's starts now.
+                deadline = Instant::now() + limit;
             }
-            Some(Msg::Ready) => return Ok(()),
+            Some(Msg::Ready) => {
+                // The VM exists, and with it KVM's worker thread in the container's cgroup.
+                match cgroup.evict_kernel_threads() {
+                    Ok(moved) if !moved.is_empty() => crate::logging::debug(&format!(
+                        "moved KVM's kernel threads {moved:?} out of the cgroup"
+                    )),
+                    Ok(_) => {}
+                    Err(e) => crate::logging::warn(&format!("{e} (pause will not complete)")),
+                }
+                return Ok(());
+            }
             Some(Msg::Error { msg }) => return Err(vmm_failed(msg)),
             Some(other) => {
                 return Err(vmm_failed(format!("unexpected message from the VMM init: {other:?}")))
@@ -168,6 +200,26 @@ fn talk(
             None => {
                 return Err(vmm_failed(format!("the VMM init (pid {pid}) exited before the guest came up")))
             }
+        }
+    }
+}
+
+/// Whether the socket has something to read (or has closed) before `deadline`.
+fn readable_before(sock: &SyncSocket, deadline: Instant) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as u64).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            // Let recv say what is wrong.
+            Err(_) => return true,
         }
     }
 }

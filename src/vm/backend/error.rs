@@ -14,4 +14,8 @@ pub enum VmError {
     /// could not be built, a hook failed.
     #[error("vm backend: {0}")]
     Vmm(String),
+    /// `exec` could not start the process in the guest (the guest's reason, or why the guest
+    /// could not be reached).
+    #[error("vm backend: {0}")]
+    Exec(String),
 }

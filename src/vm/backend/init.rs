@@ -128,7 +128,7 @@ fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
 /// native init's does, and whose slave becomes the VMM's stdio (raw: the guest's pty does
 /// the line discipline) and controlling terminal, so a size change on the master reaches the
 /// VMM as SIGWINCH and goes on to the guest.
-fn take_terminal(socket: OwnedFd, size: Option<(u16, u16)>) -> Result<(), String> {
+pub(super) fn take_terminal(socket: OwnedFd, size: Option<(u16, u16)>) -> Result<(), String> {
     let slave = crate::native::console::setup_exec(socket.as_fd(), size, 0, 0).map_err(|e| e.to_string())?;
     drop(socket);
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
@@ -152,6 +152,7 @@ fn boot(
         mount_point: SHARE_MOUNT_POINT.to_string(),
         debug: init.serial,
         binds: binds::for_guest(&init.binds),
+        exec_port: Some(crate::vm::EXEC_PORT),
     };
     let mut shares =
         vec![vmm::FsShare { tag: SHARE_TAG.to_string(), path: init.share, read_only: init.read_only }];
@@ -267,7 +268,7 @@ fn outcome(report: Report, result: Result<vmm::VmExit, vmm::Error>) -> Result<Ou
 
 /// Closes every inherited fd above stdio but `keep` and hull's log: the container
 /// directory's lock above all, which `start` and `delete` take.
-fn close_inherited(keep: &[i32]) -> Result<(), String> {
+pub(super) fn close_inherited(keep: &[i32]) -> Result<(), String> {
     let log = crate::logging::log_fd().unwrap_or(-1);
     let entries = std::fs::read_dir("/proc/self/fd").map_err(|e| format!("list /proc/self/fd: {e}"))?;
     let fds: Vec<i32> = entries

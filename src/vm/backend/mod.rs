@@ -4,37 +4,35 @@
 //! workload once `start` releases the exec fifo. The init's pid is the VMM's: a signal to it
 //! is relayed to the workload, and it exits with the workload's status.
 //!
-//! What is not built yet says so plainly: exec, ps beyond the VMM, pause/resume, update,
-//! events, a terminal.
+//! `exec` runs the process in the guest, with a host process standing for it ([`standin`]),
+//! in the container's cgroup with the VMM: so `ps`, `kill --all`, `pause`, `update`, `events`
+//! and `delete --force` work on the cgroup as for a native container.
 
 mod binds;
 mod create;
 mod error;
+mod exec;
 mod init;
 mod prepare;
 mod signals;
 pub mod sizing;
+mod standin;
 
 use nix::sys::signal::Signal;
 use oci_spec::runtime::{LinuxResources, User};
 
-use crate::container::backend::{Monitor, ProcessSpec};
-use crate::container::{Backend, Error, Result};
+use crate::container::backend::Monitor;
+use crate::container::Result;
 use crate::state::State;
 
 pub use create::create;
+pub use exec::exec;
 pub use prepare::{prepare, Plan};
 
-fn not_yet<T>(op: &'static str) -> Result<T> {
-    Err(Error::NotImplemented { backend: Backend::Vm, op })
-}
-
-pub fn exec(_st: &State, _spec: ProcessSpec) -> Result<i32> {
-    not_yet("exec")
-}
-
-pub fn resolve_user(_st: &State, _user: &str) -> Result<User> {
-    not_yet("exec --user")
+/// `exec --user NAME[:GROUP]`: names from the container's own /etc/passwd and /etc/group, in
+/// its rootfs on the host (the guest's root is that same tree).
+pub fn resolve_user(st: &State, user: &str) -> Result<User> {
+    crate::native::backend::resolve_user_in(&st.rootfs, user)
 }
 
 /// `kill`: the VMM is the init, and relays every catchable signal to the workload; SIGKILL
@@ -54,19 +52,33 @@ pub fn release(st: &State) -> Result<()> {
     crate::native::backend::release(st)
 }
 
-/// `ps`: the VMM (the guest's processes are not listed yet).
+/// `ps`: the VMM and the stand-ins of exec'd processes, all in the container's cgroup.
 pub fn pids(st: &State) -> Result<Vec<i32>> {
     crate::native::backend::pids(st)
 }
 
-pub fn monitor(_st: &State) -> Result<Box<dyn Monitor>> {
-    not_yet("events")
+/// `events`: the host cgroup's statistics and OOM counters, which cover the whole VM (guest
+/// RAM is the VMM's memory).
+pub fn monitor(st: &State) -> Result<Box<dyn Monitor>> {
+    crate::native::backend::monitor(st)
 }
 
-pub fn freeze(_st: &State, frozen: bool) -> Result<()> {
-    not_yet(if frozen { "pause" } else { "resume" })
+/// `pause` / `resume`: the host cgroup's freezer stops the VMM's vcpu and device threads, and
+/// with them the whole guest.
+pub fn freeze(st: &State, frozen: bool) -> Result<()> {
+    crate::native::backend::freeze(st, frozen)
 }
 
-pub fn update(_st: &State, _resources: &LinuxResources) -> Result<()> {
-    not_yet("update")
+/// `update`: the host cgroup, which holds the VM. The guest's RAM and vcpu count are fixed at
+/// boot: a new memory limit or cpu quota bounds the VM from outside, and the guest is not
+/// told. A memory limit below what the VM already uses is refused by the kernel (EBUSY) as
+/// for any cgroup.
+pub fn update(st: &State, resources: &LinuxResources) -> Result<()> {
+    if resources.memory().as_ref().and_then(|m| m.limit()).is_some() {
+        crate::logging::warn(&format!(
+            "update {}: the VM's guest RAM was sized at boot and stays as it is; the new memory limit applies              to the VM as a whole",
+            st.id
+        ));
+    }
+    crate::native::backend::update(st, resources)
 }

@@ -69,10 +69,19 @@ pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
     })
 }
 
-/// process.args, env, cwd and user as the agent's Run request.
+/// The container's process as the agent's Run request.
 fn workload(spec: &oci_spec::runtime::Spec) -> Result<RunRequest> {
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::backend(VmError::Unsupported("the spec has no process".into())))?;
+    request_for(process)
+}
+
+/// A process's args, env, cwd, user and terminal as the agent's Run request (the workload's,
+/// or an exec'd one).
+pub(super) fn request_for(process: &oci_spec::runtime::Process) -> Result<RunRequest> {
     let unsupported = |m: &str| Error::backend(VmError::Unsupported(m.to_string()));
-    let process = spec.process().as_ref().ok_or_else(|| unsupported("the spec has no process"))?;
     let args = process.args().clone().unwrap_or_default();
     if args.is_empty() {
         return Err(unsupported("process.args is empty"));

@@ -1,0 +1,215 @@
+# Sourced by backend.sh (its helpers and variables): the commands that act on a running VM
+# container, all on one container so that one guest boot serves them all: exec (output,
+# exit code, the workload's mount namespace, stdin, user/env/cwd, a terminal, a program that is
+# not there, --detach with --pid-file, signals to the stand-in), ps, pause and resume, events,
+# update, and delete --force while an exec runs.
+
+# tick_of: the counter the workload writes five times a second (through the share); a read
+# between its truncate and its write is empty, and is read again.
+tick_of() {
+    _t=""
+    _i=0
+    while [ -z "$_t" ] && [ $_i -lt 20 ]; do
+        _t="$(cat "$rootfs/tmp/tick-ex1" 2>/dev/null)"
+        [ -n "$_t" ] || sleep 0.05
+        _i=$((_i + 1))
+    done
+    echo "${_t:-0}"
+}
+# procs_of ID: the host pids in the container's cgroup, one line.
+procs_of() { cat "$(cgroups_of "$1" | head -n 1)/cgroup.procs" 2>/dev/null | sort -n | tr '\n' ' '; }
+# gone PID: the process has ended (a zombie of the test machine's init counts).
+gone() { [ ! -d "/proc/$1" ] || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+# wait_gone PID SECONDS
+wait_gone() {
+    i=0
+    while [ $i -lt $(($2 * 10)) ]; do
+        gone "$1" && return 0
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+
+exec_checks() {
+    bundle ex '"/bin/sh", "-c", "mkdir -p /tmp/exns && mount -t tmpfs exns /tmp/exns && echo in-workload-ns > /tmp/exns/marker; echo ready; i=0; while :; do i=$((i+1)); echo $i > /tmp/tick-ex1; sleep 0.2; done"' \
+        's/"readonly": true/"readonly": false/'
+    id=ex1
+    exout="$work/ex1.out"
+    clock; rc=0
+    timeout -k 10 200 "$hull" --root "$root" --backend vm create --bundle "$work/ex" "$id" \
+        </dev/null >"$exout" 2>"$work/ex1.err" || rc=$?
+    if [ "$rc" = 0 ]; then h start "$id" 2>>"$work/ex1.err" || rc=$?; fi
+    wait_line "$exout" ready 60 || rc=1
+    lap
+    vmm="$(pid_of "$id")"
+    if [ "$rc" != 0 ]; then
+        cp "$exout" "$out"; cp "$work/ex1.err" "$err"
+        fail "exec: a running VM container to exec into" "status $rc"
+        h delete --force "$id" >/dev/null 2>&1
+        return
+    fi
+
+    # exec: runs in the guest; stdout and stderr apart; its exit code
+    clock; rc=0
+    timeout -k 10 100 "$hull" --root "$root" exec "$id" /bin/sh -c 'echo in-guest; uname -r; echo to-err >&2; exit 4' \
+        </dev/null >"$out" 2>"$err" || rc=$?
+    lap
+    if [ "$rc" = 4 ] && has '^in-guest$' "$out" && ! has "^$(uname -r)\$" "$out" && has '^to-err$' "$err" \
+        && ! has to-err "$out"; then
+        pass "exec: runs in the guest, stdout and stderr apart, exit code 4"
+    else
+        fail "exec: runs in the guest, stdout and stderr apart, exit code 4" "status $rc"
+    fi
+
+    # exec: in the workload's mount namespace (its tmpfs), which the host does not see
+    clock; rc=0
+    timeout -k 10 100 "$hull" --root "$root" exec "$id" /bin/cat /tmp/exns/marker </dev/null >"$out" 2>"$err" || rc=$?
+    lap
+    if [ "$rc" = 0 ] && has '^in-workload-ns$' "$out" && [ ! -e "$rootfs/tmp/exns/marker" ]; then
+        pass "exec: in the workload's mount namespace"
+    else
+        fail "exec: in the workload's mount namespace" "status $rc"
+    fi
+
+    # exec: stdin reaches the process, with its end
+    printf 'one\ntwo\n' >"$work/ex-input"
+    clock; rc=0
+    timeout -k 10 100 "$hull" --root "$root" exec "$id" /bin/cat <"$work/ex-input" >"$out" 2>"$err" || rc=$?
+    lap
+    if [ "$rc" = 0 ] && [ "$(cat "$out")" = "$(cat "$work/ex-input")" ]; then
+        pass "exec: stdin forwarded"
+    else
+        fail "exec: stdin forwarded" "status $rc"
+    fi
+
+    # exec --user --env --cwd
+    clock; rc=0
+    timeout -k 10 100 "$hull" --root "$root" exec --user 1000:1001 --env FOO=bar-baz --cwd /tmp "$id" \
+        /bin/sh -c 'id -u; id -g; pwd; echo $FOO' </dev/null >"$out" 2>"$err" || rc=$?
+    lap
+    if [ "$rc" = 0 ] && [ "$(tr '\n' ' ' <"$out")" = "1000 1001 /tmp bar-baz " ]; then
+        pass "exec: --user, --env, --cwd"
+    else
+        fail "exec: --user, --env, --cwd" "status $rc"
+    fi
+
+    # exec -t: a pty in the guest, copied to the caller
+    clock; rc=0
+    timeout -k 10 100 "$hull" --root "$root" exec -t "$id" /bin/sh -c 'tty; test -t 0 && test -t 1 && echo tty-ok; exit 2' \
+        </dev/null >"$out" 2>"$err" || rc=$?
+    lap
+    if [ "$rc" = 2 ] && grep -q '^/dev/pts/[0-9]' "$out" && has 'tty-ok' "$out"; then
+        pass "exec -t: a terminal in the guest, exit code 2"
+    else
+        fail "exec -t: a terminal in the guest, exit code 2" "status $rc"
+    fi
+
+    # exec of a program that is not there: a clear error, no stand-in left
+    clock; rc=0
+    timeout -k 10 100 "$hull" --root "$root" exec "$id" /no/such-program </dev/null >"$out" 2>"$err" || rc=$?
+    lap
+    sleep 0.5
+    procs="$(procs_of "$id")"
+    if [ "$rc" != 0 ] && has 'cannot run "/no/such-program" in the guest' "$err" && [ "$procs" = "$vmm " ]; then
+        pass "exec of a missing program: clear error, nothing left"
+    else
+        fail "exec of a missing program: clear error, nothing left" "status $rc, cgroup procs: $procs (VMM $vmm)"
+    fi
+
+    # exec -d --pid-file: the pid is a host stand-in in the container's cgroup, listed by ps,
+    # that lives as long as the guest process
+    clock; rc=0
+    timeout -k 10 100 "$hull" --root "$root" exec -d --pid-file "$work/d.pid" "$id" /bin/sleep 4 \
+        </dev/null >"$out" 2>"$err" || rc=$?
+    lap
+    d="$(cat "$work/d.pid" 2>/dev/null)"
+    ps_out="$(h ps --format json "$id" 2>&1)"
+    procs="$(procs_of "$id")"
+    if [ "$rc" = 0 ] && [ -n "$d" ] && [ -d "/proc/$d" ] && ! gone "$d" && echo "$ps_out" | grep -qw "$d" \
+        && echo "$procs" | grep -qw "$d"; then
+        pass "exec -d --pid-file: a stand-in in the cgroup, listed by ps"
+    else
+        fail "exec -d --pid-file: a stand-in in the cgroup, listed by ps" "status $rc, pid '$d', ps $ps_out, procs $procs"
+    fi
+    clock
+    if [ -n "$d" ] && wait_gone "$d" 60; then lap; pass "exec -d: the stand-in ends with the guest process"; else
+        lap; fail "exec -d: the stand-in ends with the guest process" "pid '$d' still there"
+    fi
+
+    # a signal to the stand-in reaches the guest process, which traps it; its exit code comes back
+    clock; rc=0
+    rm -f "$work/t.pid"
+    "$hull" --root "$root" exec --pid-file "$work/t.pid" "$id" \
+        /bin/sh -c 'trap "echo got-term; exit 9" TERM; echo ready2; while :; do sleep 0.2; done' \
+        </dev/null >"$out" 2>"$err" &
+    job=$!
+    wait_line "$out" ready2 60
+    t="$(cat "$work/t.pid" 2>/dev/null)"
+    [ -n "$t" ] && kill -TERM "$t"
+    wait_bounded "$job" 60
+    lap
+    if [ "$rc" = 9 ] && has '^got-term$' "$out"; then
+        pass "exec: SIGTERM to the stand-in reaches the trap, exit code 9"
+    else
+        fail "exec: SIGTERM to the stand-in reaches the trap, exit code 9" "status $rc, stand-in '$t'"
+    fi
+
+    # pause: the whole guest stops (the workload's counter with it) and exec is refused;
+    # resume: it goes on
+    clock; rc=0
+    a="$(tick_of)"; sleep 1.5; b="$(tick_of)"
+    h pause "$id" 2>"$err" || rc=$?
+    st_paused="$(status_of "$id")"
+    sleep 0.5; c="$(tick_of)"; sleep 2; d2="$(tick_of)"
+    timeout -k 10 60 "$hull" --root "$root" exec "$id" /bin/true </dev/null >"$out" 2>>"$err" && rc=1
+    refused="$(grep -c 'paused' "$err")"
+    h resume "$id" 2>>"$err" || rc=$?
+    st_resumed="$(status_of "$id")"
+    sleep 2; e="$(tick_of)"
+    lap
+    if [ "$rc" = 0 ] && [ "$b" -gt "$a" ] && [ "$st_paused" = paused ] && [ "$c" = "$d2" ] && [ "$refused" -gt 0 ] \
+        && [ "$st_resumed" = running ] && [ "$e" -gt "$d2" ]; then
+        pass "pause stops the guest (exec refused), resume goes on"
+    else
+        fail "pause stops the guest (exec refused), resume goes on" \
+            "status $rc, ticks $a $b | paused($st_paused) $c $d2 | resumed($st_resumed) $e, refusals $refused"
+    fi
+
+    # events --stats: the host cgroup's numbers, which hold the whole VM
+    clock; rc=0
+    timeout -k 10 60 "$hull" --root "$root" events --stats "$id" </dev/null >"$out" 2>"$err" || rc=$?
+    lap
+    if [ "$rc" = 0 ] && has '"type": *"stats"' "$out" && grep -q '"memory"' "$out" && grep -q '"pids"' "$out"; then
+        pass "events --stats"
+    else
+        fail "events --stats" "status $rc"
+    fi
+
+    # update: the host cgroup's limits change
+    clock; rc=0
+    h update --pids-limit 321 "$id" 2>"$err" || rc=$?
+    lap
+    pidsmax="$(cat "$(find /sys/fs/cgroup -path "*$id*" -name pids.max 2>/dev/null | head -n 1)" 2>/dev/null)"
+    if [ "$rc" = 0 ] && [ "$pidsmax" = 321 ]; then pass "update --pids-limit"; else fail "update --pids-limit" "status $rc, pids.max '$pidsmax'"; fi
+
+    # delete --force while an exec runs: the stand-in ends as killed (137), nothing is left
+    clock; rc=0
+    rm -f "$work/k.pid"
+    "$hull" --root "$root" exec --pid-file "$work/k.pid" "$id" /bin/sleep 1000 </dev/null >"$out" 2>"$err" &
+    job=$!
+    i=0
+    while [ ! -s "$work/k.pid" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+    k="$(cat "$work/k.pid" 2>/dev/null)"
+    h delete --force "$id" 2>>"$err" || rc=$?
+    del_rc=$rc
+    wait_bounded "$job" 60
+    lap
+    left="$(leftovers "$id" "$vmm")"
+    if [ "$del_rc" = 0 ] && [ "$rc" = 137 ] && [ -n "$k" ] && gone "$k" && [ -z "$left" ]; then
+        pass "delete --force during an exec: the exec ends (137), nothing left"
+    else
+        fail "delete --force during an exec: the exec ends (137), nothing left" \
+            "delete $del_rc, exec $rc, stand-in '$k'; $left"
+    fi
+}

@@ -1,0 +1,104 @@
+//! A process `hull exec` starts in a VM container: one vsock stream from the host per process,
+//! served by a process the agent forks for it, so that PID 1's loop stays the workload's and
+//! each exec'd process has a parent that waits for it alone (PID 1 reaps the server, and the
+//! orphans, and nothing else).
+//!
+//! On the stream: the host's Run, the agent's Started (or Error when the process cannot be
+//! started), then stdio, signals and resizes as for the workload, the Exit and the host's Ack.
+
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::unistd::{fork, ForkResult};
+
+use super::console;
+use super::power;
+use super::protocol::{ErrorReport, Frame, FrameDecoder, RunRequest, Started, STDIO_CHUNK};
+use super::run::{self, send, ExecPort, Session, ACK_TIMEOUT};
+use super::spawn;
+use super::vsock::VsockStream;
+
+/// How long the host has to send the Run after connecting.
+const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Forks a server for `stream`; the parent (PID 1) goes back to its loop at once. `close`:
+/// PID 1's own streams, which the server must not hold open.
+pub(super) fn serve_forked(stream: VsockStream, port: &ExecPort, close: &[RawFd]) {
+    // SAFETY: the agent is single-threaded, so the child may run any code after fork.
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => drop(stream),
+        Ok(ForkResult::Child) => {
+            for fd in close.iter().chain([port.listener.as_fd().as_raw_fd()].iter()) {
+                // SAFETY: closing PID 1's descriptors in this copy of its table; this
+                // process never uses them.
+                unsafe { libc::close(*fd) };
+            }
+            let code = match serve(stream, port) {
+                Ok(()) => 0,
+                Err(e) => {
+                    console::warn(&format!("exec: {e:#}"));
+                    1
+                }
+            };
+            // SAFETY: _exit ends this forked copy without running PID 1's exit paths.
+            unsafe { libc::_exit(code) }
+        }
+        Err(e) => console::warn(&format!("exec: fork: {e}")),
+    }
+}
+
+fn serve(mut conn: VsockStream, port: &ExecPort) -> anyhow::Result<()> {
+    // The forked server's signals: its own SIGCHLD, through a signalfd of its own.
+    let signals = power::take_signals().context("blocking signals")?;
+    let mut decoder = FrameDecoder::new();
+    let req = read_run(&mut conn, &mut decoder)?;
+    console::debug(&format!("exec {:?} in {}", req.args, req.cwd));
+    let child = match spawn::spawn(&req, port.root, port.workload) {
+        Ok(child) => child,
+        Err(err) => {
+            let program = req.args.first().map(String::as_str).unwrap_or("");
+            let message = format!("cannot run {program:?} in the guest: {err}");
+            send(&mut conn, &Frame::Error(ErrorReport { message }))?;
+            run::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
+            return Ok(());
+        }
+    };
+    send(&mut conn, &Frame::Started(Started { pid: child.pid }))?;
+    let report = Session::new(child, &mut decoder).run(&mut conn, &signals, None)?;
+    send(&mut conn, &Frame::Exit(report))?;
+    run::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
+    Ok(())
+}
+
+/// The first frame: the process to run.
+fn read_run(conn: &mut VsockStream, decoder: &mut FrameDecoder) -> anyhow::Result<RunRequest> {
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let mut buf = vec![0u8; STDIO_CHUNK];
+    loop {
+        match decoder.next_frame().context("reading from the host")? {
+            Some(Frame::Run(req)) => return Ok(req),
+            Some(other) => bail!("expected a Run frame from the host, got {other:?}"),
+            None => {}
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            bail!("the host sent no command within {} s", RUN_TIMEOUT.as_secs());
+        }
+        let mut fds = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as u64).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Err(Errno::EINTR) | Ok(0) => continue,
+            r => r.context("poll")?,
+        };
+        let n = conn.read(&mut buf).context("reading from the host")?;
+        if n == 0 {
+            bail!("the host closed the exec stream before sending a command");
+        }
+        decoder.push(&buf[..n]);
+    }
+}
