@@ -197,6 +197,21 @@ else
     fail "run: user, cwd and env" "status $rc"
 fi
 
+# 4b. the spec applies in the guest as on a host: the same bundle run natively and in a VM
+#     shows the same pid namespace, capabilities, no_new_privs, hostname, ids, read-only
+#     root, /dev, masked and read-only /proc paths and rlimits
+bundle same '"/bin/sh", "-c", "echo pid=$$; grep -e ^CapInh -e ^CapPrm -e ^CapEff -e ^CapBnd -e ^CapAmb -e ^NoNewPrivs /proc/self/status; hostname; id; if touch /probe 2>/dev/null; then echo root-rw; else echo root-ro; fi; test -c /dev/null && test -d /dev/pts && test -d /dev/shm && echo dev-ok; if echo x >/proc/sys/kernel/domainname 2>/dev/null; then echo proc-sys-writable; else echo proc-sys-read-only; fi; ulimit -n"'
+clock; rc=0; nrc=0
+timeout -k 10 100 "$hull" --root "$root" run --bundle "$work/same" same-native </dev/null >"$work/same.native" 2>"$err" || nrc=$?
+timeout -k 10 200 "$hull" --root "$root" --backend vm run --bundle "$work/same" same-vm </dev/null >"$out" 2>>"$err" || rc=$?
+lap
+if [ "$rc" = 0 ] && [ "$nrc" = 0 ] && has '^pid=1$' "$out" && cmp -s "$out" "$work/same.native"; then
+    pass "the spec applies in the guest as natively (pid ns, caps, ids, ro root, /dev, masked and ro paths, rlimits)"
+else
+    fail "the spec applies in the guest as natively (pid ns, caps, ids, ro root, /dev, masked and ro paths, rlimits)" \
+        "status $rc (native $nrc); native saw: $(tr '\n' '|' <"$work/same.native")"
+fi
+
 # 5. bind mounts of host paths: a directory read-write, one read-only, a single file
 mkdir -p "$work/vol" "$work/rovol"
 echo from-host >"$work/vol/in"
@@ -319,8 +334,9 @@ else
     fail "kill KILL: the VMM dies (137), stopped, delete leaves nothing" "status $rc, state $st; $left"
 fi
 
-# 13. a workload killed by a signal: the VMM ends the same way (run: 128 + 9)
-bundle selfkill '"/bin/sh", "-c", "kill -9 $$"'
+# 13. a workload killed by a signal: the VMM ends the same way (run: 128 + 9). Without a pid
+#     namespace: the init of one ignores a SIGKILL from inside it (natively too).
+bundle selfkill '"/bin/sh", "-c", "kill -9 $$"' '/^ *{$/{N;/"type": "pid"/{N;d;};}'
 clock; rc=0
 timeout -k 10 200 "$hull" --root "$root" --backend vm run --bundle "$work/selfkill" sk1 </dev/null >"$out" 2>"$err" || rc=$?
 lap

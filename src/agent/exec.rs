@@ -57,11 +57,17 @@ fn serve(mut conn: VsockStream, port: &ExecPort) -> anyhow::Result<()> {
     let mut decoder = FrameDecoder::new();
     let req = read_run(&mut conn, &mut decoder)?;
     console::debug(&format!("exec {:?} in {}", req.args, req.cwd));
-    let child = match spawn::spawn(&req, port.root, port.workload) {
+    let spawned = match (port.spec, port.workload, &req.process) {
+        (Some(spec), Some(init), Some(process)) => serde_json::from_value(process.clone())
+            .context("the process to exec")
+            .and_then(|p| super::container::exec(&p, spec, init)),
+        _ => spawn::spawn(&req, port.root, port.workload).map_err(anyhow::Error::from),
+    };
+    let child = match spawned {
         Ok(child) => child,
         Err(err) => {
             let program = req.args.first().map(String::as_str).unwrap_or("");
-            let message = format!("cannot run {program:?} in the guest: {err}");
+            let message = format!("cannot run {program:?} in the guest: {err:#}");
             send(&mut conn, &Frame::Error(ErrorReport { message }))?;
             run::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
             return Ok(());

@@ -80,7 +80,8 @@ pub fn mount_all(config: &AgentConfig) -> anyhow::Result<()> {
     mount_binds(config)
 }
 
-/// A VM container's bind mounts: the binds share on [`BINDS_MOUNT_POINT`], then each entry
+/// A VM container's bind mounts: the binds share on [`BINDS_MOUNT_POINT`], then (without a
+/// container spec, which binds them itself) each entry
 /// bound onto its destination in the shared root (made when missing: a file for a file, a
 /// directory for a directory), read-only where the spec says so. The host serves each entry
 /// read-only too; this makes the guest's view say so.
@@ -90,6 +91,10 @@ fn mount_binds(config: &AgentConfig) -> anyhow::Result<()> {
     }
     mount_fs(BINDS_TAG, BINDS_MOUNT_POINT, "virtiofs", MsFlags::empty(), None)
         .context("the container's bind mounts (virtio-fs) are not available in the guest")?;
+    if config.container.is_some() {
+        // The container's spec names the entries as its bind sources: native create binds them.
+        return Ok(());
+    }
     let root = Path::new(&config.mount_point);
     for bind in &config.binds {
         let source = Path::new(BINDS_MOUNT_POINT).join(&bind.name);

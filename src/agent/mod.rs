@@ -11,6 +11,7 @@
 //! console ([`console`]) and ends in a reboot too.
 
 pub mod console;
+mod container;
 mod exec;
 pub mod init;
 pub mod power;
@@ -50,6 +51,10 @@ pub struct AgentConfig {
     /// A VM container's: the vsock port the agent listens on for `hull exec` (vm-run has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec_port: Option<u32>,
+    /// A VM container's spec, made for the guest: the agent creates the container from it at
+    /// boot with the native code ([`container`]), and runs it at `start`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<serde_json::Value>,
 }
 
 /// The virtio-fs tag of a VM container's bind mounts, and where the agent mounts it.
@@ -90,17 +95,33 @@ fn run_agent() -> anyhow::Result<()> {
     console::debug("starting");
     // A failed mount is reported to the host, which says it far more visibly than the guest
     // console can, so connect first and only then give up.
-    let setup = init::mount_all(&config);
+    let spec = config
+        .container
+        .as_ref()
+        .map(|v| serde_json::from_value::<oci_spec::runtime::Spec>(v.clone()))
+        .transpose()
+        .context("the container's spec")?;
+    let setup = init::mount_all(&config).and_then(|()| match &spec {
+        Some(spec) => container::create(spec, std::path::Path::new(&config.mount_point)).map(Some),
+        None => Ok(None),
+    });
     // Listening before the greeting: once `create` returns, `exec` may connect.
     let execs = config.exec_port.map(vsock::listen).transpose()?;
     let mut conn = vsock::connect(config.port)?;
-    if let Err(err) = setup {
-        let message = format!("{err:#}");
-        let _ = protocol::write_frame(&mut conn, &Frame::Error(ErrorReport { message }));
-        run::wait_for_close(&mut conn, &mut protocol::FrameDecoder::new(), Duration::from_secs(2));
-        return Err(err);
-    }
-    run::serve(&mut conn, &config, &signals, execs.as_ref())
+    let created = match setup {
+        Ok(created) => created,
+        Err(err) => {
+            let message = format!("{err:#}");
+            let _ = protocol::write_frame(&mut conn, &Frame::Error(ErrorReport { message }));
+            run::wait_for_close(&mut conn, &mut protocol::FrameDecoder::new(), Duration::from_secs(2));
+            return Err(err);
+        }
+    };
+    let container = match (spec.as_ref(), created) {
+        (Some(spec), Some(created)) => Some(run::ContainerMode { spec, created }),
+        _ => None,
+    };
+    run::serve(&mut conn, &config, &signals, execs.as_ref(), container)
 }
 
 fn read_config() -> anyhow::Result<AgentConfig> {

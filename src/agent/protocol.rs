@@ -75,6 +75,10 @@ pub struct RunRequest {
     /// output, stdin its input, and stderr nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub terminal: bool,
+    /// A VM container's exec: the whole OCI process (capabilities, rlimits, no_new_privs...),
+    /// which the agent runs through `native::exec`; the fields above say the same in brief.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<serde_json::Value>,
 }
 
 /// A terminal's size.
@@ -327,6 +331,7 @@ mod tests {
                 cwd: "/".into(),
                 user: Some(GuestUser { uid: 1000, gid: 1000, additional_gids: vec![10] }),
                 terminal: true,
+                process: None,
             }),
             Frame::Resize(WindowSize { rows: 24, cols: 80 }),
             Frame::Started(Started { pid: 42 }),

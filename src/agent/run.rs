@@ -34,31 +34,54 @@ pub(super) const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 const SHUTDOWN_KILL: Duration = Duration::from_secs(3);
 
-pub fn serve(
+/// A VM container's workload, made at boot from its spec ([`super::container`]).
+pub(super) struct ContainerMode<'a> {
+    pub spec: &'a oci_spec::runtime::Spec,
+    pub created: super::container::Created,
+}
+
+pub(super) fn serve(
     conn: &mut VsockStream,
     config: &AgentConfig,
     signals: &SignalFd,
     execs: Option<&VsockListener>,
+    container: Option<ContainerMode>,
 ) -> anyhow::Result<()> {
     let hello = Hello { version: crate::cli::VERSION.to_string(), uptime_ms: uptime_ms() };
     send(conn, &Frame::Hello(hello))?;
     let mut decoder = FrameDecoder::new();
-    let exec =
-        execs.map(|listener| ExecPort { listener, root: Path::new(&config.mount_point), workload: None });
+    let exec = execs.map(|listener| ExecPort {
+        listener,
+        root: Path::new(&config.mount_point),
+        // A container's init exists from boot: exec before start joins it, as natively.
+        workload: container.as_ref().map(|c| c.created.init.pid),
+        spec: container.as_ref().map(|c| c.spec),
+    });
     let Some(req) = wait_for_run(conn, &mut decoder, signals, exec.as_ref())? else {
         bail!("the host closed the connection before sending a command");
     };
-    console::debug(&format!("running {:?} in {}", req.args, req.cwd));
-    let report = match spawn::spawn(&req, Path::new(&config.mount_point), None) {
+    // Started, or the exit code and message of a start that failed.
+    let started: Result<Spawned, (i32, String)> = match container {
+        // The spec holds the process: Run is `hull start`.
+        Some(c) => super::container::start(c.created.init.pid)
+            .map(|()| c.created.init)
+            .map_err(|e| (255, format!("{e:#}"))),
+        None => {
+            console::debug(&format!("running {:?} in {}", req.args, req.cwd));
+            spawn::spawn(&req, Path::new(&config.mount_point), None).map_err(|err| {
+                let program = req.args.first().map(String::as_str).unwrap_or("");
+                (spawn::exit_code_for_spawn_error(&err), format!("cannot run {program:?}: {err}"))
+            })
+        }
+    };
+    let report = match started {
         Ok(child) => {
             let exec = exec.map(|e| ExecPort { workload: Some(child.pid), ..e });
             Session::new(child, &mut decoder).run(conn, signals, exec.as_ref())?
         }
-        Err(err) => {
-            let program = req.args.first().map(String::as_str).unwrap_or("");
-            let msg = format!("hull-agent: cannot run {program:?}: {err}\n");
-            send(conn, &Frame::Stderr(msg.into_bytes()))?;
-            ExitReport { code: spawn::exit_code_for_spawn_error(&err), signal: None, shutdown: None }
+        Err((code, msg)) => {
+            send(conn, &Frame::Stderr(format!("hull-agent: {msg}\n").into_bytes()))?;
+            ExitReport { code, signal: None, shutdown: None }
         }
     };
     console::debug(&format!("command ended: {report:?}"));
@@ -74,8 +97,11 @@ pub(super) struct ExecPort<'a> {
     pub listener: &'a VsockListener,
     /// The command's root (the share).
     pub root: &'a Path,
-    /// The workload, once it runs: exec'd processes join its mount namespace.
+    /// The workload, once it runs (a container's init, from boot): exec'd processes join
+    /// its mount namespace, or with a container spec, all its namespaces.
     pub workload: Option<i32>,
+    /// A VM container's guest spec: exec'd processes go through `native::exec`.
+    pub spec: Option<&'a oci_spec::runtime::Spec>,
 }
 
 impl ExecPort<'_> {

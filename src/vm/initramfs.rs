@@ -145,6 +145,7 @@ mod tests {
             debug: true,
             binds: Vec::new(),
             exec_port: None,
+            container: None,
         };
         let built = build(&config).unwrap();
         let entries = read_archive(&built.image);

@@ -72,6 +72,7 @@ pub fn run(opts: Options) -> anyhow::Result<u8> {
         debug: opts.debug,
         binds: Vec::new(),
         exec_port: None,
+        container: None,
     };
     let initramfs = initramfs::build(&agent).context("making the guest's initramfs")?;
     marks.initramfs_built = Some(Instant::now());
@@ -213,6 +214,7 @@ fn run_request(opts: &Options) -> anyhow::Result<RunRequest> {
         cwd: opts.cwd.clone(),
         user: None,
         terminal: false,
+        process: None,
     })
 }
 

@@ -30,21 +30,36 @@ pub struct Bind {
 impl Bind {
     /// Its entry in the staging directory (and the guest's name for it).
     fn name(index: usize) -> String {
-        index.to_string()
+        entry_name(index)
     }
+}
+
+/// The name of the `index`th staged bind in the binds share.
+pub fn entry_name(index: usize) -> String {
+    index.to_string()
+}
+
+/// What becomes of a mount: None, not a bind (the guest makes it); Some(true), a bind of a
+/// host path, staged in the binds share; Some(false), a bind left out (onto the guest's own
+/// /proc, /sys or /dev, or without a source).
+pub fn staged(m: &oci_spec::runtime::Mount) -> Option<bool> {
+    let options = m.options().clone().unwrap_or_default();
+    let is_bind = m.typ().as_deref() == Some("bind") || options.iter().any(|o| o == "bind" || o == "rbind");
+    if !is_bind {
+        return None;
+    }
+    Some(!guest_owned(&m.destination().display().to_string()) && m.source().is_some())
 }
 
 /// The spec's bind mounts of host paths; an error names a source that is not there.
 pub fn from_spec(spec: &Spec, bundle_dir: &Path) -> Result<Vec<Bind>, String> {
     let mut binds = Vec::new();
     for m in spec.mounts().iter().flatten() {
-        let options = m.options().clone().unwrap_or_default();
-        let is_bind =
-            m.typ().as_deref() == Some("bind") || options.iter().any(|o| o == "bind" || o == "rbind");
-        let dest = m.destination().display().to_string();
-        if !is_bind || guest_owned(&dest) {
+        if staged(m) != Some(true) {
             continue;
         }
+        let options = m.options().clone().unwrap_or_default();
+        let dest = m.destination().display().to_string();
         let Some(source) = m.source() else { continue };
         // runc resolves a relative source against the bundle.
         let source = if source.is_absolute() { source.clone() } else { bundle_dir.join(source) };

@@ -43,7 +43,8 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
         .as_ref()
         .and_then(|p| p.console_size())
         .map(|b| (b.height() as u16, b.width() as u16));
-    let Plan { cgroup, kernel, kernel_pvm, size, boot_timeout, request, share, read_only, binds } = plan;
+    let Plan { cgroup, kernel, kernel_pvm, size, boot_timeout, request, share, read_only, binds, guest_spec } =
+        plan;
     // The VMM listens for the agent on `<vsock>_<port>`, in the state directory: delete
     // removes it with the rest.
     let vsock_path = dir.path.join("vsock");
@@ -64,6 +65,7 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
         share,
         read_only,
         binds,
+        guest_spec,
         binds_dir: dir.path.join("binds"),
         fifo_path: dir.fifo_path(),
         vsock_path,

@@ -50,6 +50,8 @@ pub struct VmmInit {
     pub share: PathBuf,
     pub read_only: bool,
     pub binds: Vec<Bind>,
+    /// The spec the agent creates the container from (`guest_spec`).
+    pub guest_spec: serde_json::Value,
     /// Where the bind mounts are staged for their share (in the container's directory).
     pub binds_dir: PathBuf,
     pub fifo_path: PathBuf,
@@ -153,6 +155,7 @@ fn boot(
         debug: init.serial,
         binds: binds::for_guest(&init.binds),
         exec_port: Some(crate::vm::EXEC_PORT),
+        container: Some(init.guest_spec),
     };
     let mut shares =
         vec![vmm::FsShare { tag: SHARE_TAG.to_string(), path: init.share, read_only: init.read_only }];

@@ -12,6 +12,7 @@ mod binds;
 mod create;
 mod error;
 mod exec;
+mod guest_spec;
 mod init;
 mod prepare;
 mod signals;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::binds::{self, Bind};
 use super::error::VmError;
+use super::guest_spec;
 use super::sizing::{self, Size};
 use crate::agent::protocol::{GuestUser, RunRequest};
 use crate::container::backend::PrepareRequest;
@@ -33,6 +34,8 @@ pub struct Plan {
     pub(super) read_only: bool,
     /// The spec's bind mounts of host paths.
     pub(super) binds: Vec<Bind>,
+    /// The spec the guest agent creates the container from.
+    pub(super) guest_spec: serde_json::Value,
 }
 
 pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
@@ -56,6 +59,8 @@ pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
     let binds =
         binds::from_spec(spec, &req.bundle.dir).map_err(|m| Error::backend(VmError::Unsupported(m)))?;
     let cgroup = crate::native::backend::prepare(req)?;
+    let guest_spec = serde_json::to_value(guest_spec::for_guest(spec))
+        .map_err(|e| Error::backend(VmError::Unsupported(format!("the spec for the guest: {e}"))))?;
     Ok(Plan {
         cgroup,
         kernel: kernel_image,
@@ -66,6 +71,7 @@ pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
         share: req.bundle.rootfs.clone(),
         read_only,
         binds,
+        guest_spec,
     })
 }
 
@@ -98,5 +104,9 @@ pub(super) fn request_for(process: &oci_spec::runtime::Process) -> Result<RunReq
         cwd: process.cwd().display().to_string(),
         user: Some(guest_user),
         terminal: process.terminal().unwrap_or(false),
+        process: Some(
+            serde_json::to_value(guest_spec::process_for_guest(process))
+                .map_err(|e| unsupported(&format!("the process for the guest: {e}")))?,
+        ),
     })
 }

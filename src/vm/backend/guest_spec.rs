@@ -1,0 +1,134 @@
+//! The container's spec as the guest agent applies it with the native code: the same process,
+//! namespaces, mounts, devices, masked and read-only paths, sysctls and seccomp profile, less
+//! what belongs to the host:
+//!
+//! - the root is the share the guest mounted (the rootfs), read-only as the spec says;
+//! - a bind mount of a host path reads from its entry in the binds share; binds onto the
+//!   guest's own /proc, /sys and /dev are left out (the guest has its own);
+//! - no hooks (createRuntime and prestart ran on the host; the rest name host programs),
+//!   no cgroup (the host cgroup holds the whole VM), no network namespace (the guest's own is
+//!   the container's), no namespace by path (those are the host's), no AppArmor or SELinux
+//!   label (the guest kernel has neither).
+
+use oci_spec::runtime::{Mount, Process, Spec};
+
+use super::binds;
+use crate::agent::BINDS_MOUNT_POINT;
+use crate::vm::SHARE_MOUNT_POINT;
+
+pub fn for_guest(spec: &Spec) -> Spec {
+    let mut guest = spec.clone();
+    if let Some(root) = guest.root_mut() {
+        root.set_path(SHARE_MOUNT_POINT.into());
+    }
+    guest.set_mounts(Some(mounts(spec)));
+    guest.set_hooks(None);
+    if let Some(process) = guest.process().clone() {
+        guest.set_process(Some(process_for_guest(&process)));
+    }
+    if let Some(linux) = guest.linux_mut() {
+        linux.set_resources(None);
+        linux.set_cgroups_path(None);
+        linux.set_mount_label(None);
+        linux.set_intel_rdt(None);
+        if let Some(namespaces) = linux.namespaces_mut() {
+            namespaces.retain(|ns| ns.typ() != oci_spec::runtime::LinuxNamespaceType::Network);
+            for ns in namespaces.iter_mut() {
+                ns.set_path(None);
+            }
+        }
+    }
+    guest
+}
+
+/// A process (the workload, or one `exec` runs) without the host's security labels.
+pub fn process_for_guest(process: &Process) -> Process {
+    let mut p = process.clone();
+    p.set_apparmor_profile(None);
+    p.set_selinux_label(None);
+    p
+}
+
+/// The spec's mounts, each host bind reading from its entry in the binds share: the entries
+/// are numbered in the order `binds::from_spec` staged them, which this walk repeats.
+fn mounts(spec: &Spec) -> Vec<Mount> {
+    let mut entry = 0;
+    let mut out = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        match binds::staged(m) {
+            None => out.push(m.clone()),
+            Some(false) => {}
+            Some(true) => {
+                let mut guest = m.clone();
+                guest
+                    .set_source(Some(std::path::Path::new(BINDS_MOUNT_POINT).join(binds::entry_name(entry))));
+                entry += 1;
+                out.push(guest);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_guest_gets_the_spec_less_what_belongs_to_the_host() {
+        let spec: Spec = serde_json::from_value(json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "/bundles/c1/rootfs", "readonly": true},
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                        "apparmorProfile": "docker-default", "noNewPrivileges": true},
+            "hooks": {"prestart": [{"path": "/usr/bin/netns-setup"}]},
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev/shm", "type": "bind", "source": "/var/lib/shm", "options": ["rbind"]},
+                {"destination": "/data", "type": "bind", "source": "/srv/data", "options": ["rbind", "ro"]},
+                {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"},
+                {"destination": "/etc/hosts", "type": "none", "source": "/run/hosts", "options": ["bind"]}
+            ],
+            "linux": {
+                "cgroupsPath": "/pods/c1",
+                "resources": {"memory": {"limit": 268435456}},
+                "namespaces": [
+                    {"type": "pid"}, {"type": "mount"},
+                    {"type": "network", "path": "/var/run/netns/cni-1"},
+                    {"type": "ipc", "path": "/proc/42/ns/ipc"}
+                ]
+            }
+        }))
+        .unwrap();
+        let guest = for_guest(&spec);
+        let root = guest.root().as_ref().unwrap();
+        assert_eq!((root.path().to_str(), root.readonly()), (Some(SHARE_MOUNT_POINT), Some(true)));
+        assert!(guest.hooks().is_none());
+        let process = guest.process().as_ref().unwrap();
+        assert_eq!((process.apparmor_profile(), process.no_new_privileges()), (&None, Some(true)));
+        let mounts: Vec<(String, String)> = guest
+            .mounts()
+            .iter()
+            .flatten()
+            .map(|m| {
+                (m.destination().display().to_string(), m.source().as_ref().unwrap().display().to_string())
+            })
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("/proc".to_string(), "proc".to_string()),
+                ("/data".to_string(), format!("{BINDS_MOUNT_POINT}/0")),
+                ("/tmp".to_string(), "tmpfs".to_string()),
+                ("/etc/hosts".to_string(), format!("{BINDS_MOUNT_POINT}/1")),
+            ]
+        );
+        let linux = guest.linux().as_ref().unwrap();
+        assert!(linux.resources().is_none() && linux.cgroups_path().is_none());
+        let namespaces: Vec<_> =
+            linux.namespaces().iter().flatten().map(|n| (n.typ(), n.path().is_some())).collect();
+        use oci_spec::runtime::LinuxNamespaceType as T;
+        assert_eq!(namespaces, [(T::Pid, false), (T::Mount, false), (T::Ipc, false)]);
+    }
+}
