@@ -1,8 +1,9 @@
 # Sourced by backend.sh (its helpers and variables): the commands that act on a running VM
 # container, all on one container so that one guest boot serves them all: exec (output,
 # exit code, the container's namespaces, stdin, user/env/cwd, a terminal, a program that is
-# not there, --detach with --pid-file, signals to the stand-in), ps, pause and resume, events,
-# update, and delete --force while an exec runs.
+# not there, --detach with --pid-file, signals to the stand-in), the VMM's capabilities,
+# escapes through the share, ps, pause and resume, events, update, and delete --force while an
+# exec runs.
 
 # tick_of: the counter the workload writes five times a second (through the share); a read
 # between its truncate and its write is empty, and is read again.
@@ -156,6 +157,35 @@ exec_checks() {
     else
         fail "exec: SIGTERM to the stand-in reaches the trap, exit code 9" "status $rc, stand-in '$t'"
     fi
+
+    # the VMM keeps only the capabilities serving files needs (CHOWN, DAC_OVERRIDE,
+    # DAC_READ_SEARCH, FOWNER, FSETID, SETGID, SETUID, SETFCAP), bounding set included
+    clock
+    caps="$(grep -e ^CapEff -e ^CapBnd -e ^CapPrm "/proc/$vmm/status" 2>/dev/null | awk '{ print $2 }' | sort -u)"
+    lap
+    if [ "$caps" = 00000000800000df ]; then pass "the VMM's capabilities: file serving only"; else
+        fail "the VMM's capabilities: file serving only" "CapEff/CapBnd/CapPrm: $(echo $caps)"
+    fi
+
+    # escapes through the share, each refused: a device node made from the guest (even with
+    # CAP_MKNOD there), an absolute symlink planted on the host side; what the guest may do
+    # (a fifo, chown with CAP_CHOWN) lands on the host as asked
+    echo host-secret >"$work/host-secret"
+    ln -sf "$work/host-secret" "$rootfs/tmp/leak"
+    clock; rc=0
+    timeout -k 10 100 "$hull" --root "$root" exec --cap CAP_MKNOD --cap CAP_CHOWN "$id" /bin/sh -c \
+        'mknod /tmp/evil-mem c 1 1 && echo mknod-made; cat /tmp/leak 2>/dev/null && echo leaked; mkfifo /tmp/ok-fifo && echo fifo-made; touch /tmp/owned && chown 1234:1234 /tmp/owned && echo chowned; cat /proc/version' \
+        </dev/null >"$out" 2>"$err" || rc=$?
+    lap
+    owner="$(stat -c %u:%g "$rootfs/tmp/owned" 2>/dev/null)"
+    if ! has mknod-made "$out" && [ ! -e "$rootfs/tmp/evil-mem" ] && ! has leaked "$out" && ! has host-secret "$out" \
+        && has fifo-made "$out" && [ -p "$rootfs/tmp/ok-fifo" ] && has chowned "$out" && [ "$owner" = 1234:1234 ] \
+        && ! grep -qF "$(cat /proc/version)" "$out"; then
+        pass "escapes through the share refused (device node, host symlink); fifo and chown work"
+    else
+        fail "escapes through the share refused (device node, host symlink); fifo and chown work" "status $rc, owner '$owner'"
+    fi
+    rm -f "$rootfs/tmp/leak" "$rootfs/tmp/ok-fifo" "$rootfs/tmp/owned"
 
     # pause: the whole guest stops (the workload's counter with it) and exec is refused;
     # resume: it goes on

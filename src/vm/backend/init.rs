@@ -97,8 +97,8 @@ fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
         _ => return Err("create gave up before the VMM was placed in the cgroup".into()),
     }
     // The VMM holds guest memory: no core dumps, no ptrace by the container's users. It never
-    // execs, and no_new_privs says so to the kernel (the first piece of the jail, issue 13
-    // item 3; the rest is not built yet).
+    // execs, and no_new_privs says so to the kernel (with the capabilities dropped before the
+    // VM is built, `jail.rs`, what there is of the jail so far).
     // SAFETY: prctl with integer arguments only.
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -183,6 +183,8 @@ fn boot(
         shares,
         kernel_supports_pvm: init.kernel_pvm,
     };
+    // Before the VM and its threads: each thread starts with what this one keeps.
+    super::jail::drop_capabilities().map_err(|e| format!("jailing the VMM: {e}"))?;
     let vm = vmm::Vmm::build(vm_config).map_err(|e| format!("building the VM: {e}"))?;
     let (released_rx, released_tx) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;

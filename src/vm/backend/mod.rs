@@ -14,6 +14,7 @@ mod error;
 mod exec;
 mod guest_spec;
 mod init;
+mod jail;
 mod prepare;
 mod signals;
 pub mod sizing;

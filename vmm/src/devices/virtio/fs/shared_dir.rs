@@ -9,7 +9,8 @@
 //! which the guest kernel handles locally or refuses.
 //!
 //! Either way, only regular files are opened through FUSE_OPEN: the guest kernel handles device
-//! nodes, fifos and sockets on a FUSE mount itself.
+//! nodes, fifos and sockets on a FUSE mount itself. And no device node is made on the host
+//! (MKNOD of a character or block device answers EPERM): fifos and sockets only.
 
 use std::ffi::CStr;
 use std::io;
@@ -190,6 +191,12 @@ impl FileSystem for SharedDir {
         umask: u32,
     ) -> io::Result<Entry> {
         self.refuse_if_read_only()?;
+        // A device node made on the host from the guest would be the host's device for any
+        // host process (or native container) that later opens it: fifos and sockets only.
+        let kind = mode & libc::S_IFMT;
+        if kind == libc::S_IFCHR || kind == libc::S_IFBLK {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
         let _umask = UmaskCleared::new();
         self.inner.mknod(ctx, parent, name, mode, rdev, umask)
     }

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use event_manager::{EventManager, SubscriberOps};
 use fuse_backend_rs::abi::fuse_abi::{
-    AttrOut, CreateIn, EntryOut, ForgetIn, FsOptions, GetattrIn, InitIn, InitIn2, InitOut, MkdirIn, Opcode,
-    OpenIn, OpenOut, OutHeader, ReadIn, ReleaseIn, WriteIn, WriteOut, ROOT_ID,
+    AttrOut, CreateIn, EntryOut, ForgetIn, FsOptions, GetattrIn, InitIn, InitIn2, InitOut, MkdirIn, MknodIn,
+    Opcode, OpenIn, OpenOut, OutHeader, ReadIn, ReleaseIn, WriteIn, WriteOut, ROOT_ID,
 };
 use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
@@ -482,4 +482,27 @@ fn files_are_created_as_the_guest_user() {
     // The server is root again for the next request.
     assert_eq!(create(&mut guest, ROOT_ID, "root-file").header.error, 0);
     assert_eq!(fs::metadata(dir.as_path().join("root-file")).unwrap().uid(), 0);
+}
+
+#[test]
+fn no_device_node_is_made_on_the_host_but_a_fifo_is() {
+    let dir = shared_dir();
+    let mem = memory();
+    let mut guest = Guest::new(&mem, dir.as_path(), false);
+    init(&mut guest);
+    let mut mknod = |file: &str, mode: u32, rdev: u32| {
+        let mknod_in = MknodIn { mode, rdev, umask: 0o022, padding: 0 };
+        let arg = name(file);
+        guest.call(Opcode::Mknod, ROOT_ID, &[mknod_in.as_slice(), &arg], REPLY_LEN)
+    };
+    // /dev/mem is 1:1, /dev/sda 8:0.
+    let mem_dev = mknod("mem", libc::S_IFCHR | 0o600, (1 << 8) | 1);
+    assert_eq!(errno(&mem_dev), libc::EPERM);
+    let disk = mknod("sda", libc::S_IFBLK | 0o600, 8 << 8);
+    assert_eq!(errno(&disk), libc::EPERM);
+    assert!(!dir.as_path().join("mem").exists() && !dir.as_path().join("sda").exists());
+    let fifo = mknod("pipe", libc::S_IFIFO | 0o644, 0);
+    assert_eq!(fifo.header.error, 0);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::metadata(dir.as_path().join("pipe")).unwrap().file_type().is_fifo());
 }
