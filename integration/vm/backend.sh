@@ -300,13 +300,17 @@ left="$(leftovers "$id" "$pid")"
 if [ "$rc" = 0 ] && [ -z "$left" ]; then pass "delete: nothing left"; else fail "delete: nothing left" "status $rc; $left"; fi
 
 # 11. kill ID TERM reaches a workload that traps it; the VMM exits with its status (7)
-#     (and kill --all USR1 first, to a trap that survives it)
-bundle trap '"/bin/sh", "-c", "trap '"'"'echo got-usr1'"'"' USR1; trap '"'"'echo got-term; exit 7'"'"' TERM; echo ready; while :; do sleep 1; done"'
+#     (and kill --all USR1 first, to the workload and a child of it, traps that survive it)
+bundle trap '"/bin/sh", "-c", "trap '"'"'echo got-usr1'"'"' USR1; trap '"'"'echo got-term; exit 7'"'"' TERM; (trap '"'"'echo child-usr1'"'"' USR1; while :; do sleep 1; done) & echo ready; while :; do sleep 1; done"'
 id=term1
 clock; rc=0
 start_runner "$id" --bundle "$work/trap"
 h kill --all "$id" USR1 2>>"$err"
-if wait_line "$out" got-usr1 60; then pass "kill --all USR1 reaches the workload"; else fail "kill --all USR1 reaches the workload" "no got-usr1"; fi
+if wait_line "$out" got-usr1 60 && wait_line "$out" child-usr1 60; then
+    pass "kill --all USR1 reaches every process of the container in the guest"
+else
+    fail "kill --all USR1 reaches every process of the container in the guest" "no got-usr1 or child-usr1"
+fi
 h kill "$id" TERM 2>>"$err"
 wait_bounded "$runner" 300
 lap

@@ -5,6 +5,8 @@
 //!
 //! On the stream: the host's Run, the agent's Started (or Error when the process cannot be
 //! started), then stdio, signals and resizes as for the workload, the Exit and the host's Ack.
+//! Or, for `kill --all`, a Signal first: the agent signals every process of the container and
+//! answers with an Exit.
 
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -17,10 +19,11 @@ use nix::unistd::{fork, ForkResult};
 
 use super::console;
 use super::power;
-use super::protocol::{ErrorReport, Frame, FrameDecoder, RunRequest, Started, STDIO_CHUNK};
+use super::protocol::{ErrorReport, ExitReport, Frame, FrameDecoder, RunRequest, Started, STDIO_CHUNK};
 use super::run::{self, send, ExecPort, Session, ACK_TIMEOUT};
 use super::spawn;
 use super::vsock::VsockStream;
+use std::os::unix::fs::MetadataExt;
 
 /// How long the host has to send the Run after connecting.
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,7 +58,15 @@ fn serve(mut conn: VsockStream, port: &ExecPort) -> anyhow::Result<()> {
     // The forked server's signals: its own SIGCHLD, through a signalfd of its own.
     let signals = power::take_signals().context("blocking signals")?;
     let mut decoder = FrameDecoder::new();
-    let req = read_run(&mut conn, &mut decoder)?;
+    let req = match read_request(&mut conn, &mut decoder)? {
+        Request::Run(req) => req,
+        Request::SignalAll(signo) => {
+            let report = signal_all(port, signo);
+            send(&mut conn, &Frame::Exit(report))?;
+            run::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
+            return Ok(());
+        }
+    };
     console::debug(&format!("exec {:?} in {}", req.args, req.cwd));
     let spawned = match (port.spec, port.workload, &req.process) {
         (Some(spec), Some(init), Some(process)) => serde_json::from_value(process.clone())
@@ -80,14 +91,43 @@ fn serve(mut conn: VsockStream, port: &ExecPort) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The first frame: the process to run.
-fn read_run(conn: &mut VsockStream, decoder: &mut FrameDecoder) -> anyhow::Result<RunRequest> {
+/// What a connection to the exec port asks for.
+enum Request {
+    /// A process to run.
+    Run(RunRequest),
+    /// `kill --all`: a signal for every process of the container.
+    SignalAll(i32),
+}
+
+/// `kill --all`: the signal goes to every process in the container's pid namespace (as
+/// natively, the init included). Exit code 0, or 1 when there is no container to signal.
+fn signal_all(port: &ExecPort, signo: i32) -> ExitReport {
+    let done = |code| ExitReport { code, signal: None, shutdown: None };
+    let (Some(init), Ok(sig)) = (port.workload, nix::sys::signal::Signal::try_from(signo)) else {
+        return done(1);
+    };
+    let Ok(theirs) = std::fs::metadata(format!("/proc/{init}/ns/pid")) else { return done(1) };
+    let Ok(entries) = std::fs::read_dir("/proc") else { return done(1) };
+    for pid in entries.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok())) {
+        let same = std::fs::metadata(format!("/proc/{pid}/ns/pid"))
+            .is_ok_and(|m| m.ino() == theirs.ino() && m.dev() == theirs.dev());
+        if same {
+            // One that exits meanwhile is no error.
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+        }
+    }
+    done(0)
+}
+
+/// The first frame: the process to run, or a signal for every process.
+fn read_request(conn: &mut VsockStream, decoder: &mut FrameDecoder) -> anyhow::Result<Request> {
     let deadline = Instant::now() + RUN_TIMEOUT;
     let mut buf = vec![0u8; STDIO_CHUNK];
     loop {
         match decoder.next_frame().context("reading from the host")? {
-            Some(Frame::Run(req)) => return Ok(req),
-            Some(other) => bail!("expected a Run frame from the host, got {other:?}"),
+            Some(Frame::Run(req)) => return Ok(Request::Run(req)),
+            Some(Frame::Signal(signo)) => return Ok(Request::SignalAll(signo)),
+            Some(other) => bail!("expected a Run or Signal frame from the host, got {other:?}"),
             None => {}
         }
         let left = deadline.saturating_duration_since(Instant::now());

@@ -9,6 +9,7 @@
 //! and `delete --force` work on the cgroup as for a native container.
 
 mod binds;
+mod control;
 mod create;
 mod error;
 mod exec;
@@ -38,9 +39,19 @@ pub fn resolve_user(st: &State, user: &str) -> Result<User> {
 }
 
 /// `kill`: the VMM is the init, and relays every catchable signal to the workload; SIGKILL
-/// ends the VMM and so the VM. With `all`, every process in the container's cgroup, which
-/// holds the VMM alone: the native backend's code does exactly that.
+/// ends the VMM and so the VM. With `all`, the agent signals every process of the container
+/// in the guest ([`control`]); SIGKILL, a paused VM (which cannot answer) or an agent that
+/// does not answer get the native way: every process in the host cgroup, the VMM and the exec
+/// stand-ins, each of which passes it to its guest process.
 pub fn signal(st: &State, sig: Signal, all: bool) -> Result<()> {
+    if all && sig != Signal::SIGKILL && !st.frozen() {
+        if let Some(socket) = &st.vm_socket {
+            match control::signal_all(socket, sig) {
+                Ok(()) => return Ok(()),
+                Err(e) => crate::logging::debug(&format!("kill --all {}: through the guest: {e}", st.id)),
+            }
+        }
+    }
     crate::native::backend::signal(st, sig, all)
 }
 

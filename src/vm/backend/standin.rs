@@ -11,7 +11,7 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -94,7 +94,7 @@ fn start(standin: StandIn, report: &OwnedFd) -> Result<(UnixStream, FrameDecoder
 }
 
 /// Connects to the guest's exec port through the VMM's vsock socket.
-fn connect(socket: &PathBuf) -> Result<UnixStream, String> {
+pub(super) fn connect(socket: &Path) -> Result<UnixStream, String> {
     let mut conn = UnixStream::connect(socket).map_err(|e| {
         format!("connecting to the VM's socket {}: {e} (is the VM still running?)", socket.display())
     })?;
