@@ -280,6 +280,19 @@ fn user_namespace_with_proc_sys_and_dev() {
     assert_eq!(&lines[4..], &["/dev/mqueue", "/dev/pts", "/sys"], "{out}");
 }
 
+/// In a user namespace device nodes are bound from the host, but a FIFO is made (mknod of a
+/// FIFO needs no privilege, and the host has no node of that name to bind).
+#[test]
+fn user_namespace_fifo_device() {
+    let (mut env, _r) =
+        env_of(&["sh", "-c", "test -p /dev/myfifo && echo fifo; stat -c '%a %u:%g' /dev/myfifo"]);
+    userns_config(&mut env);
+    env.config["linux"]["devices"] =
+        json!([{"path": "/dev/myfifo", "type": "p", "fileMode": 0o620, "uid": 1000, "gid": 1001}]);
+    env.write_config();
+    assert_eq!(run_ok(&env, "ns-user-fifo"), "fifo\n620 1000:1001\n");
+}
+
 // ---- time ----
 
 #[test]

@@ -366,6 +366,23 @@ fn spec_devices_are_created() {
     assert_eq!(lines[3], "/dev/null|character special file|1:3|600|0:0", "{out}");
 }
 
+/// A FIFO in linux.devices beside a device-cgroup list (what Docker sends): the node is made
+/// with its mode and owner and no 'p' rule goes to the device cgroup, which rejects one.
+#[test]
+fn spec_fifo_with_device_cgroup_rules() {
+    let (mut env, _r) = env_of(&["true"]);
+    env.config["linux"]["devices"] = json!([
+        {"path": "/dev/myfifo", "type": "p", "major": 8, "minor": 666, "fileMode": 0o640, "uid": 1000, "gid": 1001},
+        {"path": "/dev/openfifo", "type": "p", "fileMode": 0o666}
+    ]);
+    env.config["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    env.write_config();
+    let script = "test -p /dev/myfifo && echo fifo; stat -c '%a %u:%g' /dev/myfifo; \
+                  (echo through > /dev/openfifo &) ; read -r l < /dev/openfifo; echo read=$l";
+    let (out, _) = run_script(&mut env, "rf-fifo", script, &[]);
+    assert_eq!(out, "fifo\n640 1000:1001\nread=through\n");
+}
+
 // ---- masked and read-only paths ----
 
 #[test]

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
 use super::{write, Layout};
 
@@ -199,7 +199,9 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
     }
     if let Some(devs) = r.devices() {
         let d = dir(layout, "devices", path)?;
-        for rule in devs {
+        // FIFOs never reach the device cgroup and devices.allow rejects a 'p' rule: nothing
+        // to write (the eBPF program of cgroup v2 skips them the same way).
+        for rule in devs.iter().filter(|r| r.typ() != Some(LinuxDeviceType::P)) {
             let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
             write(&d, file, &device_rule(rule)).map_err(|e| format!("devices: {e}"))?;
         }
