@@ -121,10 +121,12 @@ impl State {
         if !self.init_alive() {
             return Status::Stopped;
         }
+        // A frozen cgroup is "paused" whether or not `start` has run (runc's view too): a
+        // created container can be paused, and `resume` brings it back to "created".
         match self.phase {
             Phase::Creating => Status::Creating,
+            Phase::Created | Phase::Started if self.frozen() => Status::Paused,
             Phase::Created => Status::Created,
-            Phase::Started if self.frozen() => Status::Paused,
             Phase::Started => Status::Running,
         }
     }
