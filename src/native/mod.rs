@@ -15,6 +15,7 @@ mod exec;
 mod idmap;
 mod init;
 mod lsm;
+mod mountattr;
 mod mountopts;
 mod mounts;
 pub(crate) mod namespaces;

@@ -7,8 +7,9 @@ use serde_json::{json, Value};
 const HOOKS: &[&str] =
     &["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"];
 
-/// Mount options hull turns into mount(2) flags or propagation; any other option is passed
-/// to the filesystem as data.
+/// Mount options hull turns into mount(2) flags, propagation or (the r* forms of the flags)
+/// recursive mount_setattr(2) attributes; any other option is passed to the filesystem as
+/// data.
 const MOUNT_OPTIONS: &[&str] = &[
     "async",
     "atime",
@@ -27,14 +28,32 @@ const MOUNT_OPTIONS: &[&str] = &[
     "nostrictatime",
     "nosuid",
     "private",
+    "ratime",
     "rbind",
+    "rdev",
+    "rdiratime",
     "relatime",
     "remount",
+    "rexec",
+    "rnoatime",
+    "rnodev",
+    "rnodiratime",
+    "rnoexec",
+    "rnorelatime",
+    "rnostrictatime",
+    "rnosuid",
+    "rnosymfollow",
+    "ro",
     "rprivate",
+    "rrelatime",
+    "rro",
+    "rrw",
     "rshared",
     "rslave",
+    "rstrictatime",
+    "rsuid",
+    "rsymfollow",
     "runbindable",
-    "ro",
     "rw",
     "shared",
     "slave",
