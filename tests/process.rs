@@ -134,6 +134,14 @@ fn personality_linux32() {
     assert_eq!(stdout(&out).trim(), "i686", "{}", stderr(&out));
 }
 
+/// LINUX is the native personality: the machine stays what the host says.
+#[test]
+fn personality_linux_leaves_the_machine() {
+    let host = std::process::Command::new("uname").arg("-m").output().unwrap();
+    let (_e, out) = sh("uname -m", |c| c["linux"]["personality"] = json!({"domain": "LINUX"}));
+    assert_eq!(stdout(&out), stdout(&host), "{}", stderr(&out));
+}
+
 #[test]
 fn io_priority() {
     let (_e, out) = sh("ionice -p $$", |c| {
