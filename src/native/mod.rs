@@ -15,6 +15,7 @@ mod exec;
 mod idmap;
 mod init;
 mod lsm;
+mod mempolicy;
 mod mountattr;
 mod mountopts;
 mod mounts;

@@ -277,6 +277,9 @@ fn check_linux(spec: &Spec, linux: &Linux, process: &Process) -> Check {
             ));
         }
     }
+    if let Some(p) = linux.memory_policy() {
+        super::mempolicy::parse(p).map_err(|(f, m)| bad(format!("linux.memoryPolicy.{f}"), m))?;
+    }
     if linux.intel_rdt().is_some() {
         return Err(bad("linux.intelRdt", "hull does not support Intel RDT"));
     }
@@ -998,6 +1001,16 @@ mod tests {
             "absolute",
         );
         rejects(|v| v["linux"]["readonlyPaths"] = json!(["sys"]), "linux.readonlyPaths[0]", "absolute");
+    }
+
+    #[test]
+    fn memory_policy() {
+        accepts(|v| v["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0-1,3"}));
+        rejects(
+            |v| v["linux"]["memoryPolicy"] = json!({"mode": "MPOL_LOCAL", "nodes": "0"}),
+            "linux.memoryPolicy.nodes",
+            "takes no nodes",
+        );
     }
 
     #[test]
