@@ -12,6 +12,7 @@ pub(crate) mod console;
 mod devices;
 mod error;
 mod exec;
+pub(crate) mod hostroot;
 mod idmap;
 mod init;
 mod lsm;
