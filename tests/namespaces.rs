@@ -290,13 +290,17 @@ fn without_mount_namespace() {
     let _ = std::fs::remove_file(host_only.join("hull-test-no-such-file-in-the-rootfs"));
 }
 
-/// Detaches the host mounts a test made, last made first.
-struct Unmount(Vec<PathBuf>);
+/// Detaches the host mounts a test made, last made first, then removes the directories it
+/// made for them (a failing test leaves nothing either).
+struct Unmount(Vec<PathBuf>, Vec<PathBuf>);
 
 impl Drop for Unmount {
     fn drop(&mut self) {
         for p in self.0.iter().rev() {
             let _ = Command::new("umount").arg("-l").arg(p).status();
+        }
+        for d in &self.1 {
+            let _ = std::fs::remove_dir(d);
         }
     }
 }
@@ -317,7 +321,7 @@ fn without_mount_namespace_under_a_shared_mount() {
     let dir = std::fs::canonicalize(&env.dir).unwrap();
     let peer = PathBuf::from(format!("{}-peer", dir.display()));
     std::fs::create_dir_all(&peer).unwrap();
-    let mut guard = Unmount(vec![]);
+    let mut guard = Unmount(vec![], vec![peer.clone()]);
     sh_ok(&format!("mount --bind {0} {0} && mount --make-shared {0}", dir.display()));
     guard.0.push(dir.clone());
     sh_ok(&format!("mount --bind {} {}", dir.display(), peer.display()));
@@ -337,7 +341,7 @@ fn without_mount_namespace_under_a_shared_mount() {
     assert_eq!(host_mounts_under(&peer), Vec::<String>::new(), "mounts left in the peer after delete");
     assert_eq!(host_propagation(dir.to_str().unwrap()), shared_before);
     drop(guard);
-    let _ = std::fs::remove_dir(&peer);
+    assert!(!peer.exists());
 }
 
 /// Without a mount namespace a read-only root is the container's bind only, and a create that
