@@ -291,3 +291,37 @@ fn cap_flag_adds_a_capability() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("CAP_NOPE"), "{}", stderr(&out));
 }
+
+/// linux.personality holds for exec'd processes too (runc sets it in its exec init): a
+/// LINUX32 container's `uname -m` is i686 whether the init or `exec` runs it.
+#[test]
+fn personality_applies_to_exec() {
+    let mut env = Env::new(&["sh", "-c", "uname -m > /tmp/init-machine; exec sleep 1000"]);
+    env.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    env.write_config();
+    let id = "ex-personality";
+    assert!(env.create(id).status.success());
+    assert!(env.hull(&["start", id]).status.success());
+    let out = exec(&env, &[id, "uname", "-m"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "i686");
+    let init_saw = std::fs::read_to_string(env.rootfs().join("tmp/init-machine")).unwrap();
+    assert_eq!(init_saw.trim(), "i686");
+}
+
+/// linux.memoryPolicy holds for exec'd processes too, as for the init.
+#[test]
+fn memory_policy_applies_to_exec() {
+    if !std::path::Path::new("/proc/self/numa_maps").exists() {
+        return eprintln!("[skipped] memoryPolicy: the kernel has no NUMA support");
+    }
+    let mut env = Env::new(&["sleep", "1000"]);
+    env.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"});
+    env.write_config();
+    let id = "ex-mempolicy";
+    assert!(env.create(id).status.success());
+    assert!(env.hull(&["start", id]).status.success());
+    let out = exec(&env, &[id, "head", "-n", "1", "/proc/self/numa_maps"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).split_whitespace().nth(1), Some("interleave:0"), "{}", stdout(&out));
+}

@@ -149,6 +149,62 @@ fn program_does_not_run_before_start() {
     ok(&h(&env, &["delete", id]), "delete");
 }
 
+/// True when the kernel holds `pid`'s cgroup frozen: v1's freezer.state of its freezer
+/// cgroup, or "frozen 1" in cgroup.events on a pure v2 host (found from /proc/<pid>/cgroup).
+fn cgroup_frozen(pid: i32) -> bool {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    for l in text.lines() {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+        let rel = path.trim_start_matches('/');
+        if v2 && ctrls.is_empty() {
+            let ev = std::fs::read_to_string(Path::new("/sys/fs/cgroup").join(rel).join("cgroup.events"));
+            return ev.unwrap().lines().any(|l| l == "frozen 1");
+        }
+        if !v2 && ctrls.split(',').any(|c| c == "freezer") {
+            let st =
+                std::fs::read_to_string(Path::new("/sys/fs/cgroup/freezer").join(rel).join("freezer.state"));
+            return st.unwrap().trim() == "FROZEN";
+        }
+    }
+    panic!("no freezer cgroup for {pid}: {text}")
+}
+
+/// runc's lifecycle for a container paused before start: `pause` freezes it and `state` says
+/// "paused"; `start` refuses it and the program does not run; `resume` brings it back to
+/// "created", and then `start` runs it.
+#[test]
+fn pause_and_resume_a_created_container() {
+    let (mut env, _reaper) = env_of(&["sh", "-c", "touch /host/ran"]);
+    let host = bind_host_dir(&mut env, "host", "/host");
+    let id = "lc-pause-created";
+    ok(&env.create(id), "create");
+    let pid = pid_of(&env, id);
+    ok(&h(&env, &["pause", id]), "pause of a created container");
+    assert_eq!(env.status(id), "paused");
+    assert!(cgroup_frozen(pid), "pause left the init's cgroup thawed");
+    let o = h(&env, &["start", id]);
+    fails(&o, "start of a paused container");
+    assert!(stderr(&o).contains("paused"), "{}", stderr(&o));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!host.join("ran").exists(), "the program ran while paused");
+    let o = h(&env, &["pause", id]);
+    fails(&o, "pause of a paused container");
+
+    ok(&h(&env, &["resume", id]), "resume");
+    assert!(!cgroup_frozen(pid), "resume left the cgroup frozen");
+    assert_eq!(env.status(id), "created");
+    assert!(alive(pid));
+    let o = h(&env, &["resume", id]);
+    fails(&o, "resume of a created container");
+    assert!(stderr(&o).contains("not paused"), "{}", stderr(&o));
+    ok(&h(&env, &["start", id]), "start after resume");
+    env.wait_status(id, "stopped");
+    assert!(host.join("ran").exists(), "the program did not run after resume and start");
+    ok(&h(&env, &["delete", id]), "delete");
+}
+
 #[test]
 fn state_transitions_pid_and_pid_file() {
     let (env, _reaper) = env_of(&["sleep", "1000"]);

@@ -215,6 +215,161 @@ fn join_missing_namespace_path_fails_cleanly() {
     assert!(env.root_is_empty(), "state left behind");
 }
 
+// ---- mount ----
+
+/// The host's mounts whose mount point is below `dir` (not `dir` itself), as "point fstype".
+fn host_mounts_under(dir: &std::path::Path) -> Vec<String> {
+    let d = format!("{}/", dir.display());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let point = left.split(' ').nth(4)?;
+            let fstype = right.split(' ').next()?;
+            point.starts_with(&d).then(|| format!("{point} {fstype}"))
+        })
+        .collect()
+}
+
+/// The propagation fields (shared:N, master:N) of the host's topmost mount at `point`.
+fn host_propagation(point: &str) -> String {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = text.lines().rfind(|l| l.split(' ').nth(4) == Some(point)).unwrap().to_string();
+    let left = line.split_once(" - ").unwrap().0;
+    left.split(' ').skip(6).collect::<Vec<_>>().join(" ")
+}
+
+/// Without a mount namespace (runtime-tools' linux_ns_itype): the container shares the host's
+/// mount namespace, its mounts (proc, /dev, sysfs, ...) are made under a bind of its rootfs
+/// in the host's table and it is chrooted there; `exec` lands in the same root; delete takes
+/// every one of those mounts away, and no host mount's propagation changed.
+#[test]
+fn without_mount_namespace() {
+    let host_only = std::env::temp_dir();
+    let script = format!(
+        "readlink /proc/self/ns/mnt; echo $$; test -e /bin/busybox && echo in-rootfs; \
+         test -e {} || echo host-hidden; echo x > /dev/null && echo null-ok; \
+         grep -c . /proc/self/mountinfo > /dev/null && echo proc-ok; echo ready; exec sleep 1000",
+        host_only.join("hull-test-no-such-file-in-the-rootfs").display()
+    );
+    let (mut env, _r) = env_of(&["sh", "-c", &script]);
+    // The host side of the check below: this path exists on the host only.
+    std::fs::write(host_only.join("hull-test-no-such-file-in-the-rootfs"), "").unwrap();
+    remove_ns(&mut env, "mount");
+    let root_before = host_propagation("/");
+    let id = "ns-no-mnt";
+    run_detached(&env, id);
+    let outf = env.dir.join(format!("{id}.out"));
+    wait_until(&format!("ready ({})", outf.display()), || {
+        std::fs::read_to_string(&outf).unwrap_or_default().contains("ready")
+    });
+    let out = std::fs::read_to_string(&outf).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], host_ns("mnt"), "{out}");
+    assert_eq!(&lines[1..], ["1", "in-rootfs", "host-hidden", "null-ok", "proc-ok", "ready"], "{out}");
+
+    // The container's mounts are in the host's table, all under its rootfs.
+    let rootfs = std::fs::canonicalize(env.rootfs()).unwrap();
+    let under = host_mounts_under(&env.dir);
+    // The bind of the rootfs itself ("<rootfs> <fstype>"), then what the spec mounts below it.
+    for want in [" ", "/proc proc", "/dev tmpfs", "/dev/pts devpts", "/sys sysfs"] {
+        let want = format!("{}{want}", rootfs.display());
+        assert!(under.iter().any(|m| m.starts_with(&want)), "{want} not among {under:?}");
+    }
+    let o = h(
+        &env,
+        &["exec", id, "sh", "-c", "readlink /proc/self/ns/mnt; test -e /bin/busybox && echo in-rootfs"],
+    );
+    assert!(o.status.success(), "exec: {}", stderr(&o));
+    assert_eq!(stdout(&o), format!("{}\nin-rootfs\n", host_ns("mnt")));
+
+    stop(&env, id);
+    assert_eq!(host_mounts_under(&env.dir), Vec::<String>::new(), "mounts left after delete");
+    assert_eq!(host_propagation("/"), root_before, "the host's / changed propagation");
+    let _ = std::fs::remove_file(host_only.join("hull-test-no-such-file-in-the-rootfs"));
+}
+
+/// Detaches the host mounts a test made, last made first, then removes the directories it
+/// made for them (a failing test leaves nothing either).
+struct Unmount(Vec<PathBuf>, Vec<PathBuf>);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        for p in self.0.iter().rev() {
+            let _ = Command::new("umount").arg("-l").arg(p).status();
+        }
+        for d in &self.1 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+#[track_caller]
+fn sh_ok(cmd: &str) {
+    let st = Command::new("sh").arg("-c").arg(cmd).status().unwrap();
+    assert!(st.success(), "{cmd}");
+}
+
+/// The bundle under a shared host mount with a peer elsewhere (a systemd host's "/" is shared):
+/// the container's mounts reach the peer as any host mount would, and delete takes them away
+/// there too; the shared mount stays shared (runc would have made it private).
+#[test]
+fn without_mount_namespace_under_a_shared_mount() {
+    let (mut env, _r) = env_of(&["sh", "-c", "echo ready; exec sleep 1000"]);
+    remove_ns(&mut env, "mount");
+    let dir = std::fs::canonicalize(&env.dir).unwrap();
+    let peer = PathBuf::from(format!("{}-peer", dir.display()));
+    std::fs::create_dir_all(&peer).unwrap();
+    let mut guard = Unmount(vec![], vec![peer.clone()]);
+    sh_ok(&format!("mount --bind {0} {0} && mount --make-shared {0}", dir.display()));
+    guard.0.push(dir.clone());
+    sh_ok(&format!("mount --bind {} {}", dir.display(), peer.display()));
+    guard.0.push(peer.clone());
+    let shared_before = host_propagation(dir.to_str().unwrap());
+    assert!(shared_before.contains("shared:"), "{shared_before}");
+
+    let id = "ns-no-mnt-shared";
+    run_detached(&env, id);
+    let outf = env.dir.join(format!("{id}.out"));
+    wait_until("ready", || std::fs::read_to_string(&outf).unwrap_or_default().contains("ready"));
+    let in_peer = host_mounts_under(&peer);
+    assert!(in_peer.iter().any(|m| m.ends_with("/bundle/rootfs/proc proc")), "{in_peer:?}");
+
+    stop(&env, id);
+    assert_eq!(host_mounts_under(&dir), Vec::<String>::new(), "mounts left after delete");
+    assert_eq!(host_mounts_under(&peer), Vec::<String>::new(), "mounts left in the peer after delete");
+    assert_eq!(host_propagation(dir.to_str().unwrap()), shared_before);
+    drop(guard);
+    assert!(!peer.exists());
+}
+
+/// Without a mount namespace a read-only root is the container's bind only, and a create that
+/// fails half-way takes its mounts in the host's table away again.
+#[test]
+fn without_mount_namespace_readonly_root_and_failed_create() {
+    let (mut env, _r) = env_of(&["sh", "-c", "touch /x 2>&1; echo done"]);
+    remove_ns(&mut env, "mount");
+    env.config["root"]["readonly"] = json!(true);
+    env.write_config();
+    assert_eq!(run_ok(&env, "ns-no-mnt-ro"), "touch: /x: Read-only file system\ndone\n");
+    assert_eq!(host_mounts_under(&env.dir), Vec::<String>::new(), "mounts left after run");
+    // The rootfs and the host's mount it lives on are writable as before.
+    std::fs::write(env.rootfs().join("x"), "host\n").unwrap();
+
+    env.config["root"]["readonly"] = json!(false);
+    env.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/data", "type": "bind", "source": env.dir.join("no-such-dir").to_str().unwrap(),
+        "options": ["rbind"]
+    }));
+    env.write_config();
+    let o = env.create("ns-no-mnt-fail");
+    assert!(!o.status.success(), "create with a missing bind source succeeded");
+    assert!(stderr(&o).contains("no-such-dir"), "{}", stderr(&o));
+    assert_eq!(host_mounts_under(&env.dir), Vec::<String>::new(), "mounts left after a failed create");
+    assert!(env.root_is_empty());
+}
+
 // ---- user ----
 
 fn userns_config(env: &mut Env) {
@@ -278,6 +433,19 @@ fn user_namespace_with_proc_sys_and_dev() {
     assert_eq!(lines[2], "null-ok", "{out}");
     assert_eq!(lines[3], "00000000", "{out}");
     assert_eq!(&lines[4..], &["/dev/mqueue", "/dev/pts", "/sys"], "{out}");
+}
+
+/// In a user namespace device nodes are bound from the host, but a FIFO is made (mknod of a
+/// FIFO needs no privilege, and the host has no node of that name to bind).
+#[test]
+fn user_namespace_fifo_device() {
+    let (mut env, _r) =
+        env_of(&["sh", "-c", "test -p /dev/myfifo && echo fifo; stat -c '%a %u:%g' /dev/myfifo"]);
+    userns_config(&mut env);
+    env.config["linux"]["devices"] =
+        json!([{"path": "/dev/myfifo", "type": "p", "fileMode": 0o620, "uid": 1000, "gid": 1001}]);
+    env.write_config();
+    assert_eq!(run_ok(&env, "ns-user-fifo"), "fifo\n620 1000:1001\n");
 }
 
 // ---- time ----

@@ -134,6 +134,74 @@ fn personality_linux32() {
     assert_eq!(stdout(&out).trim(), "i686", "{}", stderr(&out));
 }
 
+/// LINUX is the native personality: the machine stays what the host says.
+#[test]
+fn personality_linux_leaves_the_machine() {
+    let host = std::process::Command::new("uname").arg("-m").output().unwrap();
+    let (_e, out) = sh("uname -m", |c| c["linux"]["personality"] = json!({"domain": "LINUX"}));
+    assert_eq!(stdout(&out), stdout(&host), "{}", stderr(&out));
+}
+
+// ---- linux.memoryPolicy ----
+
+/// The policy column of the container's first mapping in /proc/self/numa_maps (the task's
+/// policy: no mapping of a fresh process has one of its own).
+fn numa_policy_with(policy: serde_json::Value) -> String {
+    let (_e, out) = sh("head -n 1 /proc/self/numa_maps", |c| c["linux"]["memoryPolicy"] = policy);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).split_whitespace().nth(1).unwrap_or_default().to_string()
+}
+
+#[test]
+fn memory_policy_modes_reach_the_program() {
+    if !std::path::Path::new("/proc/self/numa_maps").exists() {
+        return eprintln!("[skipped] memoryPolicy: the kernel has no NUMA support");
+    }
+    assert_eq!(numa_policy_with(json!({"mode": "MPOL_BIND", "nodes": "0"})), "bind:0");
+    assert_eq!(numa_policy_with(json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"})), "interleave:0");
+    assert_eq!(
+        numa_policy_with(json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]})),
+        "bind=static:0"
+    );
+    assert_eq!(numa_policy_with(json!({"mode": "MPOL_PREFERRED", "nodes": "0"})), "prefer:0");
+    assert_eq!(numa_policy_with(json!({"mode": "MPOL_LOCAL"})), "local");
+    assert_eq!(numa_policy_with(json!({"mode": "MPOL_DEFAULT"})), "default");
+}
+
+/// A policy the spec's rules refuse, and one only the kernel can refuse (a node this machine
+/// does not have): both fail create, name the field, and leave nothing behind.
+#[test]
+fn bad_memory_policy_fails_create_and_leaves_nothing() {
+    if !std::path::Path::new("/proc/self/numa_maps").exists() {
+        return eprintln!("[skipped] memoryPolicy: the kernel has no NUMA support");
+    }
+    let missing =
+        (0..4096).find(|n| !std::path::Path::new(&format!("/sys/devices/system/node/node{n}")).exists());
+    let mut cases = vec![
+        (json!({"mode": "MPOL_BIND", "nodes": "1-0"}), "linux.memoryPolicy.nodes"),
+        (json!({"mode": "MPOL_INTERLEAVE"}), "linux.memoryPolicy.nodes"),
+        (
+            json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"]}),
+            "linux.memoryPolicy.flags",
+        ),
+    ];
+    if let Some(n) = missing {
+        cases.push((json!({"mode": "MPOL_BIND", "nodes": n.to_string()}), "set_mempolicy"));
+    }
+    for (i, (policy, want)) in cases.into_iter().enumerate() {
+        let (mut env, _r) = env_of(&["touch", "/ran"]);
+        env.config["linux"]["memoryPolicy"] = policy.clone();
+        env.write_config();
+        let id = format!("mpol-bad-{}-{i}", std::process::id());
+        let out = env.create(&id);
+        assert!(!out.status.success(), "{policy} was accepted");
+        assert!(stderr(&out).contains(want), "{policy}: {}", stderr(&out));
+        assert!(env.root_is_empty(), "{policy}: state left behind");
+        assert_eq!(cgroup_dirs_named(&id), Vec::<std::path::PathBuf>::new(), "{policy}: cgroup left behind");
+        assert!(!env.rootfs().join("ran").exists());
+    }
+}
+
 #[test]
 fn io_priority() {
     let (_e, out) = sh("ionice -p $$", |c| {

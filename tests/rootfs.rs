@@ -236,6 +236,48 @@ fn rbind_carries_submounts_and_bind_does_not() {
     drop(sub);
 }
 
+/// `rro` makes the whole rbind read-only, submounts included (a plain `ro` reaches only the
+/// top mount, shown beside it); `rnosuid`, `rnodev`, `rnoexec` likewise reach the submount.
+#[test]
+fn recursive_mount_attributes_reach_submounts() {
+    let (mut env, _r) = env_of(&["true"]);
+    let tree = host_dir(&env, "rtree", &[("top", "t\n")]);
+    let sub = HostMount::tmpfs(&tree.join("sub"));
+    let src = tree.to_str().unwrap();
+    add_mount(
+        &mut env,
+        json!({"destination": "/rro", "type": "bind", "source": src, "options": ["rbind", "rro"]}),
+    );
+    add_mount(
+        &mut env,
+        json!({"destination": "/ro", "type": "bind", "source": src, "options": ["rbind", "ro"]}),
+    );
+    add_mount(
+        &mut env,
+        json!({"destination": "/rflags", "type": "bind", "source": src,
+               "options": ["rbind", "rnosuid", "rnodev", "rnoexec", "rnoatime"]}),
+    );
+    let script = "touch /rro/sub/x 2>&1; touch /rro/y 2>&1; \
+                  touch /ro/sub/from-ro && echo ro-sub-writable; touch /ro/z 2>&1";
+    let (out, mounts) = run_script(&mut env, "rf-rro", script, &[]);
+    assert_eq!(
+        out,
+        "touch: /rro/sub/x: Read-only file system\ntouch: /rro/y: Read-only file system\n\
+         ro-sub-writable\ntouch: /ro/z: Read-only file system\n"
+    );
+    assert!(at(&mounts, "/rro/sub").has("ro"), "{:?}", at(&mounts, "/rro/sub"));
+    let m = at(&mounts, "/rflags/sub");
+    for o in ["nosuid", "nodev", "noexec", "noatime", "rw"] {
+        assert!(m.has(o), "{o} missing: {m:?}");
+    }
+    assert!(!at(&mounts, "/rflags").has("ro"));
+    // The host's own submount is untouched.
+    let host = host_mountinfo();
+    let line = host.lines().find(|l| l.split(' ').nth(4) == Some(sub.0.to_str().unwrap())).unwrap();
+    assert!(line.split(' ').nth(5).unwrap().split(',').any(|o| o == "rw"), "{line}");
+    drop(sub);
+}
+
 // ---- filesystems ----
 
 #[test]
@@ -364,6 +406,23 @@ fn spec_devices_are_created() {
     assert_eq!(lines[2].split('|').take(2).collect::<Vec<_>>(), ["/dev/myfifo", "fifo"], "{out}");
     assert_eq!(lines[2].split('|').nth(3), Some("666"), "{out}");
     assert_eq!(lines[3], "/dev/null|character special file|1:3|600|0:0", "{out}");
+}
+
+/// A FIFO in linux.devices beside a device-cgroup list (what Docker sends): the node is made
+/// with its mode and owner and no 'p' rule goes to the device cgroup, which rejects one.
+#[test]
+fn spec_fifo_with_device_cgroup_rules() {
+    let (mut env, _r) = env_of(&["true"]);
+    env.config["linux"]["devices"] = json!([
+        {"path": "/dev/myfifo", "type": "p", "major": 8, "minor": 666, "fileMode": 0o640, "uid": 1000, "gid": 1001},
+        {"path": "/dev/openfifo", "type": "p", "fileMode": 0o666}
+    ]);
+    env.config["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    env.write_config();
+    let script = "test -p /dev/myfifo && echo fifo; stat -c '%a %u:%g' /dev/myfifo; \
+                  (echo through > /dev/openfifo &) ; read -r l < /dev/openfifo; echo read=$l";
+    let (out, _) = run_script(&mut env, "rf-fifo", script, &[]);
+    assert_eq!(out, "fifo\n640 1000:1001\nread=through\n");
 }
 
 // ---- masked and read-only paths ----

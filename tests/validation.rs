@@ -191,12 +191,26 @@ fn namespace_path_missing() {
     );
 }
 
+/// Without a mount namespace the container's mounts go into the host's table (see
+/// namespaces.rs): what would not stay under the container's own bind is refused.
 #[test]
-fn no_mount_namespace() {
+fn no_mount_namespace_with_user_namespace_or_root_propagation() {
     invalid(
-        |v| v["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "uts"}]),
+        |v| {
+            v["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "user"}]);
+            v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        },
         "linux.namespaces",
-        "mount namespace",
+        "without a mount namespace",
+    );
+    invalid(
+        |v| {
+            v["linux"]["namespaces"] = json!([{"type": "pid"}]);
+            v["linux"]["rootfsPropagation"] = json!("rshared");
+        },
+        "linux.rootfsPropagation",
+        "no mount namespace",
     );
 }
 

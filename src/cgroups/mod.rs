@@ -429,7 +429,10 @@ pub fn with_default_devices(spec: &oci_spec::runtime::Spec) -> Option<LinuxResou
         rules.push(allow(c, Some(ma), Some(mi)));
     }
     rules.push(allow(c, Some(136), None)); // /dev/pts/*
-    for d in linux.devices().iter().flatten() {
+
+    // A FIFO ('p') is no device: the device cgroup never checks it and the kernel rejects a
+    // 'p' rule (runc makes the node and adds no rule either).
+    for d in linux.devices().iter().flatten().filter(|d| d.typ() != LinuxDeviceType::P) {
         rules.push(allow(d.typ(), Some(d.major()), Some(d.minor())));
     }
     r.set_devices(Some(rules));

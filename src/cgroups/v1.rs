@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
 use super::{write, Layout};
 
@@ -141,17 +141,19 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
     }
     if let Some(b) = r.block_io() {
         let d = dir(layout, "blkio", path)?;
-        if let Some(w) = b.weight() {
+        // A weight of 0 means "not set", as in runc: Docker sends weight 0 (and leafWeight 0)
+        // for every container, and the kernel rejects 0 (ERANGE).
+        if let Some(w) = b.weight().filter(|w| *w != 0) {
             // CFQ's file, or BFQ's on kernels without CFQ.
             write(&d, "blkio.weight", &w.to_string())
                 .or_else(|_| write(&d, "blkio.bfq.weight", &w.to_string()))
                 .map_err(|e| format!("blockIO.weight: {e}"))?;
         }
-        if let Some(w) = b.leaf_weight() {
+        if let Some(w) = b.leaf_weight().filter(|w| *w != 0) {
             write(&d, "blkio.leaf_weight", &w.to_string()).map_err(|e| format!("blockIO.leafWeight: {e}"))?;
         }
         for wd in b.weight_device().iter().flatten() {
-            if let Some(w) = wd.weight() {
+            if let Some(w) = wd.weight().filter(|w| *w != 0) {
                 let line = format!("{}:{} {w}", wd.major(), wd.minor());
                 write(&d, "blkio.weight_device", &line)
                     .or_else(|_| write(&d, "blkio.bfq.weight_device", &line))
@@ -197,7 +199,9 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
     }
     if let Some(devs) = r.devices() {
         let d = dir(layout, "devices", path)?;
-        for rule in devs {
+        // FIFOs never reach the device cgroup and devices.allow rejects a 'p' rule: nothing
+        // to write (the eBPF program of cgroup v2 skips them the same way).
+        for rule in devs.iter().filter(|r| r.typ() != Some(LinuxDeviceType::P)) {
             let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
             write(&d, file, &device_rule(rule)).map_err(|e| format!("devices: {e}"))?;
         }

@@ -130,13 +130,15 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
     if let Some(b) = r.block_io() {
         // blkio weight [10, 1000] to io.weight [1, 10000].
         let conv = |w: u16| 1 + ((w.clamp(10, 1000) as u64 - 10) * 9999) / 990;
-        if let Some(w) = b.weight() {
+        // A weight of 0 means "not set", as in runc (Docker sends 0 for every container);
+        // converted, it would become the lowest weight, 1.
+        if let Some(w) = b.weight().filter(|w| *w != 0) {
             write(&d, "io.weight", &format!("default {}", conv(w)))
                 .or_else(|_| write(&d, "io.bfq.weight", &format!("default {w}")))
                 .map_err(|e| format!("blockIO.weight: {e}"))?;
         }
         for wd in b.weight_device().iter().flatten() {
-            if let Some(w) = wd.weight() {
+            if let Some(w) = wd.weight().filter(|w| *w != 0) {
                 write(&d, "io.weight", &format!("{}:{} {}", wd.major(), wd.minor(), conv(w)))
                     .map_err(|e| format!("blockIO.weightDevice: {e}"))?;
             }

@@ -78,6 +78,7 @@ fn create_inner(rt: &RuntimeContext, id: &str, req: &CreateRequest, interactive:
         cgroup_created_from: None,
         systemd_unit: None,
         vm_socket: None,
+        host_root: None,
     };
     // Set once the backend has made the init: from then on a failure must stop it and
     // release what the backend made; before, the backend has cleaned up after itself.

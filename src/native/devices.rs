@@ -59,8 +59,9 @@ fn from_spec(d: &LinuxDevice) -> Option<Node> {
     })
 }
 
-/// Makes the default and the spec's devices. Inside a user namespace mknod is not allowed,
-/// so each node is a bind of the host's node at the same path, as runc does.
+/// Makes the default and the spec's devices. Inside a user namespace mknod of a device is not
+/// allowed, so each device node is a bind of the host's node at the same path, as runc does;
+/// a FIFO needs no privilege to make (and the host has none to bind), so it is always made.
 pub fn create_all(root: &OwnedFd, spec_devices: &[LinuxDevice], in_userns: bool) -> Result<()> {
     let mut nodes = defaults();
     for d in spec_devices {
@@ -70,7 +71,7 @@ pub fn create_all(root: &OwnedFd, spec_devices: &[LinuxDevice], in_userns: bool)
         }
     }
     for n in &nodes {
-        if in_userns {
+        if in_userns && n.kind != SFlag::S_IFIFO {
             bind_host_node(root, n)?;
         } else {
             make_node(root, n)?;

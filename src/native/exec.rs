@@ -24,7 +24,8 @@ pub struct ExecConfig<'a> {
     /// Host pid of the container's init.
     pub init_pid: i32,
     pub process: &'a Process,
-    /// The container's linux section: its seccomp filter applies to exec'd processes too.
+    /// The container's linux section: its seccomp filter and personality apply to exec'd
+    /// processes too.
     pub linux: Option<&'a Linux>,
     pub preserve_fds: u32,
     /// Connected console socket when process.terminal is set.
@@ -172,5 +173,7 @@ fn inner(cfg: &ExecConfig, root: &OwnedFd, _sock: &SyncSocket) -> Result<process
         Some(s) => Some(seccomp::compile(s)?),
         None => None,
     };
-    process::prepare(cfg.process, None, cfg.preserve_fds, filter)
+    // The container's linux section gives the exec'd process its personality too (runc sets
+    // it in its exec init): nothing inherits it, this process was forked by `hull exec`.
+    process::prepare(cfg.process, cfg.linux, cfg.preserve_fds, filter)
 }

@@ -188,9 +188,6 @@ fn stage2_setup(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<Setu
     // Device nodes and directories get exactly the modes the spec asks for.
     nix::sys::stat::umask(Mode::empty());
     let spec = &cfg.bundle.spec;
-    if !plan.has(CloneFlags::CLONE_NEWNS) {
-        return msg("linux.namespaces: hull needs a mount namespace for the container");
-    }
     // Hooks need the parent's state JSON; ask only when the spec has any, it costs a round trip.
     let wants_hooks =
         hooks::any_at_create(spec) || !hooks::of_kind(spec, hooks::Kind::StartContainer).is_empty();
@@ -207,6 +204,7 @@ fn stage2_setup(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<Setu
         &cfg.bundle.dir,
         cfg.no_pivot,
         plan.in_userns(),
+        plan.has(CloneFlags::CLONE_NEWNS),
         &mut before_pivot,
     )?;
     if let Some(h) = spec.hostname() {

@@ -2,6 +2,8 @@
 
 use nix::mount::MsFlags;
 
+use super::mountattr::RecursiveAttrs;
+
 #[derive(Debug, Clone)]
 pub struct MountOpts {
     /// Flags to set.
@@ -14,6 +16,8 @@ pub struct MountOpts {
     pub bind: bool,
     /// Filesystem-specific options, joined with commas for mount(2)'s data.
     pub data: Vec<String>,
+    /// `rro`, `rnosuid`, ...: set on the mount and its submounts once it is made.
+    pub recursive: RecursiveAttrs,
 }
 
 impl Default for MountOpts {
@@ -24,6 +28,7 @@ impl Default for MountOpts {
             propagation: Vec::new(),
             bind: false,
             data: Vec::new(),
+            recursive: RecursiveAttrs::default(),
         }
     }
 }
@@ -78,7 +83,9 @@ impl MountOpts {
                 // Options other runtimes accept that mean nothing to mount(2).
                 "defaults" | "tmpcopyup" | "norbind" | "recursive" => continue,
                 _ => {
-                    o.data.push(opt.clone());
+                    if !o.recursive.add(opt) {
+                        o.data.push(opt.clone());
+                    }
                     continue;
                 }
             };
@@ -116,6 +123,10 @@ mod tests {
         assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
         assert_eq!(o.data().as_deref(), Some("mode=755,size=1m"));
         assert_eq!(o.remount_flags(), MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
+        let o = p(&["rbind", "rro", "rnoexec", "mode=755"]);
+        assert_eq!(o.recursive.set, libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOEXEC);
+        assert_eq!(o.data().as_deref(), Some("mode=755"));
+        assert_eq!(o.remount_flags(), MsFlags::empty());
     }
     #[test]
     fn later_option_wins() {

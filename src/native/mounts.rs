@@ -10,6 +10,7 @@ use oci_spec::runtime::Mount;
 
 use super::cgroupfs;
 use super::error::{Context, Result};
+use super::mountattr;
 use super::mountopts::MountOpts;
 use super::paths::{open_in_root, proc_fd_path, Create};
 
@@ -28,9 +29,15 @@ fn describe(m: &Mount) -> String {
     format!("mount {typ} on {}", m.destination().display())
 }
 
-/// Makes one mount of the spec.
+/// Makes one mount of the spec, then sets its recursive options (`rro`, ...) on it and on
+/// every mount below it.
 pub fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
     let opts = MountOpts::parse(m.options().as_deref().unwrap_or(&[]));
+    make(ctx, m, &opts)?;
+    mountattr::apply(ctx.root, m.destination(), &opts).map_err(|e| prefix(e, &describe(m)))
+}
+
+fn make(ctx: &MountCtx, m: &Mount, opts: &MountOpts) -> Result<()> {
     let typ = m.typ().as_deref().unwrap_or("none");
     let dest = m.destination();
     let what = || describe(m);
@@ -38,13 +45,13 @@ pub fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
         refuse_symlink(ctx, dest).map_err(|e| prefix(e, &what()))?;
     }
     if opts.bind || typ == "bind" {
-        return bind(ctx, m, &opts);
+        return bind(ctx, m, opts);
     }
     match typ {
-        "cgroup" | "cgroup2" => return cgroupfs::mount(ctx, dest, &opts),
+        "cgroup" | "cgroup2" => return cgroupfs::mount(ctx, dest, opts),
         "sysfs" => {
             let target = open_in_root(ctx.root, dest, Create::Dir).map_err(|e| prefix(e, &what()))?;
-            match mount_fs(&target, "sysfs", "sysfs", &opts) {
+            match mount_fs(&target, "sysfs", "sysfs", opts) {
                 // Without a network namespace of its own, an unprivileged user namespace may
                 // not mount sysfs: bind the host's read-only view instead, as runc does.
                 Err(Errno::EPERM) if ctx.in_userns => {
@@ -59,10 +66,10 @@ pub fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
         _ => {
             let target = open_in_root(ctx.root, dest, Create::Dir).map_err(|e| prefix(e, &what()))?;
             let source = m.source().as_ref().map(|s| s.display().to_string());
-            mount_fs(&target, source.as_deref().unwrap_or(typ), typ, &opts).ctx(what)?;
+            mount_fs(&target, source.as_deref().unwrap_or(typ), typ, opts).ctx(what)?;
         }
     }
-    apply_propagation(ctx, dest, &opts).map_err(|e| prefix(e, &what()))
+    apply_propagation(ctx, dest, opts).map_err(|e| prefix(e, &what()))
 }
 
 /// A proc or sysfs destination that the image made a symlink is refused outright: even

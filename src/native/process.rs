@@ -32,6 +32,7 @@ pub struct Prepared {
     caps: CapPlan,
     rlimits: Vec<PosixRlimit>,
     personality: Option<LinuxPersonality>,
+    mempolicy: Option<super::mempolicy::Policy>,
     io_priority: Option<LinuxIOPriority>,
     scheduler: Option<Scheduler>,
     affinity: Option<String>,
@@ -63,6 +64,14 @@ pub fn prepare(
         return msg(format!("process.cwd {}: not a directory", cwd.display()));
     }
     let program = find_program(arg0, &path_var, &cwd)?;
+    let mempolicy = match linux.and_then(|l| l.memory_policy().as_ref()) {
+        Some(p) => {
+            let p = super::mempolicy::Policy::from_spec(p)?;
+            p.check()?;
+            Some(p)
+        }
+        None => None,
+    };
     let user = p.user();
     Ok(Prepared {
         program: CString::new(program.as_os_str().as_bytes())
@@ -80,6 +89,7 @@ pub fn prepare(
         caps: CapPlan::from_spec(p.capabilities().as_ref())?,
         rlimits: p.rlimits().clone().unwrap_or_default(),
         personality: linux.and_then(|l| l.personality().clone()),
+        mempolicy,
         io_priority: *p.io_priority(),
         scheduler: p.scheduler().clone(),
         affinity: p.exec_cpu_affinity().as_ref().and_then(|a| a.cpu_affinity_final().clone()),
@@ -137,6 +147,11 @@ impl Prepared {
         }
         if let Some(list) = &self.affinity {
             scheduling::set_affinity(list)?;
+        }
+        // The NUMA policy is for the program's memory: set it last of the kernel settings,
+        // right before the program (the init checked at create that the kernel takes it).
+        if let Some(p) = &self.mempolicy {
+            p.set()?;
         }
         // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the capability
         // drop and the user switch below take away: install it here, as runc does (it then

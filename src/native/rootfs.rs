@@ -32,7 +32,8 @@ fn propagation(spec: &Spec) -> Result<Option<MsFlags>> {
     Ok(Some(f))
 }
 
-/// Sets up the root filesystem in the init's own mount namespace and enters it.
+/// Sets up the root filesystem and enters it: in the init's own mount namespace, or (without
+/// one) below the bind of the rootfs that `hull create` made in the host's (hostroot.rs).
 /// `before_pivot` runs once the mounts are made, before the host's root goes away (hooks).
 pub fn setup(
     spec: &Spec,
@@ -40,24 +41,16 @@ pub fn setup(
     bundle: &Path,
     no_pivot: bool,
     in_userns: bool,
+    own_mount_ns: bool,
     before_pivot: &mut dyn FnMut() -> Result<()>,
 ) -> Result<()> {
     let prop = propagation(spec)?;
-    // Nothing we mount may propagate back to the host: make everything a slave (or what the
-    // spec asks) before the first mount.
-    let first = match prop {
-        // Shared would leak our mounts to the host; unbindable would forbid binding the
-        // rootfs. Both are applied to the new root after pivot_root instead.
-        Some(p) if p.intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE) => {
-            MsFlags::MS_SLAVE | MsFlags::MS_REC
-        }
-        Some(p) => p | MsFlags::MS_REC,
-        None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-    };
-    mount(None::<&str>, "/", None::<&str>, first, None::<&str>).ctx(|| "make / a slave mount".to_string())?;
-    // pivot_root needs the new root to be a mount point.
-    mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .ctx(|| format!("bind rootfs {}", rootfs.display()))?;
+    if own_mount_ns {
+        private_root(rootfs, prop)?;
+    } else if prop.is_some() {
+        // Validation refuses it; checked again because it would change a host mount.
+        return msg("linux.rootfsPropagation needs a mount namespace of the container's own");
+    }
     let root = open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| format!("open rootfs {}", rootfs.display()))?;
     let in_cgroupns = spec
@@ -83,7 +76,15 @@ pub fn setup(
     // Let go of the rootfs fd before leaving the host's root.
     drop(root);
     before_pivot()?;
-    enter(rootfs, no_pivot)?;
+    if own_mount_ns {
+        enter(rootfs, no_pivot)?;
+    } else {
+        // pivot_root or a move onto "/" would change the root of the whole host: chroot into
+        // the bind (runc chroots here too, whatever --no-pivot says).
+        chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
+        chroot(".").ctx(|| "chroot".to_string())?;
+        chdir("/").ctx(|| "chdir /".to_string())?;
+    }
     let linux = spec.linux().as_ref();
     // Before readonlyPaths makes /proc/sys read-only, as runc orders it.
     super::sysctl::apply(&linux.and_then(|l| l.sysctl().clone()).unwrap_or_default())?;
@@ -109,6 +110,24 @@ pub fn setup(
             .ctx(|| format!("set rootfs propagation {p:?}"))?;
     }
     Ok(())
+}
+
+/// In the container's own mount namespace, before the first mount: nothing may propagate back
+/// to the host, and pivot_root needs the rootfs to be a mount point.
+fn private_root(rootfs: &Path, prop: Option<MsFlags>) -> Result<()> {
+    // Make everything a slave (or what the spec asks) before the first mount.
+    let first = match prop {
+        // Shared would leak our mounts to the host; unbindable would forbid binding the
+        // rootfs. Both are applied to the new root after pivot_root instead.
+        Some(p) if p.intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE) => {
+            MsFlags::MS_SLAVE | MsFlags::MS_REC
+        }
+        Some(p) => p | MsFlags::MS_REC,
+        None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
+    mount(None::<&str>, "/", None::<&str>, first, None::<&str>).ctx(|| "make / a slave mount".to_string())?;
+    mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .ctx(|| format!("bind rootfs {}", rootfs.display()))
 }
 
 /// Makes the rootfs "/" and lets go of the host's root.

@@ -7,8 +7,9 @@ use serde_json::{json, Value};
 const HOOKS: &[&str] =
     &["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"];
 
-/// Mount options hull turns into mount(2) flags or propagation; any other option is passed
-/// to the filesystem as data.
+/// Mount options hull turns into mount(2) flags, propagation or (the r* forms of the flags)
+/// recursive mount_setattr(2) attributes; any other option is passed to the filesystem as
+/// data.
 const MOUNT_OPTIONS: &[&str] = &[
     "async",
     "atime",
@@ -27,14 +28,32 @@ const MOUNT_OPTIONS: &[&str] = &[
     "nostrictatime",
     "nosuid",
     "private",
+    "ratime",
     "rbind",
+    "rdev",
+    "rdiratime",
     "relatime",
     "remount",
+    "rexec",
+    "rnoatime",
+    "rnodev",
+    "rnodiratime",
+    "rnoexec",
+    "rnorelatime",
+    "rnostrictatime",
+    "rnosuid",
+    "rnosymfollow",
+    "ro",
     "rprivate",
+    "rrelatime",
+    "rro",
+    "rrw",
     "rshared",
     "rslave",
+    "rstrictatime",
+    "rsuid",
+    "rsymfollow",
     "runbindable",
-    "ro",
     "rw",
     "shared",
     "slave",
@@ -118,7 +137,12 @@ pub fn features() -> Value {
             // Applied when the host has the module enabled; a clear error otherwise.
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
-            "intelRdt": {"enabled": false}
+            "intelRdt": {"enabled": false},
+            "memoryPolicy": {
+                "modes": ["MPOL_BIND", "MPOL_DEFAULT", "MPOL_INTERLEAVE", "MPOL_LOCAL", "MPOL_PREFERRED",
+                    "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE"],
+                "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]
+            }
         },
         "annotations": {"io.github.hull.backends": "native"}
     })
@@ -154,6 +178,20 @@ mod tests {
         assert_eq!(f.hooks().as_ref().unwrap().len(), 6);
         let linux = f.linux().as_ref().unwrap();
         assert_eq!(linux.namespaces().as_ref().unwrap().len(), 8);
+        // Every mode and flag listed is one oci-spec (and so hull's parser) knows.
+        let mpol = linux.memory_policy().as_ref().unwrap();
+        for m in mpol.modes().as_ref().unwrap() {
+            let parsed: Result<oci_spec::runtime::MemoryPolicyModeType, _> =
+                serde_json::from_value(Value::String(m.clone()));
+            assert!(parsed.is_ok(), "{m}");
+        }
+        for f in mpol.flags().as_ref().unwrap() {
+            let parsed: Result<oci_spec::runtime::MemoryPolicyFlagType, _> =
+                serde_json::from_value(Value::String(f.clone()));
+            assert!(parsed.is_ok(), "{f}");
+        }
+        assert_eq!(mpol.modes().as_ref().unwrap().len(), 7);
+        assert_eq!(mpol.flags().as_ref().unwrap().len(), 3);
     }
 
     #[test]

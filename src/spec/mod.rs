@@ -3,6 +3,7 @@
 
 mod default;
 mod features;
+pub mod mempolicy;
 mod validate;
 
 use std::path::{Path, PathBuf};

@@ -35,9 +35,10 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, Violation> {
         .process()
         .as_ref()
         .ok_or_else(|| bad("process", "missing: hull needs the process to run to create a container"))?;
-    let linux = spec.linux().as_ref().ok_or_else(|| {
-        bad("linux", "missing: hull runs Linux containers and needs at least a mount namespace")
-    })?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| bad("linux", "missing: hull runs Linux containers and needs the linux section"))?;
     check_process(process)?;
     if let Some(mounts) = spec.mounts() {
         for (i, m) in mounts.iter().enumerate() {
@@ -218,6 +219,27 @@ fn check_mount(f: &str, m: &Mount) -> Check {
 
 // ---- linux ----
 
+/// Without a mount namespace the container's mounts go into the host's mount table, below a
+/// bind of the rootfs that delete removes (native/hostroot.rs). What cannot stay below it is
+/// refused.
+fn check_without_mount_namespace(linux: &Linux, user_ns: bool) -> Check {
+    if user_ns {
+        return Err(bad(
+            "linux.namespaces",
+            "a user namespace without a mount namespace: the container could mount nothing in the \
+             host's mount table (add {\"type\": \"mount\"})",
+        ));
+    }
+    if linux.rootfs_propagation().as_deref().is_some_and(|p| !p.is_empty()) {
+        return Err(bad(
+            "linux.rootfsPropagation",
+            "set, but linux.namespaces has no mount namespace: it would change the propagation of a \
+             mount in the host's mount table",
+        ));
+    }
+    Ok(())
+}
+
 /// The name config.json uses for a namespace type.
 fn ns_name(t: LinuxNamespaceType) -> &'static str {
     match t {
@@ -238,10 +260,7 @@ fn check_linux(spec: &Spec, linux: &Linux, process: &Process) -> Check {
     let find = |t: LinuxNamespaceType| nss.iter().find(|n| n.typ() == t);
 
     if find(LinuxNamespaceType::Mount).is_none() {
-        return Err(bad(
-            "linux.namespaces",
-            "no mount namespace: hull only runs containers in a mount namespace (add {\"type\": \"mount\"})",
-        ));
+        check_without_mount_namespace(linux, find(LinuxNamespaceType::User).is_some())?;
     }
     check_user_namespace(linux, find(LinuxNamespaceType::User), process)?;
     check_time_namespace(linux, nss)?;
@@ -276,6 +295,9 @@ fn check_linux(spec: &Spec, linux: &Linux, process: &Process) -> Check {
                 format!("{prop:?} is not one of {}", KNOWN.join(", ")),
             ));
         }
+    }
+    if let Some(p) = linux.memory_policy() {
+        super::mempolicy::parse(p).map_err(|(f, m)| bad(format!("linux.memoryPolicy.{f}"), m))?;
     }
     if linux.intel_rdt().is_some() {
         return Err(bad("linux.intelRdt", "hull does not support Intel RDT"));
@@ -800,11 +822,15 @@ mod tests {
     }
 
     #[test]
-    fn mount_namespace_is_required() {
+    fn without_mount_namespace() {
+        accepts(|v| v["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "uts"}]));
         rejects(
-            |v| v["linux"]["namespaces"] = json!([{"type": "pid"}]),
-            "linux.namespaces",
-            "mount namespace",
+            |v| {
+                v["linux"]["namespaces"] = json!([{"type": "pid"}]);
+                v["linux"]["rootfsPropagation"] = json!("private");
+            },
+            "linux.rootfsPropagation",
+            "no mount namespace",
         );
         rejects(
             |v| {
@@ -998,6 +1024,16 @@ mod tests {
             "absolute",
         );
         rejects(|v| v["linux"]["readonlyPaths"] = json!(["sys"]), "linux.readonlyPaths[0]", "absolute");
+    }
+
+    #[test]
+    fn memory_policy() {
+        accepts(|v| v["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0-1,3"}));
+        rejects(
+            |v| v["linux"]["memoryPolicy"] = json!({"mode": "MPOL_LOCAL", "nodes": "0"}),
+            "linux.memoryPolicy.nodes",
+            "takes no nodes",
+        );
     }
 
     #[test]

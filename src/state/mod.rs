@@ -90,6 +90,19 @@ pub struct State {
     /// A VM container's: the VMM's vsock socket, through which `exec` reaches the guest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_socket: Option<PathBuf>,
+    /// For a container without a mount namespace of its own: the bind of its rootfs that
+    /// `create` made in the host's mount table, removed with everything below it at delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_root: Option<HostMount>,
+}
+
+/// A mount hull made in the host's mount namespace, identified as /proc/self/mountinfo shows
+/// it: ids are reused once a mount is gone, so the parent and the mount point must match too.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct HostMount {
+    pub mount_id: u64,
+    pub parent_id: u64,
+    pub path: PathBuf,
 }
 
 /// The annotation `state` shows the container's backend in (the one that chooses it in
@@ -121,10 +134,12 @@ impl State {
         if !self.init_alive() {
             return Status::Stopped;
         }
+        // A frozen cgroup is "paused" whether or not `start` has run (runc's view too): a
+        // created container can be paused, and `resume` brings it back to "created".
         match self.phase {
             Phase::Creating => Status::Creating,
+            Phase::Created | Phase::Started if self.frozen() => Status::Paused,
             Phase::Created => Status::Created,
-            Phase::Started if self.frozen() => Status::Paused,
             Phase::Started => Status::Running,
         }
     }

@@ -43,7 +43,14 @@ pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
 /// the init exists, so `delete` of a create that died finds it); on error it is removed.
 pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
     let InitSpec { bundle, dir, no_pivot, preserve_fds, console } = spec;
-    in_cgroup(plan, bundle, dir, state, |placement, state_for, bundle, dir| {
+    // Without a mount namespace the container's mounts land in the host's mount table: under
+    // one bind of the rootfs that delete removes (native/hostroot.rs). in_cgroup saves the
+    // state, with it, before it makes anything else.
+    let namespaces = crate::native::namespaces::Plan::from_spec(&bundle.spec);
+    if !namespaces.has(nix::sched::CloneFlags::CLONE_NEWNS) {
+        state.host_root = Some(crate::native::hostroot::bind(&bundle.rootfs).map_err(Error::backend)?);
+    }
+    let made = in_cgroup(plan, bundle, dir, state, |placement, state_for, bundle, dir| {
         crate::native::create(CreateConfig {
             bundle,
             state_dir: &dir.path,
@@ -54,7 +61,14 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
             state_for,
         })
         .map_err(Error::backend)
-    })
+    });
+    if let (Err(_), Some(m)) = (&made, &state.host_root) {
+        // The first error is what the user sees; this cleanup is best effort.
+        if let Err(e) = crate::native::hostroot::remove(m) {
+            crate::logging::warn(&format!("create {}: cleanup: {e}", state.id));
+        }
+    }
+    made
 }
 
 /// Makes the container's cgroup (or systemd scope) as `plan` says, then has `make_init` make

@@ -45,7 +45,8 @@ pub fn exec(st: &State, spec: ProcessSpec) -> Result<i32> {
     .map_err(Error::backend)
 }
 
-/// `delete`: the systemd scope, then the cgroup and the parents hull made for it.
+/// `delete`: the systemd scope, then the cgroup and the parents hull made for it, then the
+/// mounts of a container without a mount namespace.
 pub fn release(st: &State) -> Result<()> {
     // The scope first: systemd removes its cgroup. A scope that cannot be stopped now (systemd
     // unreachable) is not worth keeping the container for: with nothing left in it, systemd
@@ -59,6 +60,10 @@ pub fn release(st: &State) -> Result<()> {
         if let Ok(cg) = Cgroup::open(path) {
             cg.destroy(st.cgroup_created_from.as_deref()).map_err(Error::backend)?;
         }
+    }
+    // No mount namespace: what the container mounted is in the host's table, under this.
+    if let Some(m) = &st.host_root {
+        crate::native::hostroot::remove(m).map_err(Error::backend)?;
     }
     Ok(())
 }
