@@ -199,16 +199,18 @@ fi
 
 # 4b. the spec applies in the guest as on a host: the same bundle run natively and in a VM
 #     shows the same pid namespace, capabilities, no_new_privs, hostname, ids, read-only
-#     root, /dev, masked and read-only /proc paths and rlimits
-bundle same '"/bin/sh", "-c", "echo pid=$$; grep -e ^CapInh -e ^CapPrm -e ^CapEff -e ^CapBnd -e ^CapAmb -e ^NoNewPrivs /proc/self/status; hostname; id; if touch /probe 2>/dev/null; then echo root-rw; else echo root-ro; fi; test -c /dev/null && test -d /dev/pts && test -d /dev/shm && echo dev-ok; if echo x >/proc/sys/kernel/domainname 2>/dev/null; then echo proc-sys-writable; else echo proc-sys-read-only; fi; ulimit -n"'
+#     root, /dev, masked and read-only /proc paths, rlimits, and its memory and pids limits
+#     in its own cgroup
+bundle same '"/bin/sh", "-c", "echo pid=$$; grep -e ^CapInh -e ^CapPrm -e ^CapEff -e ^CapBnd -e ^CapAmb -e ^NoNewPrivs /proc/self/status; hostname; id; if touch /probe 2>/dev/null; then echo root-rw; else echo root-ro; fi; test -c /dev/null && test -d /dev/pts && test -d /dev/shm && echo dev-ok; if echo x >/proc/sys/kernel/domainname 2>/dev/null; then echo proc-sys-writable; else echo proc-sys-read-only; fi; ulimit -n; cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max"' \
+    's/"resources": {/"resources": {"memory": {"limit": 268435456}, "pids": {"limit": 77},/'
 clock; rc=0; nrc=0
 timeout -k 10 100 "$hull" --root "$root" run --bundle "$work/same" same-native </dev/null >"$work/same.native" 2>"$err" || nrc=$?
 timeout -k 10 200 "$hull" --root "$root" --backend vm run --bundle "$work/same" same-vm </dev/null >"$out" 2>>"$err" || rc=$?
 lap
 if [ "$rc" = 0 ] && [ "$nrc" = 0 ] && has '^pid=1$' "$out" && cmp -s "$out" "$work/same.native"; then
-    pass "the spec applies in the guest as natively (pid ns, caps, ids, ro root, /dev, masked and ro paths, rlimits)"
+    pass "the spec applies in the guest as natively (pid ns, caps, ids, ro root, /dev, ro paths, rlimits, cgroup limits)"
 else
-    fail "the spec applies in the guest as natively (pid ns, caps, ids, ro root, /dev, masked and ro paths, rlimits)" \
+    fail "the spec applies in the guest as natively (pid ns, caps, ids, ro root, /dev, ro paths, rlimits, cgroup limits)" \
         "status $rc (native $nrc); native saw: $(tr '\n' '|' <"$work/same.native")"
 fi
 

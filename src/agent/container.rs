@@ -1,10 +1,11 @@
 //! A VM container's workload in the guest, made by the same native code as a native
 //! container's: the host sends the container's spec made for the guest (root on the share,
-//! host bind sources replaced by their entries in the binds share, no hooks, cgroups or
-//! network namespace: see `crate::vm::backend::guest_spec`), and the agent runs
-//! `native::create` with it at boot, so that `hull create` fails when the container cannot be
-//! made, and the workload gets the spec's namespaces, mounts, devices, masked paths, user,
-//! capabilities, rlimits, no_new_privs and seccomp filter. `start` is the native exec-fifo
+//! host bind sources replaced by their entries in the binds share, a guest cgroup with the
+//! memory, cpu and pids limits, no hooks or network namespace: see
+//! `crate::vm::backend::guest_spec`), and the agent runs `native::create` with it at boot, so
+//! that `hull create` fails when the container cannot be made, and the workload gets the
+//! spec's namespaces, mounts, devices, masked paths, cgroup limits, user, capabilities,
+//! rlimits, no_new_privs and seccomp filter. `start` is the native exec-fifo
 //! release; `exec` is `native::exec` into the container's init.
 //!
 //! The initramfs is the guest's root, where pivot_root cannot work: the container's root is
@@ -49,6 +50,7 @@ pub fn create(spec: &Spec, root: &Path) -> anyhow::Result<Created> {
         serde_json::json!({"ociVersion": spec.version(), "id": "guest", "status": "creating", "pid": pid,
                            "bundle": STATE_DIR})
     };
+    let mut cgroup = guest_cgroup(spec)?;
     let pid = io.as_stdio_of_the_caller(|console| {
         crate::native::create(crate::native::CreateConfig {
             bundle: &bundle,
@@ -56,12 +58,25 @@ pub fn create(spec: &Spec, root: &Path) -> anyhow::Result<Created> {
             no_pivot: true,
             preserve_fds: 0,
             console,
-            cgroup: None,
+            cgroup: cgroup.as_mut().map(crate::native::Placement::Join),
             state_for: &state_for,
         })
         .map_err(anyhow::Error::from)
     })?;
     Ok(Created { init: io.ours(pid)? })
+}
+
+/// The container's cgroup in the guest, made with the spec's limits (the guest spec names
+/// it); None when the spec names none.
+fn guest_cgroup(spec: &Spec) -> anyhow::Result<Option<crate::cgroups::Cgroup>> {
+    let Some(path) = spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()).and_then(|p| p.to_str())
+    else {
+        return Ok(None);
+    };
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
+    let (cgroup, _) = crate::cgroups::Cgroup::create(path, resources.as_ref())
+        .with_context(|| format!("the container's cgroup in the guest ({path})"))?;
+    Ok(Some(cgroup))
 }
 
 /// Releases the init (what `hull start` does on a native container's fifo).
@@ -95,6 +110,11 @@ pub fn exec(process: &Process, spec: &Spec, init_pid: i32) -> anyhow::Result<Spa
     nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
     let io = Stdio::new(process.terminal().unwrap_or(false))?;
     let linux = spec.linux().as_ref();
+    // The container's cgroup in the guest, as natively.
+    let cgroup_procs = match linux.and_then(|l| l.cgroups_path().as_ref()).and_then(|p| p.to_str()) {
+        Some(path) => crate::cgroups::Cgroup::open(path).map(|cg| cg.procs_files(&[])).unwrap_or_default(),
+        None => Vec::new(),
+    };
     let pid = io.as_stdio_of_the_caller(|console| {
         crate::native::exec(crate::native::ExecConfig {
             init_pid,
@@ -102,7 +122,7 @@ pub fn exec(process: &Process, spec: &Spec, init_pid: i32) -> anyhow::Result<Spa
             linux,
             preserve_fds: 0,
             console,
-            cgroup_procs: Vec::new(),
+            cgroup_procs,
             join_after_exec: false,
         })
         .map_err(anyhow::Error::from)

@@ -6,11 +6,16 @@
 //! - a bind mount of a host path reads from its entry in the binds share; binds onto the
 //!   guest's own /proc, /sys and /dev are left out (the guest has its own);
 //! - no hooks (createRuntime and prestart ran on the host; the rest name host programs),
-//!   no cgroup (the host cgroup holds the whole VM), no network namespace (the guest's own is
-//!   the container's), no namespace by path (those are the host's), no AppArmor or SELinux
-//!   label (the guest kernel has neither).
+//!   no network namespace (the guest's own is the container's), no namespace by path (those
+//!   are the host's), no AppArmor or SELinux label (the guest kernel has neither);
+//! - a cgroup of its own in the guest ([`GUEST_CGROUP`]) with the spec's memory, cpu and
+//!   pids limits, so that the container reads its limits where it looks for them
+//!   (/sys/fs/cgroup/memory.max, as JVMs and the like do); the host cgroup holds the VM and
+//!   enforces them on the host. What names host things is left out: devices (the guest has its
+//!   own), cpusets and memory nodes, block IO, hugepages, RDMA, swap, network classes and
+//!   unified files.
 
-use oci_spec::runtime::{Mount, Process, Spec};
+use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxResources, Mount, Process, Spec};
 
 use super::binds;
 use crate::agent::BINDS_MOUNT_POINT;
@@ -27,8 +32,9 @@ pub fn for_guest(spec: &Spec) -> Spec {
         guest.set_process(Some(process_for_guest(&process)));
     }
     if let Some(linux) = guest.linux_mut() {
-        linux.set_resources(None);
-        linux.set_cgroups_path(None);
+        let resources = linux.resources().as_ref().map(guest_resources);
+        linux.set_resources(resources);
+        linux.set_cgroups_path(Some(GUEST_CGROUP.into()));
         linux.set_mount_label(None);
         linux.set_intel_rdt(None);
         if let Some(namespaces) = linux.namespaces_mut() {
@@ -39,6 +45,30 @@ pub fn for_guest(spec: &Spec) -> Spec {
         }
     }
     guest
+}
+
+/// The container's cgroup in the guest.
+pub const GUEST_CGROUP: &str = "/hull/container";
+
+/// The limits the guest's cgroup repeats: memory, cpu weight and quota, pids.
+fn guest_resources(host: &LinuxResources) -> LinuxResources {
+    let mut r = LinuxResources::default();
+    if let Some(m) = host.memory() {
+        let mut memory = LinuxMemory::default();
+        memory.set_limit(m.limit());
+        memory.set_reservation(m.reservation());
+        r.set_memory(Some(memory));
+    }
+    if let Some(c) = host.cpu() {
+        let mut cpu = LinuxCpu::default();
+        cpu.set_shares(c.shares());
+        cpu.set_quota(c.quota());
+        cpu.set_period(c.period());
+        r.set_cpu(Some(cpu));
+    }
+    r.set_pids(host.pids().clone());
+    r.set_devices(None);
+    r
 }
 
 /// A process (the workload, or one `exec` runs) without the host's security labels.
@@ -125,7 +155,9 @@ mod tests {
             ]
         );
         let linux = guest.linux().as_ref().unwrap();
-        assert!(linux.resources().is_none() && linux.cgroups_path().is_none());
+        let memory = linux.resources().as_ref().and_then(|r| r.memory().clone()).unwrap();
+        assert_eq!(memory.limit(), Some(268435456));
+        assert_eq!(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), Some(GUEST_CGROUP));
         let namespaces: Vec<_> =
             linux.namespaces().iter().flatten().map(|n| (n.typ(), n.path().is_some())).collect();
         use oci_spec::runtime::LinuxNamespaceType as T;
