@@ -160,11 +160,37 @@ conformance: build
     ./integration/podman/run.sh --hull "{{ hull }}" || rc=1
     exit "$rc"
 
+# Every container a VM container (hull's VMM boots a KVM microVM, the workload runs in the
+# guest), inside the test machine (ordinary /dev/kvm, pure cgroup v2): the shim's runc and
+# podman's runtime run hull as `hull-vm`. Prints each suite's PASS/FAIL/SKIP lines and totals.
+# The containerd suite, then the podman suite, on VM containers in the test machine; fails if either fails.
+conformance-vm: build kernel
+    #!/usr/bin/env bash
+    set -uo pipefail
+    [ "$(id -u)" -eq 0 ] || { echo "conformance-vm: needs root; run: sudo just conformance-vm" >&2; exit 1; }
+    rc=0
+    summary=()
+    for suite in containerd podman; do
+        echo "=== $suite (backend vm, in the test machine) ==="
+        t0=$(date +%s)
+        s=0
+        out="$(mktemp /tmp/hull-conformance-vm.XXXXXX)"
+        ./integration/$suite/run.sh --testvm --backend vm --hull "{{ hull }}" 2>&1 | tee "$out" || s=$?
+        [ "$s" = 0 ] || rc=1
+        summary+=("$(printf '%-11s %-10s %5d s  %s' "$suite" "$([ "$s" = 0 ] && echo ok || echo "FAILED($s)")" $(($(date +%s) - t0)) \
+            "$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n1)")")
+        rm -f "$out"
+    done
+    echo "=== conformance-vm ==="
+    printf '%s\n' "${summary[@]}"
+    exit "$rc"
+
 # Everything CI runs (README's test command): clippy and rustfmt, the cargo tests on this host (cgroup v1 hybrid),
 # the real clients (containerd, podman), and in the nested test machine its smoke test, the
 # cargo integration tests again under pure cgroup v2, hull under a real systemd as PID 1,
-# hull vm-run end to end in hull's own VMM, and the vm backend's container lifecycle; runs them
-# all, fails if any fails, and ends with a
+# hull vm-run end to end in hull's own VMM, the vm backend's container lifecycle, and the
+# containerd and podman suites again on VM containers; runs them all, fails if any fails, and
+# ends with a
 # table of each step's result and duration and the test-machine stalls that were retried.
 ci:
     #!/usr/bin/env bash
@@ -174,7 +200,7 @@ ci:
     rc=0
     table=()
     t_all=$(date +%s)
-    for step in lint test conformance testvm-smoke testvm-tests systemd-test vm-e2e vm-backend; do
+    for step in lint test conformance testvm-smoke testvm-tests systemd-test vm-e2e vm-backend conformance-vm; do
         echo "=== just $step ==="
         t0=$(date +%s)
         s=0
