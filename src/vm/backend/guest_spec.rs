@@ -66,7 +66,7 @@ fn guest_resources(host: &LinuxResources) -> LinuxResources {
         cpu.set_period(c.period());
         r.set_cpu(Some(cpu));
     }
-    r.set_pids(host.pids().clone());
+    r.set_pids(*host.pids());
     r.set_devices(None);
     r
 }
@@ -155,7 +155,7 @@ mod tests {
             ]
         );
         let linux = guest.linux().as_ref().unwrap();
-        let memory = linux.resources().as_ref().and_then(|r| r.memory().clone()).unwrap();
+        let memory = linux.resources().as_ref().and_then(|r| *r.memory()).unwrap();
         assert_eq!(memory.limit(), Some(268435456));
         assert_eq!(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), Some(GUEST_CGROUP));
         let namespaces: Vec<_> =
