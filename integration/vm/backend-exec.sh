@@ -238,10 +238,10 @@ exec_checks() {
     wait_bounded "$job" 60
     lap
     left="$(leftovers "$id" "$vmm")"
-    if [ "$del_rc" = 0 ] && [ "$rc" = 137 ] && [ -n "$k" ] && gone "$k" && [ -z "$left" ]; then
+    if [ "$del_rc" = 0 ] && [ "$rc" = 137 ] && [ "$timed_out" = 0 ] && [ -n "$k" ] && gone "$k" && [ -z "$left" ]; then
         pass "delete --force during an exec: the exec ends (137), nothing left"
     else
         fail "delete --force during an exec: the exec ends (137), nothing left" \
-            "delete $del_rc, exec $rc, stand-in '$k'; $left"
+            "delete $del_rc, exec $rc (killed by the check's own limit: $timed_out), stand-in '$k'; $left"
     fi
 }

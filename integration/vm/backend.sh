@@ -125,13 +125,18 @@ wait_line() {
     return 1
 }
 # wait_bounded PID SECONDS: waits for a background job, SIGKILLing it after SECONDS; its
-# status in $rc (a nested guest now and then stalls: one check fails, the script goes on).
+# status in $rc, and timed_out=1 when it had to be killed (a nested guest now and then stalls:
+# one check fails, the script goes on).
 wait_bounded() {
     ( sleep "$2"; kill -KILL "$1" 2>/dev/null ) &
     _watchdog=$!
     rc=0
     wait "$1" || rc=$?
-    kill "$_watchdog" 2>/dev/null
+    timed_out=1
+    if kill -0 "$_watchdog" 2>/dev/null; then
+        timed_out=0
+        kill "$_watchdog" 2>/dev/null
+    fi
     wait "$_watchdog" 2>/dev/null
     return 0
 }
