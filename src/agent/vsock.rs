@@ -22,13 +22,44 @@ pub const HOST_CID: u32 = libc::VMADDR_CID_HOST;
 /// A connected vsock stream. Blocking: the agent reads only after poll says there is data.
 pub struct VsockStream(OwnedFd);
 
+/// SO_VM_SOCKETS_CONNECT_TIMEOUT (linux/vm_sockets.h, the struct timeval form), at level
+/// AF_VSOCK.
+const SO_VM_SOCKETS_CONNECT_TIMEOUT: libc::c_int = 6;
+/// How long one connect may take. The kernel's default is 2 s, which a slow host (an emulated
+/// machine, a VMM busy with a byte-a-time serial console) can miss.
+const CONNECT_TIMEOUT: libc::timeval = libc::timeval { tv_sec: 20, tv_usec: 0 };
+/// How many times a connect that timed out is tried again.
+const CONNECT_TRIES: u32 = 3;
+
 pub fn connect(port: u32) -> anyhow::Result<VsockStream> {
     let what = || format!("connecting to the host over vsock (CID {HOST_CID}, port {port})");
-    let fd =
-        socket(AddressFamily::Vsock, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).with_context(what)?;
-    sock_connect(fd.as_raw_fd(), &VsockAddr::new(HOST_CID, port)).with_context(what)?;
-    super::console::debug(&format!("connected to the host on vsock port {port}"));
-    Ok(VsockStream(fd))
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let fd = socket(AddressFamily::Vsock, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+            .with_context(what)?;
+        // SAFETY: setsockopt reads a timeval from the pointer, which outlives the call; a
+        // kernel without the option says so and the default stays.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::AF_VSOCK,
+                SO_VM_SOCKETS_CONNECT_TIMEOUT,
+                (&CONNECT_TIMEOUT as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        match sock_connect(fd.as_raw_fd(), &VsockAddr::new(HOST_CID, port)) {
+            Ok(()) => {
+                super::console::debug(&format!("connected to the host on vsock port {port}"));
+                return Ok(VsockStream(fd));
+            }
+            Err(nix::errno::Errno::ETIMEDOUT | nix::errno::Errno::EINTR) if tries < CONNECT_TRIES => {
+                super::console::warn(&format!("{}: timed out; trying again", what()));
+            }
+            Err(e) => return Err(e).with_context(what),
+        }
+    }
 }
 
 /// A listening vsock socket in the guest (any CID, one port).
