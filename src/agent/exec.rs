@@ -21,7 +21,6 @@ use super::console;
 use super::power;
 use super::protocol::{ErrorReport, ExitReport, Frame, FrameDecoder, RunRequest, Started, STDIO_CHUNK};
 use super::run::{self, send, ExecPort, Session, ACK_TIMEOUT};
-use super::spawn;
 use super::vsock::VsockStream;
 use std::os::unix::fs::MetadataExt;
 
@@ -68,11 +67,12 @@ fn serve(mut conn: VsockStream, port: &ExecPort) -> anyhow::Result<()> {
         }
     };
     console::debug(&format!("exec {:?} in {}", req.args, req.cwd));
+    // Only a VM container's agent serves exec, and its container exists from boot.
     let spawned = match (port.spec, port.workload, &req.process) {
         (Some(spec), Some(init), Some(process)) => serde_json::from_value(process.clone())
             .context("the process to exec")
             .and_then(|p| super::container::exec(&p, spec, init)),
-        _ => spawn::spawn(&req, port.root, port.workload).map_err(anyhow::Error::from),
+        _ => Err(anyhow::anyhow!("no container to exec into")),
     };
     let child = match spawned {
         Ok(child) => child,

@@ -52,7 +52,6 @@ pub(super) fn serve(
     let mut decoder = FrameDecoder::new();
     let exec = execs.map(|listener| ExecPort {
         listener,
-        root: Path::new(&config.mount_point),
         // A container's init exists from boot: exec before start joins it, as natively.
         workload: container.as_ref().map(|c| c.created.init.pid),
         spec: container.as_ref().map(|c| c.spec),
@@ -68,7 +67,7 @@ pub(super) fn serve(
             .map_err(|e| (255, format!("{e:#}"))),
         None => {
             console::debug(&format!("running {:?} in {}", req.args, req.cwd));
-            spawn::spawn(&req, Path::new(&config.mount_point), None).map_err(|err| {
+            spawn::spawn(&req, Path::new(&config.mount_point)).map_err(|err| {
                 let program = req.args.first().map(String::as_str).unwrap_or("");
                 (spawn::exit_code_for_spawn_error(&err), format!("cannot run {program:?}: {err}"))
             })
@@ -95,10 +94,7 @@ pub(super) fn serve(
 #[derive(Clone, Copy)]
 pub(super) struct ExecPort<'a> {
     pub listener: &'a VsockListener,
-    /// The command's root (the share).
-    pub root: &'a Path,
-    /// The workload, once it runs (a container's init, from boot): exec'd processes join
-    /// its mount namespace, or with a container spec, all its namespaces.
+    /// The container's init (from boot): exec'd processes join its namespaces.
     pub workload: Option<i32>,
     /// A VM container's guest spec: exec'd processes go through `native::exec`.
     pub spec: Option<&'a oci_spec::runtime::Spec>,

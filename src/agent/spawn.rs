@@ -8,13 +8,10 @@
 //! The command runs as root but without CAP_SYS_BOOT (as containers do): `poweroff -f` would
 //! halt the guest kernel, which without ACPI cannot power the VM off and would leave it hung.
 //! busybox's plain `poweroff` and `reboot` signal PID 1 instead, which the agent handles.
-//!
-//! A process exec'd into a running VM container joins the workload's mount namespace instead
-//! (so it sees what the workload mounted), then takes the same root.
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -45,20 +42,13 @@ pub fn exit_code_for_spawn_error(err: &io::Error) -> i32 {
     }
 }
 
-/// Starts `req` with `root` as its root; `join`: the pid of a process whose mount namespace
-/// it enters (the workload's, for an exec), else one of its own.
-pub fn spawn(req: &RunRequest, root: &Path, join: Option<i32>) -> io::Result<Spawned> {
+/// Starts `req` with `root` as its root (vm-run's command; a VM container's workload goes
+/// through `native::create`, see `container.rs`).
+pub fn spawn(req: &RunRequest, root: &Path) -> io::Result<Spawned> {
     let Some(program) = req.args.first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "no command given"));
     };
-    let mounts = match join {
-        Some(pid) => {
-            let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))
-                .map_err(|e| io::Error::new(e.kind(), format!("the workload's mount namespace: {e}")))?;
-            Mounts::Join(OwnedFd::from(ns))
-        }
-        None => Mounts::Own(guest_mount_binds(root)?),
-    };
+    let binds = guest_mount_binds(root)?;
     let root_c = cstring(root.as_os_str().as_bytes())?;
     let cwd_c = cstring(req.cwd.as_bytes())?;
     let user = req.user.clone();
@@ -100,7 +90,7 @@ pub fn spawn(req: &RunRequest, root: &Path, join: Option<i32>) -> io::Result<Spa
             if controlling_tty {
                 take_terminal()?;
             }
-            enter_root(&mounts, &root_c, &cwd_c)?;
+            enter_root(&binds, &root_c, &cwd_c)?;
             match &user {
                 Some(u) => become_user(u),
                 None => Ok(()),
@@ -126,14 +116,6 @@ pub fn spawn(req: &RunRequest, root: &Path, join: Option<i32>) -> io::Result<Spa
     Ok(Spawned { pid, stdin: stdin.into(), stdout: stdout.into(), stderr: stderr.into() })
 }
 
-/// Where the command's mounts come from.
-enum Mounts {
-    /// A namespace of its own with these (guest path, path in the share) binds.
-    Own(Vec<(CString, CString)>),
-    /// The namespace this fd (`/proc/PID/ns/mnt`, close-on-exec) is.
-    Join(OwnedFd),
-}
-
 /// (guest path, path in the share) for each guest filesystem the share has a directory for.
 /// A symlink in the share is not followed: it could point anywhere in the guest.
 fn guest_mount_binds(root: &Path) -> io::Result<Vec<(CString, CString)>> {
@@ -152,8 +134,8 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
 }
 
 /// In the child: a default signal mask (PID 1 blocks some), no CAP_SYS_BOOT, a private mount
-/// namespace with the guest's filesystems bound in (or the workload's), then the share as root.
-fn enter_root(mounts: &Mounts, root: &CString, cwd: &CString) -> io::Result<()> {
+/// namespace with the guest's filesystems bound in, then the share as root.
+fn enter_root(binds: &[(CString, CString)], root: &CString, cwd: &CString) -> io::Result<()> {
     let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
     // SAFETY: plain system calls on valid, NUL-terminated strings and a local sigset.
     unsafe {
@@ -161,24 +143,17 @@ fn enter_root(mounts: &Mounts, root: &CString, cwd: &CString) -> io::Result<()> 
         libc::sigemptyset(&mut empty);
         check(libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()))?;
         check(libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_BOOT, 0, 0, 0))?;
-        match mounts {
-            // setns to a mount namespace also moves the root to that namespace's root (the
-            // guest's), from where the chroot below takes the share as the workload did.
-            Mounts::Join(ns) => check(libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNS))?,
-            Mounts::Own(binds) => {
-                // The guest's mounts are private (nothing makes them shared, as systemd does
-                // on hosts), so the binds below stay in this namespace.
-                check(libc::unshare(libc::CLONE_NEWNS))?;
-                for (source, target) in binds {
-                    check(libc::mount(
-                        source.as_ptr(),
-                        target.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_BIND | libc::MS_REC,
-                        std::ptr::null(),
-                    ))?;
-                }
-            }
+        // The guest's mounts are private (nothing makes them shared, as systemd does on
+        // hosts), so the binds below stay in this namespace.
+        check(libc::unshare(libc::CLONE_NEWNS))?;
+        for (source, target) in binds {
+            check(libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ))?;
         }
         check(libc::chroot(root.as_ptr()))?;
         check(libc::chdir(cwd.as_ptr()))?;
