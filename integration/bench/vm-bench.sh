@@ -3,7 +3,9 @@
 # Benchmark of hull's VMM (`hull vm-run`) against qemu's microvm machine, booting the same guest
 # kernel and the same initramfs (hull's, hull as /init in agent mode) with the same memory and
 # vcpus: time from process start and from VMM start to "agent ready" and to the command's exit,
-# and the VMM's RSS beyond guest memory. Needs an ordinary /dev/kvm, so it runs inside the test
+# and the VMM's RSS beyond guest memory; then the container path: native `run` against the vm
+# backend's, a VM container's `create`, `start` and `exec` against a native one's, and a VM
+# container's VMM RSS beyond guest memory. Needs an ordinary /dev/kvm, so it runs inside the test
 # machine (integration/testvm), not on the project's PVM hosts. POSIX sh: the test machine has
 # busybox, not bash. See integration/bench/README.md, "just bench-vm".
 #
@@ -125,7 +127,7 @@ if [ "$testvm" = 1 ]; then
     trap 'rm -rf "$host_tmp"' EXIT INT TERM
     # A bound on the whole run, ~3x what a quiet host needs: now and then the whole test machine
     # stops making progress (see README.md), and then only testvm's timeout ends the run.
-    set -- --hull "$hull" --timeout $((180 + 40 * runs + 30 * rss_runs)) --add "$kernel" \
+    set -- --hull "$hull" --timeout $((180 + 100 * runs + 30 * rss_runs)) --add "$kernel" \
         --add "$here/vm-bench.sh:/bench/vm-bench.sh"
     if [ "$with_qemu" = 1 ]; then
         qemu="$(command -v qemu-system-x86_64)"
@@ -593,6 +595,60 @@ while [ $i -le "$rss_runs" ]; do
     i=$((i + 1))
 done
 
+# --- the container path ----------------------------------------------------------------------
+# The same busybox rootfs as a bundle: native `run` of /bin/true against the vm backend's, a
+# VM container's `create` and `start` apart (and a native one's, for the ratio), `exec` of
+# /bin/true into a running container of each kind, and a VM container's VMM RSS beyond guest
+# RAM. Every command has a time limit; a failure ends the benchmark with its stderr.
+
+croot="$work/croot"
+export HULL_KERNEL="$kernel"
+cbundle() { # NAME ARGS_JSON: a bundle on the rootfs whose process.args are ARGS_JSON
+    _b="$work/$1"
+    mkdir -p "$_b"
+    (cd "$_b" && "$hull" spec) || die "hull spec"
+    sed -i -e 's/"terminal": true/"terminal": false/' -e "s#\"path\": \"rootfs\"#\"path\": \"$rootfs\"#" \
+        -e "s#^\( *\)\"sh\"\$#\1$2#" "$_b/config.json"
+    # The guest's RAM is --mem, so that the RSS above leaves the right mapping out.
+    awk -v m="$mem" '{ print } /"ociVersion"/ { print "  \"annotations\": {\"hull.vm.memory_mib\": \"" m "\"}," }' \
+        "$_b/config.json" >"$_b/config.new" && mv "$_b/config.new" "$_b/config.json"
+}
+cbundle ctrue '"/bin/true"'
+cbundle csleep '"/bin/sleep", "1000"'
+# timed FILE ARGS...: `hull --root $croot ARGS...` with a time limit, its wall time (ms)
+# appended to FILE.
+timed() {
+    _file="$1"
+    shift
+    now_us; _a=$_now
+    timeout -s KILL "$limit" "$hull" --root "$croot" "$@" </dev/null >"$work/c.out" 2>"$work/c.err" || {
+        say "failed: hull $*"
+        sed 's/^/  | /' "$work/c.err" | tail -n 20 >&2
+        exit 1
+    }
+    now_us
+    awk -v d=$((_now - _a)) 'BEGIN { printf "%.1f\n", d / 1000 }' >>"$_file"
+}
+h() { "$hull" --root "$croot" "$@"; }
+say "container path: $runs rounds"
+i=1
+while [ $i -le "$runs" ]; do
+    timed "$work/native-run.ms" run --bundle "$work/ctrue" "nr$i"
+    timed "$work/vm-run-container.ms" --backend vm run --bundle "$work/ctrue" "vr$i"
+    timed "$work/native-create.ms" create --bundle "$work/csleep" "nc$i"
+    timed "$work/native-start.ms" start "nc$i"
+    timed "$work/native-exec.ms" exec "nc$i" /bin/true
+    h delete --force "nc$i" >/dev/null 2>&1
+    timed "$work/vm-create.ms" --backend vm create --bundle "$work/csleep" "vc$i"
+    timed "$work/vm-start.ms" start "vc$i"
+    timed "$work/vm-exec.ms" exec "vc$i" /bin/true
+    vmm="$(h state "vc$i" | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' | head -n1)"
+    [ -z "$vmm" ] || rss_beyond_guest "$vmm" "$work/container.smaps" >>"$work/container.rss"
+    h delete --force "vc$i" >/dev/null 2>&1
+    say "container round $i/$runs done: native run $(tail -n1 "$work/native-run.ms"), vm run $(tail -n1 "$work/vm-run-container.ms") ms"
+    i=$((i + 1))
+done
+
 # --- the table -------------------------------------------------------------------------------
 
 # stats FILE COLUMN: "median min max" of the column (the median of an even count is the mean of
@@ -695,4 +751,31 @@ if [ "$with_qemu" = 1 ]; then
 fi
 verdict "$(awk -v a="$hull_rss" 'BEGIN { print (a != "-" && a <= 5120) }')"
 echo "VMM overhead: hull $hull_rss KiB (target <= 5120 KiB)"
+
+echo
+echo "the container path (issue 13): the same rootfs as a bundle, N=$runs, wall ms of each command"
+row "time, median ms (min-max)" "native" "vm backend" "vm/native"
+row "--------------------------------------" "------------------------" "------------------------" "---------"
+crow() { # LABEL NATIVE_FILE VM_FILE
+    row "$1" "$(cell "$2" 1)" "$(cell "$3" 1)" "$(ratio "$(med "$3" 1)" "$(med "$2" 1)")"
+}
+: >"$work/none.ms"
+crow "run /bin/true" "$work/native-run.ms" "$work/vm-run-container.ms"
+crow "create (sleep 1000)" "$work/native-create.ms" "$work/vm-create.ms"
+crow "start" "$work/native-start.ms" "$work/vm-start.ms"
+crow "exec /bin/true" "$work/native-exec.ms" "$work/vm-exec.ms"
+row "VMM RSS beyond guest RAM, KiB" "" "$(cell "$work/container.rss" 1 0)" ""
+parts "VM container's VMM" "$work/container.smaps"
+vm_run="$(med "$work/vm-run-container.ms" 1)"
+bare="$(med "$work/hull.times" 5)"
+vm_start="$(med "$work/vm-start.ms" 1)"
+native_start="$(med "$work/native-start.ms" 1)"
+container_rss="$(med "$work/container.rss" 1)"
+echo "targets (issue 13):"
+verdict "$(awk -v a="$vm_run" -v b="$bare" 'BEGIN { print (b > 0 && a <= 1.3 * b) }')"
+echo "vm backend run within 1.3x of vm-run's wall: $vm_run ms vs $bare ms ($(ratio "$vm_run" "$bare"))"
+verdict "$(awk -v a="$vm_start" -v b="$native_start" 'BEGIN { print (b > 0 && a <= 3 * b) }')"
+echo "start of a created VM container within 3x of a native start: $vm_start ms vs $native_start ms ($(ratio "$vm_start" "$native_start"))"
+verdict "$(awk -v a="$container_rss" 'BEGIN { print (a != "-" && a <= 5120) }')"
+echo "a VM container's VMM overhead: $container_rss KiB (target <= 5120 KiB)"
 exit 0
