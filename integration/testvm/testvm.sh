@@ -166,6 +166,32 @@ ensure_packages() {
 }
 ensure_packages
 
+# QEMU 7.2 (Debian 12's own) freezes the test machine now and then: a vcpu loops on an int3 its
+# kernel has already patched away, a stale translation of cross-modified code under
+# multi-threaded TCG (README.md, "Stalls"). Debian's bookworm-backports carries QEMU 10, which
+# has not frozen in our soaks; on bookworm it is installed from there unless
+# HULL_TESTVM_QEMU names another QEMU or HULL_TESTVM_QEMU_BACKPORTS=0.
+qemu_major() { "$1" --version 2>/dev/null | sed -n 's/^QEMU emulator version \([0-9]*\)\..*/\1/p'; }
+ensure_backports_qemu() {
+    [ -z "${HULL_TESTVM_QEMU:-}" ] && [ "${HULL_TESTVM_QEMU_BACKPORTS:-1}" != 0 ] || return 0
+    grep -qs '^VERSION_CODENAME=bookworm$' /etc/os-release || return 0
+    local major
+    major="$(qemu_major qemu-system-x86_64)"
+    [ -n "$major" ] && [ "$major" -ge 10 ] && return 0
+    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        log "adding Debian's bookworm-backports to apt's sources (QEMU 10 for the test machine)"
+        printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm-backports' \
+            'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
+            | as_root tee /etc/apt/sources.list.d/hull-bookworm-backports.sources >/dev/null
+        apt_updated=0
+    fi
+    log "installing qemu-system-x86 from bookworm-backports (QEMU ${major:-?} freezes under multi-threaded TCG)"
+    apt_update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        -t bookworm-backports qemu-system-x86 >&2 || die "cannot install QEMU from bookworm-backports"
+}
+ensure_backports_qemu
+
 qemu="${HULL_TESTVM_QEMU:-qemu-system-x86_64}"
 command -v "$qemu" >/dev/null 2>&1 || die "$qemu not found"
 busybox=""
