@@ -208,22 +208,32 @@ exec_checks() {
             "status $rc, ticks $a $b | paused($st_paused) $c $d2 | resumed($st_resumed) $e, refusals $refused"
     fi
 
-    # events --stats: the host cgroup's numbers, which hold the whole VM
+    # events --stats: the host cgroup's cpu (the whole VM) with the memory and pids of the
+    # container's cgroup in the guest, which are far below the host cgroup's (guest RAM)
     clock; rc=0
     timeout -k 10 60 "$hull" --root "$root" events --stats "$id" </dev/null >"$out" 2>"$err" || rc=$?
     lap
-    if [ "$rc" = 0 ] && has '"type": *"stats"' "$out" && grep -q '"memory"' "$out" && grep -q '"pids"' "$out"; then
-        pass "events --stats"
+    host_mem="$(cat "$(find /sys/fs/cgroup -path "*$id*" -name memory.current 2>/dev/null | head -n 1)" 2>/dev/null)"
+    ev_mem="$(grep -o '"memory":{[^}]*}' "$out" | grep -o '"usage":[0-9][0-9]*' | head -n 1 | cut -d: -f2)"
+    ev_pids="$(grep -o '"pids":{[^}]*}' "$out" | grep -o '"current":[0-9][0-9]*' | cut -d: -f2)"
+    if [ "$rc" = 0 ] && has '"type":"stats"' "$out" && [ -n "$ev_mem" ] && [ -n "$host_mem" ] \
+        && [ "$ev_mem" -gt 0 ] && [ "$ev_mem" -lt "$host_mem" ] && [ -n "$ev_pids" ] && [ "$ev_pids" -ge 1 ]; then
+        pass "events --stats: the guest cgroup's memory ($ev_mem B, host cgroup $host_mem B) and pids ($ev_pids)"
     else
-        fail "events --stats" "status $rc"
+        fail "events --stats: the guest cgroup's memory and pids" "status $rc, memory '$ev_mem' vs host '$host_mem', pids '$ev_pids'"
     fi
 
-    # update: the host cgroup's limits change
+    # update: the host cgroup's limits change, and the container's cgroup in the guest
     clock; rc=0
     h update --pids-limit 321 "$id" 2>"$err" || rc=$?
-    lap
     pidsmax="$(cat "$(find /sys/fs/cgroup -path "*$id*" -name pids.max 2>/dev/null | head -n 1)" 2>/dev/null)"
-    if [ "$rc" = 0 ] && [ "$pidsmax" = 321 ]; then pass "update --pids-limit"; else fail "update --pids-limit" "status $rc, pids.max '$pidsmax'"; fi
+    guest_pidsmax="$(timeout -k 5 60 "$hull" --root "$root" exec "$id" /bin/cat /sys/fs/cgroup/pids.max </dev/null 2>>"$err")"
+    lap
+    if [ "$rc" = 0 ] && [ "$pidsmax" = 321 ] && [ "$guest_pidsmax" = 321 ]; then
+        pass "update --pids-limit: the host cgroup and the guest's"
+    else
+        fail "update --pids-limit: the host cgroup and the guest's" "status $rc, pids.max '$pidsmax', in the guest '$guest_pidsmax'"
+    fi
 
     # delete --force while an exec runs: the stand-in ends as killed (137), nothing is left
     clock; rc=0

@@ -428,6 +428,22 @@ else
     fail "boot timeout: clear error, nothing left" "status $rc; $left; hull processes: $vmms"
 fi
 
+# 16b. the guest kernel panics under a running workload (the agent, the guest's init, is gone
+#      with it): run fails within seconds, says so, and nothing is left
+bundle panic1 '"/bin/sh", "-c", "echo c > /proc/sysrq-trigger; sleep 100"' 's#"/proc/sysrq-trigger"#"/proc/hull-unused"#'
+id=panic1
+clock; rc=0
+timeout -k 10 200 "$hull" --root "$root" --backend vm run --bundle "$work/panic1" "$id" </dev/null >"$out" 2>"$err" || rc=$?
+lap
+sleep 1
+left="$(leftovers "$id")"
+vmms="$(for p in /proc/[0-9]*; do [ "$(readlink "$p/exe" 2>/dev/null)" = "$hull_exe" ] && echo "${p#/proc/}"; done)"
+if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$rc" != 137 ] && has 'kernel panic' "$err" && [ -z "$left" ] && [ -z "$vmms" ]; then
+    pass "guest kernel panic: run fails ($rc) naming it, nothing left"
+else
+    fail "guest kernel panic: run fails naming it, nothing left" "status $rc; $left; hull processes: $vmms"
+fi
+
 # 17, 18. the annotation and the hull-vm name choose the VM: uname -r is the guest kernel's
 host_release="$(uname -r)"
 bundle uname '"/bin/uname", "-r"'

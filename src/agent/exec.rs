@@ -5,8 +5,10 @@
 //!
 //! On the stream: the host's Run, the agent's Started (or Error when the process cannot be
 //! started), then stdio, signals and resizes as for the workload, the Exit and the host's Ack.
-//! Or, for `kill --all`, a Signal first: the agent signals every process of the container and
-//! answers with an Exit.
+//! Or one request and its answer: for `kill --all` a Signal (the agent signals every process of
+//! the container, answers with an Exit), for `update` an Update (the container's cgroup in the
+//! guest takes the new limits: Exit, or Error saying why not), for `events` a QueryStats (the
+//! guest cgroup's statistics and OOM counters: GuestStats).
 
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -19,7 +21,9 @@ use nix::unistd::{fork, ForkResult};
 
 use super::console;
 use super::power;
-use super::protocol::{ErrorReport, ExitReport, Frame, FrameDecoder, RunRequest, Started, STDIO_CHUNK};
+use super::protocol::{
+    ErrorReport, ExitReport, Frame, FrameDecoder, GuestStats, RunRequest, Started, STDIO_CHUNK,
+};
 use super::run::{self, send, ExecPort, Session, ACK_TIMEOUT};
 use super::vsock::VsockStream;
 use std::os::unix::fs::MetadataExt;
@@ -65,6 +69,24 @@ fn serve(mut conn: VsockStream, port: &ExecPort) -> anyhow::Result<()> {
             run::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
             return Ok(());
         }
+        Request::Update(resources) => {
+            let answer = match update(port, resources) {
+                Ok(()) => Frame::Exit(ExitReport { code: 0, signal: None, shutdown: None }),
+                Err(e) => Frame::Error(ErrorReport { message: format!("{e:#}") }),
+            };
+            send(&mut conn, &answer)?;
+            run::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
+            return Ok(());
+        }
+        Request::Stats => {
+            let answer = match stats(port) {
+                Ok(v) => Frame::GuestStats(v),
+                Err(e) => Frame::Error(ErrorReport { message: format!("{e:#}") }),
+            };
+            send(&mut conn, &answer)?;
+            run::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
+            return Ok(());
+        }
     };
     console::debug(&format!("exec {:?} in {}", req.args, req.cwd));
     // Only a VM container's agent serves exec, and its container exists from boot.
@@ -97,6 +119,36 @@ enum Request {
     Run(RunRequest),
     /// `kill --all`: a signal for every process of the container.
     SignalAll(i32),
+    /// `update`: new limits (OCI `linux.resources`) for the container's cgroup.
+    Update(serde_json::Value),
+    /// `events`: the container cgroup's statistics.
+    Stats,
+}
+
+/// The container's cgroup in the guest, as its guest spec names it.
+fn container_cgroup(port: &ExecPort) -> anyhow::Result<crate::cgroups::Cgroup> {
+    let path = port
+        .spec
+        .and_then(|s| s.linux().as_ref())
+        .and_then(|l| l.cgroups_path().as_ref())
+        .and_then(|p| p.to_str())
+        .context("the container has no cgroup in the guest")?;
+    crate::cgroups::Cgroup::open(path).with_context(|| format!("the guest cgroup {path}"))
+}
+
+/// `update`: the guest cgroup takes the limits it repeats from the spec (memory, cpu, pids;
+/// the others are the host cgroup's alone, and the host side sends only these).
+fn update(port: &ExecPort, resources: serde_json::Value) -> anyhow::Result<()> {
+    let resources: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(resources).context("the resources from the host")?;
+    container_cgroup(port)?.set(&resources).context("the container's cgroup in the guest")
+}
+
+/// `events`: what the guest cgroup counts, as JSON for the GuestStats frame.
+fn stats(port: &ExecPort) -> anyhow::Result<serde_json::Value> {
+    let cg = container_cgroup(port)?;
+    let report = GuestStats { stats: cg.stats(), oom: cg.oom_counters() };
+    serde_json::to_value(report).context("the guest's statistics")
 }
 
 /// `kill --all`: the signal goes to every process in the container's pid namespace (as
@@ -127,7 +179,11 @@ fn read_request(conn: &mut VsockStream, decoder: &mut FrameDecoder) -> anyhow::R
         match decoder.next_frame().context("reading from the host")? {
             Some(Frame::Run(req)) => return Ok(Request::Run(req)),
             Some(Frame::Signal(signo)) => return Ok(Request::SignalAll(signo)),
-            Some(other) => bail!("expected a Run or Signal frame from the host, got {other:?}"),
+            Some(Frame::Update(resources)) => return Ok(Request::Update(resources)),
+            Some(Frame::QueryStats) => return Ok(Request::Stats),
+            Some(other) => {
+                bail!("expected a Run, Signal, Update or QueryStats frame from the host, got {other:?}")
+            }
             None => {}
         }
         let left = deadline.saturating_duration_since(Instant::now());

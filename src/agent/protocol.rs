@@ -22,7 +22,10 @@
 //!
 //! A VM container's `exec` opens one more stream per process, from the host to the agent's
 //! exec port; on it the agent answers the Run with `Started {pid}` once the process runs (or
-//! with `Error` when it cannot be started), and the rest is as above.
+//! with `Error` when it cannot be started), and the rest is as above. Instead of a Run, the first
+//! frame on such a stream can ask for one thing and get one answer: `Signal n` (`kill --all`:
+//! answered with an Exit), `Update {resources}` (`update`: the container's cgroup in the guest;
+//! Exit or Error) or `QueryStats` (`events`: answered with `GuestStats {stats, oom}`).
 
 use std::io::{self, Write};
 
@@ -137,6 +140,28 @@ pub enum Frame {
     Error(ErrorReport),
     Resize(WindowSize),
     Started(Started),
+    /// `update`: the OCI `linux.resources` for the container's cgroup in the guest.
+    Update(serde_json::Value),
+    /// `events`: asks for the statistics of the container's cgroup in the guest.
+    QueryStats,
+    /// The answer to QueryStats: a [`GuestStats`] as JSON (kept as a value so that frames
+    /// stay comparable; [`GuestStats::from_value`] reads it).
+    GuestStats(serde_json::Value),
+}
+
+/// What the agent reports of the container's cgroup in the guest.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct GuestStats {
+    pub stats: crate::cgroups::stats::Stats,
+    /// None without a memory controller.
+    #[serde(default)]
+    pub oom: Option<crate::cgroups::stats::OomCounters>,
+}
+
+impl GuestStats {
+    pub fn from_value(v: serde_json::Value) -> std::result::Result<GuestStats, String> {
+        serde_json::from_value(v).map_err(|e| format!("bad GuestStats from the guest: {e}"))
+    }
 }
 
 const HELLO: u8 = 1;
@@ -151,6 +176,9 @@ const ACK: u8 = 9;
 const ERROR: u8 = 10;
 const RESIZE: u8 = 11;
 const STARTED: u8 = 12;
+const UPDATE: u8 = 13;
+const QUERY_STATS: u8 = 14;
+const GUEST_STATS: u8 = 15;
 
 fn kind_name(kind: u8) -> &'static str {
     match kind {
@@ -166,6 +194,9 @@ fn kind_name(kind: u8) -> &'static str {
         ERROR => "Error",
         RESIZE => "Resize",
         STARTED => "Started",
+        UPDATE => "Update",
+        QUERY_STATS => "QueryStats",
+        GUEST_STATS => "GuestStats",
         _ => "unknown",
     }
 }
@@ -185,6 +216,9 @@ impl Frame {
             Frame::Error(_) => ERROR,
             Frame::Resize(_) => RESIZE,
             Frame::Started(_) => STARTED,
+            Frame::Update(_) => UPDATE,
+            Frame::QueryStats => QUERY_STATS,
+            Frame::GuestStats(_) => GUEST_STATS,
         }
     }
 
@@ -200,9 +234,10 @@ impl Frame {
             Frame::Error(e) => json(serde_json::to_vec(e))?,
             Frame::Resize(w) => json(serde_json::to_vec(w))?,
             Frame::Started(s) => json(serde_json::to_vec(s))?,
+            Frame::Update(v) | Frame::GuestStats(v) => json(serde_json::to_vec(v))?,
             Frame::Stdin(b) | Frame::Stdout(b) | Frame::Stderr(b) => b.clone(),
             Frame::Signal(n) => n.to_le_bytes().to_vec(),
-            Frame::StdinEof | Frame::Ack => Vec::new(),
+            Frame::StdinEof | Frame::Ack | Frame::QueryStats => Vec::new(),
         };
         if payload.len() > MAX_PAYLOAD {
             return Err(ProtocolError::Oversize { len: payload.len(), max: MAX_PAYLOAD });
@@ -230,6 +265,8 @@ impl Frame {
             ERROR => Ok(Frame::Error(parse(payload).map_err(bad)?)),
             RESIZE => Ok(Frame::Resize(parse(payload).map_err(bad)?)),
             STARTED => Ok(Frame::Started(parse(payload).map_err(bad)?)),
+            UPDATE => Ok(Frame::Update(parse(payload).map_err(bad)?)),
+            GUEST_STATS => Ok(Frame::GuestStats(parse(payload).map_err(bad)?)),
             STDIN => Ok(Frame::Stdin(payload.to_vec())),
             STDOUT => Ok(Frame::Stdout(payload.to_vec())),
             STDERR => Ok(Frame::Stderr(payload.to_vec())),
@@ -240,6 +277,7 @@ impl Frame {
             }
             STDIN_EOF => empty(Frame::StdinEof),
             ACK => empty(Frame::Ack),
+            QUERY_STATS => empty(Frame::QueryStats),
             other => Err(ProtocolError::UnknownKind(other)),
         }
     }
@@ -343,6 +381,9 @@ mod tests {
             Frame::Exit(ExitReport { code: 137, signal: Some(9), shutdown: None }),
             Frame::Ack,
             Frame::Error(ErrorReport { message: "mounting the share: ENODEV".into() }),
+            Frame::Update(serde_json::json!({"pids": {"limit": 321}})),
+            Frame::QueryStats,
+            Frame::GuestStats(serde_json::json!({"stats": {"pids": {"current": 3}}, "oom": null})),
         ]
     }
 
@@ -417,7 +458,7 @@ mod tests {
 
     #[test]
     fn an_unknown_kind_is_an_error() {
-        for kind in [0u8, 13, 200] {
+        for kind in [0u8, 16, 200] {
             let wire = [kind, 0, 0, 0, 0];
             assert!(matches!(decode_all(&wire), Err(ProtocolError::UnknownKind(k)) if k == kind));
             let mut d = FrameDecoder::new();

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Cgroup, Layout};
 
@@ -16,7 +16,8 @@ fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
-#[derive(Serialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(default)]
 pub struct Stats {
     pub cpu: Cpu,
     pub cpuset: CpuSet,
@@ -29,14 +30,16 @@ pub struct Stats {
     pub network_interfaces: Option<Vec<serde_json::Value>>,
 }
 
-#[derive(Serialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(default)]
 pub struct Cpu {
     pub usage: CpuUsage,
     pub throttling: Throttling,
 }
 
 /// Nanoseconds.
-#[derive(Serialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(default)]
 pub struct CpuUsage {
     #[serde(skip_serializing_if = "is_zero")]
     pub total: u64,
@@ -50,7 +53,8 @@ pub struct CpuUsage {
     pub user: u64,
 }
 
-#[derive(Serialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(default)]
 pub struct Throttling {
     #[serde(skip_serializing_if = "is_zero")]
     pub periods: u64,
@@ -61,7 +65,8 @@ pub struct Throttling {
     pub throttled_time: u64,
 }
 
-#[derive(Serialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(default)]
 pub struct CpuSet {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cpus: Vec<u16>,
@@ -78,7 +83,8 @@ pub struct CpuSet {
     pub sched_relax_domain_level: i64,
 }
 
-#[derive(Serialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(default)]
 pub struct MemoryEntry {
     pub limit: u64,
     #[serde(skip_serializing_if = "is_zero")]
@@ -88,7 +94,8 @@ pub struct MemoryEntry {
     pub failcnt: u64,
 }
 
-#[derive(Serialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(default)]
 pub struct Memory {
     #[serde(skip_serializing_if = "is_zero")]
     pub cache: u64,
@@ -102,7 +109,8 @@ pub struct Memory {
     pub raw: BTreeMap<String, u64>,
 }
 
-#[derive(Serialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(default)]
 pub struct Pids {
     #[serde(skip_serializing_if = "is_zero")]
     pub current: u64,
@@ -111,7 +119,8 @@ pub struct Pids {
     pub limit: u64,
 }
 
-#[derive(Serialize, Debug, Default, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Default, Clone, PartialEq)]
+#[serde(default)]
 pub struct BlkioEntry {
     #[serde(skip_serializing_if = "is_zero")]
     pub major: u64,
@@ -123,7 +132,8 @@ pub struct BlkioEntry {
     pub value: u64,
 }
 
-#[derive(Serialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(default)]
 pub struct Blkio {
     #[serde(rename = "ioServiceBytesRecursive", skip_serializing_if = "Vec::is_empty")]
     pub io_service_bytes_recursive: Vec<BlkioEntry>,
@@ -143,7 +153,8 @@ pub struct Blkio {
     pub sectors_recursive: Vec<BlkioEntry>,
 }
 
-#[derive(Serialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(default)]
 pub struct Hugetlb {
     #[serde(skip_serializing_if = "is_zero")]
     pub usage: u64,
@@ -153,11 +164,12 @@ pub struct Hugetlb {
 }
 
 /// hull has no Intel RDT support: always `{}`.
-#[derive(Serialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(default)]
 pub struct IntelRdt {}
 
 /// What the memory controller says about OOMs so far (`events` reports increases).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct OomCounters {
     /// Processes the OOM killer killed in the cgroup.
     pub kills: u64,

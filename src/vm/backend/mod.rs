@@ -16,6 +16,7 @@ mod exec;
 mod guest_spec;
 mod init;
 mod jail;
+mod monitor;
 mod prepare;
 mod signals;
 pub mod sizing;
@@ -70,10 +71,13 @@ pub fn pids(st: &State) -> Result<Vec<i32>> {
     crate::native::backend::pids(st)
 }
 
-/// `events`: the host cgroup's statistics and OOM counters, which cover the whole VM (guest
-/// RAM is the VMM's memory).
+/// `events`: the host cgroup's statistics (cpu, blkio: the whole VM's cost on the host) with
+/// the memory and pids of the container's cgroup in the guest (what the workload uses, what
+/// its limits apply to) when the agent answers; OOM counters of both, so an OOM in the guest
+/// is an event too.
 pub fn monitor(st: &State) -> Result<Box<dyn Monitor>> {
-    crate::native::backend::monitor(st)
+    let host = crate::native::backend::monitor(st)?;
+    Ok(Box::new(monitor::VmMonitor::new(host, st.vm_socket.clone())))
 }
 
 /// `pause` / `resume`: the host cgroup's freezer stops the VMM's vcpu and device threads, and
@@ -82,16 +86,30 @@ pub fn freeze(st: &State, frozen: bool) -> Result<()> {
     crate::native::backend::freeze(st, frozen)
 }
 
-/// `update`: the host cgroup, which holds the VM. The guest's RAM and vcpu count are fixed at
-/// boot: a new memory limit or cpu quota bounds the VM from outside, and the guest is not
-/// told. A memory limit below what the VM already uses is refused by the kernel (EBUSY) as
-/// for any cgroup.
+/// `update`: the host cgroup, which holds the VM, then the container's cgroup in the guest
+/// (memory, cpu and pids, the limits it repeats). The guest's RAM and vcpu count are fixed at
+/// boot: a new memory limit bounds the VM as a whole and the workload's cgroup in the guest,
+/// and says so. A paused VM cannot take the guest's part: it is skipped, with a warning.
 pub fn update(st: &State, resources: &LinuxResources) -> Result<()> {
     if resources.memory().as_ref().and_then(|m| m.limit()).is_some() {
         crate::logging::warn(&format!(
-            "update {}: the VM's guest RAM was sized at boot and stays as it is; the new memory limit applies              to the VM as a whole",
+            "update {}: the VM's guest RAM was sized at boot and stays as it is; the new memory limit \
+             applies to the VM as a whole and to the container's cgroup in the guest",
             st.id
         ));
     }
-    crate::native::backend::update(st, resources)
+    crate::native::backend::update(st, resources)?;
+    let Some(socket) = &st.vm_socket else { return Ok(()) };
+    if st.frozen() {
+        crate::logging::warn(&format!(
+            "update {}: the VM is paused; the container's cgroup in the guest keeps its old limits",
+            st.id
+        ));
+        return Ok(());
+    }
+    control::update(socket, resources).map_err(|e| {
+        crate::container::Error::backend(format!(
+            "the host cgroup was updated, the container's cgroup in the guest was not: {e}"
+        ))
+    })
 }
