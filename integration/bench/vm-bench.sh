@@ -133,10 +133,12 @@ if [ "$testvm" = 1 ]; then
         qemu="$(command -v qemu-system-x86_64)"
         socat="$(command -v socat)"
         virtiofsd=""
-        for v in /usr/libexec/virtiofsd /usr/lib/qemu/virtiofsd; do
-            if [ -x "$v" ]; then virtiofsd="$v"; break; fi
+        for v in "${HULL_VIRTIOFSD:-}" /usr/libexec/virtiofsd /usr/lib/qemu/virtiofsd "$HOME/.cargo/bin/virtiofsd"; do
+            if [ -n "$v" ] && [ -x "$v" ]; then virtiofsd="$v"; break; fi
         done
-        [ -n "$virtiofsd" ] || die "no virtiofsd (qemu-system-common's /usr/lib/qemu/virtiofsd)"
+        # QEMU 7.2's qemu-system-common had a virtiofsd; QEMU 8 and later (the test machine's
+        # QEMU 10 from bookworm-backports) do not, and Debian 12 has no virtiofsd package.
+        [ -n "$virtiofsd" ] || die "no virtiofsd: QEMU 8 and later do not ship one; \`cargo install virtiofsd\` (needs libseccomp-dev and libcap-ng-dev) or HULL_VIRTIOFSD=PATH, or --no-qemu for hull alone"
         stage_vhost_modules "$repo" "$host_tmp/modules"
         set -- "$@" --add "$qemu:/usr/bin/qemu-system-x86_64" --add /usr/share/qemu \
             --add /usr/share/seabios --add "$virtiofsd:/usr/libexec/virtiofsd" \
