@@ -40,13 +40,14 @@ test *ARGS:
     @[ "$(id -u)" -eq 0 ] || echo "test: not root: the integration tests need root and will fail" >&2
     cargo test --workspace --no-fail-fast {{ ARGS }}
 
-# Clippy with warnings as errors, and rustfmt's check.
+# Clippy with warnings as errors, rustfmt's check, and the generated seccomp table is current.
 lint:
     #!/usr/bin/env bash
     set -uo pipefail
     rc=0
     cargo clippy --workspace --all-targets -- -D warnings || rc=1
     cargo fmt --all --check || rc=1
+    python3 scripts/gen-seccomp-table.py --check || rc=1
     exit "$rc"
 
 # Format the code.

@@ -3,7 +3,8 @@
 //! Generated from the kernel's uapi headers (Debian 12 linux-libc-dev 6.1: asm/unistd_64.h,
 //! unistd_32.h, unistd_x32.h, and asm-generic/unistd.h through cpp with each architecture's
 //! __ARCH_WANT_* defines), plus the syscalls added since 6.1 (451..469, numbered alike on
-//! every architecture). Each table is sorted by name. Do not edit by hand.
+//! every architecture). Each table is sorted by name. Do not edit by hand: run
+//! scripts/gen-seccomp-table.py (`just lint` checks the file is what it writes).
 
 #[rustfmt::skip]
 pub static X86_64: &[(&str, u32)] = &[
