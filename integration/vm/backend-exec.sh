@@ -167,6 +167,49 @@ exec_checks() {
         fail "the VMM's capabilities: file serving only" "CapEff/CapBnd/CapPrm: $(echo $caps)"
     fi
 
+    # the VMM's jail: every thread has no_new_privs and a seccomp filter, each vcpu thread one
+    # of its own on top of the event loop's (two)
+    clock
+    unfiltered=""
+    vcpu_filters=""
+    for t in /proc/"$vmm"/task/*; do
+        comm="$(cat "$t/comm" 2>/dev/null)"
+        grep -q '^NoNewPrivs:[[:space:]]*1$' "$t/status" && grep -q '^Seccomp:[[:space:]]*2$' "$t/status" \
+            || unfiltered="$unfiltered $comm"
+        case "$comm" in
+            vcpu*) vcpu_filters="$vcpu_filters $(awk '/^Seccomp_filters:/ { print $2 }' "$t/status")" ;;
+        esac
+    done
+    lap
+    if [ -z "$unfiltered" ] && [ -n "$vcpu_filters" ] && ! echo "$vcpu_filters" | grep -qv '^\( 2\)*$'; then
+        pass "the VMM's threads: no_new_privs and seccomp in each, the vcpus' own on top"
+    else
+        fail "the VMM's threads: no_new_privs and seccomp in each, the vcpus' own on top" \
+            "without: '$unfiltered', vcpu filter counts: '$vcpu_filters'"
+    fi
+
+    # ... in a mount namespace of its own, whose root holds only what it serves: the rootfs share,
+    # the agent's socket and the exec fifo in the state directory, and its own fd directory;
+    # no hull binary, no /dev, /sys or host /proc, no /etc
+    clock
+    vroot="/proc/$vmm/root"
+    top() { echo "$1" | cut -d/ -f2; }
+    want="$(printf '%s\n' proc "$(top "$(readlink -f "$rootfs")")" "$(top "$(readlink -f "$root")")" | sort -u | tr '\n' ' ')"
+    got="$(ls -A "$vroot" 2>&1 | sort | tr '\n' ' ')"
+    in_proc="$(ls -A "$vroot/proc" 2>&1 | tr '\n' ' ')"
+    mounts="$(awk '{ print $5 }' "/proc/$vmm/mountinfo" 2>/dev/null | sort -u | tr '\n' ' ')"
+    stray="$(awk -v r="$(readlink -f "$rootfs")" -v s="$(readlink -f "$root")/$id" \
+        '$5 != "/" && $5 != "/proc/self/fd" && index($5, r) != 1 && index($5, s) != 1 { print $5 }' "/proc/$vmm/mountinfo")"
+    lap
+    if [ "$(readlink "/proc/$vmm/ns/mnt")" != "$(readlink /proc/self/ns/mnt)" ] && [ "$got" = "$want" ] \
+        && [ "$in_proc" = "self " ] && [ -z "$stray" ] && [ ! -e "$vroot$hull_exe" ] && [ ! -e "$vroot/etc" ] \
+        && [ -d "$vroot$(readlink -f "$rootfs")/bin" ] && [ -S "$vroot$(readlink -f "$root")/$id/vsock_1024" ]; then
+        pass "the VMM's root: its own mount namespace, only the shares, its sockets and fds"
+    else
+        fail "the VMM's root: its own mount namespace, only the shares, its sockets and fds" \
+            "root: '$got' (want '$want'), proc: '$in_proc', mounts: $mounts; stray: $stray"
+    fi
+
     # escapes through the share, each refused: a device node made from the guest (even with
     # CAP_MKNOD there), an absolute symlink planted on the host side; what the guest may do
     # (a fifo, chown with CAP_CHOWN) lands on the host as asked

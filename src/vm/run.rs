@@ -103,6 +103,7 @@ pub fn run(opts: Options) -> anyhow::Result<u8> {
         vsock: Some(vmm::VsockConfig { guest_cid: GUEST_CID, uds_path }),
         shares: vec![vmm::FsShare { tag: SHARE_TAG.to_string(), path: share, read_only: false }],
         kernel_supports_pvm: choice.pvm,
+        vcpu_filter: None,
     };
     logging::debug(&format!("kernel command line: {}", vm_config.cmdline));
     let vm = vmm::Vmm::build(vm_config).context("building the VM")?;

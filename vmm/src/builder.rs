@@ -89,7 +89,8 @@ pub fn build(mut config: VmConfig) -> Result<Vmm> {
     }
 
     let timeline = Timeline { vmm_start, built: Some(Instant::now()), kernel_entry: None, exited: None };
-    Ok(Vmm { vcpus, event_manager, pio_bus, mmio_bus, exit, vm, memory, timeline })
+    let vcpu_filter = config.vcpu_filter.take().map(Arc::new);
+    Ok(Vmm { vcpus, event_manager, pio_bus, mmio_bus, exit, vm, memory, timeline, vcpu_filter })
 }
 
 fn check_config(config: &VmConfig) -> Result<()> {

@@ -56,6 +56,8 @@ pub struct VmConfig {
     pub shares: Vec<FsShare>,
     /// Set when the caller knows the kernel is built for PVM (see [`crate::pvm`]).
     pub kernel_supports_pvm: bool,
+    /// Installed by each vcpu thread before its first KVM_RUN (see [`crate::seccomp::vcpu`]).
+    pub vcpu_filter: Option<seccompiler::BpfProgram>,
 }
 
 impl VmConfig {
@@ -71,6 +73,7 @@ impl VmConfig {
             vsock: None,
             shares: Vec::new(),
             kernel_supports_pvm: false,
+            vcpu_filter: None,
         }
     }
 }

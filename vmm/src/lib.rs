@@ -8,7 +8,8 @@
 //! Threads: one per vcpu (KVM_RUN loops, port and MMIO exits dispatched on the buses) and the
 //! caller's thread running the event loop (virtqueue notifications through ioeventfds, the
 //! vsock unix sockets, the virtio-fs requests, the exit event). Everything is joined and closed
-//! before [`Vmm::run`] returns.
+//! before [`Vmm::run`] returns. Each kind of thread can run under a seccomp filter of its own
+//! ([`seccomp`]).
 
 pub mod arch;
 pub mod builder;
@@ -17,6 +18,7 @@ pub mod devices;
 pub mod error;
 pub mod memory;
 pub mod pvm;
+pub mod seccomp;
 pub mod vmm;
 pub mod vstate;
 

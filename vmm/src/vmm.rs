@@ -54,6 +54,8 @@ pub struct Vmm {
     pub(crate) vm: Vm,
     pub(crate) memory: GuestMemoryMmap,
     pub(crate) timeline: Timeline,
+    /// What each vcpu thread installs before its first KVM_RUN.
+    pub(crate) vcpu_filter: Option<Arc<seccompiler::BpfProgram>>,
 }
 
 /// Lets another thread stop a running VM. Clone + Send. It holds no fd: once the VM is gone,
@@ -76,7 +78,8 @@ impl Vmm {
     /// Starts the vcpus and runs the event loop on this thread until the guest stops; every
     /// thread is joined and every fd closed before it returns.
     pub fn run(self) -> Result<(VmExit, Timeline)> {
-        let Vmm { vcpus, mut event_manager, pio_bus, mmio_bus, exit, vm, memory, mut timeline } = self;
+        let Vmm { vcpus, mut event_manager, pio_bus, mmio_bus, exit, vm, memory, mut timeline, vcpu_filter } =
+            self;
         install_kick_handler()?;
         let stop = Arc::new(AtomicBool::new(false));
         let first_entry = Arc::new(OnceLock::new());
@@ -89,6 +92,7 @@ impl Vmm {
                 exit: exit.clone(),
                 stop: stop.clone(),
                 first_entry: (i == 0).then(|| first_entry.clone()),
+                filter: vcpu_filter.clone(),
             };
             match vcpu.spawn(ctx) {
                 Ok(thread) => threads.push(thread),

@@ -67,6 +67,7 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
         binds,
         guest_spec,
         binds_dir: dir.path.join("binds"),
+        jail_dir: dir.path.join("jail"),
         fifo_path: dir.fifo_path(),
         vsock_path,
         listen_path,

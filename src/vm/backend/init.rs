@@ -3,8 +3,9 @@
 //! In order: wait until the parent has put it in the container's cgroup; close what it
 //! inherited; join the namespaces the spec names by path (the network namespace above all)
 //! and make those it asks for, with a mount namespace of its own; have the parent run the
-//! createRuntime and prestart hooks; block every relayed signal; build the VM (the vcpu and
-//! device threads start only now, inside the cgroup); boot it; report Ready to the parent
+//! createRuntime and prestart hooks; block every relayed signal; build the VM; enter the jail
+//! (`jail`: its own root, few capabilities, a seccomp filter per thread); boot it (the vcpu
+//! and session threads start only now, inside the cgroup and the jail); report Ready to the parent
 //! when the agent greets; send the workload when `hull start` has opened the exec fifo; and
 //! end with the workload's status. Everything the VMM cannot do before Ready is reported to
 //! the parent, which prints it and removes what create made.
@@ -18,7 +19,10 @@ use std::time::Duration;
 
 use nix::sched::CloneFlags;
 
+use seccompiler::BpfProgram;
+
 use super::binds::{self, Bind};
+use super::jail::{self, seccomp::Filters};
 use super::signals;
 use super::sizing::Size;
 use crate::agent::protocol::RunRequest;
@@ -54,6 +58,9 @@ pub struct VmmInit {
     pub guest_spec: serde_json::Value,
     /// Where the bind mounts are staged for their share (in the container's directory).
     pub binds_dir: PathBuf,
+    /// Where the VMM's root is made (an empty directory in the container's directory, for
+    /// the host).
+    pub jail_dir: PathBuf,
     pub fifo_path: PathBuf,
     /// The VMM's vsock unix socket; the agent's connection comes in on `listen_path`.
     pub vsock_path: PathBuf,
@@ -97,8 +104,8 @@ fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
         _ => return Err("create gave up before the VMM was placed in the cgroup".into()),
     }
     // The VMM holds guest memory: no core dumps, no ptrace by the container's users. It never
-    // execs, and no_new_privs says so to the kernel (with the capabilities dropped before the
-    // VM is built, `jail.rs`, what there is of the jail so far).
+    // execs, and no_new_privs says so to the kernel; the rest of the jail comes once the VM is
+    // built (`jail`).
     // SAFETY: prctl with integer arguments only.
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -157,11 +164,18 @@ fn boot(
         exec_port: Some(crate::vm::EXEC_PORT),
         container: Some(init.guest_spec),
     };
-    let mut shares =
-        vec![vmm::FsShare { tag: SHARE_TAG.to_string(), path: init.share, read_only: init.read_only }];
+    let mut shares = vec![vmm::FsShare {
+        tag: SHARE_TAG.to_string(),
+        path: init.share.clone(),
+        read_only: init.read_only,
+    }];
+    // What the VMM still opens once jailed: the shares (by the real path the file server
+    // reopens them with), the agent's listener, which the vsock connects to, and the exec fifo.
+    let mut kept = vec![canonical(&init.share)?, init.listen_path.clone(), init.fifo_path.clone()];
     if !init.binds.is_empty() {
         // In the VMM's own mount namespace: the host never sees these mounts.
         binds::stage(&init.binds, &init.binds_dir)?;
+        kept.push(canonical(&init.binds_dir)?);
         shares.push(vmm::FsShare { tag: BINDS_TAG.to_string(), path: init.binds_dir, read_only: false });
     }
     let initramfs = initramfs::build(&agent).map_err(|e| format!("making the guest's initramfs: {e:#}"))?;
@@ -172,6 +186,7 @@ fn boot(
     } else {
         vmm::SerialOutput::Off
     };
+    let filters = Filters::build(jail::seccomp::mismatch()).map_err(|e| format!("jailing the VMM: {e}"))?;
     let vm_config = vmm::VmConfig {
         vcpus: init.size.vcpus,
         mem_mib: init.size.mem_mib,
@@ -182,16 +197,21 @@ fn boot(
         vsock: Some(vmm::VsockConfig { guest_cid: GUEST_CID, uds_path: init.vsock_path }),
         shares,
         kernel_supports_pvm: init.kernel_pvm,
+        vcpu_filter: Some(filters.vcpu),
     };
-    // Before the VM and its threads: each thread starts with what this one keeps.
-    super::jail::drop_capabilities().map_err(|e| format!("jailing the VMM: {e}"))?;
     let vm = vmm::Vmm::build(vm_config).map_err(|e| format!("building the VM: {e}"))?;
+    // /dev/kvm, the kernel and the shares are open: into the jail, before any thread of the VMM
+    // exists (each starts with what this one keeps).
+    jail::root::enter(&init.jail_dir, &kept).map_err(|e| format!("jailing the VMM: {e}"))?;
+    jail::caps::drop_capabilities().map_err(|e| format!("jailing the VMM: {e}"))?;
     let (released_rx, released_tx) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let (quit_rx, quit_tx) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let ready_sock = Arc::clone(sock);
     let fifo_path = init.fifo_path;
+    let fifo_filter = filters.exec_fifo;
+    let stopper = vm.handle();
     let session = Session {
         listener,
         vmm: vm.handle(),
@@ -206,29 +226,49 @@ fn boot(
             on_ready: Box::new(move || {
                 // `create` returns now; the workload waits for `start`.
                 let _ = ready_sock.send(&Msg::Ready);
-                wait_for_start(fifo_path, released_tx);
+                wait_for_start(fifo_path, released_tx, fifo_filter);
             }),
             released: released_rx,
         }),
         relay: Relay::Every,
         terminal,
     };
+    let session_filter = filters.session;
     let talker = std::thread::Builder::new()
         .name("vm-session".into())
-        .spawn(move || session.run())
+        .spawn(move || match vmm::seccomp::apply_filter(&session_filter) {
+            Ok(()) => session.run(),
+            Err(e) => {
+                stopper.stop();
+                let failure = Some(format!("installing the session thread's seccomp filter: {e}"));
+                Report { failure, stopped_vm: true, ..Default::default() }
+            }
+        })
         .map_err(|e| format!("starting the session thread: {e}"))?;
+    // This thread runs the event loop and serves the shares from here on.
+    vmm::seccomp::apply_filter(&filters.event_loop)
+        .map_err(|e| format!("installing the event loop's seccomp filter: {e}"))?;
     let result = vm.run();
     drop(quit_tx);
     let report = talker.join().map_err(|_| "the session thread panicked".to_string())?;
     outcome(report, result.map(|(exit, _timeline)| exit))
 }
 
+/// `path` with every symlink resolved: the path the VMM's file server opens a share by.
+fn canonical(path: &std::path::Path) -> Result<PathBuf, String> {
+    std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// A thread that blocks opening the exec fifo for writing, as a native init does, until
 /// `hull start` opens it for reading; then writes the byte start reads and tells the session
 /// (one byte on `released`). Closing `released` without a byte means the fifo could not be
 /// opened: the session then stops the VM instead of starting the workload.
-fn wait_for_start(fifo: PathBuf, released: OwnedFd) {
+fn wait_for_start(fifo: PathBuf, released: OwnedFd, filter: BpfProgram) {
     let spawned = std::thread::Builder::new().name("exec-fifo".into()).spawn(move || {
+        if let Err(e) = vmm::seccomp::apply_filter(&filter) {
+            crate::logging::error(&format!("vm container: the exec fifo thread's seccomp filter: {e}"));
+            return;
+        }
         let opened = std::fs::OpenOptions::new().write(true).open(&fifo).and_then(|mut f| f.write_all(b"0"));
         match opened {
             Ok(()) => {

@@ -80,6 +80,14 @@ impl Vcpu {
             // Not dropped if the loop panics: the kvm_run mapping must outlive `immediate_exit`
             // uses by the stopping thread, which end when it joins this thread.
             let mut fd = ManuallyDrop::new(fd);
+            // Before anything the guest can drive: the first KVM_RUN.
+            if let Some(filter) = &ctx.filter {
+                if let Err(e) = crate::seccomp::apply_filter(filter) {
+                    ctx.exit
+                        .report(VmExit::VcpuError(format!("vcpu {id}: installing its seccomp filter: {e}")));
+                    return ManuallyDrop::into_inner(fd);
+                }
+            }
             // The caller's thread may block the kick signal; this one must receive it.
             let _ = unblock_signal(kick_signal());
             if let Some(exit) = run_loop(&mut fd, id, &ctx) {
@@ -100,6 +108,8 @@ pub(crate) struct VcpuContext {
     pub(crate) stop: Arc<AtomicBool>,
     /// Set just before the first KVM_RUN (the boot vcpu's only).
     pub(crate) first_entry: Option<Arc<OnceLock<Instant>>>,
+    /// The vcpu thread's seccomp filter, if any.
+    pub(crate) filter: Option<Arc<seccompiler::BpfProgram>>,
 }
 
 /// Runs the vcpu until the VM exits (the exit to report) or it is told to stop (None).

@@ -35,6 +35,10 @@ pub struct Fs {
     fs: Arc<SharedDir>,
     server: Server<Arc<SharedDir>>,
     active: Option<Active>,
+    /// The driver reset the device: what the guest had open is forgotten on the event loop
+    /// thread before the next request, not on the vcpu thread that wrote the reset (whose
+    /// seccomp filter opens no file).
+    reset_pending: bool,
 }
 
 impl Fs {
@@ -58,7 +62,16 @@ impl Fs {
             .map(|_| EventFd::new(EFD_NONBLOCK))
             .collect::<Result<Vec<_>, _>>()
             .map_err(Error::EventFd)?;
-        Ok(Fs { tag: tag.to_string(), config, acked_features: 0, queue_events, fs, server, active: None })
+        Ok(Fs {
+            tag: tag.to_string(),
+            config,
+            acked_features: 0,
+            queue_events,
+            fs,
+            server,
+            active: None,
+            reset_pending: false,
+        })
     }
 
     /// The tag the guest mounts.
@@ -159,11 +172,11 @@ impl VirtioDevice for Fs {
         self.active.is_some()
     }
 
-    /// Drops the queues and forgets every inode and open file the guest had: after a reset the
-    /// driver starts over with FUSE_INIT.
+    /// Drops the queues, and has the event loop forget every inode and open file the guest had:
+    /// after a reset the driver starts over with FUSE_INIT.
     fn reset(&mut self) -> bool {
         if self.active.take().is_some() {
-            self.fs.destroy();
+            self.reset_pending = true;
         }
         self.acked_features = 0;
         true
@@ -186,6 +199,9 @@ impl MutEventSubscriber for Fs {
         };
         // Clears the notification; EAGAIN means there was none pending.
         let _ = event.read();
+        if std::mem::take(&mut self.reset_pending) {
+            self.fs.destroy();
+        }
         self.process_queue(index);
     }
 }

@@ -1,8 +1,8 @@
-//! The VMM's jail, as far as it goes today: once everything that needs privilege is done
-//! (the namespaces, the bind mounts staged for the binds share, the vsock socket), the VMM keeps
-//! only the capabilities serving files to the guest needs, in every set and the bounding set,
-//! before the VM and any of its threads exist (capabilities are per thread; every thread made
-//! after inherits these). With no_new_privs, nothing gets them back.
+//! The VMM's capabilities: once everything that needs privilege is done (the namespaces, the
+//! bind mounts staged for the binds share, the VM built, the jail's root entered), the VMM
+//! keeps only the capabilities serving files to the guest needs, in every set and the bounding
+//! set, before any of its threads exist (capabilities are per thread; every thread made after
+//! inherits these). With no_new_privs, nothing gets them back.
 //!
 //! Kept: what the virtio-fs passthrough does on the guest's behalf as the guest's users
 //! (switching fs ids, owning, reading and changing files that are not root's, file

@@ -1,0 +1,105 @@
+//! The seccomp filters of a VM container's VMM, per kind of thread. The vcpu and event-loop
+//! filters are the vmm crate's ([`vmm::seccomp`]); the two kinds of thread hull adds are here:
+//!
+//! - the session thread: the conversation with the agent over the vsock's unix socket, the
+//!   container's stdio, the signals it relays (a signalfd), `hull create`'s sync socket; it
+//!   makes the exec-fifo thread, which starts under this filter (so openat is here too);
+//! - the exec-fifo thread: opens the exec fifo for writing (that blocks until `hull start`),
+//!   writes a byte, and ends.
+//!
+//! A call outside a thread's list kills the VMM (SIGSYS; the kernel logs the call number, see
+//! [`vmm::seccomp::Mismatch`]). `HULL_VM_SECCOMP=log` lets such calls through and only logs
+//! them: for finding one a list misses.
+
+use seccompiler::BpfProgram;
+use vmm::seccomp::{self as filters, FilterError, Mismatch, COMMON, SPAWN};
+
+/// The environment variable that turns refusals into log lines.
+pub const MODE_ENV: &str = "HULL_VM_SECCOMP";
+
+/// What a call outside a list gets, from [`MODE_ENV`].
+pub fn mismatch() -> Mismatch {
+    match std::env::var(MODE_ENV).as_deref() {
+        Ok("log") => Mismatch::Log,
+        _ => Mismatch::KillProcess,
+    }
+}
+
+/// The filters of every kind of thread, built before the jail.
+pub struct Filters {
+    pub vcpu: BpfProgram,
+    pub event_loop: BpfProgram,
+    pub session: BpfProgram,
+    pub exec_fifo: BpfProgram,
+}
+
+impl Filters {
+    pub fn build(mismatch: Mismatch) -> Result<Filters, FilterError> {
+        Ok(Filters {
+            vcpu: filters::vcpu(mismatch)?,
+            event_loop: filters::event_loop(mismatch)?,
+            session: session(mismatch)?,
+            exec_fifo: exec_fifo(mismatch)?,
+        })
+    }
+}
+
+/// The session thread's own calls, beyond the common ones.
+const SESSION: &[i64] = &[
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+    libc::SYS_read,
+    libc::SYS_accept4,
+    libc::SYS_sendto,
+    libc::SYS_recvfrom,
+    // The exec-fifo thread's, which starts under this filter.
+    libc::SYS_openat,
+];
+
+fn session(mismatch: Mismatch) -> Result<BpfProgram, FilterError> {
+    let mut rules = filters::allow_all(&[COMMON, SPAWN, SESSION]);
+    let error = |msg| FilterError::new("session", msg);
+    filters::allow_spawn_args(&mut rules).map_err(error)?;
+    // set_nonblocking on the vsock listener and stream; the terminal's size.
+    filters::allow_with_arg(&mut rules, libc::SYS_ioctl, 1, &[libc::FIONBIO, libc::TIOCGWINSZ])
+        .map_err(error)?;
+    filters::compile("session", rules, mismatch)
+}
+
+fn exec_fifo(mismatch: Mismatch) -> Result<BpfProgram, FilterError> {
+    filters::compile("exec fifo", filters::allow_all(&[COMMON, &[libc::SYS_openat]]), mismatch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_of_thread_has_a_filter() {
+        let f = Filters::build(Mismatch::KillProcess).unwrap();
+        for (name, prog) in [
+            ("vcpu", &f.vcpu),
+            ("event loop", &f.event_loop),
+            ("session", &f.session),
+            ("fifo", &f.exec_fifo),
+        ] {
+            assert!(!prog.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_exec_fifo_thread_opens_and_writes_but_makes_no_socket() {
+        let filter = exec_fifo(Mismatch::Errno(libc::EPERM as u32)).unwrap();
+        let (open, socket) = std::thread::spawn(move || {
+            vmm::seccomp::apply_filter(&filter).unwrap();
+            let open = std::fs::File::open("/").map(drop).map_err(|e| e.raw_os_error());
+            // SAFETY: a plain system call on constant arguments.
+            let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) };
+            (open, (fd < 0).then(|| std::io::Error::last_os_error().raw_os_error()))
+        })
+        .join()
+        .unwrap();
+        assert_eq!(open, Ok(()));
+        assert_eq!(socket, Some(Some(libc::EPERM)));
+    }
+}
