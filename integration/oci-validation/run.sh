@@ -116,6 +116,9 @@ work="$(mktemp -d /tmp/hull-oci-validation.XXXXXX)"
 root="$work/root"
 logs="$work/logs"
 mkdir -p "$root" "$logs" "$work/tmp" "$work/bin"
+# As /tmp is: a container whose root is mapped to another uid must still reach its bundle.
+chmod 755 "$work"
+chmod 1777 "$work/tmp"
 env_line=""
 target="$runtime"
 if [ "$backend" = vm ]; then
@@ -146,7 +149,13 @@ cleanup() {
     if [ "$keep" -eq 1 ]; then
         echo "oci-validation: kept $work" >&2
     else
-        rm -rf --one-file-system "$work" 2>/dev/null || rm -rf "$work"
+        # A runtime can leave mounts in this namespace (runc does, for a container without a
+        # mount namespace): unmount what is under the work dir, deepest first, and never let
+        # rm cross into a mount (busybox's rm, in the test machine, cannot promise that: there
+        # the machine goes away anyway).
+        awk -v w="$work/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r |
+            while read -r m; do umount -l "$m" 2>/dev/null; done
+        rm -rf --one-file-system "$work" 2>/dev/null
     fi
 }
 trap cleanup EXIT
@@ -201,6 +210,15 @@ for p in "${programs[@]}"; do
     pass=$((ok - skip))
     if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
         result=timeout
+    elif [ "$rc" -eq 0 ] && [ "$plan" -eq 0 ] && [ "$ok" -eq 0 ] && [ "${p%_fail}" != "$p" ]; then
+        # The *_fail programs print no TAP: they exit 0 when the runtime refused the bad config
+        # and 1 (with a message) when it ran it.
+        result=pass
+        pass=1
+    elif [ "$rc" -eq 0 ] && [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ] && grep -q -E '^1\.\.0$' "$out"; then
+        # The hook programs print no test line either: an empty plan alone when all was well,
+        # an "error" diagnostic before it when not.
+        if grep -q -E '^ +"error":' "$out"; then result=error; else result=pass; pass=1; fi
     elif [ "$bad" -gt 0 ]; then
         result="fail:$bad"
     elif [ "$rc" -ne 0 ] || [ "$plan" -eq 0 ]; then
@@ -220,7 +238,8 @@ for p in "${programs[@]}"; do
     if [ -n "$expect" ]; then
         w="${want[$p]:-pass}"
         seen[$p]=1
-        if [ "$w" = "$result" ]; then
+        # An expectation may list results a program is known to flip between (a|b).
+        if [[ "|$w|" == *"|$result|"* ]]; then
             if [ "$result" = pass ]; then
                 echo "ok $n - $p: $counts"
             elif [ "$result" = skip ]; then
