@@ -88,7 +88,11 @@ if [ -f /sys/fs/cgroup/cgroup.controllers ]; then host=v2; host_words="cgroup v2
 if [ "$testvm" -eq 1 ]; then host=v2; host_words="cgroup v2, test machine"; fi
 if [ -z "$expect" ] && [ "$no_expect" -eq 0 ] && [ "$is_hull" -eq 1 ]; then
     expect="$here/expected-$host.txt"
-    [ "$backend" = vm ] && expect="$here/expected-vm-$host.txt"
+    # No expectations for VM containers yet: numbers only until a run has been triaged.
+    if [ "$backend" = vm ]; then
+        expect="$here/expected-vm-$host.txt"
+        [ -f "$expect" ] || expect=""
+    fi
 fi
 [ -z "$expect" ] || [ -f "$expect" ] || die "no expectations file $expect"
 
