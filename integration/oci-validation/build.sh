@@ -104,7 +104,7 @@ else
         log "source: the Go module proxy, github.com/opencontainers/runtime-tools@$RT_VERSION"
         dir="$("$go" mod download -json "github.com/opencontainers/runtime-tools@$RT_VERSION" |
             sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" ||
-            die "no source: none given (--src), none cached, none in shared/, and the module proxy failed"
+            die "no source: none given (--src), none cached, none at $shared_tarball, and the module proxy failed; give --src a checkout or a \`git archive --prefix=runtime-tools/ $RT_COMMIT\` .tar.gz"
         [ -d "$dir" ] || die "go mod download gave no directory"
         cp -a "$dir" "$work/src"
         chmod -R u+w "$work/src"
