@@ -149,6 +149,21 @@ containerd *ARGS: build
     @[ "$(id -u)" -eq 0 ] || { echo "containerd: needs root; run: sudo just containerd" >&2; exit 1; }
     ./integration/containerd/run.sh --hull "{{ hull }}" "$@"
 
+# Builds the programs with Go once (~3 min; Go 1.23 from bookworm-backports if missing), cached in
+# /var/cache/hull-oci-validation; fails when a program's result differs from expected-v1.txt
+# (v2.txt in the test machine). ARGS: --testvm, --runtime PATH (e.g. /usr/sbin/runc), --only NAME,
+# --timeout S, --keep (integration/oci-validation/README.md). Needs root.
+# Run the OCI runtime-tools validation programs against hull, one TAP line each, and a total.
+[positional-arguments]
+oci-validation *ARGS: build
+    @[ "$(id -u)" -eq 0 ] || { echo "oci-validation: needs root; run: sudo just oci-validation" >&2; exit 1; }
+    ./integration/oci-validation/run.sh --hull "{{ hull }}" "$@"
+
+# The OCI validation programs in the test machine (cgroup v2), against expected-v2.txt.
+oci-validation-testvm: build
+    @[ "$(id -u)" -eq 0 ] || { echo "oci-validation-testvm: needs root" >&2; exit 1; }
+    ./integration/oci-validation/run.sh --testvm --hull "{{ hull }}"
+
 # Real clients drive hull: the containerd suite, then the podman suite; fails if either fails.
 conformance: build
     #!/usr/bin/env bash
@@ -187,8 +202,10 @@ conformance-vm: build kernel
     exit "$rc"
 
 # Everything CI runs (README's test command): clippy and rustfmt, the cargo tests on this host (cgroup v1 hybrid),
-# the real clients (containerd, podman), and in the nested test machine its smoke test, the
-# cargo integration tests again under pure cgroup v2, hull under a real systemd as PID 1,
+# the real clients (containerd, podman), the OCI runtime-tools validation programs against their
+# expectations, and in the nested test machine its smoke test, the
+# cargo integration tests again under pure cgroup v2, the validation programs again,
+# hull under a real systemd as PID 1,
 # hull vm-run end to end in hull's own VMM, the vm backend's container lifecycle, and the
 # containerd and podman suites again on VM containers; runs them all, fails if any fails, and
 # ends with a
@@ -201,17 +218,17 @@ ci:
     rc=0
     table=()
     t_all=$(date +%s)
-    for step in lint test conformance testvm-smoke testvm-tests systemd-test vm-e2e vm-backend conformance-vm; do
+    for step in lint test conformance oci-validation testvm-smoke testvm-tests oci-validation-testvm systemd-test vm-e2e vm-backend conformance-vm; do
         echo "=== just $step ==="
         t0=$(date +%s)
         s=0
         "{{ just_executable() }}" "$step" || s=$?
         [ "$s" = 0 ] || rc=1
-        table+=("$(printf '%-14s %-8s %5d s' "$step" "$([ "$s" = 0 ] && echo ok || echo "FAILED($s)")" $(($(date +%s) - t0)))")
+        table+=("$(printf '%-22s %-8s %5d s' "$step" "$([ "$s" = 0 ] && echo ok || echo "FAILED($s)")" $(($(date +%s) - t0)))")
     done
     echo "=== just ci: steps ==="
     printf '%s\n' "${table[@]}"
-    printf '%-14s %-8s %5d s\n' total "$([ "$rc" = 0 ] && echo ok || echo FAILED)" $(($(date +%s) - t_all))
+    printf '%-22s %-8s %5d s\n' total "$([ "$rc" = 0 ] && echo ok || echo FAILED)" $(($(date +%s) - t_all))
     if [ -s "$HULL_TESTVM_STALL_LOG" ]; then
         echo "=== just ci: TEST-MACHINE STALLS ($(wc -l <"$HULL_TESTVM_STALL_LOG")), each rerun on a fresh machine ==="
         cat "$HULL_TESTVM_STALL_LOG"

@@ -89,6 +89,17 @@ pub fn run_in(hooks: Option<&Hooks>, kind: Kind, state: &serde_json::Value) -> R
     Ok(())
 }
 
+/// Runs every hook of `kind` in order and warns about each one that fails: for poststart and
+/// poststop the runtime spec says a failure is a warning and "the remaining hooks and lifecycle
+/// continue as if the hook had succeeded".
+pub fn run_in_warning(hooks: Option<&Hooks>, kind: Kind, state: &serde_json::Value) {
+    for hook in of_kind_in(hooks, kind) {
+        if let Err(e) = run_one(kind, &hook, state) {
+            crate::logging::warn(&e.to_string());
+        }
+    }
+}
+
 /// The state JSON for a hook that runs inside the container (createContainer,
 /// startContainer): the spec wants the pid as the container sees it, and runc reports
 /// "creating" for createContainer and "created" for startContainer.

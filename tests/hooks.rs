@@ -541,6 +541,33 @@ fn failing_poststart_hook_only_warns() {
     assert_eq!(env.status("bps"), "running");
 }
 
+/// The runtime spec: after a failing poststart or poststop hook "the remaining hooks and
+/// lifecycle continue as if the hook had succeeded" (runtime-tools' poststart_fail and
+/// poststop_fail check that the next hook still runs).
+#[test]
+fn hooks_after_a_failing_poststart_or_poststop_hook_still_run() {
+    let mut env = Env::new(&["sleep", "100"]);
+    let d = env.dir.clone();
+    let bad = script(&env, "bad.sh", "exit 3");
+    let ps = script(&env, "poststart.sh", &recorder(&d, "poststart"));
+    let pst = script(&env, "poststop.sh", &recorder(&d, "poststop"));
+    set_hooks(&mut env, "poststart", vec![hook(&bad), hook(&ps)]);
+    set_hooks(&mut env, "poststop", vec![hook(&bad), hook(&pst)]);
+    let _c = Cleanup(&env, "pfn");
+    ok(&create(&env, "pfn"), "create");
+    let out = h(&env, &["start", "pfn"]);
+    ok(&out, "start");
+    assert!(stderr(&out).contains("exit status 3"), "{}", stderr(&out));
+    assert!(d.join("poststart.json").exists(), "the poststart hook after the failing one ran");
+    assert_eq!(env.status("pfn"), "running");
+    let out = h(&env, &["delete", "--force", "pfn"]);
+    ok(&out, "delete");
+    assert!(stderr(&out).contains("exit status 3"), "{}", stderr(&out));
+    assert!(d.join("poststop.json").exists(), "the poststop hook after the failing one ran");
+    assert_eq!(std::fs::read_to_string(d.join("order")).unwrap(), "poststart\npoststop\n");
+    assert!(env.root_is_empty());
+}
+
 #[test]
 fn failing_poststop_hook_only_warns() {
     let mut env = Env::new(&["sleep", "100"]);

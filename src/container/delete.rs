@@ -34,9 +34,7 @@ pub fn delete(rt: &RuntimeContext, id: &str, force: bool) -> Result<()> {
     }
     // The runtime spec: a failing poststop hook is a warning; delete goes on.
     let state = st.oci_as(Status::Stopped);
-    if let Err(e) = hooks::run_in(st.hooks(), hooks::Kind::Poststop, &state) {
-        crate::logging::warn(&e.to_string());
-    }
+    hooks::run_in_warning(st.hooks(), hooks::Kind::Poststop, &state);
     st.backend.release(&st).during("delete", id)?;
     dir.remove().during("delete", id)
 }

@@ -56,8 +56,6 @@ pub fn start_locked(dir: &ContainerDir, st: &mut State) -> Result<()> {
     let _ = std::fs::remove_file(dir.fifo_path());
     // The runtime spec: a failing poststart hook is a warning, the container keeps running.
     let state = st.oci_as(Status::Running);
-    if let Err(e) = hooks::run_in(st.hooks(), hooks::Kind::Poststart, &state) {
-        crate::logging::warn(&e.to_string());
-    }
+    hooks::run_in_warning(st.hooks(), hooks::Kind::Poststart, &state);
     Ok(())
 }
