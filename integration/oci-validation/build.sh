@@ -9,8 +9,9 @@
 # RT_VERSION). Its source comes from, in order:
 #   1. --src: a checkout or a .tar.gz of that commit (e.g. `git archive --prefix=X/ COMMIT`);
 #   2. $CACHE/runtime-tools-SHORT.tar.gz (what --src or 4. left there before);
-#   3. ../shared/oci-validation/runtime-tools-SHORT.tar.gz beside the repository (a session's
-#      shared/ folder, and CI's copy of it);
+#   3. runtime-tools-SHORT.tar.gz in this directory: upstream's tree at that commit (Apache-2.0,
+#      its LICENSE inside), kept in the repository because the build machines reach neither
+#      GitHub nor the Go module proxy, and Debian packages no validation/ or runtimetest;
 #   4. the Go module proxy: `go mod download github.com/opencontainers/runtime-tools@RT_VERSION`
 #      (GOPROXY as the environment says; its dependencies come from the proxy too). The module
 #      zip has no vendor/ folder, so this is the only way that needs the proxy at build time.
@@ -88,7 +89,7 @@ work="$(mktemp -d "$cache/build.XXXXXX")"
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 export GOTOOLCHAIN=local GOCACHE="$cache/gocache" GOPATH="$cache/gopath" GOFLAGS=""
 tarball="$cache/runtime-tools-$RT_SHORT.tar.gz"
-shared_tarball="$repo/../shared/oci-validation/runtime-tools-$RT_SHORT.tar.gz"
+shared_tarball="$here/runtime-tools-$RT_SHORT.tar.gz"
 mode=vendor
 if [ -n "$src" ] && [ -d "$src" ]; then
     log "source: $src"
