@@ -343,7 +343,7 @@ fn argv0_is_the_path_when_args_are_absent() {
 fn hooks_that_ignore_stdin_or_flood_stdout_do_not_hang_or_kill_hull() {
     let mut env = Env::new(&["sleep", "100"]);
     // A state JSON bigger than a pipe's buffer (64 KiB), to a hook that never reads it: EPIPE.
-    env.config["annotations"] = json!({"big": "x".repeat(150_000)});
+    env.config["annotations"]["big"] = json!("x".repeat(150_000));
     let quiet = script(&env, "quiet.sh", "exit 0");
     // Lots of output on both streams, none of stdin read.
     let loud = script(

@@ -9,6 +9,40 @@ use serde_json::{json, Value};
 
 pub const HULL: &str = env!("CARGO_BIN_EXE_hull");
 
+/// The environment variable that picks the backend of every container the tests make:
+/// `vm` makes each a VM container (integration/testvm/run-tests.sh --backend vm sets it in the
+/// test machine, with HULL_KERNEL); unset, empty or `native`, the native backend.
+pub const BACKEND_ENV: &str = "HULL_TEST_BACKEND";
+
+/// True when the tests' containers are VM containers ([`BACKEND_ENV`] is `vm`).
+pub fn on_vm() -> bool {
+    match std::env::var(BACKEND_ENV).as_deref() {
+        Ok("vm") => true,
+        Ok("" | "native") | Err(_) => false,
+        Ok(other) => panic!("{BACKEND_ENV}={other}: native or vm"),
+    }
+}
+
+/// For a test whose expectation cannot hold for a VM container: true (the test returns at
+/// once) on the vm backend, after printing `why`. Each use is listed in docs/vm.md, "Tests on
+/// the vm backend".
+/// With HULL_TEST_SKIP_LOG naming a file, a line `TEST: why` is appended to it, which
+/// run-tests.sh prints after the run (libtest shows a passing test's output to no one).
+pub fn native_only(why: &str) -> bool {
+    if !on_vm() {
+        return false;
+    }
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    eprintln!("[test] {test}: skipped on the vm backend: {why}");
+    if let Some(log) = std::env::var_os("HULL_TEST_SKIP_LOG") {
+        use std::io::Write;
+        let line = format!("{test}: {why}\n");
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log);
+        let _ = file.and_then(|mut f| f.write_all(line.as_bytes()));
+    }
+    true
+}
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// Where busybox-static puts its binary on Debian.
@@ -167,8 +201,18 @@ pub fn make_rootfs(rootfs: &Path) {
     std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
 }
 
-/// runc's default config, with `args` as the program.
+/// runc's default config, with `args` as the program; on the vm backend ([`on_vm`]) with the
+/// annotation that makes it a VM container, so that every later command reads the backend
+/// from the state and needs no flag.
 pub fn default_config(args: &[&str]) -> Value {
+    let mut config = runc_config(args);
+    if on_vm() {
+        config["annotations"] = json!({"hull.backend": "vm"});
+    }
+    config
+}
+
+fn runc_config(args: &[&str]) -> Value {
     json!({
         "ociVersion": "1.2.0",
         "process": {
