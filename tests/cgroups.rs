@@ -74,7 +74,7 @@ fn fails(o: &Output, what: &str) {
 
 #[track_caller]
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + patience(20);
     while !cond() {
         if Instant::now() > deadline {
             panic!("timed out waiting for: {what}");
@@ -921,7 +921,7 @@ fn lines_of(p: &Path) -> Vec<Value> {
 
 #[track_caller]
 fn wait_exit(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + patience(20);
     loop {
         if let Some(s) = child.try_wait().unwrap() {
             return s;

@@ -92,7 +92,7 @@ fn alive(pid: i32) -> bool {
 
 #[track_caller]
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + patience(10);
     while !cond() {
         if Instant::now() > deadline {
             panic!("timed out waiting for: {what}");
@@ -396,7 +396,7 @@ fn spawn_run(env: &Env, id: &str, extra: &[&str]) -> std::process::Child {
 }
 
 fn wait_child(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + patience(15);
     loop {
         if let Some(s) = child.try_wait().unwrap() {
             return s;

@@ -50,7 +50,7 @@ fn stop(env: &Env, id: &str) {
 
 #[track_caller]
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + patience(10);
     while !cond() {
         if Instant::now() > deadline {
             let detail = |p: &str| {

@@ -23,6 +23,20 @@ pub fn on_vm() -> bool {
     }
 }
 
+/// How many times longer the tests wait on the vm backend: a VM container boots its guest in
+/// `create`, which in the emulated test machine under load takes tens of seconds.
+pub const VM_PATIENCE: u32 = 4;
+
+/// `secs`, stretched by [`VM_PATIENCE`] on the vm backend: every deadline the tests set.
+pub fn patience(secs: u64) -> std::time::Duration {
+    let d = std::time::Duration::from_secs(secs);
+    if on_vm() {
+        d * VM_PATIENCE
+    } else {
+        d
+    }
+}
+
 /// For a test whose expectation cannot hold for a VM container: true (the test returns at
 /// once) on the vm backend, after printing `why`. Each use is listed in docs/vm.md, "Tests on
 /// the vm backend".
@@ -138,9 +152,10 @@ impl Env {
         self.state(id)["status"].as_str().unwrap_or("").to_string()
     }
 
-    /// Waits (up to 10 s) for the container to reach `want`.
+    /// Waits (up to 10 s, [`patience`]) for the container to reach `want`.
     pub fn wait_status(&self, id: &str, want: &str) {
-        for _ in 0..1000 {
+        let deadline = std::time::Instant::now() + patience(10);
+        while std::time::Instant::now() < deadline {
             if self.status(id) == want {
                 return;
             }
@@ -258,7 +273,7 @@ static CMD_SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs `cmd` with its stdout and stderr in files under `dir` (so a container that inherited
 /// them cannot keep us waiting for end-of-file), `stdin` written to it if given, and a
-/// deadline of `secs`: a command that hangs is killed and fails the test, its stderr saying so.
+/// deadline of `secs` ([`patience`]): a command that hangs is killed and fails the test, its stderr saying so.
 pub fn run_bounded(dir: &Path, cmd: Command, stdin: Option<&str>, secs: u64) -> Output {
     let n = CMD_SEQ.fetch_add(1, Ordering::SeqCst);
     run_bounded_to(cmd, dir.join(format!("cmd{n}.out")), dir.join(format!("cmd{n}.err")), stdin, secs)
@@ -275,7 +290,8 @@ pub fn run_bounded_to(mut cmd: Command, o: PathBuf, e: PathBuf, stdin: Option<&s
         let mut si = child.stdin.take().unwrap();
         si.write_all(text.as_bytes()).unwrap();
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let deadline = std::time::Instant::now() + patience(secs);
+    let secs = patience(secs).as_secs();
     let (status, timed_out) = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break (s, false);
