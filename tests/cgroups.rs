@@ -74,7 +74,7 @@ fn fails(o: &Output, what: &str) {
 
 #[track_caller]
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + patience(20);
     while !cond() {
         if Instant::now() > deadline {
             panic!("timed out waiting for: {what}");
@@ -281,6 +281,9 @@ fn state_json(env: &Env, id: &str) -> Value {
 
 #[test]
 fn memory_limits_host_files_and_container_view() {
+    if native_only("a memory limit under 96 MiB cannot hold a VM (guest RAM is the limit less the VMM's 32 MiB): create refuses it, naming hull.vm.memory_mib") {
+        return;
+    }
     let mut env = Env::new(&[]);
     let id = uid("mem");
     let limit: i64 = 64 << 20;
@@ -525,6 +528,9 @@ fn network_class_id() {
 
 #[test]
 fn device_allow_list_denies_the_rest() {
+    if native_only("the guest's cgroup repeats memory, cpu and pids only: a device node the spec denies opens in the guest (guest_spec.rs)") {
+        return;
+    }
     // hull, like runc, appends allow rules for the devices every container gets (null, zero,
     // full, random, urandom, tty, console, ptmx, pts) and for those linux.devices lists, so
     // a denied device must come from elsewhere: nodes made in the rootfs, outside /dev.
@@ -706,6 +712,9 @@ fn pause_and_resume() {
 
 #[test]
 fn update_changes_the_live_container() {
+    if native_only("a memory limit under 96 MiB cannot hold a VM (guest RAM is the limit less the VMM's 32 MiB): create refuses it, naming hull.vm.memory_mib") {
+        return;
+    }
     let mut env = Env::new(&["sleep", "1000"]);
     let id = uid("upd");
     add_cgroup_mount(&mut env);
@@ -848,6 +857,9 @@ fn update_changes_the_live_container() {
 
 #[test]
 fn events_stats_document() {
+    if native_only("a memory limit under 96 MiB cannot hold a VM (guest RAM is the limit less the VMM's 32 MiB): create refuses it, naming hull.vm.memory_mib") {
+        return;
+    }
     let mut env = Env::new(&["sh", "-c", "echo hi > /tmp/x; exec sleep 1000"]);
     let id = uid("stats");
     set_resources(&mut env, json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 20}}));
@@ -909,7 +921,7 @@ fn lines_of(p: &Path) -> Vec<Value> {
 
 #[track_caller]
 fn wait_exit(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + patience(20);
     loop {
         if let Some(s) = child.try_wait().unwrap() {
             return s;
@@ -944,6 +956,9 @@ fn events_stream_until_the_container_stops() {
 
 #[test]
 fn events_stream_reports_oom() {
+    if native_only("a 32 MiB limit cannot hold a VM, and an OOM in the guest is not reported by events (docs/vm.md, Not there yet)") {
+        return;
+    }
     let mut env = Env::new(&[]);
     let id = uid("oom");
     set_args(
@@ -978,6 +993,9 @@ fn events_stream_reports_oom() {
 
 #[test]
 fn ps_lists_the_container_processes() {
+    if native_only("the guest's processes are not host processes: ps lists the VMM and the exec stand-ins") {
+        return;
+    }
     let env = Env::new(&["sh", "-c", "sleep 1001 & exec sleep 1000"]);
     let id = uid("ps");
     let init = create(&env, &id);
@@ -1027,6 +1045,9 @@ fn ps_lists_the_container_processes() {
 
 #[test]
 fn kill_all_kills_every_process_of_the_cgroup() {
+    if native_only("the guest's processes are not host processes: ps -f json lists the VMM and the exec stand-ins, not the workload's children") {
+        return;
+    }
     let mut env = Env::new(&["sh", "-c", "sleep 1001 & sleep 1002 & exec sleep 1000"]);
     // Without a pid namespace the init's death does not take the others with it: only the
     // cgroup knows them.

@@ -2,7 +2,7 @@
 # Runs the project's cargo integration tests inside the test machine (testvm.sh): an emulated
 # x86 machine with a pure cgroup v2 hierarchy and an ordinary /dev/kvm.
 #
-#   run-tests.sh [--all] [--test NAME]... [-- TEST_ARGS...]
+#   run-tests.sh [--all] [--backend native|vm] [--test NAME]... [-- TEST_ARGS...]
 #
 # Builds the test executables on the host (`cargo test --no-run --message-format=json`), carries
 # them in at their host paths together with the hull binary they were built against (the tests
@@ -13,6 +13,14 @@
 #
 #   --all              also run the unit tests (the test harnesses of src/ and vmm/)
 #   --test NAME        only tests/NAME.rs (repeatable; as cargo's --test)
+#   --backend vm       every container the tests make is a VM container (HULL_TEST_BACKEND=vm
+#                      inside, see tests/common): the guest kernel (HULL_KERNEL, else
+#                      /usr/local/share/hull/vmlinuz; `just kernel`) is carried in and named by
+#                      HULL_KERNEL. The tests and hull are built with --release (the guest's
+#                      initramfs is hull itself: a debug build is too big). Without --test, the test files that apply to VM containers:
+#                      lifecycle exec process rootfs namespaces hooks cve cgroups. Tests that skip
+#                      themselves on a VM (tests/common native_only) are listed after the run
+#                      (docs/vm.md, "Tests on the vm backend").
 #   --add HOST[:GUEST] carry another file or directory in (repeatable; see testvm.sh). Host
 #                      files the tests always need are listed in integration/testvm/test-files.
 #
@@ -26,7 +34,12 @@ repo="$(cd "$here/../.." && pwd)"
 log() { printf 'testvm-tests: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 2; }
 
+# The test files that run on VM containers (the others test the CLI, the spec's validation,
+# the backend choice, vm-run and seccomp profiles: nothing a VM container changes).
+vm_tests="lifecycle exec process rootfs namespaces hooks cve cgroups"
+
 all=0
+backend=native
 tests=()
 extra_adds=()
 while [ "$#" -gt 0 ]; do
@@ -34,6 +47,8 @@ while [ "$#" -gt 0 ]; do
         --all) all=1; shift ;;
         --test) [ "$#" -ge 2 ] || die "--test needs a name"; tests+=("$2"); shift 2 ;;
         --test=*) tests+=("${1#*=}"); shift ;;
+        --backend) [ "$#" -ge 2 ] || die "--backend needs native or vm"; backend="$2"; shift 2 ;;
+        --backend=*) backend="${1#*=}"; shift ;;
         --add) [ "$#" -ge 2 ] || die "--add needs a path"; extra_adds+=(--add "$2"); shift 2 ;;
         --add=*) extra_adds+=(--add "${1#*=}"); shift ;;
         -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
@@ -42,6 +57,20 @@ while [ "$#" -gt 0 ]; do
     esac
 done
 test_args=("$@")
+
+vm_env=()
+case "$backend" in
+    native) ;;
+    vm)
+        kernel="${HULL_KERNEL:-/usr/local/share/hull/vmlinuz}"
+        [ -f "$kernel" ] || die "--backend vm: no guest kernel at $kernel (just kernel, or HULL_KERNEL)"
+        kernel="$(readlink -f "$kernel")"
+        extra_adds+=(--add "$kernel")
+        vm_env=(--env HULL_TEST_BACKEND=vm --env "HULL_KERNEL=$kernel" --env HULL_TEST_SKIP_LOG=/tmp/testvm-skips)
+        if [ "$all" = 0 ] && [ "${#tests[@]}" = 0 ]; then read -r -a tests <<<"$vm_tests"; fi
+        ;;
+    *) die "--backend: native or vm, not $backend" ;;
+esac
 
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo >/dev/null 2>&1 || die "cargo not found"
@@ -55,6 +84,10 @@ fi
 # --- build on the host
 
 cargo_args=(test --workspace --no-run --message-format=json-render-diagnostics)
+# The guest's initramfs is the hull binary itself: a debug build (over 100 MB with its debug
+# information) does not fit a default-sized guest, and its VMM is slow. VM containers get the
+# release build, as users and the other vm checks run it.
+if [ "$backend" = vm ]; then cargo_args+=(--release); fi
 if [ "$all" = 0 ]; then
     if [ "${#tests[@]}" -gt 0 ]; then
         for t in "${tests[@]}"; do cargo_args+=(--test "$t"); done
@@ -114,6 +147,7 @@ runner="$work/run-tests"
         printf 'echo "  %s: $r, $took s" >>/tmp/testvm-summary\n' "$label"
     done
     echo 'echo; echo "===== summary (guest time):"; cat /tmp/testvm-summary'
+    echo 'if [ -s /tmp/testvm-skips ]; then echo "===== skipped on this backend ($(wc -l </tmp/testvm-skips)):"; sed "s/^/  /" /tmp/testvm-skips; fi'
     echo 'if [ -n "$failed" ]; then echo "===== FAILED:$failed"; exit 1; fi'
     echo 'echo "===== all $passed test executables passed"'
 }>"$runner"
@@ -134,7 +168,7 @@ done <"$here/test-files"
 args+=("${extra_adds[@]}")
 
 export HULL_TESTVM_TIMEOUT="${HULL_TESTVM_TIMEOUT:-3600}"
-log "running ${#runlist[@]} test executables in the test machine (timeout ${HULL_TESTVM_TIMEOUT} s)"
+log "running ${#runlist[@]} test executables in the test machine, backend $backend (timeout ${HULL_TESTVM_TIMEOUT} s)"
 rc=0
-"$here/testvm.sh" "${args[@]}" -- hull-run-tests "${test_args[@]}" || rc=$?
+"$here/testvm.sh" "${args[@]}" "${vm_env[@]}" -- hull-run-tests "${test_args[@]}" || rc=$?
 exit "$rc"

@@ -9,6 +9,54 @@ use serde_json::{json, Value};
 
 pub const HULL: &str = env!("CARGO_BIN_EXE_hull");
 
+/// The environment variable that picks the backend of every container the tests make:
+/// `vm` makes each a VM container (integration/testvm/run-tests.sh --backend vm sets it in the
+/// test machine, with HULL_KERNEL); unset, empty or `native`, the native backend.
+pub const BACKEND_ENV: &str = "HULL_TEST_BACKEND";
+
+/// True when the tests' containers are VM containers ([`BACKEND_ENV`] is `vm`).
+pub fn on_vm() -> bool {
+    match std::env::var(BACKEND_ENV).as_deref() {
+        Ok("vm") => true,
+        Ok("" | "native") | Err(_) => false,
+        Ok(other) => panic!("{BACKEND_ENV}={other}: native or vm"),
+    }
+}
+
+/// How many times longer the tests wait on the vm backend: a VM container boots its guest in
+/// `create`, which in the emulated test machine under load takes tens of seconds.
+pub const VM_PATIENCE: u32 = 4;
+
+/// `secs`, stretched by [`VM_PATIENCE`] on the vm backend: every deadline the tests set.
+pub fn patience(secs: u64) -> std::time::Duration {
+    let d = std::time::Duration::from_secs(secs);
+    if on_vm() {
+        d * VM_PATIENCE
+    } else {
+        d
+    }
+}
+
+/// For a test whose expectation cannot hold for a VM container: true (the test returns at
+/// once) on the vm backend, after printing `why`. Each use is listed in docs/vm.md, "Tests on
+/// the vm backend".
+/// With HULL_TEST_SKIP_LOG naming a file, a line `TEST: why` is appended to it, which
+/// run-tests.sh prints after the run (libtest shows a passing test's output to no one).
+pub fn native_only(why: &str) -> bool {
+    if !on_vm() {
+        return false;
+    }
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    eprintln!("[test] {test}: skipped on the vm backend: {why}");
+    if let Some(log) = std::env::var_os("HULL_TEST_SKIP_LOG") {
+        use std::io::Write;
+        let line = format!("{test}: {why}\n");
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log);
+        let _ = file.and_then(|mut f| f.write_all(line.as_bytes()));
+    }
+    true
+}
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// Where busybox-static puts its binary on Debian.
@@ -104,9 +152,10 @@ impl Env {
         self.state(id)["status"].as_str().unwrap_or("").to_string()
     }
 
-    /// Waits (up to 10 s) for the container to reach `want`.
+    /// Waits (up to 10 s, [`patience`]) for the container to reach `want`.
     pub fn wait_status(&self, id: &str, want: &str) {
-        for _ in 0..1000 {
+        let deadline = std::time::Instant::now() + patience(10);
+        while std::time::Instant::now() < deadline {
             if self.status(id) == want {
                 return;
             }
@@ -167,8 +216,18 @@ pub fn make_rootfs(rootfs: &Path) {
     std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
 }
 
-/// runc's default config, with `args` as the program.
+/// runc's default config, with `args` as the program; on the vm backend ([`on_vm`]) with the
+/// annotation that makes it a VM container, so that every later command reads the backend
+/// from the state and needs no flag.
 pub fn default_config(args: &[&str]) -> Value {
+    let mut config = runc_config(args);
+    if on_vm() {
+        config["annotations"] = json!({"hull.backend": "vm"});
+    }
+    config
+}
+
+fn runc_config(args: &[&str]) -> Value {
     json!({
         "ociVersion": "1.2.0",
         "process": {
@@ -214,7 +273,7 @@ static CMD_SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs `cmd` with its stdout and stderr in files under `dir` (so a container that inherited
 /// them cannot keep us waiting for end-of-file), `stdin` written to it if given, and a
-/// deadline of `secs`: a command that hangs is killed and fails the test, its stderr saying so.
+/// deadline of `secs` ([`patience`]): a command that hangs is killed and fails the test, its stderr saying so.
 pub fn run_bounded(dir: &Path, cmd: Command, stdin: Option<&str>, secs: u64) -> Output {
     let n = CMD_SEQ.fetch_add(1, Ordering::SeqCst);
     run_bounded_to(cmd, dir.join(format!("cmd{n}.out")), dir.join(format!("cmd{n}.err")), stdin, secs)
@@ -231,7 +290,8 @@ pub fn run_bounded_to(mut cmd: Command, o: PathBuf, e: PathBuf, stdin: Option<&s
         let mut si = child.stdin.take().unwrap();
         si.write_all(text.as_bytes()).unwrap();
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let deadline = std::time::Instant::now() + patience(secs);
+    let secs = patience(secs).as_secs();
     let (status, timed_out) = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break (s, false);
