@@ -1,12 +1,13 @@
 //! The VMM's root: a small tmpfs, read-only once made, holding each path the VMM still opens
 //! after the jail, each at its own path (the passthrough file system reopens a share's root by
 //! the path it was built with; the vsock reaches the agent's listener by path), bound from the
-//! host; and /proc, a procfs that shows processes only (`subset=pid`): the passthrough file
-//! system reopens the files it serves and reads their xattrs through `/proc/self/fd`, and
-//! podman's `top` reads the container's processes through the init's (the VMM's) mount
-//! namespace. Nothing else of the host: no /proc/sys or other kernel files, no /sys, /dev, no
-//! hull binary, no other container. (A kernel without `subset=pid`, before 5.8, gets a bind of
-//! the VMM's own fd directory at `/proc/self/fd` instead, and `top` sees nothing.)
+//! host; and /proc, a procfs mounted read-only: the passthrough file system reopens the files
+//! it serves and reads their xattrs through `/proc/self/fd` (the reopened files are on the
+//! shares' mounts, so they stay writable), and podman's `top` reads the container's processes,
+//! and /proc/stat, through the init's (the VMM's) mount namespace. Read-only, so no sysctl,
+//! /proc/sysrq-trigger or other process's /proc/PID/mem can be written from the jail (a
+//! `subset=pid` procfs would hide more, but psgo needs /proc/stat). Nothing else of the host:
+//! no /sys, /dev, no hull binary, no other container.
 //!
 //! Entered with pivot_root in the VMM's own mount namespace; the old root is detached, so
 //! nothing outside these paths can be named again. The tmpfs is mounted on an empty directory
@@ -15,9 +16,6 @@
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-
-/// Where the fd directory of the VMM appears in its root.
-const PROC_SELF_FD: &str = "/proc/self/fd";
 
 /// The paths to keep, sorted, without those below another (a bind of a directory brings
 /// everything below it).
@@ -63,20 +61,9 @@ pub fn enter(dir: &Path, paths: &[PathBuf]) -> Result<(), String> {
     let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(Some("tmpfs"), dir, Some("tmpfs"), nodev, Some("mode=0755,size=1m"))
         .map_err(|e| format!("mounting a tmpfs on {}: {e}", dir.display()))?;
-    let pid_proc = mount_pid_proc(dir)?;
-    let mut wanted: Vec<PathBuf> = paths.to_vec();
-    if !pid_proc {
-        wanted.push(PathBuf::from(PROC_SELF_FD));
-    }
-    for path in outermost(&wanted) {
-        let target = inside(dir, &path)?;
-        let source = if path == Path::new(PROC_SELF_FD) {
-            // The fd directory of this process, not of whoever resolves /proc/self later.
-            PathBuf::from(format!("/proc/{}/fd", std::process::id()))
-        } else {
-            path.clone()
-        };
-        bind(&source, &target)?;
+    mount_proc(dir)?;
+    for path in outermost(paths) {
+        bind(&path, &inside(dir, &path)?)?;
     }
     let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | nodev;
     mount(None::<&str>, dir, None::<&str>, ro, None::<&str>)
@@ -84,19 +71,13 @@ pub fn enter(dir: &Path, paths: &[PathBuf]) -> Result<(), String> {
     pivot(dir)
 }
 
-/// A procfs of processes only at `dir`/proc; false when the kernel has no `subset=pid`.
-fn mount_pid_proc(dir: &Path) -> Result<bool, String> {
+/// A read-only procfs at `dir`/proc.
+fn mount_proc(dir: &Path) -> Result<(), String> {
     let target = dir.join("proc");
     std::fs::create_dir(&target).map_err(|e| format!("making {}: {e}", target.display()))?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    match mount(Some("proc"), &target, Some("proc"), flags, Some("subset=pid")) {
-        Ok(()) => Ok(true),
-        Err(nix::errno::Errno::EINVAL) => {
-            std::fs::remove_dir(&target).map_err(|e| format!("removing {}: {e}", target.display()))?;
-            Ok(false)
-        }
-        Err(e) => Err(format!("mounting a procfs of processes in the VMM's root: {e}")),
-    }
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("proc"), &target, Some("proc"), flags, None::<&str>)
+        .map_err(|e| format!("mounting a read-only procfs in the VMM's root: {e}"))
 }
 
 /// Binds `source` (a directory with what is mounted below it, or a file, a socket or a fifo)
