@@ -24,7 +24,7 @@ use super::power;
 use super::protocol::{
     ErrorReport, ExitReport, Frame, FrameDecoder, GuestStats, RunRequest, Started, STDIO_CHUNK,
 };
-use super::run::{self, send, ExecPort, Session, ACK_TIMEOUT};
+use super::session::{self, send, ExecPort, Session, ACK_TIMEOUT};
 use super::vsock::VsockStream;
 use std::os::unix::fs::MetadataExt;
 
@@ -66,7 +66,7 @@ fn serve(mut conn: VsockStream, port: &ExecPort) -> anyhow::Result<()> {
         Request::SignalAll(signo) => {
             let report = signal_all(port, signo);
             send(&mut conn, &Frame::Exit(report))?;
-            run::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
+            session::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
             return Ok(());
         }
         Request::Update(resources) => {
@@ -75,7 +75,7 @@ fn serve(mut conn: VsockStream, port: &ExecPort) -> anyhow::Result<()> {
                 Err(e) => Frame::Error(ErrorReport { message: format!("{e:#}") }),
             };
             send(&mut conn, &answer)?;
-            run::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
+            session::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
             return Ok(());
         }
         Request::Stats => {
@@ -84,7 +84,7 @@ fn serve(mut conn: VsockStream, port: &ExecPort) -> anyhow::Result<()> {
                 Err(e) => Frame::Error(ErrorReport { message: format!("{e:#}") }),
             };
             send(&mut conn, &answer)?;
-            run::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
+            session::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
             return Ok(());
         }
     };
@@ -102,14 +102,14 @@ fn serve(mut conn: VsockStream, port: &ExecPort) -> anyhow::Result<()> {
             let program = req.args.first().map(String::as_str).unwrap_or("");
             let message = format!("cannot run {program:?} in the guest: {err:#}");
             send(&mut conn, &Frame::Error(ErrorReport { message }))?;
-            run::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
+            session::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
             return Ok(());
         }
     };
     send(&mut conn, &Frame::Started(Started { pid: child.pid }))?;
     let report = Session::new(child, &mut decoder).run(&mut conn, &signals, None)?;
     send(&mut conn, &Frame::Exit(report))?;
-    run::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
+    session::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
     Ok(())
 }
 

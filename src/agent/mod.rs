@@ -16,7 +16,7 @@ mod exec;
 pub mod init;
 pub mod power;
 pub mod protocol;
-pub mod run;
+pub mod session;
 pub mod spawn;
 pub mod vsock;
 
@@ -113,15 +113,15 @@ fn run_agent() -> anyhow::Result<()> {
         Err(err) => {
             let message = format!("{err:#}");
             let _ = protocol::write_frame(&mut conn, &Frame::Error(ErrorReport { message }));
-            run::wait_for_close(&mut conn, &mut protocol::FrameDecoder::new(), Duration::from_secs(2));
+            session::wait_for_close(&mut conn, &mut protocol::FrameDecoder::new(), Duration::from_secs(2));
             return Err(err);
         }
     };
     let container = match (spec.as_ref(), created) {
-        (Some(spec), Some(created)) => Some(run::ContainerMode { spec, created }),
+        (Some(spec), Some(created)) => Some(session::ContainerMode { spec, created }),
         _ => None,
     };
-    run::serve(&mut conn, &config, &signals, execs.as_ref(), container)
+    session::serve(&mut conn, &config, &signals, execs.as_ref(), container)
 }
 
 fn read_config() -> anyhow::Result<AgentConfig> {

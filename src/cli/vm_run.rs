@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::cli::GlobalOpts;
 use crate::logging;
-use crate::vm::run::Options;
+use crate::vm::vm_run::Options;
 use crate::vm::EXIT_VM_FAILED;
 
 #[derive(clap::Args, Debug)]
@@ -76,7 +76,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
         debug: g.debug,
         dump_initramfs: a.dump_initramfs,
     };
-    match crate::vm::run::run(opts) {
+    match crate::vm::vm_run::run(opts) {
         Ok(code) => Ok(code),
         Err(err) => {
             // 125, not 1: the command's own exit status 1 must stay distinguishable.

@@ -9,10 +9,10 @@ pub mod cpio;
 pub mod elf;
 pub mod initramfs;
 pub mod kernel;
-pub mod run;
 pub mod rundir;
 pub mod session;
 pub mod timeline;
+pub mod vm_run;
 
 /// The guest's vsock context id (the first one after the reserved 0-2).
 pub const GUEST_CID: u32 = 3;

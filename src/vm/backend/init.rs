@@ -182,7 +182,7 @@ fn boot(
     let listener = UnixListener::bind(&init.listen_path)
         .map_err(|e| format!("listening on {}: {e}", init.listen_path.display()))?;
     let serial = if init.serial {
-        crate::vm::run::serial_to_stderr().map_err(|e| format!("{e:#}"))?
+        crate::vm::vm_run::serial_to_stderr().map_err(|e| format!("{e:#}"))?
     } else {
         vmm::SerialOutput::Off
     };
