@@ -224,17 +224,26 @@ ci:
     #!/usr/bin/env bash
     set -uo pipefail
     export HULL_TESTVM_STALL_LOG="$(mktemp /tmp/hull-ci-stalls.XXXXXX)"
-    trap 'rm -f "$HULL_TESTVM_STALL_LOG"' EXIT
+    logs="$(mktemp -d /tmp/hull-ci-logs.XXXXXX)"
+    trap 'rm -f "$HULL_TESTVM_STALL_LOG"; rm -rf "$logs"' EXIT
     rc=0
     table=()
+    failed=()
     t_all=$(date +%s)
     for step in lint test conformance oci-validation testvm-smoke testvm-tests oci-validation-testvm systemd-test vm-e2e vm-backend conformance-vm; do
         echo "=== just $step ==="
         t0=$(date +%s)
-        s=0
-        "{{ just_executable() }}" "$step" || s=$?
-        [ "$s" = 0 ] || rc=1
+        "{{ just_executable() }}" "$step" 2>&1 | tee "$logs/$step"
+        s=${PIPESTATUS[0]}
+        [ "$s" = 0 ] || { rc=1; failed+=("$step"); }
         table+=("$(printf '%-22s %-8s %5d s' "$step" "$([ "$s" = 0 ] && echo ok || echo "FAILED($s)")" $(($(date +%s) - t0)))")
+    done
+    # What failed, once more at the end where a truncated log still shows it.
+    for step in "${failed[@]}"; do
+        echo "=== just ci: what failed in $step ==="
+        grep -E -i '^(FAIL|not ok|RETRY|error|---- )|panicked|FAILED|timed out|stall' "$logs/$step" | grep -v '# TODO' | tail -n 25
+        echo "--- the last lines of $step ---"
+        tail -n 15 "$logs/$step"
     done
     echo "=== just ci: steps ==="
     printf '%s\n' "${table[@]}"

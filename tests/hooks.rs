@@ -252,6 +252,31 @@ fn poststart_runs_at_start_and_poststop_at_delete() {
 }
 
 #[test]
+fn poststart_runs_after_the_program_replaced_the_init() {
+    if native_only("a VM container's pid is the VMM's; its program runs in the guest") {
+        return;
+    }
+    // config.md: poststart runs "after the user-specified process is executed". The hook reads
+    // what the container's pid is running at that moment: the program, not hull's init on its
+    // way to exec.
+    let mut env = Env::new(&["sleep", "100"]);
+    let d = env.dir.clone();
+    let body = format!(
+        "pid=$(sed -n 's/.*\"pid\": *\\([0-9]*\\).*/\\1/p')\n\
+         tr '\\0' ' ' < /proc/$pid/cmdline > {d}/cmdline.tmp && mv {d}/cmdline.tmp {d}/cmdline",
+        d = d.display()
+    );
+    let ps = script(&env, "poststart.sh", &body);
+    set_hooks(&mut env, "poststart", vec![hook(&ps)]);
+    // A slow startContainer hook holds the init between its release and the exec.
+    set_hooks(&mut env, "startContainer", vec![json!({"path": "/bin/sleep", "args": ["sleep", "0.5"]})]);
+    let _c = Cleanup(&env, "px");
+    ok(&create(&env, "px"), "create");
+    ok(&h(&env, &["start", "px"]), "start");
+    assert_eq!(std::fs::read_to_string(d.join("cmdline")).unwrap(), "sleep 100 ");
+}
+
+#[test]
 fn run_calls_every_hook_in_order() {
     if native_only("createContainer and startContainer hooks are not run on a VM container: they would run in the guest and name host programs (docs/vm.md)") {
         return;

@@ -31,6 +31,9 @@ pub fn start_locked(dir: &ContainerDir, st: &mut State) -> Result<()> {
     // Non-blocking open: a reader needs no writer, and we never hang on a dead init.
     let fifo = open(&dir.fifo_path(), OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
         .doing(|| "open exec fifo")?;
+    // First the init's byte (it is going), then the end of the fifo: the init holds its write
+    // end, close-on-exec, until the program replaces it (runc's start reads to the end too).
+    let mut released = false;
     loop {
         let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
         let n = match poll(&mut fds, PollTimeout::from(100u16)) {
@@ -41,15 +44,22 @@ pub fn start_locked(dir: &ContainerDir, st: &mut State) -> Result<()> {
         if n > 0 {
             let mut buf = [0u8; 1];
             match nix::unistd::read(&fifo, &mut buf) {
-                Ok(1) => break,
+                Ok(1) => released = true,
+                // No writer left: before the byte, the init has not opened the fifo yet.
+                Ok(_) if released => break,
                 Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
                 Err(e) => return Err(e).doing(|| "read exec fifo"),
             }
         }
         if !st.init_alive() {
+            if released {
+                break;
+            }
             return refuse("container init exited before start");
         }
-        std::thread::sleep(Duration::from_millis(1));
+        if !released {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     st.phase = Phase::Started;
     dir.save(st)?;

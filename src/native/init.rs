@@ -5,7 +5,7 @@
 //! namespace. It sets up the rootfs, reports Ready, blocks on the exec fifo until `start`,
 //! and execs the program.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::fcntl::{openat, OFlag};
 use nix::sched::CloneFlags;
@@ -150,8 +150,11 @@ fn stage2(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> ! {
         Err(e) => finish(sock, Err(e)),
     };
     // `create` has returned: from here on errors can only go to the container's stderr.
-    let e = match wait_for_start(cfg).and_then(|()| start_hooks(cfg, &state)) {
-        Ok(()) => prepared.exec(),
+    // The fifo's write end stays open (close-on-exec) until the program replaces this init:
+    // `start` reads to its end, so its poststart hooks run after the program is executed, as
+    // config.md asks, and not while the init is still on its way there.
+    let e = match wait_for_start(cfg).and_then(|fifo| start_hooks(cfg, &state).map(|()| fifo)) {
+        Ok(_fifo) => prepared.exec(),
         Err(e) => e,
     };
     eprintln!("hull: container init: {e}");
@@ -253,13 +256,14 @@ fn set_domainname(d: &str) -> Result<()> {
     Ok(())
 }
 
-/// Blocks until `start` opens the exec fifo for reading, then tells it we are going.
+/// Blocks until `start` opens the exec fifo for reading, then tells it we are going; returns
+/// the fifo, which the caller keeps open until exec.
 ///
 /// The fifo is reopened through the O_PATH fd taken before the init entered the container:
 /// the state directory is not reachable from inside (mode 0700, maybe another user
 /// namespace), the fifo itself is writable by all. Without a /proc in the container, the
 /// directory fd is the way in (which works when no user namespace is in the way).
-fn wait_for_start(cfg: &InitConfig) -> Result<()> {
+fn wait_for_start(cfg: &InitConfig) -> Result<OwnedFd> {
     let via_proc = format!("/proc/self/fd/{}", cfg.fifo.as_raw_fd());
     let fifo = match nix::fcntl::open(via_proc.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()) {
         Ok(f) => f,
@@ -267,5 +271,5 @@ fn wait_for_start(cfg: &InitConfig) -> Result<()> {
             .ctx(|| "open exec fifo".to_string())?,
     };
     nix::unistd::write(&fifo, b"0").ctx(|| "write exec fifo".to_string())?;
-    Ok(())
+    Ok(fifo)
 }
