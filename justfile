@@ -112,11 +112,17 @@ vm-backend: build kernel
 # carried in): lifecycle, exec, process, rootfs, namespaces, hooks, cve and cgroups. Tests that
 # cannot hold for a VM skip themselves and are listed at the end (docs/vm.md, "Tests on the vm backend").
 # ARGS: [--test NAME]... [-- LIBTEST_ARGS...]
-# Not in `just ci` yet: no whole run has passed (docs/vm.md, "Tests on the vm backend").
+# Whole, not in `just ci` yet (docs/vm.md, "Tests on the vm backend"); `just vm-tests` is.
 # The cargo integration tests again on the vm backend, in the test machine (it has a real /dev/kvm).
 [positional-arguments]
 testvm-tests-vm *ARGS: kernel
     ./integration/testvm/run-tests.sh --backend vm "$@"
+
+# The test files that pass whole on the vm backend, one container at a time (CI runs this):
+# today tests/lifecycle.rs, 27 tests (docs/vm.md, "Tests on the vm backend").
+# The cargo tests that pass on VM containers, in the test machine.
+vm-tests: kernel
+    ./integration/testvm/run-tests.sh --backend vm --test lifecycle -- --test-threads 1
 
 # Transient scopes over D-Bus, limits, update, delete, failure cleanup, in the test machine
 # (cgroup v2; integration/systemd/README.md).
@@ -216,8 +222,8 @@ conformance-vm: build kernel
 # expectations, and in the nested test machine its smoke test, the
 # cargo integration tests again under pure cgroup v2, the validation programs again,
 # hull under a real systemd as PID 1,
-# hull vm-run end to end in hull's own VMM, the vm backend's container lifecycle, and the
-# containerd and podman suites again on VM containers; runs them all, fails if any fails, and
+# hull vm-run end to end in hull's own VMM, the vm backend's container lifecycle, the cargo
+# lifecycle tests on VM containers, and the containerd and podman suites again on VM containers; runs them all, fails if any fails, and
 # ends with a
 # table of each step's result and duration and the test-machine stalls that were retried.
 ci:
@@ -230,7 +236,7 @@ ci:
     table=()
     failed=()
     t_all=$(date +%s)
-    for step in lint test conformance oci-validation testvm-smoke testvm-tests oci-validation-testvm systemd-test vm-e2e vm-backend conformance-vm; do
+    for step in lint test conformance oci-validation testvm-smoke testvm-tests oci-validation-testvm systemd-test vm-e2e vm-backend vm-tests conformance-vm; do
         echo "=== just $step ==="
         t0=$(date +%s)
         "{{ just_executable() }}" "$step" 2>&1 | tee "$logs/$step"

@@ -67,6 +67,11 @@ case "$backend" in
         kernel="$(readlink -f "$kernel")"
         extra_adds+=(--add "$kernel")
         vm_env=(--env HULL_TEST_BACKEND=vm --env "HULL_KERNEL=$kernel" --env HULL_TEST_SKIP_LOG=/tmp/testvm-skips)
+        # Guests boot in the emulated machine, some at once (libtest's threads): give `create`
+        # four times the default 60 s for the agent, as the tests' own deadlines (patience).
+        vm_config="$(mktemp "${TMPDIR:-/tmp}/hull-testvm-config.XXXXXX")"
+        printf '[vm]\nboot_timeout_s = 240\n' >"$vm_config"
+        extra_adds+=(--add "$vm_config:/etc/hull/config.toml")
         if [ "$all" = 0 ] && [ "${#tests[@]}" = 0 ]; then read -r -a tests <<<"$vm_tests"; fi
         ;;
     *) die "--backend: native or vm, not $backend" ;;
@@ -128,7 +133,7 @@ done <<<"$artifacts"
 # --- the guest side: one script that runs each executable in its package's directory
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/hull-testvm-tests.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work" ${vm_config:+"$vm_config"}' EXIT
 runner="$work/run-tests"
 {
     echo '#!/bin/sh'

@@ -33,7 +33,7 @@
 #                        second serial port) stops for this long (default 60;
 #                        HULL_TESTVM_STALL_TIMEOUT; 0: no stall detection after boot).
 #   --stall-retries N    after a stall, rerun the command on a fresh machine up to N times
-#                        (default 2; HULL_TESTVM_STALL_RETRIES). Each stall is reported
+#                        (default 1; HULL_TESTVM_STALL_RETRIES). Each stall is reported
 #                        loudly, with what QEMU's monitor says the vcpus were doing.
 #   --mem SIZE           guest memory (default 4G; HULL_TESTVM_MEM).
 #   --cpus N             guest vcpus (default 2; HULL_TESTVM_CPUS).
@@ -76,7 +76,7 @@ guest_cwd=/
 timeout_s="${HULL_TESTVM_TIMEOUT:-600}"
 boot_timeout_s="${HULL_TESTVM_BOOT_TIMEOUT:-90}"
 stall_timeout_s="${HULL_TESTVM_STALL_TIMEOUT:-60}"
-stall_retries="${HULL_TESTVM_STALL_RETRIES:-2}"
+stall_retries="${HULL_TESTVM_STALL_RETRIES:-1}"
 mem="${HULL_TESTVM_MEM:-4G}"
 cpus="${HULL_TESTVM_CPUS:-2}"
 append_extra=""
