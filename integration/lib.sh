@@ -1,16 +1,28 @@
 # Helpers the integration scripts share, on the host and inside the test machine (which has
 # busybox, not bash): POSIX sh only. Source it; it defines functions and sets nothing else.
 
-# Prints the path of a static busybox, or nothing.
+# The guest kernel hull's VMM boots when no --kernel names one: $HULL_KERNEL, else where
+# `just kernel` installs it.
+default_kernel() {
+    echo "${HULL_KERNEL:-/usr/local/share/hull/vmlinuz}"
+}
+
+# Prints the path of a static busybox, or nothing. Where ldd exists (the host; the test
+# machine has none), a dynamically linked one is passed over: it would not run in a rootfs
+# without its libraries.
 find_busybox() {
-    for b in /bin/busybox /usr/bin/busybox; do
-        if [ -x "$b" ]; then echo "$b"; return 0; fi
+    for _b in /bin/busybox /usr/bin/busybox; do
+        [ -x "$_b" ] || continue
+        if command -v ldd >/dev/null 2>&1 && ldd "$_b" >/dev/null 2>&1; then continue; fi
+        echo "$_b"
+        return 0
     done
     return 1
 }
 
 # busybox_rootfs DIR: a minimal root filesystem in DIR: the static busybox and a link per
-# applet in /bin, the usual top-level directories, root in /etc/passwd and /etc/group.
+# applet in /bin, the usual top-level directories, root and nobody in /etc/passwd and
+# /etc/group (runc's default spec and podman's --user nobody need the latter).
 busybox_rootfs() {
     _bb="$(find_busybox)" || { echo "busybox not found (install busybox-static)" >&2; return 1; }
     for _d in bin sbin etc proc sys dev tmp root home var usr/bin; do
@@ -22,8 +34,21 @@ busybox_rootfs() {
     "$_bb" --list | while read -r _a; do
         [ "$_a" = busybox ] || ln -sf busybox "$1/bin/$_a"
     done
-    printf 'root:x:0:0:root:/root:/bin/sh\n' >"$1/etc/passwd"
-    printf 'root:x:0:\n' >"$1/etc/group"
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
+        >"$1/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$1/etc/group"
+}
+
+# pass NAME / fail NAME WHY: the check lines of the vm scripts (e2e.sh, backend.sh), which CI
+# reads: "PASS NAME (T s)", or "FAIL NAME: WHY (T s)" and the command's output from $out and
+# $err; $took is the check's time. They count in $passed and $failed. A script with lines of
+# its own format defines its own after sourcing this.
+pass() { passed=$((passed + 1)); printf 'PASS %s (%s s)\n' "$1" "$took"; }
+fail() {
+    failed=$((failed + 1))
+    printf 'FAIL %s: %s (%s s)\n' "$1" "$2" "$took"
+    printf '  --- stdout:\n'; sed 's/^/  | /' "$out" 2>/dev/null | head -n 20
+    printf '  --- stderr:\n'; sed 's/^/  | /' "$err" 2>/dev/null | tail -n 30
 }
 
 # vm_script_in_testvm HERE NAME HULL KERNEL TIMEOUT [ARGS...]: on the host, reruns

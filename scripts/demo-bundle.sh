@@ -13,16 +13,11 @@ out="${1:-$repo/target/demo/bundle}"
 
 die() { printf 'demo-bundle: error: %s\n' "$*" >&2; exit 1; }
 
+# shellcheck source=integration/lib.sh
+. "$repo/integration/lib.sh"
+
 command -v jq >/dev/null 2>&1 || die "jq not found (run scripts/setup.sh)"
-busybox=""
-for b in /bin/busybox /usr/bin/busybox; do
-    if [ -x "$b" ]; then busybox="$b"; break; fi
-done
-[ -n "$busybox" ] || die "busybox not found (run scripts/setup.sh: it installs busybox-static)"
-# A dynamically linked busybox would not run in a rootfs without its libraries.
-if command -v ldd >/dev/null 2>&1 && ldd "$busybox" >/dev/null 2>&1; then
-    die "$busybox is dynamically linked; install busybox-static"
-fi
+busybox="$(find_busybox)" || die "no static busybox (run scripts/setup.sh: it installs busybox-static)"
 
 mkdir -p "$out"
 rootfs="$out/rootfs"
@@ -30,23 +25,7 @@ rootfs="$out/rootfs"
 # never cross into another filesystem when clearing the old rootfs.
 rm -rf --one-file-system "$rootfs" "$out/config.json"
 
-for d in bin sbin etc proc sys dev tmp root home var usr/bin; do
-    mkdir -p "$rootfs/$d"
-done
-chmod 1777 "$rootfs/tmp"
-chmod 700 "$rootfs/root"
-cp "$busybox" "$rootfs/bin/busybox"
-"$busybox" --list | while read -r applet; do
-    [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
-done
-cat >"$rootfs/etc/passwd" <<'EOF'
-root:x:0:0:root:/root:/bin/sh
-nobody:x:65534:65534:nobody:/nonexistent:/bin/false
-EOF
-cat >"$rootfs/etc/group" <<'EOF'
-root:x:0:
-nogroup:x:65534:
-EOF
+busybox_rootfs "$rootfs" || die "cannot make a busybox rootfs in $rootfs"
 
 # What the container runs: a shell, which stays pid 1 while it prints.
 read -r -d '' script <<'EOF' || true

@@ -56,38 +56,6 @@ fn create_global(env: &Env, id: &str, global: &[&str]) -> Output {
     }
 }
 
-#[track_caller]
-fn ok(o: &Output, what: &str) {
-    assert!(
-        o.status.success(),
-        "{what} failed ({:?}): stdout={:?} stderr={:?}",
-        o.status,
-        stdout(o),
-        stderr(o)
-    );
-}
-
-#[track_caller]
-fn fails(o: &Output, what: &str) {
-    assert!(!o.status.success(), "{what} should have failed: stdout={:?} stderr={:?}", stdout(o), stderr(o));
-}
-
-#[track_caller]
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + patience(20);
-    while !cond() {
-        if Instant::now() > deadline {
-            panic!("timed out waiting for: {what}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn set_args(env: &mut Env, args: &[&str]) {
-    env.config["process"]["args"] = json!(args);
-    env.write_config();
-}
-
 fn set_resources(env: &mut Env, r: Value) {
     env.config["linux"]["resources"] = r;
     env.write_config();

@@ -24,34 +24,11 @@ fn h(env: &Env, args: &[&str]) -> Output {
     run_bounded(&env.dir, env.cmd(args), None, 20)
 }
 
-#[track_caller]
-fn ok(o: &Output, what: &str) {
-    assert!(
-        o.status.success(),
-        "{what} failed ({:?}): stdout={:?} stderr={:?}",
-        o.status,
-        stdout(o),
-        stderr(o)
-    );
-}
-
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hull-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// Makes `<env.dir>/<name>` and bind-mounts it at `dest` in the container (config rewritten).
-fn bind_host_dir(env: &mut Env, name: &str, dest: &str) -> PathBuf {
-    let host = env.dir.join(name);
-    std::fs::create_dir_all(&host).unwrap();
-    env.config["mounts"].as_array_mut().unwrap().push(json!({
-        "destination": dest, "type": "bind", "source": host.to_str().unwrap(),
-        "options": ["rbind", "rw"]
-    }));
-    env.write_config();
-    host
 }
 
 /// runc's log time format: RFC 3339 in UTC, e.g. 2024-01-02T03:04:05.123456789Z.

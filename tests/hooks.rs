@@ -29,11 +29,6 @@ fn create(env: &Env, id: &str) -> Output {
     h(env, &["create", "--bundle", env.bundle.to_str().unwrap(), id])
 }
 
-#[track_caller]
-fn ok(o: &Output, what: &str) {
-    assert!(o.status.success(), "{what} failed: {}\nstdout: {}", stderr(o), stdout(o));
-}
-
 /// Writes an executable `#!/bin/sh` script at `path`.
 fn script_at(path: &Path, body: &str) -> PathBuf {
     std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();

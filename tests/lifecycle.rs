@@ -46,39 +46,6 @@ fn create_logged(env: &Env, id: &str, extra: &[&str], tag: &str) -> Output {
     }
 }
 
-/// Makes `<env.dir>/<name>` and bind-mounts it at `dest` in the container (config rewritten).
-fn bind_host_dir(env: &mut Env, name: &str, dest: &str) -> PathBuf {
-    let host = env.dir.join(name);
-    std::fs::create_dir_all(&host).unwrap();
-    env.config["mounts"].as_array_mut().unwrap().push(json!({
-        "destination": dest, "type": "bind", "source": host.to_str().unwrap(),
-        "options": ["rbind", "rw"]
-    }));
-    env.write_config();
-    host
-}
-
-fn set_args(env: &mut Env, args: &[&str]) {
-    env.config["process"]["args"] = json!(args);
-    env.write_config();
-}
-
-#[track_caller]
-fn ok(o: &Output, what: &str) {
-    assert!(
-        o.status.success(),
-        "{what} failed ({:?}): stdout={:?} stderr={:?}",
-        o.status,
-        stdout(o),
-        stderr(o)
-    );
-}
-
-#[track_caller]
-fn fails(o: &Output, what: &str) {
-    assert!(!o.status.success(), "{what} should have failed: stdout={:?} stderr={:?}", stdout(o), stderr(o));
-}
-
 /// The state letter from /proc/<pid>/stat (None when there is no such process).
 fn proc_state(pid: i32) -> Option<char> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -88,17 +55,6 @@ fn proc_state(pid: i32) -> Option<char> {
 /// A process that exists and has not exited (zombies count as gone).
 fn alive(pid: i32) -> bool {
     matches!(proc_state(pid), Some(c) if c != 'Z' && c != 'X')
-}
-
-#[track_caller]
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + patience(10);
-    while !cond() {
-        if Instant::now() > deadline {
-            panic!("timed out waiting for: {what}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Live processes whose command line names this test's state root: hull commands and

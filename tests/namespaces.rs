@@ -21,13 +21,7 @@ fn h(env: &Env, args: &[&str]) -> Output {
 #[track_caller]
 fn run_ok(env: &Env, id: &str) -> String {
     let o = h(env, &["run", "--bundle", env.bundle.to_str().unwrap(), id]);
-    assert!(
-        o.status.success(),
-        "run {id} failed ({:?}): stdout={:?} stderr={:?}",
-        o.status,
-        stdout(&o),
-        stderr(&o)
-    );
+    ok(&o, &format!("run {id}"));
     stdout(&o)
 }
 

@@ -71,13 +71,7 @@ fn run_script(env: &mut Env, id: &str, script: &str, extra: &[&str]) -> (String,
     args.extend_from_slice(extra);
     args.push(id);
     let o = h(env, &args);
-    assert!(
-        o.status.success(),
-        "run {id} failed ({:?}): stdout={:?} stderr={:?}",
-        o.status,
-        stdout(&o),
-        stderr(&o)
-    );
+    ok(&o, &format!("run {id}"));
     let out = stdout(&o);
     let (before, mi) =
         out.split_once(&format!("{SEP}\n")).unwrap_or_else(|| panic!("no mountinfo in {out:?}"));

@@ -30,8 +30,11 @@
 set -u
 
 here="$(cd "$(dirname "$0")" && pwd)"
+# In the test machine this script is /bench/vm-bench.sh and lib.sh is carried to /lib.sh.
+# shellcheck source=integration/lib.sh
+. "$here/../lib.sh"
 hull=""
-kernel="${HULL_KERNEL:-/usr/local/share/hull/vmlinuz}"
+kernel="$(default_kernel)"
 runs=10
 rss_runs=5
 warmup=1
@@ -128,7 +131,7 @@ if [ "$testvm" = 1 ]; then
     # A bound on the whole run, ~3x what a quiet host needs: now and then the whole test machine
     # stops making progress (see README.md), and then only testvm's timeout ends the run.
     set -- --hull "$hull" --timeout $((180 + 100 * runs + 30 * rss_runs)) --add "$kernel" \
-        --add "$here/vm-bench.sh:/bench/vm-bench.sh"
+        --add "$here/vm-bench.sh:/bench/vm-bench.sh" --add "$here/../lib.sh:/lib.sh"
     if [ "$with_qemu" = 1 ]; then
         qemu="$(command -v qemu-system-x86_64)"
         socat="$(command -v socat)"
@@ -154,18 +157,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 # Inside: the benchmark itself.
 
-if [ -z "$hull" ]; then
-    hull="$(command -v hull 2>/dev/null || true)"
-    [ -n "$hull" ] || hull=/hull
-fi
-[ -x "$hull" ] || die "no hull at $hull (--hull)"
-[ -f "$kernel" ] || die "no guest kernel at $kernel (--kernel)"
-[ -e /dev/kvm ] || die "no /dev/kvm here"
-busybox=""
-for b in /bin/busybox /usr/bin/busybox; do
-    if [ -x "$b" ]; then busybox="$b"; break; fi
-done
-[ -n "$busybox" ] || die "busybox not found"
+hull="$(vm_script_prerequisites "$hull" "$kernel")" || exit 2
 if [ "$with_qemu" = 1 ]; then
     qemu="$(command -v qemu-system-x86_64 2>/dev/null || true)"
     [ -n "$qemu" ] || die "qemu-system-x86_64 not found (--no-qemu: hull alone)"
@@ -200,19 +192,8 @@ now_us() {
 now_us
 case "$_now" in ''|*[!0-9]*) die "cannot read the clock with adjtimex" ;; esac
 
-# A busybox rootfs, as scripts/demo-bundle.sh makes one (static busybox and its applets).
 rootfs="$work/rootfs"
-for d in bin sbin etc proc sys dev tmp root home var usr/bin; do
-    mkdir -p "$rootfs/$d"
-done
-chmod 1777 "$rootfs/tmp"
-chmod 700 "$rootfs/root"
-cp "$busybox" "$rootfs/bin/busybox"
-"$busybox" --list | while read -r applet; do
-    [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\n' >"$rootfs/etc/group"
+busybox_rootfs "$rootfs" || die "cannot make a busybox rootfs"
 
 # watchdog PID SECONDS: kills PID after SECONDS, says so, and when PID does not go away, what
 # its threads are doing (a vcpu thread stuck in the kernel under the emulated SVM shows here);

@@ -25,11 +25,13 @@
 set -uo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=integration/lib.sh
+. "$repo/integration/lib.sh"
 hull="$repo/target/release/hull"
 keep=0
 backend=native
 testvm=0
-kernel="${HULL_KERNEL:-/usr/local/share/hull/vmlinuz}"
+kernel="$(default_kernel)"
 while [ $# -gt 0 ]; do
     case "$1" in
         --hull) hull="$2"; shift 2 ;;
@@ -61,16 +63,7 @@ need=()
 for b in containerd ctr containerd-shim-runc-v2; do
     command -v "$b" >/dev/null 2>&1 || { need+=(containerd); break; }
 done
-static_busybox() {
-    local b
-    for b in /bin/busybox /usr/bin/busybox; do
-        [ -x "$b" ] || continue
-        # A dynamically linked busybox would not run in a rootfs without its libraries.
-        if ! ldd "$b" >/dev/null 2>&1; then echo "$b"; return 0; fi
-    done
-    return 1
-}
-static_busybox >/dev/null || need+=(busybox-static)
+find_busybox >/dev/null || need+=(busybox-static)
 if [ "${#need[@]}" -gt 0 ]; then
     log "installing ${need[*]} from Debian"
     export DEBIAN_FRONTEND=noninteractive
@@ -79,7 +72,7 @@ if [ "${#need[@]}" -gt 0 ]; then
             apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
     } || die "apt-get install ${need[*]} failed"
 fi
-busybox="$(static_busybox)" || die "no static busybox (install busybox-static)"
+find_busybox >/dev/null || die "no static busybox (install busybox-static)"
 
 # --testvm: the same script inside the test machine, with what it runs carried in. Its
 # busybox lacks what the checks use of GNU tools (timeout --foreground, script -e, tar --sort):
@@ -88,7 +81,8 @@ if [ "$testvm" -eq 1 ]; then
     here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
     args=(--hull /hull --backend "$backend")
     [ "$keep" -eq 1 ] && args+=(--keep)
-    adds=(--add "$(readlink -f "$(command -v bash)")":/bin/bash --add "$here/run.sh":/integration/containerd/run.sh)
+    adds=(--add "$(readlink -f "$(command -v bash)")":/bin/bash --add "$here/run.sh":/integration/containerd/run.sh
+        --add "$repo/integration/lib.sh":/integration/lib.sh)
     for b in containerd ctr containerd-shim-runc-v2; do adds+=(--add "$(command -v "$b")"); done
     for b in timeout script tar gzip; do adds+=(--add "$(readlink -f "$(command -v "$b")")":/usr/local/bin/$b); done
     if [ "$backend" = vm ]; then
@@ -231,16 +225,7 @@ build_image() {
         aarch64) arch=arm64 ;;
         *) arch="$(dpkg --print-architecture)" ;;
     esac
-    for d in bin etc proc sys dev tmp root; do mkdir -p "$rootfs/$d"; done
-    chmod 1777 "$rootfs/tmp"
-    chmod 700 "$rootfs/root"
-    cp "$busybox" "$rootfs/bin/busybox"
-    "$busybox" --list | while read -r a; do
-        [ "$a" = busybox ] || ln -sf busybox "$rootfs/bin/$a"
-    done
-    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
-        >"$rootfs/etc/passwd"
-    printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+    busybox_rootfs "$rootfs" || return 1
 
     mkdir -p "$layout/blobs/sha256"
     local b="$layout/blobs/sha256"

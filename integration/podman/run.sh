@@ -24,11 +24,13 @@ set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
+# shellcheck source=integration/lib.sh
+. "$repo/integration/lib.sh"
 hull="$repo/target/release/hull"
 keep=0
 testvm=0
 backend=native
-kernel="${HULL_KERNEL:-/usr/local/share/hull/vmlinuz}"
+kernel="$(default_kernel)"
 while [ $# -gt 0 ]; do
     case "$1" in
     --hull) hull="$2"; shift 2 ;;
@@ -77,7 +79,7 @@ if [ "$testvm" -eq 1 ]; then
     exec "$repo/integration/testvm/testvm.sh" --hull "$hull" --timeout "${HULL_TESTVM_TIMEOUT:-1800}" \
         --add "$(readlink -f "$(command -v bash)")":/bin/bash \
         --add "$(command -v podman)" --add "$(command -v conmon)" \
-        --add /usr/share/containers/seccomp.json --add "$here/run.sh" "${adds[@]}" \
+        --add /usr/share/containers/seccomp.json --add "$here/run.sh" --add "$repo/integration/lib.sh" "${adds[@]}" \
         -- bash "$here/run.sh" --hull /hull "${args[@]}"
 fi
 [ "$backend" = vm ] && [ ! -e /dev/kvm ] && { echo "podman: --backend vm needs /dev/kvm (run it with --testvm)" >&2; exit 1; }
@@ -201,17 +203,10 @@ prun() {
 }
 
 # ---------------------------------------------------------------- busybox rootfs
-cp /bin/busybox "$rootfs/bin/busybox"
-for a in $("$rootfs/bin/busybox" --list); do
-    [ "$a" = busybox ] || ln -sf busybox "$rootfs/bin/$a"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
-    >"$rootfs/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+busybox_rootfs "$rootfs" || { echo "podman: cannot make a busybox rootfs" >&2; exit 1; }
 : >"$rootfs/etc/hosts"
 : >"$rootfs/etc/resolv.conf"
 : >"$rootfs/etc/hostname"
-chmod 1777 "$rootfs/tmp"
 
 # ---------------------------------------------------------------- checks
 passed=0

@@ -17,8 +17,10 @@
 set -u
 
 here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=integration/lib.sh
+. "$here/../lib.sh"
 hull=""
-kernel="${HULL_KERNEL:-/usr/local/share/hull/vmlinuz}"
+kernel="$(default_kernel)"
 keep=0
 testvm=0
 only=""
@@ -37,7 +39,6 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-. "$here/../lib.sh"
 case "$only" in ""|lifecycle|exec) ;; *) die "--only: lifecycle or exec, not $only" ;; esac
 if [ -n "$only" ]; then set -- --only "$only"; else set --; fi
 [ "$testvm" = 1 ] && vm_script_in_testvm "$here" backend.sh "$hull" "$kernel" 1200 "$@"
@@ -68,13 +69,6 @@ out="$work/out"
 err="$work/err"
 rc=0
 
-pass() { passed=$((passed + 1)); printf 'PASS %s (%s s)\n' "$1" "$took"; }
-fail() {
-    failed=$((failed + 1))
-    printf 'FAIL %s: %s (%s s)\n' "$1" "$2" "$took"
-    printf '  --- stdout:\n'; sed 's/^/  | /' "$out" 2>/dev/null | head -n 20
-    printf '  --- stderr:\n'; sed 's/^/  | /' "$err" 2>/dev/null | tail -n 30
-}
 clock() { t0=$(date +%s); }
 lap() { took=$(($(date +%s) - t0)); }
 has() { grep -q -- "$1" "$2"; }

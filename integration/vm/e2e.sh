@@ -21,8 +21,10 @@
 set -u
 
 here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=integration/lib.sh
+. "$here/../lib.sh"
 hull=""
-kernel="${HULL_KERNEL:-/usr/local/share/hull/vmlinuz}"
+kernel="$(default_kernel)"
 keep=0
 testvm=0
 
@@ -39,7 +41,6 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-. "$here/../lib.sh"
 [ "$testvm" = 1 ] && vm_script_in_testvm "$here" e2e.sh "$hull" "$kernel" 1800
 hull="$(vm_script_prerequisites "$hull" "$kernel")" || exit 2
 work="$(mktemp -d "${TMPDIR:-/tmp}/hull-vm-e2e.XXXXXX")" || die "mktemp"
@@ -56,14 +57,6 @@ took=0
 out="$work/out"
 err="$work/err"
 rc=0
-
-pass() { passed=$((passed + 1)); printf 'PASS %s (%s s)\n' "$1" "$took"; }
-fail() {
-    failed=$((failed + 1))
-    printf 'FAIL %s: %s (%s s)\n' "$1" "$2" "$took"
-    printf '  --- stdout:\n'; sed 's/^/  | /' "$out" 2>/dev/null | head -n 20
-    printf '  --- stderr:\n'; sed 's/^/  | /' "$err" 2>/dev/null | tail -n 30
-}
 
 # vm [--stdin FILE] [--timeout S] VM_RUN_ARGS... -- CMD...: runs vm-run with the kernel and
 # the rootfs share, stdout and stderr to $out and $err, status in $rc.

@@ -12,6 +12,8 @@ use std::path::Path;
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
+use super::error::Fault;
+
 /// One eBPF instruction (struct bpf_insn).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,30 +141,31 @@ fn load(prog: &[Insn], log: Option<&mut Vec<u8>>) -> std::io::Result<i64> {
 }
 
 /// Loads the program for `rules` and attaches it to the cgroup at `dir`.
-pub fn attach(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), String> {
+pub fn attach(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Fault> {
     let prog = program(rules);
     // Without a log first: before Linux 6.4 a verifier log that outgrows its buffer fails
     // the load (ENOSPC) even for a valid program. The log is only wanted to explain a failure.
     let fd = match load(&prog, None) {
         Ok(fd) => fd,
-        Err(e) => {
+        Err(source) => {
             let mut log = vec![0u8; 1 << 20];
-            let detail = match load(&prog, Some(&mut log)) {
+            let log = match load(&prog, Some(&mut log)) {
                 Ok(_) => String::new(),
                 Err(_) => String::from_utf8_lossy(&log).trim_end_matches('\0').trim().to_string(),
             };
-            return Err(format!("devices: load the device-cgroup BPF program: {e}: {detail}"));
+            return Err(Fault::BpfLoad { log, source });
         }
     };
     // SAFETY: BPF_PROG_LOAD returned a new fd that nothing else owns.
     let prog_fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let cg = std::fs::File::open(dir).map_err(|e| format!("devices: open {}: {e}", dir.display()))?;
+    let dir_fault = |op, source| Fault::Dir { op, path: dir.to_path_buf(), source };
+    let cg = std::fs::File::open(dir).map_err(|e| dir_fault("devices: open", e))?;
     let mut attr = [0u8; 128];
     attr[0..4].copy_from_slice(&(cg.as_raw_fd() as u32).to_ne_bytes());
     attr[4..8].copy_from_slice(&(prog_fd.as_raw_fd() as u32).to_ne_bytes());
     attr[8..12].copy_from_slice(&6u32.to_ne_bytes()); // BPF_CGROUP_DEVICE
     attr[12..16].copy_from_slice(&2u32.to_ne_bytes()); // BPF_F_ALLOW_MULTI
-    bpf(8, &mut attr).map_err(|e| format!("devices: attach the BPF program to {}: {e}", dir.display()))?;
+    bpf(8, &mut attr).map_err(|e| dir_fault("devices: attach the BPF program to", e))?;
     // The cgroup holds its own reference to the program: our fd can go.
     Ok(())
 }

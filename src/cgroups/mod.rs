@@ -7,6 +7,7 @@
 //! machines do), and the files are few and stable.
 
 mod devices_bpf;
+mod error;
 mod path;
 pub mod stats;
 pub mod systemd;
@@ -17,17 +18,8 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxResources;
 
+pub use error::{CgroupError, Fault};
 pub use path::resolve;
-
-#[derive(Debug, thiserror::Error)]
-pub enum CgroupError {
-    #[error("cgroup {path}: {msg}")]
-    Op { path: String, msg: String },
-}
-
-fn op(path: &str, msg: impl std::fmt::Display) -> CgroupError {
-    CgroupError::Op { path: path.to_string(), msg: msg.to_string() }
-}
 
 /// The host's cgroup layout.
 #[derive(Debug, Clone)]
@@ -129,9 +121,18 @@ pub struct Cgroup {
     layout: Layout,
 }
 
-/// Writes one control file; the error names the file (and so the setting).
-pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<(), String> {
-    std::fs::write(dir.join(file), value).map_err(|e| format!("write {value:?} to {file}: {e}"))
+/// Writes one control file; the error names the file and the value.
+pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<(), Fault> {
+    std::fs::write(dir.join(file), value).map_err(|source| Fault::Write {
+        file: file.to_string(),
+        value: value.to_string(),
+        source,
+    })
+}
+
+/// Writes the control file of a linux.resources setting; the error names the spec's `key`.
+pub(crate) fn write_key(dir: &Path, key: &str, file: &str, value: &str) -> Result<(), Fault> {
+    write(dir, file, value).map_err(|f| f.for_key(key))
 }
 
 impl Cgroup {
@@ -162,13 +163,19 @@ impl Cgroup {
     /// container that was never deleted). A frozen one would freeze our init before it could
     /// say anything. Refuse both rather than hang or share.
     pub fn check_unused(&self) -> Result<(), CgroupError> {
+        let refused = |msg: &str| Err(self.err("", Fault::Refused(msg.to_string())));
         if !self.pids().is_empty() {
-            return Err(op(&self.path, "already exists and has processes in it"));
+            return refused("already exists and has processes in it");
         }
         if self.is_frozen() {
-            return Err(op(&self.path, "already exists and is frozen"));
+            return refused("already exists and is frozen");
         }
         Ok(())
+    }
+
+    /// Names this cgroup (and the step, `during`) in a fault of one of its operations.
+    fn err(&self, during: &'static str, fault: Fault) -> CgroupError {
+        CgroupError::new(&self.path, during, fault)
     }
 
     /// Makes whatever directories are missing and writes `resources`; also into a cgroup
@@ -182,25 +189,29 @@ impl Cgroup {
     }
 
     fn make_dirs(&self) -> Result<(), CgroupError> {
-        match &self.layout {
-            Layout::Unified => v2::make_dirs(&self.path).map_err(|m| op(&self.path, m)),
-            Layout::Legacy(_) => {
+        let made = match &self.layout {
+            Layout::Unified => v2::make_dirs(&self.path),
+            Layout::Legacy(_) => (|| {
                 for dir in self.layout.dirs(&self.path) {
-                    std::fs::create_dir_all(&dir)
-                        .map_err(|e| op(&self.path, format!("mkdir {}: {e}", dir.display())))?;
+                    std::fs::create_dir_all(&dir).map_err(|source| Fault::Dir {
+                        op: "mkdir",
+                        path: dir,
+                        source,
+                    })?;
                 }
-                if let Some(d) = self.layout.dir_of("cpuset", &self.path) {
-                    v1::init_cpuset(&d).map_err(|m| op(&self.path, m))?;
+                match self.layout.dir_of("cpuset", &self.path) {
+                    Some(d) => v1::init_cpuset(&d),
+                    None => Ok(()),
                 }
-                Ok(())
-            }
-        }
+            })(),
+        };
+        made.map_err(|f| self.err("", f))
     }
 
     /// Moves process `pid` into the cgroup (every hierarchy).
     pub fn join(&self, pid: u32) -> Result<(), CgroupError> {
         for dir in self.layout.dirs(&self.path) {
-            write(&dir, "cgroup.procs", &pid.to_string()).map_err(|m| op(&self.path, m))?;
+            write(&dir, "cgroup.procs", &pid.to_string()).map_err(|f| self.err("", f))?;
         }
         Ok(())
     }
@@ -220,7 +231,7 @@ impl Cgroup {
                 // A hierarchy the thread is not in below the root (v1: one without this
                 // cgroup) takes the write as a no-op.
                 write(&root, "cgroup.procs", &pid.to_string())
-                    .map_err(|m| op(&self.path, format!("moving kernel thread {pid} out: {m}")))?;
+                    .map_err(|f| self.err("", Fault::KernelThread { pid: *pid, source: Box::new(f) }))?;
             }
         }
         Ok(kthreads)
@@ -232,7 +243,7 @@ impl Cgroup {
             Layout::Unified => v2::apply(&self.layout, &self.path, r),
             Layout::Legacy(_) => v1::apply(&self.layout, &self.path, r),
         }
-        .map_err(|m| op(&self.path, format!("linux.resources: {m}")))
+        .map_err(|f| self.err("linux.resources", f))
     }
 
     /// Pids of every process in the cgroup.
@@ -260,10 +271,10 @@ impl Cgroup {
             Layout::Unified => v2::freeze(&self.layout.dirs(&self.path)[0], frozen),
             Layout::Legacy(_) => match self.layout.dir_of("freezer", &self.path) {
                 Some(d) => v1::freeze(&d, frozen),
-                None => Err("no freezer controller on this host".to_string()),
+                None => error::refused("no freezer controller on this host"),
             },
         };
-        r.map_err(|m| op(&self.path, m))
+        r.map_err(|f| self.err("", f))
     }
 
     /// True when the freezer holds the cgroup frozen.
@@ -333,7 +344,8 @@ impl Cgroup {
     /// (from `first_new` down).
     pub fn destroy(&self, first_new: Option<&str>) -> Result<(), CgroupError> {
         for dir in self.layout.dirs(&self.path) {
-            remove_tree(&dir).map_err(|e| op(&self.path, format!("remove {}: {e}", dir.display())))?;
+            remove_tree(&dir)
+                .map_err(|source| self.err("", Fault::Dir { op: "remove", path: dir, source }))?;
         }
         if let Some(top) = first_new {
             let mut p = Path::new(&self.path).parent().map(Path::to_path_buf);

@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
-use super::{write, Layout};
+use super::error::{refused, Fault};
+use super::{write, write_key, Layout};
 
-type R = Result<(), String>;
+type R = Result<(), Fault>;
 
 /// A fresh cpuset cgroup has no cpus or mems, and nothing can join it until it has: copy
 /// the parent's down the path, top first.
@@ -25,8 +26,8 @@ pub fn init_cpuset(dir: &Path) -> R {
         for f in ["cpuset.cpus", "cpuset.mems"] {
             let cur = std::fs::read_to_string(pair[1].join(f)).unwrap_or_default();
             if cur.trim().is_empty() {
-                let parent =
-                    std::fs::read_to_string(pair[0].join(f)).map_err(|e| format!("read {f}: {e}"))?;
+                let parent = std::fs::read_to_string(pair[0].join(f))
+                    .map_err(|source| Fault::Read { file: f.to_string(), source })?;
                 write(&pair[1], f, parent.trim())?;
             }
         }
@@ -34,8 +35,10 @@ pub fn init_cpuset(dir: &Path) -> R {
     Ok(())
 }
 
-fn dir(layout: &Layout, ctrl: &str, path: &str) -> Result<std::path::PathBuf, String> {
-    layout.dir_of(ctrl, path).ok_or_else(|| format!("this host has no {ctrl} cgroup controller"))
+fn dir(layout: &Layout, ctrl: &str, path: &str) -> Result<std::path::PathBuf, Fault> {
+    layout
+        .dir_of(ctrl, path)
+        .ok_or_else(|| Fault::Refused(format!("this host has no {ctrl} cgroup controller")))
 }
 
 pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
@@ -48,7 +51,7 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
                     .and_then(|s| s.trim().parse().ok())
                     .unwrap_or(0);
                 if limit < usage {
-                    return Err(format!(
+                    return refused(format!(
                         "memory.limit {limit} is below the current usage {usage} (checkBeforeUpdate)"
                     ));
                 }
@@ -57,10 +60,8 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
         let limit = m.limit().map(|v| if v < 0 { "-1".to_string() } else { v.to_string() });
         let swap = m.swap().map(|v| if v < 0 { "-1".to_string() } else { v.to_string() });
         // memsw must stay >= limit at every step: try limit first, swap first on failure.
-        let set_limit =
-            |v: &str| write(&d, "memory.limit_in_bytes", v).map_err(|e| format!("memory.limit: {e}"));
-        let set_swap =
-            |v: &str| write(&d, "memory.memsw.limit_in_bytes", v).map_err(|e| format!("memory.swap: {e}"));
+        let set_limit = |v: &str| write_key(&d, "memory.limit", "memory.limit_in_bytes", v);
+        let set_swap = |v: &str| write_key(&d, "memory.swap", "memory.memsw.limit_in_bytes", v);
         match (&limit, &swap) {
             (Some(l), Some(s)) => {
                 if set_limit(l).and_then(|()| set_swap(s)).is_err() {
@@ -73,21 +74,19 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
             (None, None) => {}
         }
         if let Some(v) = m.reservation() {
-            write(&d, "memory.soft_limit_in_bytes", &v.to_string())
-                .map_err(|e| format!("memory.reservation: {e}"))?;
+            write_key(&d, "memory.reservation", "memory.soft_limit_in_bytes", &v.to_string())?;
         }
         if let Some(v) = m.kernel_tcp() {
-            write(&d, "memory.kmem.tcp.limit_in_bytes", &v.to_string())
-                .map_err(|e| format!("memory.kernelTCP: {e}"))?;
+            write_key(&d, "memory.kernelTCP", "memory.kmem.tcp.limit_in_bytes", &v.to_string())?;
         }
         if let Some(v) = m.swappiness() {
             if v > 100 {
-                return Err(format!("memory.swappiness {v} is not in 0..100"));
+                return refused(format!("memory.swappiness {v} is not in 0..100"));
             }
-            write(&d, "memory.swappiness", &v.to_string()).map_err(|e| format!("memory.swappiness: {e}"))?;
+            write_key(&d, "memory.swappiness", "memory.swappiness", &v.to_string())?;
         }
         if m.disable_oom_killer().unwrap_or(false) {
-            write(&d, "memory.oom_control", "1").map_err(|e| format!("memory.disableOOMKiller: {e}"))?;
+            write_key(&d, "memory.disableOOMKiller", "memory.oom_control", "1")?;
         }
     }
     if let Some(c) = r.cpu() {
@@ -101,43 +100,41 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
         {
             let d = dir(layout, "cpu", path)?;
             if let Some(v) = c.shares().filter(|v| *v != 0) {
-                write(&d, "cpu.shares", &v.to_string()).map_err(|e| format!("cpu.shares: {e}"))?;
+                write_key(&d, "cpu.shares", "cpu.shares", &v.to_string())?;
             }
             if let Some(v) = c.period().filter(|v| *v != 0) {
-                write(&d, "cpu.cfs_period_us", &v.to_string()).map_err(|e| format!("cpu.period: {e}"))?;
+                write_key(&d, "cpu.period", "cpu.cfs_period_us", &v.to_string())?;
             }
             if let Some(v) = c.quota().filter(|v| *v != 0) {
-                write(&d, "cpu.cfs_quota_us", &v.to_string()).map_err(|e| format!("cpu.quota: {e}"))?;
+                write_key(&d, "cpu.quota", "cpu.cfs_quota_us", &v.to_string())?;
             }
             if let Some(v) = c.burst() {
-                write(&d, "cpu.cfs_burst_us", &v.to_string()).map_err(|e| format!("cpu.burst: {e}"))?;
+                write_key(&d, "cpu.burst", "cpu.cfs_burst_us", &v.to_string())?;
             }
             if let Some(v) = c.realtime_period().filter(|v| *v != 0) {
-                write(&d, "cpu.rt_period_us", &v.to_string())
-                    .map_err(|e| format!("cpu.realtimePeriod: {e}"))?;
+                write_key(&d, "cpu.realtimePeriod", "cpu.rt_period_us", &v.to_string())?;
             }
             if let Some(v) = c.realtime_runtime().filter(|v| *v != 0) {
-                write(&d, "cpu.rt_runtime_us", &v.to_string())
-                    .map_err(|e| format!("cpu.realtimeRuntime: {e}"))?;
+                write_key(&d, "cpu.realtimeRuntime", "cpu.rt_runtime_us", &v.to_string())?;
             }
             if let Some(v) = c.idle() {
-                write(&d, "cpu.idle", &v.to_string()).map_err(|e| format!("cpu.idle: {e}"))?;
+                write_key(&d, "cpu.idle", "cpu.idle", &v.to_string())?;
             }
         }
         if c.cpus().is_some() || c.mems().is_some() {
             let d = dir(layout, "cpuset", path)?;
             if let Some(v) = c.cpus().as_deref().filter(|v| !v.is_empty()) {
-                write(&d, "cpuset.cpus", v).map_err(|e| format!("cpu.cpus: {e}"))?;
+                write_key(&d, "cpu.cpus", "cpuset.cpus", v)?;
             }
             if let Some(v) = c.mems().as_deref().filter(|v| !v.is_empty()) {
-                write(&d, "cpuset.mems", v).map_err(|e| format!("cpu.mems: {e}"))?;
+                write_key(&d, "cpu.mems", "cpuset.mems", v)?;
             }
         }
     }
     if let Some(p) = r.pids() {
         let d = dir(layout, "pids", path)?;
         let v = if p.limit() > 0 { p.limit().to_string() } else { "max".to_string() };
-        write(&d, "pids.max", &v).map_err(|e| format!("pids.limit: {e}"))?;
+        write_key(&d, "pids.limit", "pids.max", &v)?;
     }
     if let Some(b) = r.block_io() {
         let d = dir(layout, "blkio", path)?;
@@ -147,17 +144,17 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
             // CFQ's file, or BFQ's on kernels without CFQ.
             write(&d, "blkio.weight", &w.to_string())
                 .or_else(|_| write(&d, "blkio.bfq.weight", &w.to_string()))
-                .map_err(|e| format!("blockIO.weight: {e}"))?;
+                .map_err(|f| f.for_key("blockIO.weight"))?;
         }
         if let Some(w) = b.leaf_weight().filter(|w| *w != 0) {
-            write(&d, "blkio.leaf_weight", &w.to_string()).map_err(|e| format!("blockIO.leafWeight: {e}"))?;
+            write_key(&d, "blockIO.leafWeight", "blkio.leaf_weight", &w.to_string())?;
         }
         for wd in b.weight_device().iter().flatten() {
             if let Some(w) = wd.weight().filter(|w| *w != 0) {
                 let line = format!("{}:{} {w}", wd.major(), wd.minor());
                 write(&d, "blkio.weight_device", &line)
                     .or_else(|_| write(&d, "blkio.bfq.weight_device", &line))
-                    .map_err(|e| format!("blockIO.weightDevice: {e}"))?;
+                    .map_err(|f| f.for_key("blockIO.weightDevice"))?;
             }
         }
         for (list, file, key) in [
@@ -168,33 +165,37 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
         ] {
             for t in list.iter().flatten() {
                 write(&d, file, &format!("{}:{} {}", t.major(), t.minor(), t.rate()))
-                    .map_err(|e| format!("blockIO.{key}: {e}"))?;
+                    .map_err(|f| f.for_key(&format!("blockIO.{key}")))?;
             }
         }
     }
     for h in r.hugepage_limits().iter().flatten() {
         let d = dir(layout, "hugetlb", path)?;
-        write(&d, &format!("hugetlb.{}.limit_in_bytes", h.page_size()), &h.limit().to_string())
-            .map_err(|e| format!("hugepageLimits[{}]: {e}", h.page_size()))?;
+        write_key(
+            &d,
+            &format!("hugepageLimits[{}]", h.page_size()),
+            &format!("hugetlb.{}.limit_in_bytes", h.page_size()),
+            &h.limit().to_string(),
+        )?;
     }
     if let Some(n) = r.network() {
         if let Some(id) = n.class_id() {
             let d = dir(layout, "net_cls", path)?;
-            write(&d, "net_cls.classid", &id.to_string()).map_err(|e| format!("network.classID: {e}"))?;
+            write_key(&d, "network.classID", "net_cls.classid", &id.to_string())?;
         }
         for p in n.priorities().iter().flatten() {
             let d = dir(layout, "net_prio", path)?;
             write(&d, "net_prio.ifpriomap", &format!("{} {}", p.name(), p.priority()))
-                .map_err(|e| format!("network.priorities[{}]: {e}", p.name()))?;
+                .map_err(|f| f.for_key(&format!("network.priorities[{}]", p.name())))?;
         }
     }
     for (dev, limit) in r.rdma().iter().flatten() {
         let d = dir(layout, "rdma", path)?;
-        write(&d, "rdma.max", &super::v2::rdma_line(dev, limit)).map_err(|e| format!("rdma[{dev}]: {e}"))?;
+        write_key(&d, &format!("rdma[{dev}]"), "rdma.max", &super::v2::rdma_line(dev, limit))?;
     }
     if let Some(u) = r.unified() {
         if !u.is_empty() {
-            return Err("unified: cgroup v2 settings on a cgroup v1 host".to_string());
+            return refused("unified: cgroup v2 settings on a cgroup v1 host");
         }
     }
     if let Some(devs) = r.devices() {
@@ -203,7 +204,7 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
         // to write (the eBPF program of cgroup v2 skips them the same way).
         for rule in devs.iter().filter(|r| r.typ() != Some(LinuxDeviceType::P)) {
             let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
-            write(&d, file, &device_rule(rule)).map_err(|e| format!("devices: {e}"))?;
+            write_key(&d, "devices", file, &device_rule(rule))?;
         }
     }
     Ok(())
@@ -229,7 +230,7 @@ pub fn freeze(dir: &Path, frozen: bool) -> R {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!("freezer stuck in {}", now.trim()));
+            return refused(format!("freezer stuck in {}", now.trim()));
         }
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 
 use oci_spec::runtime::{LinuxRdma, LinuxResources};
 
-use super::{write, Layout};
+use super::error::{refused, Fault};
+use super::{write, write_key, Layout};
 
-type R = Result<(), String>;
+type R = Result<(), Fault>;
 
 /// Creates the directories, enabling every available controller for children on the way.
 pub fn make_dirs(path: &str) -> R {
@@ -26,7 +27,7 @@ pub fn make_dirs(path: &str) -> R {
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("mkdir {}: {e}", dir.display())),
+            Err(source) => return Err(Fault::Dir { op: "mkdir", path: dir, source }),
         }
     }
     Ok(())
@@ -58,7 +59,8 @@ fn max_or(v: i64) -> String {
 }
 
 pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
-    let d = layout.dirs(path).into_iter().next().ok_or("no cgroup directory")?;
+    let d =
+        layout.dirs(path).into_iter().next().ok_or_else(|| Fault::Refused("no cgroup directory".into()))?;
     if let Some(m) = r.memory() {
         if m.check_before_update().unwrap_or(false) {
             if let Some(limit) = m.limit().filter(|l| *l > 0) {
@@ -67,17 +69,17 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
                     .and_then(|s| s.trim().parse().ok())
                     .unwrap_or(0);
                 if limit < usage {
-                    return Err(format!(
+                    return refused(format!(
                         "memory.limit {limit} is below the current usage {usage} (checkBeforeUpdate)"
                     ));
                 }
             }
         }
         if let Some(v) = m.limit() {
-            write(&d, "memory.max", &max_or(v)).map_err(|e| format!("memory.limit: {e}"))?;
+            write_key(&d, "memory.limit", "memory.max", &max_or(v))?;
         }
         if let Some(v) = m.reservation() {
-            write(&d, "memory.low", &max_or(v)).map_err(|e| format!("memory.reservation: {e}"))?;
+            write_key(&d, "memory.reservation", "memory.low", &max_or(v))?;
         }
         if let Some(swap) = m.swap() {
             // The spec's swap is memory+swap (v1's memsw); v2's swap.max is swap alone.
@@ -86,46 +88,45 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
                 (s, Some(l)) if l > 0 => (s - l).max(0).to_string(),
                 (s, _) => s.to_string(),
             };
-            write(&d, "memory.swap.max", &v).map_err(|e| format!("memory.swap: {e}"))?;
+            write_key(&d, "memory.swap", "memory.swap.max", &v)?;
         }
         if m.swappiness().is_some() {
             crate::logging::debug("memory.swappiness has no cgroup v2 equivalent: ignored");
         }
         if m.disable_oom_killer().unwrap_or(false) {
-            return Err("memory.disableOOMKiller is not available on cgroup v2".to_string());
+            return refused("memory.disableOOMKiller is not available on cgroup v2");
         }
     }
     if let Some(c) = r.cpu() {
         if let Some(s) = c.shares().filter(|v| *v != 0) {
             let w = shares_to_weight(s);
-            write(&d, "cpu.weight", &w.to_string()).map_err(|e| format!("cpu.shares: {e}"))?;
+            write_key(&d, "cpu.shares", "cpu.weight", &w.to_string())?;
         }
         if c.quota().is_some() || c.period().is_some() {
             let quota =
                 c.quota().filter(|q| *q > 0).map(|q| q.to_string()).unwrap_or_else(|| "max".to_string());
             let period = c.period().filter(|p| *p > 0).unwrap_or(100_000);
-            write(&d, "cpu.max", &format!("{quota} {period}"))
-                .map_err(|e| format!("cpu.quota/period: {e}"))?;
+            write_key(&d, "cpu.quota/period", "cpu.max", &format!("{quota} {period}"))?;
         }
         if let Some(b) = c.burst() {
-            write(&d, "cpu.max.burst", &b.to_string()).map_err(|e| format!("cpu.burst: {e}"))?;
+            write_key(&d, "cpu.burst", "cpu.max.burst", &b.to_string())?;
         }
         if let Some(i) = c.idle() {
-            write(&d, "cpu.idle", &i.to_string()).map_err(|e| format!("cpu.idle: {e}"))?;
+            write_key(&d, "cpu.idle", "cpu.idle", &i.to_string())?;
         }
         if c.realtime_runtime().is_some_and(|v| v != 0) || c.realtime_period().is_some_and(|v| v != 0) {
-            return Err("cpu.realtimeRuntime/realtimePeriod are not available on cgroup v2".to_string());
+            return refused("cpu.realtimeRuntime/realtimePeriod are not available on cgroup v2");
         }
         if let Some(v) = c.cpus().as_deref().filter(|v| !v.is_empty()) {
-            write(&d, "cpuset.cpus", v).map_err(|e| format!("cpu.cpus: {e}"))?;
+            write_key(&d, "cpu.cpus", "cpuset.cpus", v)?;
         }
         if let Some(v) = c.mems().as_deref().filter(|v| !v.is_empty()) {
-            write(&d, "cpuset.mems", v).map_err(|e| format!("cpu.mems: {e}"))?;
+            write_key(&d, "cpu.mems", "cpuset.mems", v)?;
         }
     }
     if let Some(p) = r.pids() {
         let v = if p.limit() > 0 { p.limit().to_string() } else { "max".to_string() };
-        write(&d, "pids.max", &v).map_err(|e| format!("pids.limit: {e}"))?;
+        write_key(&d, "pids.limit", "pids.max", &v)?;
     }
     if let Some(b) = r.block_io() {
         // blkio weight [10, 1000] to io.weight [1, 10000].
@@ -135,12 +136,12 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
         if let Some(w) = b.weight().filter(|w| *w != 0) {
             write(&d, "io.weight", &format!("default {}", conv(w)))
                 .or_else(|_| write(&d, "io.bfq.weight", &format!("default {w}")))
-                .map_err(|e| format!("blockIO.weight: {e}"))?;
+                .map_err(|f| f.for_key("blockIO.weight"))?;
         }
         for wd in b.weight_device().iter().flatten() {
             if let Some(w) = wd.weight().filter(|w| *w != 0) {
                 write(&d, "io.weight", &format!("{}:{} {}", wd.major(), wd.minor(), conv(w)))
-                    .map_err(|e| format!("blockIO.weightDevice: {e}"))?;
+                    .map_err(|f| f.for_key("blockIO.weightDevice"))?;
             }
         }
         for (list, key, name) in [
@@ -151,27 +152,31 @@ pub fn apply(layout: &Layout, path: &str, r: &LinuxResources) -> R {
         ] {
             for t in list.iter().flatten() {
                 write(&d, "io.max", &format!("{}:{} {key}={}", t.major(), t.minor(), t.rate()))
-                    .map_err(|e| format!("blockIO.{name}: {e}"))?;
+                    .map_err(|f| f.for_key(&format!("blockIO.{name}")))?;
             }
         }
     }
     for h in r.hugepage_limits().iter().flatten() {
-        write(&d, &format!("hugetlb.{}.max", h.page_size()), &max_or(h.limit()))
-            .map_err(|e| format!("hugepageLimits[{}]: {e}", h.page_size()))?;
+        write_key(
+            &d,
+            &format!("hugepageLimits[{}]", h.page_size()),
+            &format!("hugetlb.{}.max", h.page_size()),
+            &max_or(h.limit()),
+        )?;
     }
     if let Some(n) = r.network() {
         if n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty()) {
-            return Err("network.classID/priorities are cgroup v1 only".to_string());
+            return refused("network.classID/priorities are cgroup v1 only");
         }
     }
     for (dev, limit) in r.rdma().iter().flatten() {
-        write(&d, "rdma.max", &rdma_line(dev, limit)).map_err(|e| format!("rdma[{dev}]: {e}"))?;
+        write_key(&d, &format!("rdma[{dev}]"), "rdma.max", &rdma_line(dev, limit))?;
     }
     for (key, value) in r.unified().iter().flatten() {
         if key.contains('/') || key.starts_with('.') {
-            return Err(format!("unified[{key:?}]: not a cgroup file name"));
+            return refused(format!("unified[{key:?}]: not a cgroup file name"));
         }
-        write(&d, key, value).map_err(|e| format!("unified[{key:?}]: {e}"))?;
+        write_key(&d, &format!("unified[{key:?}]"), key, value)?;
     }
     if let Some(rules) = r.devices().as_ref().filter(|v| !v.is_empty()) {
         super::devices_bpf::attach(&d, rules)?;
@@ -190,7 +195,7 @@ pub fn freeze(dir: &Path, frozen: bool) -> R {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!("cgroup did not reach {want}"));
+            return refused(format!("cgroup did not reach {want}"));
         }
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -18,8 +18,9 @@ pub enum Error {
     /// The request itself is wrong: flags, files it names, the backend asked for.
     #[error("{0}")]
     Invalid(String),
-    /// The backend tried and failed; its error says why.
-    #[error(transparent)]
+    /// The backend tried and failed; its error says why, with its causes (a backend's typed
+    /// error keeps the system's reason as its source, and this is the last layer to print it).
+    #[error("{}", Chain(.0.as_ref()))]
     BackendFailed(BackendError),
     /// The guest agent of a vm container did not answer.
     // Not made yet: the vm backend's operations land with the VMM as init (issue 13).
@@ -98,6 +99,26 @@ impl<T> IoContext<T> for std::result::Result<T, nix::errno::Errno> {
     }
 }
 
+/// An error and its causes, as "what: why: the system's reason". A cause whose words the text
+/// already ends with is not repeated (errors that print their source themselves).
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut text = self.0.to_string();
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            let words = c.to_string();
+            if !text.ends_with(&words) {
+                text.push_str(": ");
+                text.push_str(&words);
+            }
+            cause = c.source();
+        }
+        f.write_str(&text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +131,19 @@ mod tests {
         let e = r.during("kill", "c1").unwrap_err();
         assert_eq!(e.to_string(), "kill c1: container not running");
         assert!(matches!(e.root(), Error::WrongState(_)));
+    }
+
+    #[test]
+    fn a_backend_error_prints_its_causes_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("mkdir /x")]
+        struct Bare(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("mkdir /x: {0}")]
+        struct Says(#[source] std::io::Error);
+        let enoent = || std::io::Error::from_raw_os_error(libc::ENOENT);
+        let want = "mkdir /x: No such file or directory (os error 2)";
+        assert_eq!(Error::backend(Bare(enoent())).to_string(), want);
+        assert_eq!(Error::backend(Says(enoent())).to_string(), want);
     }
 }

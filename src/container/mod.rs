@@ -30,7 +30,7 @@ pub use choose::backend_of_program;
 pub use context::RuntimeContext;
 pub use create::create;
 pub use delete::delete;
-pub use error::{Error, Result};
+pub use error::{Chain, Error, Result};
 pub use events::events;
 pub use exec::exec;
 pub use kill::kill;

@@ -10,6 +10,9 @@ pub enum Error {
     /// A rule of hull's own, or a message from a child process.
     #[error("{0}")]
     Msg(String),
+    /// The container's cgroup could not be made for the init (see `Place`).
+    #[error(transparent)]
+    Place(#[from] super::PlaceError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

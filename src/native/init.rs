@@ -44,7 +44,8 @@ pub fn stage1(cfg: &mut InitConfig, plan: &Plan, sock: &SyncSocket) -> ! {
     }
     if let Some(cg) = cfg.cgroup.as_mut() {
         if let Err(e) = cg.join(std::process::id()) {
-            finish(sock, Err(super::error::Error::Msg(e.to_string())));
+            // A message to the parent: the cause's words go with it.
+            finish(sock, Err(super::error::Error::Msg(crate::container::Chain(&e).to_string())));
         }
     }
     let r = stage1_inner(cfg, plan, sock);

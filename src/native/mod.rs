@@ -67,7 +67,18 @@ pub struct InitConfig<'a> {
 /// to be made (a systemd scope starts with its first pid in it). Called in the parent with
 /// stage 1's pid; returns the cgroup's path. Stage 1 waits for it before joining, so the init
 /// is in the cgroup before anything of the container runs.
-pub type Place<'a> = &'a mut dyn FnMut(i32) -> std::result::Result<String, String>;
+pub type Place<'a> = &'a mut dyn FnMut(i32) -> std::result::Result<String, PlaceError>;
+
+/// Why `Place` could not make the cgroup; the cause stays typed (and its errno with it).
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceError {
+    #[error("bad stage 1 pid {0}")]
+    Pid(i32),
+    #[error(transparent)]
+    Systemd(#[from] crate::cgroups::systemd::SystemdError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+}
 
 /// The container's cgroup and when it comes to be.
 pub enum Placement<'a> {
@@ -157,7 +168,7 @@ pub fn create(config: CreateConfig) -> Result<i32> {
 
 /// Makes the cgroup for stage 1 (see `Place`) and tells stage 1 where it is.
 fn place_cgroup(sock: &sync::SyncSocket, cfg: &mut InitConfig, place: Place, stage1: Pid) -> Result<()> {
-    let path = place(stage1.as_raw()).map_err(Error::Msg)?;
+    let path = place(stage1.as_raw())?;
     if let Some(cg) = cfg.cgroup.as_mut() {
         cg.path = path.clone();
     }

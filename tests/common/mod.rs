@@ -7,6 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{json, Value};
 
+mod check;
+// Each suite is its own crate and uses some of these, not all.
+#[allow(unused_imports)]
+pub use check::*;
+
 pub const HULL: &str = env!("CARGO_BIN_EXE_hull");
 
 /// The environment variable that picks the backend of every container the tests make:

@@ -7,7 +7,7 @@ use crate::cgroups::systemd as systemd_cgroups;
 use crate::cgroups::Cgroup;
 use crate::container::backend::{InitSpec, PrepareRequest};
 use crate::container::{Error, Result};
-use crate::native::{CreateConfig, Placement, StateFor};
+use crate::native::{CreateConfig, PlaceError, Placement, StateFor};
 use crate::spec::Bundle;
 use crate::state::{ContainerDir, State, Status};
 
@@ -110,13 +110,11 @@ pub fn in_cgroup(
         dir.save(state)?;
         let mut place = scope.as_ref().map(|scope| {
             let (resources, expected, started) = (resources.as_ref(), cgroup_path.as_str(), &scope_started);
-            move |pid: i32| -> std::result::Result<String, String> {
-                let pid = u32::try_from(pid).map_err(|_| format!("bad stage 1 pid {pid}"))?;
-                let path =
-                    systemd_cgroups::start(scope, pid, resources, expected).map_err(|e| e.to_string())?;
+            move |pid: i32| -> std::result::Result<String, PlaceError> {
+                let pid = u32::try_from(pid).map_err(|_| PlaceError::Pid(pid))?;
+                let path = systemd_cgroups::start(scope, pid, resources, expected)?;
                 started.set(true);
-                let cg = Cgroup::open(&path).map_err(|e| e.to_string())?;
-                cg.populate(resources).map_err(|e| e.to_string())?;
+                Cgroup::open(&path)?.populate(resources)?;
                 Ok(path)
             }
         });

@@ -18,6 +18,7 @@ use super::error::VmError;
 use super::init::{self, VmmInit};
 use super::prepare::Plan;
 use crate::container::backend::InitSpec;
+use crate::container::Chain;
 use crate::container::{Error, Result};
 use crate::native::namespaces;
 use crate::native::sync::{self, Msg, SyncSocket};
@@ -153,7 +154,7 @@ fn talk(
         }
         // systemd starts the scope with the init in it.
         Placement::AfterFork(cg, place) => {
-            let path = place(pid.as_raw()).map_err(vmm_failed)?;
+            let path = place(pid.as_raw()).map_err(|e| vmm_failed(Chain(&e).to_string()))?;
             cg.path = path.clone();
             (cg, path)
         }
@@ -192,7 +193,7 @@ fn talk(
                         "moved KVM's kernel threads {moved:?} out of the cgroup"
                     )),
                     Ok(_) => {}
-                    Err(e) => crate::logging::warn(&format!("{e} (pause will not complete)")),
+                    Err(e) => crate::logging::warn(&format!("{} (pause will not complete)", Chain(&e))),
                 }
                 return Ok(());
             }
