@@ -119,10 +119,10 @@ testvm-tests-vm *ARGS: kernel
     ./integration/testvm/run-tests.sh --backend vm "$@"
 
 # The test files that pass whole on the vm backend, one container at a time (CI runs this):
-# today tests/lifecycle.rs, 27 tests (docs/vm.md, "Tests on the vm backend").
+# today tests/lifecycle.rs and tests/exec.rs, 41 tests (docs/vm.md, "Tests on the vm backend").
 # The cargo tests that pass on VM containers, in the test machine.
 vm-tests: kernel
-    ./integration/testvm/run-tests.sh --backend vm --test lifecycle -- --test-threads 1
+    ./integration/testvm/run-tests.sh --backend vm --test lifecycle --test exec -- --test-threads 1
 
 # Transient scopes over D-Bus, limits, update, delete, failure cleanup, in the test machine
 # (cgroup v2; integration/systemd/README.md).
