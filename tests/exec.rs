@@ -196,22 +196,7 @@ fn tty_through_a_console_socket() {
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let t = std::thread::spawn(move || {
         let (conn, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 64];
-        let mut cmsg = [0u8; 64];
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-        use std::os::fd::{AsRawFd, FromRawFd};
-        // SAFETY: (test) msghdr points at live local buffers during recvmsg.
-        unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = cmsg.as_mut_ptr().cast();
-            msg.msg_controllen = cmsg.len();
-            assert!(libc::recvmsg(conn.as_raw_fd(), &mut msg, 0) >= 0);
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            assert!(!c.is_null());
-            std::fs::File::from_raw_fd(*(libc::CMSG_DATA(c) as *const i32))
-        }
+        std::fs::File::from(recv_fd(&conn).1)
     });
     let out = exec(
         &env,

@@ -338,8 +338,7 @@ fn terminal_through_a_console_socket() {
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let t = std::thread::spawn(move || {
         let (conn, _) = listener.accept().unwrap();
-        use std::os::fd::AsFd;
-        let (master, name) = recv_fd(conn.as_fd());
+        let (name, master) = recv_fd(&conn);
         (master, name)
     });
     let out = env
@@ -380,26 +379,4 @@ fn terminal_without_console_socket_fails_create() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("console-socket"), "{}", stderr(&out));
     assert!(env.root_is_empty());
-}
-
-/// Receives one fd over a unix socket (SCM_RIGHTS).
-fn recv_fd(sock: std::os::fd::BorrowedFd) -> (std::os::fd::OwnedFd, Vec<u8>) {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let mut buf = [0u8; 256];
-    let mut cmsg = [0u8; 64];
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    // SAFETY: (test) msghdr points at live local buffers for the duration of recvmsg.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg.as_mut_ptr().cast();
-        msg.msg_controllen = cmsg.len();
-        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, 0);
-        assert!(n >= 0, "recvmsg: {}", std::io::Error::last_os_error());
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        assert!(!c.is_null(), "no control message");
-        let fd = *(libc::CMSG_DATA(c) as *const i32);
-        (std::os::fd::OwnedFd::from_raw_fd(fd), buf[..n as usize].to_vec())
-    }
 }

@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -474,37 +474,11 @@ fn exec_gets_the_container_filter() {
 
 // ---- SCMP_ACT_NOTIFY and the seccomp agent ----
 
-/// Receives one message and the fd passed with it (SCM_RIGHTS).
-fn recv_with_fd(sock: RawFd) -> (Vec<u8>, OwnedFd) {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut cbuf = [0u64; 8];
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    // SAFETY: msghdr is plain data; zeroed is a valid empty header that the lines below fill.
-    let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
-    mh.msg_iov = &mut iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf.as_mut_ptr().cast();
-    mh.msg_controllen = std::mem::size_of_val(&cbuf) as _;
-    // SAFETY: every pointer in `mh` points into `buf` and `cbuf`, which outlive the call.
-    let n = unsafe { libc::recvmsg(sock, &mut mh, libc::MSG_CMSG_CLOEXEC) };
-    assert!(n > 0, "recvmsg: {}", std::io::Error::last_os_error());
-    // SAFETY: the control buffer was filled by the kernel; CMSG_* walk it within its length.
-    let fd = unsafe {
-        let c = libc::CMSG_FIRSTHDR(&mh);
-        assert!(!c.is_null(), "no control message");
-        assert_eq!(((*c).cmsg_level, (*c).cmsg_type), (libc::SOL_SOCKET, libc::SCM_RIGHTS));
-        std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const RawFd)
-    };
-    buf.truncate(n as usize);
-    // SAFETY: the kernel just gave us this fd; nothing else owns it.
-    (buf, unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// A seccomp agent: takes the listener, then answers notifications: the first mkdir gets
 /// EXDEV without running, later ones run (SECCOMP_USER_NOTIF_FLAG_CONTINUE).
 fn agent(listener: UnixListener, stop: Arc<AtomicBool>) -> (Value, Vec<i32>) {
     let (conn, _) = listener.accept().unwrap();
-    let (msg, fd) = recv_with_fd(conn.as_raw_fd());
+    let (msg, fd) = recv_fd(&conn);
     let state: Value = serde_json::from_slice(&msg).expect("the agent gets JSON");
     let mkdirs: Vec<i64> = ["mkdir", "mkdirat"].iter().filter_map(|n| sysno(n)).collect();
     let mut answers = vec![];
