@@ -12,7 +12,7 @@ mod fdpass;
 // Each suite is its own crate and uses some of these, not all.
 #[allow(unused_imports)]
 pub use check::*;
-pub use fdpass::recv_fd;
+pub use fdpass::*;
 
 pub const HULL: &str = env!("CARGO_BIN_EXE_hull");
 
