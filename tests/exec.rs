@@ -1,6 +1,7 @@
 //! `hull exec`: a new process inside a running container, checked from what it saw.
 
 mod common;
+use common::fdpass::recv_fd;
 use common::*;
 use serde_json::json;
 

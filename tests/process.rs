@@ -3,6 +3,7 @@
 //! ioPriority, scheduler, execCPUAffinity, LSM labels, fds, terminal, systemd hand-offs.
 
 mod common;
+use common::fdpass::recv_fd;
 use common::*;
 use serde_json::json;
 

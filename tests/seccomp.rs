@@ -3,6 +3,7 @@
 //! line of /proc/self/status), and a seccomp agent at listenerPath written here.
 
 mod common;
+use common::fdpass::recv_fd;
 use common::*;
 
 use std::os::fd::AsRawFd;

@@ -8,11 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::{json, Value};
 
 mod check;
-mod fdpass;
+pub mod fdpass;
 // Each suite is its own crate and uses some of these, not all.
 #[allow(unused_imports)]
 pub use check::*;
-pub use fdpass::*;
 
 pub const HULL: &str = env!("CARGO_BIN_EXE_hull");
 
