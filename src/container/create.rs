@@ -4,9 +4,6 @@
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use nix::sys::stat::Mode;
-use nix::unistd::mkfifo;
-
 use super::backend::{InitSpec, PrepareRequest};
 use super::error::{During, Error, IoContext, Result};
 use super::{choose, systemd, CreateRequest, RuntimeContext};
@@ -85,11 +82,7 @@ fn create_inner(rt: &RuntimeContext, id: &str, req: &CreateRequest, interactive:
     let mut made = false;
     let result = (|| -> Result<()> {
         dir.save(&state)?;
-        mkfifo(&dir.fifo_path(), Mode::from_bits_truncate(0o622)).doing(|| "make exec fifo")?;
-        // Writable by the container's root whatever user namespace it is in (umask took
-        // the bits mkfifo asked for); only root can read it and so start the container.
-        std::fs::set_permissions(dir.fifo_path(), std::os::unix::fs::PermissionsExt::from_mode(0o622))
-            .doing(|| "chmod exec fifo")?;
+        crate::state::make_exec_fifo(&dir.fifo_path()).doing(|| "make exec fifo")?;
         let spec = InitSpec { bundle: &bundle, dir: &dir, no_pivot: req.no_pivot, preserve_fds, console };
         let pid = plan.create(spec, &mut state)?;
         made = true;

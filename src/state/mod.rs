@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::container::Backend;
 
 pub use proc::ProcStat;
-pub use store::{ContainerDir, Store, StoreError, EXEC_FIFO};
+pub use store::{make_exec_fifo, ContainerDir, Store, StoreError, EXEC_FIFO};
 
 /// How far `create`/`start` got. Together with the live process this gives the status.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,16 @@ const LOCK_FILE: &str = "lock";
 /// The fifo the init blocks on until `start` opens it.
 pub const EXEC_FIFO: &str = "exec.fifo";
 
+/// Makes the exec fifo at `path`, mode 0622 whatever the umask: the container's root must be
+/// able to write it from whatever user namespace it is in (umask would take the bits mkfifo
+/// asked for, and an unmapped owner's 0600 fifo is closed to it); only root can read it and
+/// so start the container. Shared by `create` on the host and the agent in a VM's guest.
+pub fn make_exec_fifo(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o622)).map_err(io::Error::from)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o622))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("invalid container id {0:?}: {1}")]
