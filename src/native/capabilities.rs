@@ -55,10 +55,8 @@ impl CapPlan {
                 })?;
             }
         }
-        // SAFETY: prctl with integer arguments only.
-        let rc = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
-        if rc != 0 {
-            return msg(format!("prctl(PR_SET_KEEPCAPS): {}", std::io::Error::last_os_error()));
+        if let Err(e) = nix::sys::prctl::set_keepcaps(true) {
+            return msg(format!("prctl(PR_SET_KEEPCAPS): {e}"));
         }
         Ok(())
     }

@@ -180,11 +180,7 @@ impl Prepared {
             _ => return msg(format!("process.cwd {}: outside the container's root", self.cwd.display())),
         }
         if self.no_new_privs {
-            // SAFETY: prctl with integer arguments only; no memory is shared with the kernel.
-            let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-            if rc != 0 {
-                return Err(std::io::Error::last_os_error()).ctx(|| "set no_new_privs".to_string());
-            }
+            nix::sys::prctl::set_no_new_privs().ctx(|| "set no_new_privs".to_string())?;
         }
         lsm::set_exec_labels(self.apparmor.as_deref(), self.selinux.as_deref())?;
         reset_signals();
