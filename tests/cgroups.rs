@@ -247,23 +247,28 @@ fn state_json(env: &Env, id: &str) -> Value {
 
 // ---- resources, on the host and in the container ----
 
+/// A memory limit of `mib` MiB, four times that on the vm backend: a VM container's guest
+/// RAM is its limit less the VMM's overhead, and `create` refuses a limit under 96 MiB.
+fn mem_limit(mib: i64) -> i64 {
+    let scale = if on_vm() { 4 } else { 1 };
+    (mib * scale) << 20
+}
+
 #[test]
 fn memory_limits_host_files_and_container_view() {
-    if native_only("a memory limit under 96 MiB cannot hold a VM (guest RAM is the limit less the VMM's 32 MiB): create refuses it, naming hull.vm.memory_mib") {
-        return;
-    }
     let mut env = Env::new(&[]);
     let id = uid("mem");
-    let limit: i64 = 64 << 20;
+    let limit = mem_limit(64);
     let view =
         if v2() { view_path("memory", "memory.max") } else { view_path("memory", "memory.limit_in_bytes") };
     set_args(&mut env, &["sh", "-c", &format!("cat {view}; cat /proc/self/cgroup")]);
     add_cgroup_mount(&mut env);
     let swap_file = if v2() { "memory.swap.max" } else { "memory.memsw.limit_in_bytes" };
     let has_swap = probe_files("memory").iter().any(|f| f == swap_file);
-    let mut mem = json!({"limit": limit, "reservation": 32 << 20});
+    let (reservation, swap) = (limit / 2, limit * 3 / 2);
+    let mut mem = json!({"limit": limit, "reservation": reservation});
     if has_swap {
-        mem["swap"] = json!(96 << 20);
+        mem["swap"] = json!(swap);
     } else {
         skip("memory.swap: no swap accounting on this host");
     }
@@ -274,17 +279,17 @@ fn memory_limits_host_files_and_container_view() {
     let pid = create(&env, &id);
     if v2() {
         assert_eq!(read_cg(pid, "memory", "memory.max"), limit.to_string());
-        assert_eq!(read_cg(pid, "memory", "memory.low"), (32 << 20).to_string());
+        assert_eq!(read_cg(pid, "memory", "memory.low"), reservation.to_string());
         if has_swap {
             // The spec's swap is memory+swap; v2's swap.max is swap alone.
-            assert_eq!(read_cg(pid, "memory", "memory.swap.max"), (32 << 20).to_string());
+            assert_eq!(read_cg(pid, "memory", "memory.swap.max"), (swap - limit).to_string());
         }
     } else {
         assert_eq!(read_cg(pid, "memory", "memory.limit_in_bytes"), limit.to_string());
-        assert_eq!(read_cg(pid, "memory", "memory.soft_limit_in_bytes"), (32 << 20).to_string());
+        assert_eq!(read_cg(pid, "memory", "memory.soft_limit_in_bytes"), reservation.to_string());
         assert_eq!(read_cg(pid, "memory", "memory.swappiness"), "30");
         if has_swap {
-            assert_eq!(read_cg(pid, "memory", "memory.memsw.limit_in_bytes"), (96 << 20).to_string());
+            assert_eq!(read_cg(pid, "memory", "memory.memsw.limit_in_bytes"), swap.to_string());
         }
     }
     let path = cgroup_path(pid, "memory");
@@ -496,9 +501,6 @@ fn network_class_id() {
 
 #[test]
 fn device_allow_list_denies_the_rest() {
-    if native_only("the guest's cgroup repeats memory, cpu and pids only: a device node the spec denies opens in the guest (guest_spec.rs)") {
-        return;
-    }
     // hull, like runc, appends allow rules for the devices every container gets (null, zero,
     // full, random, urandom, tty, console, ptmx, pts) and for those linux.devices lists, so
     // a denied device must come from elsewhere: nodes made in the rootfs, outside /dev.
@@ -680,7 +682,7 @@ fn pause_and_resume() {
 
 #[test]
 fn update_changes_the_live_container() {
-    if native_only("a memory limit under 96 MiB cannot hold a VM (guest RAM is the limit less the VMM's 32 MiB): create refuses it, naming hull.vm.memory_mib") {
+    if native_only("it sets memory limits of 64 and 96 MiB, under what a VM can hold (guest RAM is the limit less the VMM's 32 MiB)") {
         return;
     }
     let mut env = Env::new(&["sleep", "1000"]);
@@ -825,12 +827,9 @@ fn update_changes_the_live_container() {
 
 #[test]
 fn events_stats_document() {
-    if native_only("a memory limit under 96 MiB cannot hold a VM (guest RAM is the limit less the VMM's 32 MiB): create refuses it, naming hull.vm.memory_mib") {
-        return;
-    }
     let mut env = Env::new(&["sh", "-c", "echo hi > /tmp/x; exec sleep 1000"]);
     let id = uid("stats");
-    set_resources(&mut env, json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 20}}));
+    set_resources(&mut env, json!({"memory": {"limit": mem_limit(64)}, "pids": {"limit": 20}}));
     create(&env, &id);
     start(&env, &id);
     let o = h(&env, &["events", "--stats", &id]);
@@ -842,7 +841,7 @@ fn events_stats_document() {
     assert_eq!(ev["id"], id.as_str());
     let d = &ev["data"];
     assert!(d["memory"]["usage"]["usage"].as_u64().unwrap_or(0) > 0, "memory usage: {d}");
-    assert_eq!(d["memory"]["usage"]["limit"].as_u64(), Some(64 << 20), "{d}");
+    assert_eq!(d["memory"]["usage"]["limit"].as_u64(), Some(mem_limit(64) as u64), "{d}");
     assert!(d["memory"]["raw"].is_object(), "memory.stat as raw: {d}");
     assert!(d["pids"]["current"].as_u64().unwrap_or(0) >= 1, "pids current: {d}");
     assert_eq!(d["pids"]["limit"].as_u64(), Some(20), "{d}");

@@ -248,7 +248,7 @@ fn poststart_runs_at_start_and_poststop_at_delete() {
 
 #[test]
 fn poststart_runs_after_the_program_replaced_the_init() {
-    if native_only("a VM container's pid is the VMM's; its program runs in the guest") {
+    if native_only("a hook on the host cannot see the guest's processes (start waits for the agent's Started, sent once the program replaced the init in the guest: docs/vm.md)") {
         return;
     }
     // config.md: poststart runs "after the user-specified process is executed". The hook reads

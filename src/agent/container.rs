@@ -42,7 +42,8 @@ pub fn create(spec: &Spec, root: &Path) -> anyhow::Result<Created> {
     let state_dir = PathBuf::from(STATE_DIR);
     std::fs::create_dir_all(&state_dir).with_context(|| format!("making {STATE_DIR}"))?;
     let fifo = state_dir.join(crate::state::EXEC_FIFO);
-    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622)).context("making the exec fifo")?;
+    // 0622 whatever the umask: an init in a user namespace must be able to write it.
+    crate::state::make_exec_fifo(&fifo).context("making the exec fifo")?;
     let bundle = Bundle { dir: state_dir.clone(), rootfs: root.to_path_buf(), spec: spec.clone() };
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let io = Stdio::new(terminal)?;
@@ -73,35 +74,50 @@ fn guest_cgroup(spec: &Spec) -> anyhow::Result<Option<crate::cgroups::Cgroup>> {
     else {
         return Ok(None);
     };
-    let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
+    // With the allow rules every container gets (/dev/null and the like), as natively.
+    let resources = crate::cgroups::with_default_devices(spec);
     let (cgroup, _) = crate::cgroups::Cgroup::create(path, resources.as_ref())
         .with_context(|| format!("the container's cgroup in the guest ({path})"))?;
     Ok(Some(cgroup))
 }
 
-/// Releases the init (what `hull start` does on a native container's fifo).
+/// Releases the init (what `hull start` does on a native container's fifo): takes its byte,
+/// then waits for the fifo's end, which comes when the program replaced the init (it holds
+/// the write end, close-on-exec) or the init died, so that the host hears "started" only
+/// once the program runs, as `hull start` natively returns.
 pub fn start(init_pid: i32) -> anyhow::Result<()> {
     let fifo_path = Path::new(STATE_DIR).join(crate::state::EXEC_FIFO);
     let fifo =
         nix::fcntl::open(&fifo_path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
             .context("opening the exec fifo")?;
     let deadline = Instant::now() + START_TIMEOUT;
+    let mut released = false;
     loop {
         let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
         if poll(&mut fds, PollTimeout::from(100u16)).is_ok_and(|n| n > 0) {
             let mut byte = [0u8; 1];
-            if nix::unistd::read(&fifo, &mut byte).is_ok_and(|n| n == 1) {
-                let _ = std::fs::remove_file(&fifo_path);
-                return Ok(());
+            match nix::unistd::read(&fifo, &mut byte) {
+                Ok(1) => released = true,
+                // No writer left after the byte: the program runs (or the init died).
+                Ok(_) if released => break,
+                // No writer yet: the init has not opened the fifo.
+                _ => std::thread::sleep(Duration::from_millis(1)),
             }
         }
-        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(init_pid), None).is_err() {
+        if !released && nix::sys::signal::kill(nix::unistd::Pid::from_raw(init_pid), None).is_err() {
             bail!("the container's init exited before start");
         }
         if Instant::now() >= deadline {
+            if released {
+                // Released, but still not executed: the workload goes on; say so.
+                super::console::warn("the container's init took the exec fifo but has not executed its program yet");
+                break;
+            }
             bail!("the container's init did not take the exec fifo within {} s", START_TIMEOUT.as_secs());
         }
     }
+    let _ = std::fs::remove_file(&fifo_path);
+    Ok(())
 }
 
 /// `native::exec` of `process` into the container whose init is `init_pid`, from this

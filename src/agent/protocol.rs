@@ -12,6 +12,7 @@
 //! ```text
 //! agent -> host   Hello {version, uptime_ms}                 (right after connecting)
 //! host  -> agent  Run {args, env, cwd}
+//! agent -> host   Started {pid}                              (a VM container: its program runs)
 //! host  -> agent  Stdin bytes ... StdinEof, Signal n         (any time while it runs)
 //! host  -> agent  Resize {rows, cols}                        (with a terminal)
 //! agent -> host   Stdout bytes, Stderr bytes                 (any time while it runs)

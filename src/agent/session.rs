@@ -22,7 +22,7 @@ use nix::unistd::Pid;
 
 use super::console;
 use super::power;
-use super::protocol::{self, ExitReport, Frame, FrameDecoder, Hello, RunRequest, STDIO_CHUNK};
+use super::protocol::{self, ExitReport, Frame, FrameDecoder, Hello, RunRequest, Started, STDIO_CHUNK};
 use super::spawn::{self, Spawned};
 use super::vsock::{VsockListener, VsockStream};
 use super::AgentConfig;
@@ -59,6 +59,7 @@ pub(super) fn serve(
     let Some(req) = wait_for_run(conn, &mut decoder, signals, exec.as_ref())? else {
         bail!("the host closed the connection before sending a command");
     };
+    let container_mode = container.is_some();
     // Started, or the exit code and message of a start that failed.
     let started: Result<Spawned, (i32, String)> = match container {
         // The spec holds the process: Run is `hull start`.
@@ -75,6 +76,10 @@ pub(super) fn serve(
     };
     let report = match started {
         Ok(child) => {
+            if container_mode {
+                // `hull start` on the host returns (and runs poststart hooks) on this.
+                send(conn, &Frame::Started(Started { pid: child.pid }))?;
+            }
             let exec = exec.map(|e| ExecPort { workload: Some(child.pid), ..e });
             Session::new(child, &mut decoder).run(conn, signals, exec.as_ref())?
         }

@@ -53,6 +53,9 @@ pub struct StartGate {
     pub on_ready: Box<dyn FnOnce() + Send>,
     /// Readable once the command may run (`hull start` opened the exec fifo).
     pub released: OwnedFd,
+    /// Closed once the agent says the workload's program runs (its `Started`): the exec
+    /// fifo's writer holds the fifo open until then, so `hull start` returns after it.
+    pub started: OwnedFd,
 }
 
 /// Which signals go to the command, and what a second one does.
@@ -95,13 +98,14 @@ struct Conn {
 impl Session {
     pub fn run(mut self) -> Report {
         let mut report = Report::default();
-        let (on_ready, released) = match self.gate.take() {
-            Some(g) => (Some(g.on_ready), Some(g.released)),
-            None => (None, None),
+        let (on_ready, released, started) = match self.gate.take() {
+            Some(g) => (Some(g.on_ready), Some(g.released), Some(g.started)),
+            None => (None, None, None),
         };
         let mut state = State {
             on_ready,
             released,
+            started,
             report: &mut report,
             stdin_open: true,
             stdout_ok: true,
@@ -362,6 +366,10 @@ impl Session {
                 queue(conn, &Frame::Ack);
                 st.stop_at = Some(Instant::now() + STOP_GRACE);
             }
+            Frame::Started(_) if st.report.command_started.is_some() && st.started.is_some() => {
+                // The workload's program runs in the guest: let `hull start` return.
+                st.started = None;
+            }
             Frame::Error(e) => {
                 st.report.agent_error = Some(e.message);
                 // The agent waits for this (or a timeout) before it powers off.
@@ -444,6 +452,7 @@ struct State<'a> {
     /// The gate's parts, until used.
     on_ready: Option<Box<dyn FnOnce() + Send>>,
     released: Option<OwnedFd>,
+    started: Option<OwnedFd>,
     report: &'a mut Report,
     stdin_open: bool,
     stdout_ok: bool,

@@ -11,9 +11,11 @@
 //! - a cgroup of its own in the guest ([`GUEST_CGROUP`]) with the spec's memory, cpu and
 //!   pids limits, so that the container reads its limits where it looks for them
 //!   (/sys/fs/cgroup/memory.max, as JVMs and the like do); the host cgroup holds the VM and
-//!   enforces them on the host. What names host things is left out: devices (the guest has its
-//!   own), cpusets and memory nodes, block IO, hugepages, RDMA, swap, network classes and
-//!   unified files.
+//!   enforces them on the host. The device rules hold in the guest's cgroup: they name
+//!   devices by type and numbers, which mean the same devices to the guest kernel, and a
+//!   device node in the share opens the guest's device, never the host's. What names host
+//!   things is left out: cpusets and memory nodes, block IO, hugepages, RDMA, swap, network
+//!   classes and unified files.
 
 use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxResources, Mount, Process, Spec};
 
@@ -50,7 +52,7 @@ pub fn for_guest(spec: &Spec) -> Spec {
 /// The container's cgroup in the guest.
 pub const GUEST_CGROUP: &str = "/hull/container";
 
-/// The limits the guest's cgroup repeats: memory, cpu weight and quota, pids.
+/// The limits the guest's cgroup repeats: memory, cpu weight and quota, pids, device rules.
 fn guest_resources(host: &LinuxResources) -> LinuxResources {
     let mut r = LinuxResources::default();
     if let Some(m) = host.memory() {
@@ -67,7 +69,7 @@ fn guest_resources(host: &LinuxResources) -> LinuxResources {
         r.set_cpu(Some(cpu));
     }
     r.set_pids(*host.pids());
-    r.set_devices(None);
+    r.set_devices(host.devices().clone());
     r
 }
 
@@ -122,7 +124,9 @@ mod tests {
             ],
             "linux": {
                 "cgroupsPath": "/pods/c1",
-                "resources": {"memory": {"limit": 268435456}},
+                "resources": {"memory": {"limit": 268435456}, "cpu": {"cpus": "2-3", "shares": 512},
+                              "devices": [{"allow": false, "access": "rwm"},
+                                          {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"}]},
                 "namespaces": [
                     {"type": "pid"}, {"type": "mount"},
                     {"type": "network", "path": "/var/run/netns/cni-1"},
@@ -157,6 +161,12 @@ mod tests {
         let linux = guest.linux().as_ref().unwrap();
         let memory = linux.resources().as_ref().and_then(|r| *r.memory()).unwrap();
         assert_eq!(memory.limit(), Some(268435456));
+        let resources = linux.resources().as_ref().unwrap();
+        let cpu = resources.cpu().as_ref().unwrap();
+        assert_eq!((cpu.shares(), cpu.cpus()), (Some(512), &None), "a host cpuset reached the guest");
+        let devices = resources.devices().as_ref().unwrap();
+        assert_eq!(devices.iter().map(|d| d.allow()).collect::<Vec<_>>(), [false, true]);
+        assert_eq!((devices[1].major(), devices[1].minor()), (Some(1), Some(3)));
         assert_eq!(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), Some(GUEST_CGROUP));
         let namespaces: Vec<_> =
             linux.namespaces().iter().flatten().map(|n| (n.typ(), n.path().is_some())).collect();

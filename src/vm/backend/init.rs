@@ -15,8 +15,9 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 
 use seccompiler::BpfProgram;
@@ -106,11 +107,9 @@ fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
     // The VMM holds guest memory: no core dumps, no ptrace by the container's users. It never
     // execs, and no_new_privs says so to the kernel; the rest of the jail comes once the VM is
     // built (`jail`).
-    // SAFETY: prctl with integer arguments only.
-    unsafe {
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    }
+    // A protection that did not hold fails the container.
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("making the VMM non-dumpable: {e}"))?;
+    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("setting no_new_privs on the VMM: {e}"))?;
     let terminal = match init.console.take() {
         Some(socket) => {
             take_terminal(socket, init.console_size)?;
@@ -208,6 +207,8 @@ fn boot(
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let (quit_rx, quit_tx) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let (started_rx, started_tx) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let ready_sock = Arc::clone(sock);
     let fifo_path = init.fifo_path;
     let fifo_filter = filters.exec_fifo;
@@ -226,9 +227,10 @@ fn boot(
             on_ready: Box::new(move || {
                 // `create` returns now; the workload waits for `start`.
                 let _ = ready_sock.send(&Msg::Ready);
-                wait_for_start(fifo_path, released_tx, fifo_filter);
+                wait_for_start(fifo_path, released_tx, started_rx, fifo_filter);
             }),
             released: released_rx,
+            started: started_tx,
         }),
         relay: Relay::Every,
         terminal,
@@ -263,22 +265,48 @@ fn canonical(path: &std::path::Path) -> Result<PathBuf, String> {
 /// `hull start` opens it for reading; then writes the byte start reads and tells the session
 /// (one byte on `released`). Closing `released` without a byte means the fifo could not be
 /// opened: the session then stops the VM instead of starting the workload.
-fn wait_for_start(fifo: PathBuf, released: OwnedFd, filter: BpfProgram) {
+///
+/// Like a native init, it holds the fifo open until the program runs (the session closes
+/// `started` when the agent says so, or when it ends), since `start` reads to the fifo's end
+/// and only then runs the poststart hooks; bounded by [`STARTED_TIMEOUT`], so that a guest
+/// that never answers cannot hold `start` for ever.
+fn wait_for_start(fifo: PathBuf, released: OwnedFd, started: OwnedFd, filter: BpfProgram) {
     let spawned = std::thread::Builder::new().name("exec-fifo".into()).spawn(move || {
         if let Err(e) = vmm::seccomp::apply_filter(&filter) {
             crate::logging::error(&format!("vm container: the exec fifo thread's seccomp filter: {e}"));
             return;
         }
-        let opened = std::fs::OpenOptions::new().write(true).open(&fifo).and_then(|mut f| f.write_all(b"0"));
+        let opened =
+            std::fs::OpenOptions::new().write(true).open(&fifo).and_then(|mut f| f.write_all(b"0").map(|()| f));
         match opened {
-            Ok(()) => {
+            Ok(held) => {
                 let _ = nix::unistd::write(&released, b"1");
+                let mut fds = [PollFd::new(started.as_fd(), PollFlags::POLLIN)];
+                let deadline = Instant::now() + STARTED_TIMEOUT;
+                // Readable (end of file) once the session let go of its end.
+                while !poll_ready(&mut fds, deadline) {}
+                drop(held);
             }
             Err(e) => crate::logging::error(&format!("vm container: exec fifo {}: {e}", fifo.display())),
         }
     });
     if let Err(e) = spawned {
         crate::logging::error(&format!("vm container: starting the exec fifo thread: {e}"));
+    }
+}
+
+/// How long `hull start` may wait for the agent to say the workload runs.
+const STARTED_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One poll of `fds` until `deadline`: true when it is ready or the deadline passed (false
+/// on EINTR, to poll again).
+fn poll_ready(fds: &mut [PollFd], deadline: Instant) -> bool {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+    match nix::poll::poll(fds, PollTimeout::from(ms)) {
+        Ok(n) => n > 0 || Instant::now() >= deadline,
+        Err(nix::errno::Errno::EINTR) => false,
+        Err(_) => true,
     }
 }
 

@@ -67,7 +67,9 @@ fn session(mismatch: Mismatch) -> Result<BpfProgram, FilterError> {
 }
 
 fn exec_fifo(mismatch: Mismatch) -> Result<BpfProgram, FilterError> {
-    filters::compile("exec fifo", filters::allow_all(&[COMMON, &[libc::SYS_openat]]), mismatch)
+    // open and write the fifo; then wait on the session's pipe (poll, read) to close it.
+    let own = [libc::SYS_openat, libc::SYS_poll, libc::SYS_ppoll, libc::SYS_read];
+    filters::compile("exec fifo", filters::allow_all(&[COMMON, &own]), mismatch)
 }
 
 #[cfg(test)]
