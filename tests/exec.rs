@@ -308,10 +308,11 @@ fn cap_flag_adds_a_capability() {
 /// LINUX32 container's `uname -m` is i686 whether the init or `exec` runs it.
 #[test]
 fn personality_applies_to_exec() {
-    if native_only("OPEN hull bug: exec sees i686, but the init's /tmp/init-machine never shows up in the rootfs on the host") {
-        return;
-    }
-    let mut env = Env::new(&["sh", "-c", "uname -m > /tmp/init-machine; exec sleep 1000"]);
+    // The init writes through a temporary name and renames it, so the host never reads a
+    // half-written file; `start` returns once the shell runs, not once it wrote, and on a VM
+    // the write comes through the guest's virtio-fs, later still: wait for it.
+    let mut env =
+        Env::new(&["sh", "-c", "uname -m > /tmp/init-machine.new; mv /tmp/init-machine.new /tmp/init-machine; exec sleep 1000"]);
     env.config["linux"]["personality"] = json!({"domain": "LINUX32"});
     env.write_config();
     let id = "ex-personality";
@@ -320,7 +321,9 @@ fn personality_applies_to_exec() {
     let out = exec(&env, &[id, "uname", "-m"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "i686");
-    let init_saw = std::fs::read_to_string(env.rootfs().join("tmp/init-machine")).unwrap();
+    let saw = env.rootfs().join("tmp/init-machine");
+    wait_until(&format!("{} from the init", saw.display()), || saw.exists());
+    let init_saw = std::fs::read_to_string(&saw).unwrap();
     assert_eq!(init_saw.trim(), "i686");
 }
 

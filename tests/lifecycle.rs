@@ -82,8 +82,9 @@ fn program_is(env: &Env, id: &str, pid: i32, want: &str) -> bool {
     if !on_vm() {
         return cmdline(pid) == want;
     }
-    let o = h(env, &["exec", id, "ps", "-o", "args"]);
-    o.status.success() && stdout(&o).lines().any(|l| l.trim() == want)
+    // On a VM, `pid` is the VMM; the guest's pid of the program is not known here (pid 1 only
+    // with a pid namespace).
+    container_processes(env, id, pid).iter().any(|(_, args)| args == want)
 }
 
 /// The container's processes other than a `ps` of ours, as (pid, command line): natively the
