@@ -424,7 +424,7 @@ run_checks() {
     out="$(d run --rm "${R[@]}" --cpus 0.5 --pids-limit 20 "$image" sh -c '
         cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/pids/pids.max 2>/dev/null ||
         cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/pids.max' 2>&1)"
-    check_re "run --cpus 0.5 --pids-limit 20: the container sees both" '^(50000 100000|50000 100000) 20$' "$(echo $out)"
+    check_re "run --cpus 0.5 --pids-limit 20: the container sees both" '^50000 100000 20$' "$(echo $out)"
     out="$(d run --rm "${R[@]}" --read-only "$image" sh -c 'touch /x 2>&1; echo rc=$?' 2>&1)"
     check_re "run --read-only: the root filesystem refuses a write" 'Read-only file system rc=1$' "$(echo $out)"
     # -it: a terminal both ways, and the exit code.
@@ -448,18 +448,23 @@ totals=()
 for rt in $runtimes; do
     p0=$passed f0=$failed t_start=$SECONDS
     run_checks
-    totals+=("$rt: $((passed - p0)) passed, $((failed - f0)) failed ($((SECONDS - t_start)) s)")
+    # Not a check: how long a whole `docker run --rm true` takes (dockerd, containerd, the
+    # shim and the runtime), the mean of 5.
+    t0="${EPOCHREALTIME/,/.}"
+    for _ in 1 2 3 4 5; do d run --rm --runtime "$rt" --network none "$image" true >/dev/null 2>&1; done
+    mean="$(awk -v a="$t0" -v b="${EPOCHREALTIME/,/.}" 'BEGIN { printf "%.2f", (b - a) / 5 }')"
+    totals+=("$rt: $((passed - p0)) passed, $((failed - f0)) failed ($((SECONDS - t_start)) s; docker run --rm --network none true: ${mean} s, mean of 5)")
 done
 
 # hull really ran the hull containers: the wrapper saw the shim's calls.
 rt=hull
 if [[ " $runtimes " == *" hull "* ]]; then
     missing=""
-    for c in "create --bundle" "start" "exec" "kill" "delete" "pause" "resume"; do
+    for c in "create --bundle" "start" "exec" "kill" "delete" "pause" "resume" "update"; do
         grep -Eq -- "(^| )$c( |\$)" "$calls" 2>/dev/null || missing="$missing, $c"
     done
     if [ -z "$missing" ]; then
-        pass "hull was called by the shim: $(wc -l <"$calls") calls, all of create, start, exec, kill, delete, pause, resume"
+        pass "hull was called by the shim: $(wc -l <"$calls") calls, all of create, start, exec, kill, delete, pause, resume, update"
     else
         fail "hull was called by the shim for each command" "not seen: ${missing#, }" \
             "first calls:" "$(head -n 3 "$calls" 2>/dev/null)"
