@@ -427,6 +427,14 @@ run_checks() {
     check_re "run --cpus 0.5 --pids-limit 20: the container sees both" '^50000 100000 20$' "$(echo $out)"
     out="$(d run --rm "${R[@]}" --read-only "$image" sh -c 'touch /x 2>&1; echo rc=$?' 2>&1)"
     check_re "run --read-only: the root filesystem refuses a write" 'Read-only file system rc=1$' "$(echo $out)"
+    # Device rules: dockerd's spec allows a few devices; runc adds mknod of any node and
+    # /dev/net/tun (a VPN client's), and images count on it. A block device's node can be
+    # made (not read), /dev/net/tun made and opened (its read then fails: no interface).
+    out="$(d run --rm "${R[@]}" --network none "$image" sh -c '
+        mknod /tmp/loop b 7 0 && echo mknod-b-ok; head -c1 /tmp/loop >/dev/null 2>&1 || echo read-b-refused
+        mknod /tmp/tun c 10 200 && echo mknod-tun-ok; head -c1 /tmp/tun 2>&1 | grep -c "not permitted"' 2>&1)"
+    check_eq "mknod of a block device (not readable) and of /dev/net/tun (opens)" \
+        "mknod-b-ok read-b-refused mknod-tun-ok 0" "$(echo $out)"
     # -it: a terminal both ways, and the exit code.
     out="$(with_pty "$docker_cli" run --rm -it "${R[@]}" "$image" sh -c 'tty; [ -t 0 ] && [ -t 1 ] && echo both-ttys; exit 6' 2>&1)"
     rc=$?
