@@ -192,9 +192,8 @@ conformance: build
     ./integration/podman/run.sh --hull "{{ hull }}" || rc=1
     exit "$rc"
 
-# Docker drives hull: a private dockerd (Debian's docker.io 20.10) with hull registered as a
-# runtime, the same checks with `--runtime hull` and Debian's runc (integration/docker/README.md).
-# ARGS: --keep, --runtimes "hull runc". Native backend only.
+# ARGS: --keep, --runtimes "hull runc" (integration/docker/README.md). Native backend only.
+# Docker drives hull: a private dockerd (Debian's docker.io 20.10), hull registered as a runtime, the same checks on hull and runc.
 [positional-arguments]
 docker *ARGS: build
     @[ "$(id -u)" -eq 0 ] || { echo "docker: needs root; run: sudo just docker" >&2; exit 1; }
