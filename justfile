@@ -192,6 +192,13 @@ conformance: build
     ./integration/podman/run.sh --hull "{{ hull }}" || rc=1
     exit "$rc"
 
+# ARGS: --keep, --runtimes "hull runc" (integration/docker/README.md). Native backend only.
+# Docker drives hull: a private dockerd (Debian's docker.io 20.10), hull registered as a runtime, the same checks on hull and runc.
+[positional-arguments]
+docker *ARGS: build
+    @[ "$(id -u)" -eq 0 ] || { echo "docker: needs root; run: sudo just docker" >&2; exit 1; }
+    ./integration/docker/run.sh --hull "{{ hull }}" "$@"
+
 # Every container a VM container (hull's VMM boots a KVM microVM, the workload runs in the
 # guest), inside the test machine (ordinary /dev/kvm, pure cgroup v2): the shim's runc and
 # podman's runtime run hull as `hull-vm`. Prints each suite's PASS/FAIL/SKIP lines and totals.
@@ -218,7 +225,7 @@ conformance-vm: build kernel
     exit "$rc"
 
 # Everything CI runs (README's test command): clippy and rustfmt, the cargo tests on this host (cgroup v1 hybrid),
-# the real clients (containerd, podman), the OCI runtime-tools validation programs against their
+# the real clients (containerd, podman, docker), the OCI runtime-tools validation programs against their
 # expectations, and in the nested test machine its smoke test, the
 # cargo integration tests again under pure cgroup v2, the validation programs again,
 # hull under a real systemd as PID 1,
@@ -236,7 +243,7 @@ ci:
     table=()
     failed=()
     t_all=$(date +%s)
-    for step in lint test conformance oci-validation testvm-smoke testvm-tests oci-validation-testvm systemd-test vm-e2e vm-backend vm-tests conformance-vm; do
+    for step in lint test conformance docker oci-validation testvm-smoke testvm-tests oci-validation-testvm systemd-test vm-e2e vm-backend vm-tests conformance-vm; do
         echo "=== just $step ==="
         t0=$(date +%s)
         "{{ just_executable() }}" "$step" 2>&1 | tee "$logs/$step"

@@ -504,13 +504,14 @@ fn device_allow_list_denies_the_rest() {
     // hull, like runc, appends allow rules for the devices every container gets (null, zero,
     // full, random, urandom, tty, console, ptmx, pts) and for those linux.devices lists, so
     // a denied device must come from elsewhere: nodes made in the rootfs, outside /dev.
-    // c 10:200 (/dev/net/tun) is denied; c 1:3 (/dev/null's numbers) is allowed.
+    // b 7:0 (/dev/loop0) is denied (the rules allow only mknod of block devices); c 1:3
+    // (/dev/null's numbers) is allowed.
     let mut env = Env::new(&[]);
     let id = uid("dev");
     let nodes = env.rootfs().join("devtest");
     std::fs::create_dir_all(&nodes).unwrap();
-    for (name, ma, mi) in [("denied", "10", "200"), ("null2", "1", "3")] {
-        let o = Command::new("mknod").arg(nodes.join(name)).args(["c", ma, mi]).output().unwrap();
+    for (name, typ, ma, mi) in [("denied", "b", "7", "0"), ("null2", "c", "1", "3")] {
+        let o = Command::new("mknod").arg(nodes.join(name)).args([typ, ma, mi]).output().unwrap();
         ok(&o, "mknod");
     }
     set_args(
@@ -534,7 +535,7 @@ fn device_allow_list_denies_the_rest() {
     if !v2() {
         let list = read_cg(pid, "devices", "devices.list");
         assert!(list.lines().any(|l| l == "c 1:3 rwm"), "{list}");
-        assert!(!list.lines().any(|l| l.starts_with("c 10:200 ") || l.starts_with("a ")), "{list}");
+        assert!(!list.lines().any(|l| l.starts_with("b 7:0 ") || l.starts_with("a ")), "{list}");
     }
     let out = start_and_wait(&env, &id);
     assert!(out.contains("null-ok"), "{out}");
@@ -549,6 +550,63 @@ fn device_allow_list_denies_the_rest() {
     let out = start_and_wait(&env, &id);
     assert!(!out.contains("Operation not permitted"), "{out}");
     ok(&h(&env, &["delete", &id]), "delete");
+}
+
+#[test]
+fn docker_device_rules_allow_mknod_and_tun_as_runc_does() {
+    if native_only("the guest's cgroup repeats memory, cpu and pids only (guest_spec.rs)") {
+        return;
+    }
+    // The device rules dockerd 20.10 writes in every container's spec: deny all, a few
+    // standard devices, deny /dev/fuse. runc adds mknod of any node and /dev/net/tun to
+    // them, and Docker users count on it (mknod of a block device in an image build, a VPN
+    // client making /dev/net/tun): issue 18. Making a node is not opening it: reading the
+    // block device made here stays refused.
+    let mut env = Env::new(&[]);
+    let id = uid("dockerdev");
+    set_args(
+        &mut env,
+        &[
+            "sh",
+            "-c",
+            "exec 2>&1; mkdir /devtest; mknod /devtest/loop b 7 0 && echo mknod-b-ok; \
+             mknod /devtest/tty c 4 64 && echo mknod-c-ok; \
+             head -c1 /devtest/loop > /dev/null && echo loop-opened || echo loop-refused; \
+             mknod /devtest/tun c 10 200 && echo mknod-tun-ok; head -c1 /devtest/tun; echo tun-read-done",
+        ],
+    );
+    let caps = json!(["CAP_MKNOD", "CAP_KILL"]);
+    env.config["process"]["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
+    set_resources(
+        &mut env,
+        json!({"devices": [
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
+            {"allow": false, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+        ], "memory": {"disableOOMKiller": false}, "cpu": {"shares": 0}, "blockIO": {"weight": 0}}),
+    );
+    let pid = create(&env, &id);
+    if !v2() {
+        let list = read_cg(pid, "devices", "devices.list");
+        for want in ["c *:* m", "b *:* m", "c 10:200 rwm", "c 136:* rwm"] {
+            assert!(list.lines().any(|l| l == want), "no {want:?} in devices.list: {list}");
+        }
+        assert!(!list.lines().any(|l| l.starts_with("a ") || l.starts_with("c 10:229 ")), "{list}");
+    }
+    let out = start_and_wait(&env, &id);
+    for want in ["mknod-b-ok", "mknod-c-ok", "loop-refused", "mknod-tun-ok", "tun-read-done"] {
+        assert!(out.contains(want), "no {want} in: {out}");
+    }
+    // The loop device's read is the only refusal: the tun device opens (its read then fails
+    // with EBADFD, no interface attached, or ENODEV without the tun driver).
+    assert_eq!(out.matches("Operation not permitted").count(), 1, "{out}");
+    ok(&h(&env, &["delete", &id]), "delete");
+    assert!(env.root_is_empty(), "state left after delete");
 }
 
 #[test]

@@ -422,30 +422,38 @@ fn remove_tree(dir: &Path) -> std::io::Result<()> {
 /// The resources to write for a new container: the spec's, plus device-cgroup allow rules
 /// for the devices every container gets and for those linux.devices lists (runc does the
 /// same: a spec that denies all devices still needs /dev/null to work).
+///
+/// The defaults are runc's, which Docker and containerd count on (their specs list only a
+/// few devices): besides the standard devices, mknod of any node (`c *:* m`, `b *:* m`:
+/// making a node is not opening it, and it still needs CAP_MKNOD) and /dev/net/tun (`c
+/// 10:200`: creating an interface on it still needs CAP_NET_ADMIN). Without them `mknod` of
+/// a block device, and a VPN client's /dev/net/tun, fail under hull where runc allows them.
 pub fn with_default_devices(spec: &oci_spec::runtime::Spec) -> Option<LinuxResources> {
     use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
     let linux = spec.linux().as_ref()?;
     let mut r = linux.resources().clone()?;
     let Some(mut rules) = r.devices().clone() else { return Some(r) };
-    let allow = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>| {
+    let allow = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
         let mut d = LinuxDeviceCgroup::default();
         d.set_allow(true);
         d.set_typ(Some(typ));
         d.set_major(major);
         d.set_minor(minor);
-        d.set_access(Some("rwm".to_string()));
+        d.set_access(Some(access.to_string()));
         d
     };
     let c = LinuxDeviceType::C;
-    for (ma, mi) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2)] {
-        rules.push(allow(c, Some(ma), Some(mi)));
+    rules.push(allow(c, None, None, "m"));
+    rules.push(allow(LinuxDeviceType::B, None, None, "m"));
+    for (ma, mi) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (10, 200)] {
+        rules.push(allow(c, Some(ma), Some(mi), "rwm"));
     }
-    rules.push(allow(c, Some(136), None)); // /dev/pts/*
+    rules.push(allow(c, Some(136), None, "rwm")); // /dev/pts/*
 
     // A FIFO ('p') is no device: the device cgroup never checks it and the kernel rejects a
     // 'p' rule (runc makes the node and adds no rule either).
     for d in linux.devices().iter().flatten().filter(|d| d.typ() != LinuxDeviceType::P) {
-        rules.push(allow(d.typ(), Some(d.major()), Some(d.minor())));
+        rules.push(allow(d.typ(), Some(d.major()), Some(d.minor()), "rwm"));
     }
     r.set_devices(Some(rules));
     Some(r)
