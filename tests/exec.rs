@@ -311,8 +311,11 @@ fn personality_applies_to_exec() {
     // The init writes through a temporary name and renames it, so the host never reads a
     // half-written file; `start` returns once the shell runs, not once it wrote, and on a VM
     // the write comes through the guest's virtio-fs, later still: wait for it.
-    let mut env =
-        Env::new(&["sh", "-c", "uname -m > /tmp/init-machine.new; mv /tmp/init-machine.new /tmp/init-machine; exec sleep 1000"]);
+    let mut env = Env::new(&[
+        "sh",
+        "-c",
+        "uname -m > /tmp/init-machine.new; mv /tmp/init-machine.new /tmp/init-machine; exec sleep 1000",
+    ]);
     env.config["linux"]["personality"] = json!({"domain": "LINUX32"});
     env.write_config();
     let id = "ex-personality";

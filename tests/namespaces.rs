@@ -492,10 +492,18 @@ fn time_namespace_offsets() {
     if on_vm() {
         // The guest booted during this `run`: its own uptime is no older than the run.
         let run_took = before.elapsed().as_secs_f64();
-        assert!(since_boot < run_took + 5.0, "inside {up}: guest up {since_boot} s, run took {run_took} s: {out}");
+        assert!(
+            since_boot < run_took + 5.0,
+            "inside {up}: guest up {since_boot} s, run took {run_took} s: {out}"
+        );
     } else {
-        let host_up: f64 =
-            std::fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap();
+        let host_up: f64 = std::fs::read_to_string("/proc/uptime")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!((since_boot - host_up).abs() < 30.0, "inside {up}, host {host_up}: {out}");
     }
     let offsets: Vec<Vec<&str>> = lines[1..3].iter().map(|l| l.split_whitespace().collect()).collect();

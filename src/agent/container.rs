@@ -110,7 +110,9 @@ pub fn start(init_pid: i32) -> anyhow::Result<()> {
         if Instant::now() >= deadline {
             if released {
                 // Released, but still not executed: the workload goes on; say so.
-                super::console::warn("the container's init took the exec fifo but has not executed its program yet");
+                super::console::warn(
+                    "the container's init took the exec fifo but has not executed its program yet",
+                );
                 break;
             }
             bail!("the container's init did not take the exec fifo within {} s", START_TIMEOUT.as_secs());

@@ -276,8 +276,10 @@ fn wait_for_start(fifo: PathBuf, released: OwnedFd, started: OwnedFd, filter: Bp
             crate::logging::error(&format!("vm container: the exec fifo thread's seccomp filter: {e}"));
             return;
         }
-        let opened =
-            std::fs::OpenOptions::new().write(true).open(&fifo).and_then(|mut f| f.write_all(b"0").map(|()| f));
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .and_then(|mut f| f.write_all(b"0").map(|()| f));
         match opened {
             Ok(held) => {
                 let _ = nix::unistd::write(&released, b"1");
