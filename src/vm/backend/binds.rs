@@ -3,7 +3,8 @@
 //! guest through one virtio-fs share, so that a single file is shared without its directory.
 //!
 //! The share is a staging directory in the container's state directory whose entries (`0`,
-//! `1`, ...) are bind mounts of the sources, made in the VMM init's own mount namespace (the
+//! `1`, ...) are bind mounts of the sources (recursive for `rbind`: a plain `bind` leaves the
+//! source's submounts out, as natively), made in the VMM init's own mount namespace (the
 //! host never sees them), read-only ones remounted read-only, so the VMM's file server gets
 //! EROFS for a write whatever the guest asks. The agent binds each entry onto its destination
 //! in the container's root ([`crate::agent::GuestBind`]).
@@ -25,6 +26,9 @@ pub struct Bind {
     pub dest: String,
     pub read_only: bool,
     pub is_dir: bool,
+    /// `rbind`: the source's submounts come along; a plain `bind` shows what is under the
+    /// source's own mount only, as natively.
+    pub recursive: bool,
 }
 
 impl Bind {
@@ -70,6 +74,7 @@ pub fn from_spec(spec: &Spec, bundle_dir: &Path) -> Result<Vec<Bind>, String> {
             dest,
             read_only: options.iter().any(|o| o == "ro"),
             is_dir: meta.is_dir(),
+            recursive: options.iter().any(|o| o == "rbind"),
         });
     }
     Ok(binds)
@@ -99,7 +104,7 @@ pub fn stage(binds: &[Bind], dir: &Path) -> Result<(), String> {
         let made =
             if b.is_dir { std::fs::create_dir(&entry) } else { std::fs::File::create(&entry).map(drop) };
         made.map_err(|e| format!("making {}: {e}", entry.display()))?;
-        let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+        let bind = if b.recursive { MsFlags::MS_BIND | MsFlags::MS_REC } else { MsFlags::MS_BIND };
         mount(Some(&b.source), &entry, None::<&str>, bind, None::<&str>)
             .map_err(|e| format!("bind mount {}: {}: {e}", b.dest, b.source.display()))?;
         if b.read_only {
@@ -137,12 +142,19 @@ mod tests {
         assert_eq!(
             binds,
             [
-                Bind { source: dir.join("data"), dest: "/data".into(), read_only: true, is_dir: true },
+                Bind {
+                    source: dir.join("data"),
+                    dest: "/data".into(),
+                    read_only: true,
+                    is_dir: true,
+                    recursive: true
+                },
                 Bind {
                     source: dir.join("hosts"),
                     dest: "/etc/hosts".into(),
                     read_only: false,
-                    is_dir: false
+                    is_dir: false,
+                    recursive: false
                 },
             ]
         );

@@ -14,6 +14,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,9 @@ enum Outcome {
     Signaled(i32),
 }
 
+/// Set once `create` has heard Ready and returned: from then on a failure is the init's to say.
+static READY_SENT: AtomicBool = AtomicBool::new(false);
+
 /// The init's whole life; it never returns to the lifecycle's code.
 pub fn main(sock: SyncSocket, init: VmmInit) -> ! {
     let sock = Arc::new(sock);
@@ -89,10 +93,13 @@ pub fn main(sock: SyncSocket, init: VmmInit) -> ! {
         Ok(Outcome::Exit(code)) => std::process::exit(code),
         Ok(Outcome::Signaled(signo)) => signals::die_of(signo),
         Err(msg) => {
-            // Before Ready the parent is listening and says it; after, this is the container's
-            // stderr and hull's log.
-            let _ = sock.send(&Msg::Error { msg: msg.clone() });
-            crate::logging::error(&format!("vm container: {msg}"));
+            // Before Ready the parent (`create`) is listening and says it, once; after, this
+            // is the container's stderr and hull's log.
+            let told_create =
+                !READY_SENT.load(Ordering::SeqCst) && sock.send(&Msg::Error { msg: msg.clone() }).is_ok();
+            if !told_create {
+                crate::logging::error(&format!("vm container: {msg}"));
+            }
             std::process::exit(i32::from(EXIT_VM_FAILED))
         }
     }
@@ -227,6 +234,7 @@ fn boot(
             on_ready: Box::new(move || {
                 // `create` returns now; the workload waits for `start`.
                 let _ = ready_sock.send(&Msg::Ready);
+                READY_SENT.store(true, Ordering::SeqCst);
                 wait_for_start(fifo_path, released_tx, started_rx, fifo_filter);
             }),
             released: released_rx,
