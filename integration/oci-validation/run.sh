@@ -122,7 +122,13 @@ if [ "$testvm" -eq 1 ]; then
         adds+=(--add "$vm_config:/etc/hull/config.toml")
         whole_limit="${HULL_TESTVM_TIMEOUT:-7200}"
     fi
-    if [ -n "$expect" ]; then args+=(--expect "$(readlink -f "$expect")"); else args+=(--no-expect); fi
+    if [ -n "$expect" ]; then
+        # A file outside this directory (--expect) travels in too.
+        args+=(--expect "$(readlink -f "$expect")")
+        adds+=(--add "$(readlink -f "$expect")")
+    else
+        args+=(--no-expect)
+    fi
     [ "$keep" -eq 1 ] && args+=(--keep)
     for o in "${only[@]}"; do args+=(--only "$o"); done
     # The guest is 2-3 times slower than this host (TCG): a whole run's limit is generous.
