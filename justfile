@@ -180,6 +180,14 @@ oci-validation-testvm: build
     @[ "$(id -u)" -eq 0 ] || { echo "oci-validation-testvm: needs root" >&2; exit 1; }
     ./integration/oci-validation/run.sh --testvm --hull "{{ hull }}"
 
+# Every container a KVM microVM (hull run as hull-vm, the guest kernel carried in), checked
+# against expected-vm.txt. ARGS: --only NAME, --timeout S, --no-expect.
+# The OCI validation programs in the test machine on the vm backend.
+[positional-arguments]
+oci-validation-vm *ARGS: build kernel
+    @[ "$(id -u)" -eq 0 ] || { echo "oci-validation-vm: needs root" >&2; exit 1; }
+    ./integration/oci-validation/run.sh --testvm --backend vm --hull "{{ hull }}" "$@"
+
 # Real clients drive hull: the containerd suite, then the podman suite; fails if either fails.
 conformance: build
     #!/usr/bin/env bash

@@ -24,7 +24,7 @@ pub fn init(opts: &GlobalOpts) {
     let file = opts.log.as_ref().and_then(|p| match OpenOptions::new().create(true).append(true).open(p) {
         Ok(f) => Some(f),
         Err(e) => {
-            eprintln!("hull: cannot open log file {}: {e}", p.display());
+            eprintln!("hull: warning: cannot open log file {}: {e}", p.display());
             None
         }
     });
@@ -72,9 +72,10 @@ pub fn log_fd() -> Option<i32> {
     SINK.lock().ok().and_then(|s| s.file.as_ref().map(|f| f.as_raw_fd()))
 }
 
-/// The final error of a command: stderr and the log.
+/// The final error of a command: stderr and the log. The word "error" is on the stderr line
+/// too, as runc's `level=error` is: tools that scan a runtime's stderr look for it.
 pub fn error(msg: &str) {
-    eprintln!("hull: {msg}");
+    eprintln!("hull: error: {msg}");
     write_log("error", msg);
 }
 

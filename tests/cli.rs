@@ -179,6 +179,32 @@ fn log_json_on_error() {
 }
 
 #[test]
+fn error_line_on_stderr_says_error_and_matches_the_log() {
+    // Tools that scan a runtime's stderr look for the word "error" (runc: level=error msg=...).
+    let (env, _reaper) = env_of(&["true"]);
+    let log = env.dir.join("hull.log");
+    let o = h(&env, &["--log", log.to_str().unwrap(), "--log-format", "json", "delete", "nosuchid"]);
+    assert!(!o.status.success(), "delete of an unknown id must fail");
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one stderr line: {err:?}");
+    let msg = lines[0]
+        .strip_prefix("hull: error: ")
+        .unwrap_or_else(|| panic!("stderr does not start with `hull: error: `: {err:?}"));
+    assert!(msg.contains("nosuchid") && msg.contains("does not exist"), "{err:?}");
+
+    let text = std::fs::read_to_string(&log).expect("--log file written");
+    let errors: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not a JSON line: {l:?}: {e}")))
+        .filter(|l| l["level"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line in the log: {text}");
+    assert_eq!(errors[0]["msg"], msg, "the log's msg is the stderr message: {text}");
+    assert!(env.root_is_empty());
+}
+
+#[test]
 fn log_text_on_error() {
     let (env, _reaper) = env_of(&["true"]);
     let log = env.dir.join("hull.log");

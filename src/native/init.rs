@@ -158,7 +158,7 @@ fn stage2(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> ! {
         Ok(_fifo) => prepared.exec(),
         Err(e) => e,
     };
-    eprintln!("hull: container init: {e}");
+    eprintln!("hull: error: container init: {e}");
     // SAFETY: as in `finish`.
     unsafe { libc::_exit(127) }
 }
