@@ -59,7 +59,7 @@ pub fn build(mut config: VmConfig) -> Result<Vmm> {
         .map_err(|e| Error::io("creating the event loop", std::io::Error::other(e.to_string())))?;
     event_manager.add_subscriber(Arc::new(Mutex::new(ExitListener(exit.clone()))));
 
-    let serial_on = matches!(config.serial, SerialOutput::File(_));
+    let serial_on = !matches!(config.serial, SerialOutput::Off);
     let pio_bus = legacy_devices(&vm, std::mem::take(&mut config.serial), &exit)?;
     let mut cmdline = kernel_cmdline(&config.cmdline, serial_on)?;
     let mut virtio = VirtioSlots {

@@ -3,6 +3,8 @@
 use std::fs::File;
 use std::path::PathBuf;
 
+use crate::console_tail::ConsoleTail;
+
 /// The guest kernel, already opened (the vm backend opens it before pivot_root).
 #[derive(Debug)]
 pub struct KernelImage {
@@ -18,6 +20,8 @@ pub enum SerialOutput {
     Off,
     /// Written to this file (a tty, a pipe, a log file).
     File(File),
+    /// Kept in memory, the last bytes only, for the caller to show when the guest dies.
+    Tail(ConsoleTail),
 }
 
 /// A virtio-vsock device in Firecracker's hybrid model: the host side is a unix socket.

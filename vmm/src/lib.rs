@@ -14,6 +14,7 @@
 pub mod arch;
 pub mod builder;
 pub mod config;
+pub mod console_tail;
 pub mod devices;
 pub mod error;
 pub mod memory;
@@ -23,5 +24,6 @@ pub mod vmm;
 pub mod vstate;
 
 pub use config::{FsShare, KernelImage, SerialOutput, VmConfig, VsockConfig};
+pub use console_tail::ConsoleTail;
 pub use error::Error;
 pub use vmm::{Timeline, VmExit, Vmm, VmmHandle};

@@ -18,11 +18,15 @@ use crate::vstate::vm::Vm;
 /// Why the VM stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VmExit {
-    /// The guest reset: the i8042 reset line (`reboot=k`), or a triple fault
-    /// (KVM_EXIT_SHUTDOWN). A Linux guest's `reboot` and `panic=-1` end here. There is no
-    /// power-off device (no ACPI): a guest `poweroff` or `halt` stops its CPUs for good and
-    /// the VM runs until [`VmmHandle::stop`], so a guest that is done reboots.
+    /// The guest reset through the i8042 reset line (`reboot=k`) or a KVM system event. A
+    /// Linux guest's `reboot` and `panic=-1` end here. There is no power-off device (no ACPI):
+    /// a guest `poweroff` or `halt` stops its CPUs for good and the VM runs until
+    /// [`VmmHandle::stop`], so a guest that is done reboots.
     Reset,
+    /// A triple fault (KVM_EXIT_SHUTDOWN): the guest CPU gave up without the kernel's say,
+    /// which a PC answers with a reset too. Kept apart from [`VmExit::Reset`] because it
+    /// points at the CPU (or its emulation), not at the guest's software.
+    TripleFault,
     /// [`VmmHandle::stop`] was called.
     Stopped,
     /// A vcpu failed: KVM_RUN returned an error or an exit the VMM cannot handle.

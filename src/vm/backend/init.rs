@@ -187,10 +187,13 @@ fn boot(
     let initramfs = initramfs::build(&agent).map_err(|e| format!("making the guest's initramfs: {e:#}"))?;
     let listener = UnixListener::bind(&init.listen_path)
         .map_err(|e| format!("listening on {}: {e}", init.listen_path.display()))?;
+    // Without HULL_VM_SERIAL the console is still on, `quiet` (errors only), and its tail is
+    // kept for the message of a guest that dies.
+    let console = vmm::ConsoleTail::new(CONSOLE_TAIL_BYTES);
     let serial = if init.serial {
         crate::vm::vm_run::serial_to_stderr().map_err(|e| format!("{e:#}"))?
     } else {
-        vmm::SerialOutput::Off
+        vmm::SerialOutput::Tail(console.clone())
     };
     let filters = Filters::build(jail::seccomp::mismatch()).map_err(|e| format!("jailing the VMM: {e}"))?;
     let vm_config = vmm::VmConfig {
@@ -261,8 +264,12 @@ fn boot(
     let result = vm.run();
     drop(quit_tx);
     let report = talker.join().map_err(|_| "the session thread panicked".to_string())?;
-    outcome(report, result.map(|(exit, _timeline)| exit))
+    outcome(report, result.map(|(exit, _timeline)| exit), &console.last_lines(CONSOLE_TAIL_LINES))
 }
+
+/// How much of the guest console the VMM keeps, and how many of its lines an error shows.
+const CONSOLE_TAIL_BYTES: usize = 8192;
+const CONSOLE_TAIL_LINES: usize = 20;
 
 /// `path` with every symlink resolved: the path the VMM's file server opens a share by.
 fn canonical(path: &std::path::Path) -> Result<PathBuf, String> {
@@ -323,7 +330,11 @@ fn poll_ready(fds: &mut [PollFd], deadline: Instant) -> bool {
 /// How the VMM ends: the workload's exit code or signal, a signal that came before the
 /// workload started (as it would have killed a native init waiting on the fifo), or the
 /// failure that stopped the VM.
-fn outcome(report: Report, result: Result<vmm::VmExit, vmm::Error>) -> Result<Outcome, String> {
+fn outcome(
+    report: Report,
+    result: Result<vmm::VmExit, vmm::Error>,
+    console: &[String],
+) -> Result<Outcome, String> {
     if let Some(exit) = report.exit {
         return Ok(match exit.signal {
             Some(signo) => Outcome::Signaled(signo),
@@ -339,14 +350,27 @@ fn outcome(report: Report, result: Result<vmm::VmExit, vmm::Error>) -> Result<Ou
     if let Some(msg) = report.failure {
         return Err(msg);
     }
-    match result {
-        Err(e) => Err(format!("running the VM: {e}")),
-        Ok(vmm::VmExit::VcpuError(e)) => Err(format!("the VM failed: {e}")),
-        Ok(_) => Err(format!(
-            "the guest stopped before the workload reported an exit status (kernel panic? {SERIAL_ENV}=1 shows the \
-             guest console on the container's stderr)"
-        )),
-    }
+    // Before its agent connected the guest was still booting: nothing of the container ran.
+    let when = if report.agent_ready.is_none() {
+        "while booting, before its agent connected"
+    } else {
+        "before the workload reported an exit status"
+    };
+    let how = match result {
+        Err(e) => return Err(format!("running the VM: {e}")),
+        Ok(vmm::VmExit::VcpuError(e)) => return Err(format!("the VM failed: {e}")),
+        Ok(vmm::VmExit::TripleFault) => "the guest's CPU triple-faulted (KVM_EXIT_SHUTDOWN)",
+        Ok(vmm::VmExit::Reset) => "the guest rebooted (a kernel panic reboots it)",
+        Ok(vmm::VmExit::Stopped) => "the VM was stopped",
+    };
+    let console = if console.is_empty() {
+        format!(
+            "the guest console printed no error ({SERIAL_ENV}=1 shows all of it on the container's stderr)"
+        )
+    } else {
+        format!("the guest console's last lines:\n  | {}", console.join("\n  | "))
+    };
+    Err(format!("the guest stopped {when}: {how}; {console}"))
 }
 
 /// Closes every inherited fd above stdio but `keep` and hull's log: the container
@@ -398,20 +422,35 @@ mod tests {
 
     #[test]
     fn the_workloads_code_or_signal_is_the_vmms() {
-        assert_eq!(outcome(exited(3, None), Ok(vmm::VmExit::Reset)), Ok(Outcome::Exit(3)));
-        assert_eq!(outcome(exited(137, Some(9)), Ok(vmm::VmExit::Reset)), Ok(Outcome::Signaled(9)));
+        assert_eq!(outcome(exited(3, None), Ok(vmm::VmExit::Reset), &[]), Ok(Outcome::Exit(3)));
+        assert_eq!(outcome(exited(137, Some(9)), Ok(vmm::VmExit::Reset), &[]), Ok(Outcome::Signaled(9)));
         let before_start = Report { interrupted: Some(libc::SIGTERM), ..Default::default() };
-        assert_eq!(outcome(before_start, Ok(vmm::VmExit::Stopped)), Ok(Outcome::Signaled(libc::SIGTERM)));
+        assert_eq!(
+            outcome(before_start, Ok(vmm::VmExit::Stopped), &[]),
+            Ok(Outcome::Signaled(libc::SIGTERM))
+        );
     }
 
     #[test]
     fn failures_say_what_happened() {
         let timeout =
             Report { failure: Some("the guest agent did not connect".into()), ..Default::default() };
-        assert_eq!(outcome(timeout, Ok(vmm::VmExit::Stopped)), Err("the guest agent did not connect".into()));
-        let err = outcome(Report::default(), Ok(vmm::VmExit::Reset)).unwrap_err();
+        assert_eq!(
+            outcome(timeout, Ok(vmm::VmExit::Stopped), &[]),
+            Err("the guest agent did not connect".into())
+        );
+        let err = outcome(Report::default(), Ok(vmm::VmExit::TripleFault), &[]).unwrap_err();
         assert!(
-            err.contains("before the workload reported an exit status") && err.contains(SERIAL_ENV),
+            err.contains("while booting") && err.contains("triple-faulted") && err.contains(SERIAL_ENV),
+            "{err}"
+        );
+        let connected = Report { agent_ready: Some(std::time::Instant::now()), ..Default::default() };
+        let console = ["Kernel panic - not syncing: oops".to_string()];
+        let err = outcome(connected, Ok(vmm::VmExit::Reset), &console).unwrap_err();
+        assert!(
+            err.contains("before the workload reported an exit status")
+                && err.contains("rebooted")
+                && err.ends_with("last lines:\n  | Kernel panic - not syncing: oops"),
             "{err}"
         );
     }

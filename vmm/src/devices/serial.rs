@@ -42,6 +42,7 @@ impl SerialDevice {
         let out: Box<dyn Write + Send> = match output {
             SerialOutput::Off => Box::new(io::sink()),
             SerialOutput::File(file) => Box::new(file),
+            SerialOutput::Tail(tail) => Box::new(tail),
         };
         SerialDevice { uart: Serial::new(irq, out) }
     }

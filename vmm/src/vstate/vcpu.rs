@@ -124,8 +124,7 @@ fn run_loop(fd: &mut VcpuFd, id: u8, ctx: &VcpuContext) -> Option<VmExit> {
             Ok(VcpuExit::IoOut(port, data)) => _ = ctx.pio.write(u64::from(port), data),
             Ok(VcpuExit::MmioRead(addr, data)) => _ = ctx.mmio.read(addr, data),
             Ok(VcpuExit::MmioWrite(addr, data)) => _ = ctx.mmio.write(addr, data),
-            // A triple fault: what a PC does then is reset.
-            Ok(VcpuExit::Shutdown) => return Some(VmExit::Reset),
+            Ok(VcpuExit::Shutdown) => return Some(VmExit::TripleFault),
             Ok(VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_SHUTDOWN | KVM_SYSTEM_EVENT_RESET, _)) => {
                 return Some(VmExit::Reset)
             }
