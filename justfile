@@ -106,7 +106,21 @@ vm-e2e: build kernel
 # backend: exit codes, stdio, signals, nothing left behind; integration/vm/backend.sh), inside
 # the test machine, which has a real /dev/kvm.
 vm-backend: build kernel
-    ./integration/vm/backend.sh --testvm --hull "{{ hull }}"
+    #!/usr/bin/env bash
+    set -uo pipefail
+    out="$(mktemp /tmp/hull-vm-backend.XXXXXX)"
+    trap 'rm -f "$out"' EXIT
+    s=0
+    ./integration/vm/backend.sh --testvm --hull "{{ hull }}" 2>&1 | tee "$out" || s=$?
+    # A guest whose CPU triple-faulted in the emulated machine outside start_runner's own retry
+    # (about one VM container in a hundred there, integration/testvm/README.md): the whole run
+    # once more.
+    if [ "$s" != 0 ] && grep -q '^  | .*triple-faulted (KVM_EXIT_SHUTDOWN' "$out"; then
+        echo "RETRY vm-backend: a guest's CPU triple-faulted (hull's message above); the whole run once more"
+        s=0
+        ./integration/vm/backend.sh --testvm --hull "{{ hull }}" || s=$?
+    fi
+    exit "$s"
 
 # Every container a VM container (HULL_TEST_BACKEND=vm; the release build, the guest kernel
 # carried in): lifecycle, exec, process, rootfs, namespaces, hooks, cve and cgroups. Tests that
@@ -223,10 +237,11 @@ conformance-vm: build kernel
         s=0
         out="$(mktemp /tmp/hull-conformance-vm.XXXXXX)"
         ./integration/$suite/run.sh --testvm --backend vm --hull "{{ hull }}" 2>&1 | tee "$out" || s=$?
-        # A guest that died in the emulated machine (about one boot in two hundred there,
-        # integration/testvm/README.md) fails the checks after it too: the suite runs once more.
-        if [ "$s" != 0 ] && grep -q 'the guest stopped ' "$out"; then
-            echo "RETRY $suite: a guest died (hull's 'the guest stopped ...' above); the whole suite once more"
+        # A guest whose CPU triple-faulted in the emulated machine (about one VM container in a
+        # hundred there, integration/testvm/README.md) fails the checks after it too: the suite
+        # runs once more.
+        if [ "$s" != 0 ] && grep -q 'triple-faulted (KVM_EXIT_SHUTDOWN' "$out"; then
+            echo "RETRY $suite: a guest's CPU triple-faulted (hull's message above); the whole suite once more"
             s=0
             ./integration/$suite/run.sh --testvm --backend vm --hull "{{ hull }}" 2>&1 | tee "$out" || s=$?
         fi
@@ -269,7 +284,7 @@ ci:
     # What failed, once more at the end where a truncated log still shows it.
     for step in "${failed[@]}"; do
         echo "=== just ci: what failed in $step ==="
-        grep -E -i '^(FAIL|not ok|RETRY|error|---- )|panicked|FAILED|timed out|stall' "$logs/$step" | grep -v '# TODO' | tail -n 25
+        grep -E -i '^(FAIL|not ok|RETRY|error|---- )|panicked|FAILED|timed out|stall|hull: error' "$logs/$step" | grep -v '# TODO' | tail -n 25
         echo "--- the last lines of $step ---"
         tail -n 15 "$logs/$step"
     done

@@ -189,9 +189,9 @@ fn outcome(
             "the guest stopped before the agent reported an exit status (kernel panic? run with --serial to see \
              the console)"
         ),
-        Some(vmm::VmExit::TripleFault) => bail!(
-            "the guest's CPU triple-faulted (KVM_EXIT_SHUTDOWN) before the agent reported an exit status; run with \
-             --serial to see the console"
+        Some(vmm::VmExit::TripleFault(at)) => bail!(
+            "the guest's CPU triple-faulted (KVM_EXIT_SHUTDOWN, {at}) before the agent reported an exit status; \
+             run with --serial to see the console"
         ),
         Some(vmm::VmExit::Stopped) => bail!("the VM was stopped before the command reported an exit status"),
         Some(vmm::VmExit::VcpuError(e)) => bail!("the VM failed: {e}"),

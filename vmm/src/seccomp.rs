@@ -28,6 +28,16 @@ pub use seccompiler::apply_filter;
 
 /// `_IO(KVMIO, 0x80)`.
 pub const KVM_RUN: u64 = 0xae80;
+/// _IOR(KVMIO, 0x81, struct kvm_regs) and _IOR(KVMIO, 0x83, struct kvm_sregs): read once by a
+/// vcpu whose guest triple-faulted, to say where (VmExit::TripleFault).
+pub const KVM_GET_REGS: u64 = kvm_ior(0x81, std::mem::size_of::<kvm_bindings::kvm_regs>());
+pub const KVM_GET_SREGS: u64 = kvm_ior(0x83, std::mem::size_of::<kvm_bindings::kvm_sregs>());
+
+/// The number of a KVM ioctl that reads `size` bytes: direction read (2) in bits 30-31, the
+/// size in bits 16-29, KVMIO (0xae) in bits 8-15, `nr` in bits 0-7.
+const fn kvm_ior(nr: u64, size: usize) -> u64 {
+    (2 << 30) | ((size as u64) << 16) | (0xae << 8) | nr
+}
 
 /// What happens to a system call outside a thread's list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,7 +233,7 @@ pub fn compile(
 /// A vcpu thread's filter: KVM_RUN, and what serving an exit does.
 pub fn vcpu(mismatch: Mismatch) -> Result<BpfProgram, FilterError> {
     let mut rules = allow_all(&[COMMON]);
-    allow_with_arg(&mut rules, libc::SYS_ioctl, 1, &[KVM_RUN])
+    allow_with_arg(&mut rules, libc::SYS_ioctl, 1, &[KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS])
         .map_err(|msg| FilterError { kind: "vcpu", msg })?;
     compile("vcpu", rules, mismatch)
 }
@@ -236,13 +246,20 @@ pub fn event_loop(mismatch: Mismatch) -> Result<BpfProgram, FilterError> {
     allow_with_arg(&mut rules, libc::SYS_socket, 0, &[libc::AF_UNIX as u64]).map_err(error)?;
     // std's set_nonblocking on the unix sockets; KVM_RUN for the vcpu threads it makes, which
     // run under this filter too (and their own on top).
-    allow_with_arg(&mut rules, libc::SYS_ioctl, 1, &[libc::FIONBIO, KVM_RUN]).map_err(error)?;
+    allow_with_arg(&mut rules, libc::SYS_ioctl, 1, &[libc::FIONBIO, KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS])
+        .map_err(error)?;
     compile("event loop", rules, mismatch)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn register_ioctl_numbers() {
+        assert_eq!(KVM_GET_REGS, 0x8090_ae81);
+        assert_eq!(KVM_GET_SREGS, 0x8138_ae83);
+    }
 
     /// Installs `filter` in a new thread and runs `probe` there.
     fn in_filtered_thread<T: Send + 'static>(

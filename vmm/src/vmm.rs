@@ -26,7 +26,9 @@ pub enum VmExit {
     /// A triple fault (KVM_EXIT_SHUTDOWN): the guest CPU gave up without the kernel's say,
     /// which a PC answers with a reset too. Kept apart from [`VmExit::Reset`] because it
     /// points at the CPU (or its emulation), not at the guest's software.
-    TripleFault,
+    /// Where the vcpu that got it was (its number, rip, rsp, control registers), for the
+    /// message.
+    TripleFault(String),
     /// [`VmmHandle::stop`] was called.
     Stopped,
     /// A vcpu failed: KVM_RUN returned an error or an exit the VMM cannot handle.

@@ -112,6 +112,18 @@ pub(crate) struct VcpuContext {
     pub(crate) filter: Option<Arc<seccompiler::BpfProgram>>,
 }
 
+/// Where a vcpu was when its guest triple-faulted: what there is to go on when the console
+/// said nothing (the rip against the guest kernel's System.map).
+fn where_it_stopped(fd: &VcpuFd, id: u8) -> String {
+    match (fd.get_regs(), fd.get_sregs()) {
+        (Ok(r), Ok(s)) => format!(
+            "vcpu {id} at rip {:#x}, rsp {:#x}, rflags {:#x}, cr0 {:#x}, cr2 {:#x}, cr3 {:#x}, cr4 {:#x}, efer {:#x}",
+            r.rip, r.rsp, r.rflags, s.cr0, s.cr2, s.cr3, s.cr4, s.efer
+        ),
+        (Err(e), _) | (_, Err(e)) => format!("vcpu {id} (its registers: {e})"),
+    }
+}
+
 /// Runs the vcpu until the VM exits (the exit to report) or it is told to stop (None).
 fn run_loop(fd: &mut VcpuFd, id: u8, ctx: &VcpuContext) -> Option<VmExit> {
     if let Some(first) = &ctx.first_entry {
@@ -124,7 +136,7 @@ fn run_loop(fd: &mut VcpuFd, id: u8, ctx: &VcpuContext) -> Option<VmExit> {
             Ok(VcpuExit::IoOut(port, data)) => _ = ctx.pio.write(u64::from(port), data),
             Ok(VcpuExit::MmioRead(addr, data)) => _ = ctx.mmio.read(addr, data),
             Ok(VcpuExit::MmioWrite(addr, data)) => _ = ctx.mmio.write(addr, data),
-            Ok(VcpuExit::Shutdown) => return Some(VmExit::TripleFault),
+            Ok(VcpuExit::Shutdown) => return Some(VmExit::TripleFault(where_it_stopped(fd, id))),
             Ok(VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_SHUTDOWN | KVM_SYSTEM_EVENT_RESET, _)) => {
                 return Some(VmExit::Reset)
             }
