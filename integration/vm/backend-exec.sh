@@ -286,15 +286,18 @@ exec_checks() {
     i=0
     while [ ! -s "$work/k.pid" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
     k="$(cat "$work/k.pid" 2>/dev/null)"
+    d0=$(date +%s)
     h delete --force "$id" 2>>"$err" || rc=$?
     del_rc=$rc
+    d1=$(date +%s)
     wait_bounded "$job" 60
     lap
+    timing="delete $((d1 - d0)) s, the exec's end $(($(date +%s) - d1)) s after it"
     left="$(leftovers "$id" "$vmm")"
     if [ "$del_rc" = 0 ] && [ "$rc" = 137 ] && [ "$timed_out" = 0 ] && [ -n "$k" ] && gone "$k" && [ -z "$left" ]; then
-        pass "delete --force during an exec: the exec ends (137), nothing left"
+        pass "delete --force during an exec: the exec ends (137), nothing left ($timing)"
     else
         fail "delete --force during an exec: the exec ends (137), nothing left" \
-            "delete $del_rc, exec $rc (killed by the check's own limit: $timed_out), stand-in '$k'; $left"
+            "delete $del_rc, exec $rc (killed by the check's own limit: $timed_out; $timing), stand-in '$k'; $left"
     fi
 }

@@ -122,16 +122,18 @@ wait_line() {
 # status in $rc, and timed_out=1 when it had to be killed (a nested guest now and then stalls:
 # one check fails, the script goes on).
 wait_bounded() {
-    ( sleep "$2"; kill -KILL "$1" 2>/dev/null ) &
+    # The watchdog leaves a mark before it kills: whether it is still alive when the job ends
+    # is a race (the job's death wakes the wait before the watchdog's subshell exits).
+    rm -f "$work/watchdog.$1"
+    ( sleep "$2"; : >"$work/watchdog.$1"; kill -KILL "$1" 2>/dev/null ) &
     _watchdog=$!
     rc=0
     wait "$1" || rc=$?
-    timed_out=1
-    if kill -0 "$_watchdog" 2>/dev/null; then
-        timed_out=0
-        kill "$_watchdog" 2>/dev/null
-    fi
+    kill "$_watchdog" 2>/dev/null
     wait "$_watchdog" 2>/dev/null
+    timed_out=0
+    if [ -e "$work/watchdog.$1" ]; then timed_out=1; fi
+    rm -f "$work/watchdog.$1"
     return 0
 }
 # start_runner ID ARGS...: `hull --backend vm run ARGS... ID` in the background (pid in
