@@ -359,7 +359,9 @@ fn outcome(
     let how = match result {
         Err(e) => return Err(format!("running the VM: {e}")),
         Ok(vmm::VmExit::VcpuError(e)) => return Err(format!("the VM failed: {e}")),
-        Ok(vmm::VmExit::TripleFault(at)) => &format!("the guest's CPU triple-faulted (KVM_EXIT_SHUTDOWN, {at})"),
+        Ok(vmm::VmExit::TripleFault(at)) => {
+            &format!("the guest's CPU triple-faulted (KVM_EXIT_SHUTDOWN, {at})")
+        }
         Ok(vmm::VmExit::Reset) => "the guest rebooted (a kernel panic reboots it)",
         Ok(vmm::VmExit::Stopped) => "the VM was stopped",
     };
@@ -439,9 +441,12 @@ mod tests {
             outcome(timeout, Ok(vmm::VmExit::Stopped), &[]),
             Err("the guest agent did not connect".into())
         );
-        let err = outcome(Report::default(), Ok(vmm::VmExit::TripleFault("vcpu 0 at rip 0x1".into())), &[]).unwrap_err();
+        let err = outcome(Report::default(), Ok(vmm::VmExit::TripleFault("vcpu 0 at rip 0x1".into())), &[])
+            .unwrap_err();
         assert!(
-            err.contains("while booting") && err.contains("triple-faulted (KVM_EXIT_SHUTDOWN, vcpu 0 at rip 0x1)") && err.contains(SERIAL_ENV),
+            err.contains("while booting")
+                && err.contains("triple-faulted (KVM_EXIT_SHUTDOWN, vcpu 0 at rip 0x1)")
+                && err.contains(SERIAL_ENV),
             "{err}"
         );
         let connected = Report { agent_ready: Some(std::time::Instant::now()), ..Default::default() };
