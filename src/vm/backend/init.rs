@@ -264,12 +264,35 @@ fn boot(
     let result = vm.run();
     drop(quit_tx);
     let report = talker.join().map_err(|_| "the session thread panicked".to_string())?;
-    outcome(report, result.map(|(exit, _timeline)| exit), &console.last_lines(CONSOLE_TAIL_LINES))
+    outcome(
+        report,
+        result.map(|(exit, _timeline)| exit),
+        &console_excerpt(console.last_lines(CONSOLE_KEPT_LINES)),
+    )
 }
 
 /// How much of the guest console the VMM keeps, and how many of its lines an error shows.
 const CONSOLE_TAIL_BYTES: usize = 8192;
-const CONSOLE_TAIL_LINES: usize = 20;
+const CONSOLE_KEPT_LINES: usize = 200;
+const CONSOLE_SHOWN_LINES: usize = 20;
+/// How many lines from a panic's first line on an error shows: its call trace can run past
+/// [`CONSOLE_SHOWN_LINES`], and the panic's own line is the one that says why.
+const PANIC_SHOWN_LINES: usize = 40;
+
+/// The console lines an error shows: from the kernel's panic line on when there is one (the
+/// trace after it, at most [`PANIC_SHOWN_LINES`]), else the last [`CONSOLE_SHOWN_LINES`].
+fn console_excerpt(lines: Vec<String>) -> Vec<String> {
+    let start = match lines.iter().rposition(|l| l.contains("Kernel panic - not syncing")) {
+        Some(panic) => panic,
+        None => lines.len().saturating_sub(CONSOLE_SHOWN_LINES),
+    };
+    let shown = if start + PANIC_SHOWN_LINES < lines.len() && lines[start].contains("Kernel panic") {
+        PANIC_SHOWN_LINES
+    } else {
+        lines.len() - start
+    };
+    lines[start..start + shown].to_vec()
+}
 
 /// `path` with every symlink resolved: the path the VMM's file server opens a share by.
 fn canonical(path: &std::path::Path) -> Result<PathBuf, String> {
@@ -431,6 +454,21 @@ mod tests {
             outcome(before_start, Ok(vmm::VmExit::Stopped), &[]),
             Ok(Outcome::Signaled(libc::SIGTERM))
         );
+    }
+
+    #[test]
+    fn the_console_excerpt_keeps_a_panics_line() {
+        let numbered = |n: usize| (0..n).map(|i| format!("line {i}")).collect::<Vec<_>>();
+        assert_eq!(console_excerpt(numbered(50)), numbered(50)[30..]);
+        let mut panicked = numbered(10);
+        panicked.push("Kernel panic - not syncing: sysrq triggered crash".into());
+        panicked.extend(numbered(30));
+        let shown = console_excerpt(panicked.clone());
+        assert_eq!(shown.len(), 31);
+        assert!(shown[0].starts_with("Kernel panic") && shown[30] == "line 29", "{shown:?}");
+        panicked.extend(numbered(60));
+        assert_eq!(console_excerpt(panicked).len(), PANIC_SHOWN_LINES);
+        assert!(console_excerpt(Vec::new()).is_empty());
     }
 
     #[test]
