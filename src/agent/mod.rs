@@ -45,7 +45,8 @@ pub struct AgentConfig {
     #[serde(default)]
     pub debug: bool,
     /// A VM container's bind mounts, all served in one share (tag [`BINDS_TAG`]) whose entry
-    /// `name` is the host's source; the agent binds each onto `dest` in the shared root.
+    /// at `name` (`<index>/<source's name>`) is the host's source; the agent binds each onto
+    /// `dest` in the shared root.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub binds: Vec<GuestBind>,
     /// A VM container's: the vsock port the agent listens on for `hull exec` (vm-run has none).
@@ -64,7 +65,7 @@ pub const BINDS_MOUNT_POINT: &str = "/run/binds";
 /// One bind mount of a VM container, as the guest makes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestBind {
-    /// The entry in the binds share.
+    /// The entry's path in the binds share: `<index>/<source's name>`.
     pub name: String,
     /// Absolute, inside the shared root.
     pub dest: String,

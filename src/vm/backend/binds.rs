@@ -2,12 +2,20 @@
 //! single-file mounts of /etc/hosts, /etc/resolv.conf and /etc/hostname): all served to the
 //! guest through one virtio-fs share, so that a single file is shared without its directory.
 //!
-//! The share is a staging directory in the container's state directory whose entries (`0`,
-//! `1`, ...) are bind mounts of the sources (recursive for `rbind`: a plain `bind` leaves the
-//! source's submounts out, as natively), made in the VMM init's own mount namespace (the
-//! host never sees them), read-only ones remounted read-only, so the VMM's file server gets
-//! EROFS for a write whatever the guest asks. The agent binds each entry onto its destination
-//! in the container's root ([`crate::agent::GuestBind`]).
+//! The share is a staging directory in the container's state directory with a directory per
+//! bind (`0`, `1`, ..., in the spec's order) holding one entry named after the source's last
+//! component (`0/hosts`, `1/data`; [`entry_name`]). Each entry is a bind mount of its source
+//! (recursive for `rbind`: a plain `bind` leaves the source's submounts out, as natively),
+//! made in the VMM init's own mount namespace (the host never sees them), read-only ones
+//! remounted read-only, so the VMM's file server gets EROFS for a write whatever the guest
+//! asks. The agent binds each entry onto its destination in the container's root
+//! ([`crate::agent::GuestBind`]).
+//!
+//! The entry keeps the source's name because the guest sees all binds through the one share:
+//! in the guest's mountinfo a bind's root is its entry's path in the share (`/0/hosts`), and
+//! tools that match a bind to its mount do so by the source's base name, as runc's roots (the
+//! source's path within its filesystem) allow. The index directory keeps two sources with the
+//! same name apart.
 //!
 //! Destinations under /proc, /sys and /dev are the guest's own and are not shared: the host's
 //! never reach the guest.
@@ -31,16 +39,20 @@ pub struct Bind {
     pub recursive: bool,
 }
 
-impl Bind {
-    /// Its entry in the staging directory (and the guest's name for it).
-    fn name(index: usize) -> String {
-        entry_name(index)
-    }
-}
+/// The name of an entry whose source has no usable last component (`/`, a path ending in
+/// `..`, a name that is not UTF-8).
+const UNNAMED: &str = "root";
 
-/// The name of the `index`th staged bind in the binds share.
-pub fn entry_name(index: usize) -> String {
-    index.to_string()
+/// The path of the `index`th staged bind, from `source`, in the binds share: `<index>/<name>`,
+/// the name being the source's last component. The staging, the agent's list and the guest
+/// spec all take it from here, so that they name the same entry.
+pub fn entry_name(index: usize, source: &Path) -> String {
+    let name = source
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| !n.is_empty() && *n != "." && *n != ".." && !n.contains('/'))
+        .unwrap_or(UNNAMED);
+    format!("{index}/{name}")
 }
 
 /// What becomes of a mount: None, not a bind (the guest makes it); Some(true), a bind of a
@@ -91,16 +103,23 @@ pub fn for_guest(binds: &[Bind]) -> Vec<GuestBind> {
     binds
         .iter()
         .enumerate()
-        .map(|(i, b)| GuestBind { name: Bind::name(i), dest: b.dest.clone(), read_only: b.read_only })
+        .map(|(i, b)| GuestBind {
+            name: entry_name(i, &b.source),
+            dest: b.dest.clone(),
+            read_only: b.read_only,
+        })
         .collect()
 }
 
-/// Makes the staging directory `dir` with an entry per bind mount, bound onto its source.
-/// Runs in the VMM init's own mount namespace.
+/// Makes the staging directory `dir` with an entry per bind mount ([`entry_name`]), bound
+/// onto its source. Runs in the VMM init's own mount namespace.
 pub fn stage(binds: &[Bind], dir: &Path) -> Result<(), String> {
     std::fs::create_dir(dir).map_err(|e| format!("making {}: {e}", dir.display()))?;
     for (i, b) in binds.iter().enumerate() {
-        let entry = dir.join(Bind::name(i));
+        let entry = dir.join(entry_name(i, &b.source));
+        if let Some(index_dir) = entry.parent() {
+            std::fs::create_dir(index_dir).map_err(|e| format!("making {}: {e}", index_dir.display()))?;
+        }
         let made =
             if b.is_dir { std::fs::create_dir(&entry) } else { std::fs::File::create(&entry).map(drop) };
         made.map_err(|e| format!("making {}: {e}", entry.display()))?;
@@ -159,8 +178,24 @@ mod tests {
             ]
         );
         let guest = for_guest(&binds);
-        assert_eq!((guest[1].name.as_str(), guest[1].dest.as_str()), ("1", "/etc/hosts"));
+        let names: Vec<(&str, &str)> = guest.iter().map(|g| (g.name.as_str(), g.dest.as_str())).collect();
+        assert_eq!(names, [("0/data", "/data"), ("1/hosts", "/etc/hosts")]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_entry_is_its_index_then_the_sources_name() {
+        assert_eq!(entry_name(9, Path::new("/etc/hosts")), "9/hosts");
+        assert_eq!(entry_name(0, Path::new("/srv/data/")), "0/data");
+        assert_eq!(entry_name(1, Path::new("/srv/data/.")), "1/data");
+        assert_eq!(entry_name(2, Path::new("/bundle/vol")), "2/vol");
+        // No usable last component: a fixed name, never `/`, `.` or `..`.
+        assert_eq!(entry_name(3, Path::new("/")), "3/root");
+        assert_eq!(entry_name(4, Path::new("/srv/..")), "4/root");
+        assert_eq!(entry_name(5, Path::new("")), "5/root");
+        use std::os::unix::ffi::OsStrExt;
+        let not_utf8 = Path::new(std::ffi::OsStr::from_bytes(b"/srv/\xff"));
+        assert_eq!(entry_name(6, not_utf8), "6/root");
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! what belongs to the host:
 //!
 //! - the root is the share the guest mounted (the rootfs), read-only as the spec says;
-//! - a bind mount of a host path reads from its entry in the binds share; binds onto the
-//!   guest's own /proc, /sys and /dev are left out (the guest has its own);
+//! - a bind mount of a host path reads from its entry in the binds share (`<index>/<source's
+//!   name>`, [`binds::entry_name`]); binds onto the guest's own /proc, /sys and /dev are left
+//!   out (the guest has its own);
 //! - no hooks (createRuntime and prestart ran on the host; the rest name host programs),
 //!   no network namespace (the guest's own is the container's), no namespace by path (those
 //!   are the host's), no AppArmor or SELinux label (the guest kernel has neither);
@@ -19,16 +20,19 @@
 
 use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxResources, Mount, Process, Spec};
 
-use super::binds;
+use std::path::Path;
+
+use super::binds::{self, Bind};
 use crate::agent::BINDS_MOUNT_POINT;
 use crate::vm::SHARE_MOUNT_POINT;
 
-pub fn for_guest(spec: &Spec) -> Spec {
+/// `binds` are the spec's staged binds, as [`binds::from_spec`] found them.
+pub fn for_guest(spec: &Spec, binds: &[Bind]) -> Result<Spec, String> {
     let mut guest = spec.clone();
     if let Some(root) = guest.root_mut() {
         root.set_path(SHARE_MOUNT_POINT.into());
     }
-    guest.set_mounts(Some(mounts(spec)));
+    guest.set_mounts(Some(mounts(spec, binds)?));
     guest.set_hooks(None);
     if let Some(process) = guest.process().clone() {
         guest.set_process(Some(process_for_guest(&process)));
@@ -46,7 +50,7 @@ pub fn for_guest(spec: &Spec) -> Spec {
             }
         }
     }
-    guest
+    Ok(guest)
 }
 
 /// The container's cgroup in the guest.
@@ -81,25 +85,32 @@ pub fn process_for_guest(process: &Process) -> Process {
     p
 }
 
-/// The spec's mounts, each host bind reading from its entry in the binds share: the entries
-/// are numbered in the order `binds::from_spec` staged them, which this walk repeats.
-fn mounts(spec: &Spec) -> Vec<Mount> {
-    let mut entry = 0;
+/// The spec's mounts, each host bind reading from its entry in the binds share: `binds` are
+/// the staged ones in the spec's order, which this walk repeats, each named by
+/// [`binds::entry_name`] as the staging names it. A staged mount without its bind (or with
+/// another's destination) is an error, never a bind of the wrong entry.
+fn mounts(spec: &Spec, binds: &[Bind]) -> Result<Vec<Mount>, String> {
+    let mut staged = binds.iter().enumerate();
     let mut out = Vec::new();
     for m in spec.mounts().iter().flatten() {
         match binds::staged(m) {
             None => out.push(m.clone()),
             Some(false) => {}
             Some(true) => {
+                let dest = m.destination().display().to_string();
+                let (index, bind) = staged
+                    .next()
+                    .filter(|(_, b)| b.dest == dest)
+                    .ok_or_else(|| format!("bind mount {dest}: not staged for the guest"))?;
                 let mut guest = m.clone();
-                guest
-                    .set_source(Some(std::path::Path::new(BINDS_MOUNT_POINT).join(binds::entry_name(entry))));
-                entry += 1;
+                guest.set_source(Some(
+                    Path::new(BINDS_MOUNT_POINT).join(binds::entry_name(index, &bind.source)),
+                ));
                 out.push(guest);
             }
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -135,7 +146,15 @@ mod tests {
             }
         }))
         .unwrap();
-        let guest = for_guest(&spec);
+        let staged = |source: &str, dest: &str, read_only: bool| Bind {
+            source: source.into(),
+            dest: dest.into(),
+            read_only,
+            is_dir: true,
+            recursive: true,
+        };
+        let binds = [staged("/srv/data", "/data", true), staged("/run/hosts", "/etc/hosts", false)];
+        let guest = for_guest(&spec, &binds).unwrap();
         let root = guest.root().as_ref().unwrap();
         assert_eq!((root.path().to_str(), root.readonly()), (Some(SHARE_MOUNT_POINT), Some(true)));
         assert!(guest.hooks().is_none());
@@ -153,9 +172,9 @@ mod tests {
             mounts,
             [
                 ("/proc".to_string(), "proc".to_string()),
-                ("/data".to_string(), format!("{BINDS_MOUNT_POINT}/0")),
+                ("/data".to_string(), format!("{BINDS_MOUNT_POINT}/0/data")),
                 ("/tmp".to_string(), "tmpfs".to_string()),
-                ("/etc/hosts".to_string(), format!("{BINDS_MOUNT_POINT}/1")),
+                ("/etc/hosts".to_string(), format!("{BINDS_MOUNT_POINT}/1/hosts")),
             ]
         );
         let linux = guest.linux().as_ref().unwrap();
@@ -172,5 +191,63 @@ mod tests {
             linux.namespaces().iter().flatten().map(|n| (n.typ(), n.path().is_some())).collect();
         use oci_spec::runtime::LinuxNamespaceType as T;
         assert_eq!(namespaces, [(T::Pid, false), (T::Mount, false), (T::Ipc, false)]);
+    }
+
+    #[test]
+    fn the_guest_spec_names_the_entries_the_agent_is_told_of() {
+        let dir = std::env::temp_dir().join(format!("hull-vm-guest-spec-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("vol")).unwrap();
+        std::fs::write(dir.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+        let spec: Spec = serde_json::from_value(json!({
+            "ociVersion": "1.0.2",
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/vol", "type": "bind", "source": "vol", "options": ["rbind"]},
+                {"destination": "/root-of-the-host", "type": "bind", "source": "/", "options": ["rbind", "ro"]},
+                {"destination": "/etc/hosts", "type": "bind", "source": dir.join("hosts")}
+            ]
+        }))
+        .unwrap();
+        let binds = binds::from_spec(&spec, &dir).unwrap();
+        let guest = for_guest(&spec, &binds).unwrap();
+        let sources: Vec<String> = guest
+            .mounts()
+            .iter()
+            .flatten()
+            .filter(|m| m.typ().as_deref() == Some("bind"))
+            .map(|m| m.source().as_ref().unwrap().display().to_string())
+            .collect();
+        let told: Vec<String> =
+            binds::for_guest(&binds).iter().map(|g| format!("{BINDS_MOUNT_POINT}/{}", g.name)).collect();
+        assert_eq!(sources, told);
+        assert_eq!(
+            told,
+            [
+                format!("{BINDS_MOUNT_POINT}/0/vol"),
+                format!("{BINDS_MOUNT_POINT}/1/root"),
+                format!("{BINDS_MOUNT_POINT}/2/hosts")
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_staged_mount_without_its_bind_is_an_error() {
+        let spec: Spec = serde_json::from_value(json!({
+            "ociVersion": "1.0.2",
+            "mounts": [{"destination": "/data", "type": "bind", "source": "/srv/data"}]
+        }))
+        .unwrap();
+        let err = for_guest(&spec, &[]).unwrap_err();
+        assert!(err.contains("/data"), "{err}");
+        let other = Bind {
+            source: "/srv/other".into(),
+            dest: "/other".into(),
+            read_only: false,
+            is_dir: true,
+            recursive: false,
+        };
+        let err = for_guest(&spec, &[other]).unwrap_err();
+        assert!(err.contains("/data"), "{err}");
     }
 }

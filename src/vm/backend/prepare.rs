@@ -59,7 +59,9 @@ pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
     let binds =
         binds::from_spec(spec, &req.bundle.dir).map_err(|m| Error::backend(VmError::Unsupported(m)))?;
     let cgroup = crate::native::backend::prepare(req)?;
-    let guest_spec = serde_json::to_value(guest_spec::for_guest(spec))
+    let guest_spec =
+        guest_spec::for_guest(spec, &binds).map_err(|m| Error::backend(VmError::Unsupported(m)))?;
+    let guest_spec = serde_json::to_value(guest_spec)
         .map_err(|e| Error::backend(VmError::Unsupported(format!("the spec for the guest: {e}"))))?;
     Ok(Plan {
         cgroup,
