@@ -313,3 +313,18 @@ ci:
 [positional-arguments]
 testvm-soak N="200" *ARGS: build kernel
     ./integration/testvm/soak.sh -n "$1" "${@:2}"
+
+# Fuzz one VMM target (vsock_packet, virtqueue_chain, virtio_fs_request) for SECONDS (fuzz/README.md).
+# Needs the nightly toolchain; installs cargo-fuzz when missing. New corpus entries go under
+# target/fuzz-corpus/TARGET (the seeds in fuzz/corpus/ stay as they are), crashes under
+# fuzz/artifacts/TARGET (an input that runs over 30 s counts as a hang). Builds in target/fuzz, or in $HULL_FUZZ_TARGET_DIR.
+fuzz TARGET SECONDS="60":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+    root="{{ justfile_directory() }}"
+    export CARGO_TARGET_DIR="${HULL_FUZZ_TARGET_DIR:-$root/target/fuzz}"
+    corpus="$root/target/fuzz-corpus/{{ TARGET }}"
+    mkdir -p "$corpus"
+    cd "$root/fuzz"
+    cargo +nightly fuzz run "{{ TARGET }}" "$corpus" "corpus/{{ TARGET }}" -- -max_total_time="{{ SECONDS }}" -timeout=30

@@ -82,7 +82,10 @@ impl Fs {
     /// Serves the requests waiting on queue `index`, at most one queue's worth so the other
     /// devices on the event loop get their turn; when more wait, the queue's eventfd is
     /// signalled again to come back to them.
-    pub(super) fn process_queue(&mut self, index: usize) {
+    ///
+    /// Public only for the fuzz targets (fuzz/), which drive the device without an event loop.
+    #[doc(hidden)]
+    pub fn process_queue(&mut self, index: usize) {
         let Some(active) = self.active.as_mut() else {
             return;
         };

@@ -43,6 +43,17 @@ const ATTR_TIMEOUT: Duration = Duration::from_secs(5);
 /// instead of 4 KiB writes. The server sizes max_write and max_pages from them.
 const EXTRA_INIT_OPTIONS: FsOptions = FsOptions::BIG_WRITES.union(FsOptions::MAX_PAGES);
 
+/// Linux's XATTR_SIZE_MAX and XATTR_LIST_MAX: no xattr value or name list is longer, and the
+/// kernel's getxattr(2) and listxattr(2) cut a larger size to this. The guest's GETXATTR and
+/// LISTXATTR sizes are cut the same way: the passthrough fs allocates a buffer of the size asked
+/// for, up to 4 GiB a request otherwise (found by fuzz/'s virtio_fs_request target).
+const XATTR_MAX: u32 = 64 * 1024;
+
+/// The buffer size to ask the host for when the guest asked for `size` (0: "how long is it?").
+pub(super) fn xattr_size(size: u32) -> u32 {
+    size.min(XATTR_MAX)
+}
+
 /// The process umask at 0 for as long as this lives, then back to what it was.
 ///
 /// The passthrough fs applies the guest's umask itself, so it needs the process umask at 0
@@ -344,11 +355,11 @@ impl FileSystem for SharedDir {
     }
 
     fn getxattr(&self, ctx: &Context, inode: Inode, name: &CStr, size: u32) -> io::Result<GetxattrReply> {
-        self.inner.getxattr(ctx, inode, name, size)
+        self.inner.getxattr(ctx, inode, name, xattr_size(size))
     }
 
     fn listxattr(&self, ctx: &Context, inode: Inode, size: u32) -> io::Result<ListxattrReply> {
-        self.inner.listxattr(ctx, inode, size)
+        self.inner.listxattr(ctx, inode, xattr_size(size))
     }
 
     fn removexattr(&self, ctx: &Context, inode: Inode, name: &CStr) -> io::Result<()> {

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use event_manager::{EventManager, SubscriberOps};
 use fuse_backend_rs::abi::fuse_abi::{
-    AttrOut, CreateIn, EntryOut, ForgetIn, FsOptions, GetattrIn, InitIn, InitIn2, InitOut, MkdirIn, MknodIn,
-    Opcode, OpenIn, OpenOut, OutHeader, ReadIn, ReleaseIn, WriteIn, WriteOut, ROOT_ID,
+    AttrOut, CreateIn, EntryOut, ForgetIn, FsOptions, GetattrIn, GetxattrIn, InitIn, InitIn2, InitOut,
+    MkdirIn, MknodIn, Opcode, OpenIn, OpenOut, OutHeader, ReadIn, ReleaseIn, WriteIn, WriteOut, ROOT_ID,
 };
 use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
@@ -505,4 +505,30 @@ fn no_device_node_is_made_on_the_host_but_a_fifo_is() {
     assert_eq!(fifo.header.error, 0);
     use std::os::unix::fs::FileTypeExt;
     assert!(fs::metadata(dir.as_path().join("pipe")).unwrap().file_type().is_fifo());
+}
+
+/// The fuzz target's input (fuzz/artifacts-found/virtio_fs_request/oom-getxattr-size): a
+/// GETXATTR whose size, 0x9d9d9d9d, had the passthrough fs allocate 2.5 GiB. Sizes are cut to
+/// the kernel's own limit, and the replies are what the kernel would give for that limit.
+#[test]
+fn xattr_sizes_past_the_kernel_limit_are_cut_to_it() {
+    assert_eq!(super::shared_dir::xattr_size(0), 0);
+    assert_eq!(super::shared_dir::xattr_size(100), 100);
+    assert_eq!(super::shared_dir::xattr_size(0x9d9d_9d9d), 64 * 1024);
+    assert_eq!(super::shared_dir::xattr_size(u32::MAX), 64 * 1024);
+
+    let dir = shared_dir();
+    let mem = memory();
+    let mut guest = Guest::new(&mem, dir.as_path(), true);
+    init(&mut guest);
+    let nodeid = lookup(&mut guest, ROOT_ID, "hello.txt").body::<EntryOut>().nodeid;
+    for size in [0x9d9d_9d9d, u32::MAX] {
+        let getxattr_in = GetxattrIn { size, padding: 0 };
+        let arg = name("user.none");
+        let reply = guest.call(Opcode::Getxattr, nodeid, &[getxattr_in.as_slice(), &arg], REPLY_LEN);
+        // No such attribute, or none at all on the test's file system.
+        assert!([libc::ENODATA, libc::EOPNOTSUPP].contains(&errno(&reply)), "getxattr: {:?}", reply.header);
+        let reply = guest.call(Opcode::Listxattr, nodeid, &[getxattr_in.as_slice()], REPLY_LEN);
+        assert!([0, libc::EOPNOTSUPP].contains(&errno(&reply)), "listxattr: {:?}", reply.header);
+    }
 }
