@@ -12,9 +12,11 @@
 //! nodes, fifos and sockets on a FUSE mount itself. And no device node is made on the host
 //! (MKNOD of a character or block device answers EPERM): fifos and sockets only.
 
+use std::collections::HashMap;
 use std::ffi::CStr;
 use std::io;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use fuse_backend_rs::abi::fuse_abi::CreateIn;
@@ -84,6 +86,15 @@ impl Drop for UmaskCleared {
 pub(super) struct SharedDir {
     inner: PassthroughFs,
     read_only: bool,
+    /// Each open handle's flags, as opened. A READ or WRITE carries the guest's flags of the
+    /// moment; the passthrough fs applies different ones with F_SETFL, and when that fails (an
+    /// O_PATH fd, O_DIRECT where unsupported, clearing O_APPEND on an append-only file) it
+    /// returns early and closes the handle's fd, which is closed again when the handle is
+    /// released: a guest could make the VMM close whatever fd has that number by then (found
+    /// by fuzz/ virtio_fs_request). So reads and writes go through with the flags the handle
+    /// was opened with, and the F_SETFL never happens; the guest kernel sizes and places each
+    /// request itself (O_APPEND's offset included), so nothing is lost.
+    open_flags: Mutex<HashMap<Handle, u32>>,
 }
 
 impl SharedDir {
@@ -115,7 +126,7 @@ impl SharedDir {
         let inner = PassthroughFs::new(cfg).map_err(passthrough)?;
         let _umask = UmaskCleared::new();
         inner.import().map_err(passthrough)?;
-        Ok(SharedDir { inner, read_only })
+        Ok(SharedDir { inner, read_only, open_flags: Mutex::new(HashMap::new()) })
     }
 
     fn refuse_if_read_only(&self) -> io::Result<()> {
@@ -126,13 +137,29 @@ impl SharedDir {
         }
     }
 
-    /// An open that could write or truncate is refused on a read-only share.
+    /// An open that could write or truncate is refused on a read-only share; O_PATH, which the
+    /// guest kernel never sends (it resolves such opens itself), is refused everywhere.
     fn check_open_flags(&self, flags: u32) -> io::Result<()> {
         let flags = flags as i32;
+        if flags & libc::O_PATH != 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
         if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
             self.refuse_if_read_only()?;
         }
         Ok(())
+    }
+
+    fn opened(&self, handle: Option<Handle>, flags: u32) {
+        if let Some(h) = handle {
+            self.open_flags.lock().unwrap_or_else(|e| e.into_inner()).insert(h, flags);
+        }
+    }
+
+    /// The flags `handle` was opened with, or the request's for a handle not known here (the
+    /// passthrough fs then refuses it before looking at flags).
+    fn flags_of(&self, handle: Handle, requested: u32) -> u32 {
+        self.open_flags.lock().unwrap_or_else(|e| e.into_inner()).get(&handle).copied().unwrap_or(requested)
     }
 }
 
@@ -261,7 +288,9 @@ impl FileSystem for SharedDir {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(io::Error::from_raw_os_error(libc::EACCES));
         }
-        self.inner.open(ctx, inode, flags, fuse_flags)
+        let opened = self.inner.open(ctx, inode, flags, fuse_flags)?;
+        self.opened(opened.0, flags);
+        Ok(opened)
     }
 
     fn create(
@@ -272,8 +301,12 @@ impl FileSystem for SharedDir {
         args: CreateIn,
     ) -> io::Result<(Entry, Option<Handle>, OpenOptions, Option<u32>)> {
         self.refuse_if_read_only()?;
+        self.check_open_flags(args.flags)?;
+        let flags = args.flags;
         let _umask = UmaskCleared::new();
-        self.inner.create(ctx, parent, name, args)
+        let created = self.inner.create(ctx, parent, name, args)?;
+        self.opened(created.1, flags);
+        Ok(created)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -288,7 +321,7 @@ impl FileSystem for SharedDir {
         lock_owner: Option<u64>,
         flags: u32,
     ) -> io::Result<usize> {
-        self.inner.read(ctx, inode, handle, w, size, offset, lock_owner, flags)
+        self.inner.read(ctx, inode, handle, w, size, offset, lock_owner, self.flags_of(handle, flags))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -307,6 +340,7 @@ impl FileSystem for SharedDir {
     ) -> io::Result<usize> {
         // Unreachable through a read-only open, refused anyway.
         self.refuse_if_read_only()?;
+        let flags = self.flags_of(handle, flags);
         self.inner.write(ctx, inode, handle, r, size, offset, lock_owner, delayed_write, flags, fuse_flags)
     }
 
@@ -342,6 +376,7 @@ impl FileSystem for SharedDir {
         flock_release: bool,
         lock_owner: Option<u64>,
     ) -> io::Result<()> {
+        self.open_flags.lock().unwrap_or_else(|e| e.into_inner()).remove(&handle);
         self.inner.release(ctx, inode, flags, handle, flush, flock_release, lock_owner)
     }
 

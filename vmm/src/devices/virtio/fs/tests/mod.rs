@@ -532,3 +532,27 @@ fn xattr_sizes_past_the_kernel_limit_are_cut_to_it() {
         assert!([0, libc::EOPNOTSUPP].contains(&errno(&reply)), "listxattr: {:?}", reply.header);
     }
 }
+
+#[test]
+fn a_reads_flags_never_reach_the_handles_fd() {
+    // The fuzz target's find: a READ whose flags differ from the open's made the passthrough fs
+    // F_SETFL the handle's fd, and on failure close it (a double close at release).
+    let dir = shared_dir();
+    let mem = memory();
+    let mut guest = Guest::new(&mem, dir.as_path(), false);
+    init(&mut guest);
+    let nodeid = lookup(&mut guest, ROOT_ID, "hello.txt").body::<EntryOut>().nodeid;
+    assert_eq!(errno(&open(&mut guest, nodeid, libc::O_RDONLY | libc::O_PATH)), libc::EINVAL);
+    let reply = open(&mut guest, nodeid, libc::O_RDONLY);
+    assert_eq!(reply.header.error, 0);
+    let fh = reply.body::<OpenOut>().fh;
+    for flags in
+        [libc::O_RDONLY | libc::O_PATH, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_APPEND, libc::O_RDONLY]
+    {
+        let read_in = ReadIn { fh, offset: 0, size: READ_SIZE, flags: flags as u32, ..Default::default() };
+        let reply = guest.call(Opcode::Read, nodeid, &[read_in.as_slice()], REPLY_LEN);
+        assert_eq!((reply.header.error, reply.payload.as_slice()), (0, HELLO), "read with flags {flags:#x}");
+    }
+    let release_in = ReleaseIn { fh, ..Default::default() };
+    assert_eq!(guest.call(Opcode::Release, nodeid, &[release_in.as_slice()], REPLY_LEN).header.error, 0);
+}
