@@ -254,7 +254,7 @@ conformance-vm: build kernel
     printf '%s\n' "${summary[@]}"
     exit "$rc"
 
-# Everything CI runs (README's test command): clippy and rustfmt, the cargo tests on this host (cgroup v1 hybrid),
+# Everything CI runs (README's test command): clippy and rustfmt, a short run of each fuzz target, the cargo tests on this host (cgroup v1 hybrid),
 # the real clients (containerd, podman, docker), the OCI runtime-tools validation programs against their
 # expectations, and in the nested test machine its smoke test, the
 # cargo integration tests again under pure cgroup v2, the validation programs again,
@@ -273,7 +273,7 @@ ci:
     table=()
     failed=()
     t_all=$(date +%s)
-    for step in lint test conformance docker oci-validation testvm-smoke testvm-tests oci-validation-testvm systemd-test vm-e2e vm-backend vm-tests conformance-vm; do
+    for step in lint fuzz-smoke test conformance docker oci-validation testvm-smoke testvm-tests oci-validation-testvm systemd-test vm-e2e vm-backend vm-tests conformance-vm; do
         echo "=== just $step ==="
         t0=$(date +%s)
         "{{ just_executable() }}" "$step" 2>&1 | tee "$logs/$step"
@@ -313,6 +313,25 @@ ci:
 [positional-arguments]
 testvm-soak N="200" *ARGS: build kernel
     ./integration/testvm/soak.sh -n "$1" "${@:2}"
+
+# Each fuzz target for SECONDS (CI's smoke run; `just fuzz TARGET SECONDS` for a long one):
+# a crash or a hang fails it, with the input under fuzz/artifacts/TARGET.
+fuzz-smoke SECONDS="20":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    log="$(mktemp /tmp/hull-fuzz.XXXXXX)"
+    trap 'rm -f "$log"' EXIT
+    for t in vsock_packet virtqueue_chain virtio_fs_request; do
+        echo "=== fuzz $t, {{ SECONDS }} s"
+        s=0
+        "{{ just_executable() }}" fuzz "$t" "{{ SECONDS }}" >"$log" 2>&1 || s=$?
+        grep -E '^Done [0-9]+ runs' "$log" || true
+        if [ "$s" != 0 ]; then
+            tail -n 60 "$log"
+            echo "fuzz $t: FAILED (exit $s)"
+            exit 1
+        fi
+    done
 
 # Fuzz one VMM target (vsock_packet, virtqueue_chain, virtio_fs_request) for SECONDS (fuzz/README.md).
 # Needs the nightly toolchain; installs cargo-fuzz when missing. New corpus entries go under
