@@ -340,6 +340,7 @@ fuzz-smoke SECONDS="20":
 fuzz TARGET SECONDS="60":
     #!/usr/bin/env bash
     set -euo pipefail
+    rustup toolchain list | grep -q '^nightly' || { echo "fuzz: needs the nightly toolchain (rustup toolchain install nightly)" >&2; exit 1; }
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
     root="{{ justfile_directory() }}"
     export CARGO_TARGET_DIR="${HULL_FUZZ_TARGET_DIR:-$root/target/fuzz}"
