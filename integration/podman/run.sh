@@ -363,7 +363,9 @@ pm rm t-kill >"$out" 2>&1 || fail "rm t-kill" "$(cat "$out")"
 ticks="$rootfs/ticks-$$"
 prun -d --name t-pause -- sh -c "i=0; while :; do i=\$((i+1)); echo \$i >/ticks-$$; sleep 0.1; done" \
     >"$out" 2>&1 || fail "run -d t-pause" "$(cat "$out")"
-for _ in $(seq 50); do [ -s "$ticks" ] && break; sleep 0.2; done
+# Up to 60 s for the first tick: a clean-clone CI run's VM container had not written it after
+# 10 s (the pause then froze it before its first tick; unpause saw it count).
+for _ in $(seq 300); do [ -s "$ticks" ] && break; sleep 0.2; done
 pm pause t-pause >"$out" 2>&1; rc=$?
 st="$(pm inspect -f '{{.State.Status}}' t-pause 2>&1)"
 sleep 0.3; a="$(cat "$ticks" 2>&1)"; sleep 0.7; b="$(cat "$ticks" 2>&1)"
