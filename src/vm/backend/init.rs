@@ -286,12 +286,9 @@ fn console_excerpt(lines: Vec<String>) -> Vec<String> {
         Some(panic) => panic,
         None => lines.len().saturating_sub(CONSOLE_SHOWN_LINES),
     };
-    let shown = if start + PANIC_SHOWN_LINES < lines.len() && lines[start].contains("Kernel panic") {
-        PANIC_SHOWN_LINES
-    } else {
-        lines.len() - start
-    };
-    lines[start..start + shown].to_vec()
+    // Without a panic, start is within CONSOLE_SHOWN_LINES of the end, so this cap only bites
+    // on a panic's trace.
+    lines[start..(start + PANIC_SHOWN_LINES).min(lines.len())].to_vec()
 }
 
 /// `path` with every symlink resolved: the path the VMM's file server opens a share by.
