@@ -290,7 +290,7 @@ exec_checks() {
     h delete --force "$id" 2>>"$err" || rc=$?
     del_rc=$rc
     d1=$(date +%s)
-    wait_bounded "$job" 60
+    wait_bounded "$job" 60 $k
     lap
     timing="delete $((d1 - d0)) s, the exec's end $(($(date +%s) - d1)) s after it"
     left="$(leftovers "$id" "$vmm")"
@@ -298,6 +298,6 @@ exec_checks() {
         pass "delete --force during an exec: the exec ends (137), nothing left ($timing)"
     else
         fail "delete --force during an exec: the exec ends (137), nothing left" \
-            "delete $del_rc, exec $rc (killed by the check's own limit: $timed_out; $timing), stand-in '$k'; $left"
+            "delete $del_rc, exec $rc (killed by the check's own limit: $timed_out; $timing), stand-in '$k'; $left; $stuck"
     fi
 }

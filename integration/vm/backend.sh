@@ -121,20 +121,46 @@ wait_line() {
 # wait_bounded PID SECONDS: waits for a background job, SIGKILLing it after SECONDS; its
 # status in $rc, and timed_out=1 when it had to be killed (a nested guest now and then stalls:
 # one check fails, the script goes on).
+# Before it kills, the watchdog describes the job, its children and the PIDS given after
+# SECONDS (state, kernel stack, cgroup, open descriptors), in $stuck for the check to print.
 wait_bounded() {
     # The watchdog leaves a mark before it kills: whether it is still alive when the job ends
     # is a race (the job's death wakes the wait before the watchdog's subshell exits).
-    rm -f "$work/watchdog.$1"
-    ( sleep "$2"; : >"$work/watchdog.$1"; kill -KILL "$1" 2>/dev/null ) &
+    _job="$1" _limit="$2"
+    shift 2
+    rm -f "$work/watchdog.$_job"
+    ( sleep "$_limit"; describe_procs "$_job" "$@" >"$work/watchdog.$_job" 2>&1; kill -KILL "$_job" 2>/dev/null ) &
     _watchdog=$!
     rc=0
-    wait "$1" || rc=$?
+    wait "$_job" || rc=$?
     kill "$_watchdog" 2>/dev/null
     wait "$_watchdog" 2>/dev/null
-    timed_out=0
-    if [ -e "$work/watchdog.$1" ]; then timed_out=1; fi
-    rm -f "$work/watchdog.$1"
+    timed_out=0 stuck=""
+    if [ -e "$work/watchdog.$_job" ]; then
+        timed_out=1
+        stuck="$(tr '\n' ' ' <"$work/watchdog.$_job")"
+    fi
+    rm -f "$work/watchdog.$_job"
     return 0
+}
+# describe_procs PID...: each process and its children, one line each.
+describe_procs() {
+    for _p in "$@" $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+        [ -n "$_p" ] || continue
+        if [ ! -d "/proc/$_p" ]; then echo "[$_p: gone]"; continue; fi
+        printf '[%s %s: %s; ppid %s; sigpnd %s shdpnd %s blk %s; wchan %s; stack %s; cgroup %s; fds %s]' "$_p" \
+            "$(cat "/proc/$_p/comm" 2>/dev/null)" \
+            "$(sed -n 's/^State:[[:space:]]*//p' "/proc/$_p/status" 2>/dev/null)" \
+            "$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$_p/status" 2>/dev/null)" \
+            "$(sed -n 's/^SigPnd:[[:space:]]*//p' "/proc/$_p/status" 2>/dev/null)" \
+            "$(sed -n 's/^ShdPnd:[[:space:]]*//p' "/proc/$_p/status" 2>/dev/null)" \
+            "$(sed -n 's/^SigBlk:[[:space:]]*//p' "/proc/$_p/status" 2>/dev/null)" \
+            "$(cat "/proc/$_p/wchan" 2>/dev/null)" \
+            "$(tr '\n' ' ' <"/proc/$_p/stack" 2>/dev/null | cut -c1-300)" \
+            "$(tr '\n' ' ' <"/proc/$_p/cgroup" 2>/dev/null)" \
+            "$(for f in /proc/"$_p"/fd/*; do printf '%s->%s ' "${f##*/}" "$(readlink "$f")"; done 2>/dev/null)"
+        echo
+    done
 }
 # start_runner ID ARGS...: `hull --backend vm run ARGS... ID` in the background (pid in
 # $runner) until its workload printed "ready". The emulated machine's nested SVM now and then
