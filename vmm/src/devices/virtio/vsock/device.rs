@@ -81,12 +81,17 @@ impl Vsock {
         self.muxer.connection_count()
     }
 
-    /// Moves the guest's packets from the tx queue to their connections.
+    /// Moves the guest's packets from the tx queue to their connections: a queue's worth at
+    /// most per pass, then the queue's event is raised again, so a guest that keeps the queue
+    /// full (or whose rings alias so that the avail index never runs out) cannot hold the
+    /// event loop, which serves every other device and connection too.
     fn process_tx(&mut self) {
         let Some(active) = self.active.as_mut() else { return };
         let mem = &active.mem;
         let mut used = false;
         self.tx_waiting = false;
+        let budget = active.tx.size();
+        let mut served: u16 = 0;
         while let Some(chain) = active.tx.pop_descriptor_chain(mem) {
             let head = chain.head_index();
             let parsed = Reader::new(mem, chain)
@@ -111,6 +116,13 @@ impl Vsock {
                 break;
             }
             used = true;
+            served += 1;
+            if served >= budget {
+                // The eventfd write only fails when its counter is at its maximum, and then
+                // the event is raised anyway.
+                let _ = self.queue_events[TX_QUEUE].write(1);
+                break;
+            }
         }
         if used {
             signal_used(&mut active.tx, mem, &active.interrupt);
