@@ -129,12 +129,21 @@ impl Vsock {
         }
     }
 
-    /// Fills the guest's rx buffers with what the connections owe it.
+    /// Fills the guest's rx buffers with what the connections owe it; as for tx, a queue's
+    /// worth per pass (a guest refilling the ring with buffers too small for a header would
+    /// otherwise keep this loop going while a packet waits).
     fn process_rx(&mut self) {
         let Some(active) = self.active.as_mut() else { return };
         let mem = &active.mem;
         let mut used = false;
+        let mut budget = active.rx.size();
         while self.muxer.has_rx() {
+            if budget == 0 {
+                // Any event ends in another rx pass; this one brings it about.
+                let _ = self.queue_events[RX_QUEUE].write(1);
+                break;
+            }
+            budget -= 1;
             let Some(chain) = active.rx.pop_descriptor_chain(mem) else { break };
             let head = chain.head_index();
             let used_len = match Writer::new(mem, chain) {

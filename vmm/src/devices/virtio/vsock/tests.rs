@@ -742,9 +742,9 @@ fn device_reset_closes_every_stream() {
     assert!(!closed(&again));
 }
 
-/// The guest side of a driver that posts empty tx chains (descriptor 0, zeroed) for as long
-/// as the ring has room: one each call, false when the ring is full.
-fn post_empty_tx(mem: &GuestMemoryMmap, avail: GuestAddress, used: GuestAddress) -> bool {
+/// The guest side of a driver that posts descriptor 0 as a chain for as long as the ring has
+/// room: one each call, false when the ring is full.
+fn post_head_zero(mem: &GuestMemoryMmap, avail: GuestAddress, used: GuestAddress) -> bool {
     let used_idx: u16 = mem.read_obj(used.unchecked_add(2)).unwrap();
     let avail_idx: u16 = mem.read_obj(avail.unchecked_add(2)).unwrap();
     if avail_idx.wrapping_sub(used_idx) >= QUEUE_SIZE {
@@ -761,13 +761,13 @@ fn a_guest_that_keeps_the_tx_queue_full_does_not_hold_the_event_loop() {
     let mut h = Harness::new("busy-tx");
     let (avail, used) = (h.tx.avail, h.tx.used);
     // A full ring, and a vcpu that refills it as fast as the device returns chains.
-    while post_empty_tx(&h.mem, avail, used) {}
+    while post_head_zero(&h.mem, avail, used) {}
     let stop = Arc::new(AtomicBool::new(false));
     let guest = {
         let (mem, stop) = (h.mem.clone(), stop.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                if !post_empty_tx(&mem, avail, used) {
+                if !post_head_zero(&mem, avail, used) {
                     std::hint::spin_loop();
                 }
             }
@@ -794,4 +794,37 @@ fn a_guest_that_keeps_the_tx_queue_full_does_not_hold_the_event_loop() {
         "the device stopped with chains left and did not ask to be called again"
     );
     h.pump();
+}
+
+#[test]
+fn an_rx_pass_serves_a_queue_of_buffers_too_small_then_yields() {
+    let mut h = Harness::new("busy-rx");
+    let (avail, used) = (h.rx.avail, h.rx.used);
+    // A full ring of descriptor 0, one writable byte: too small for a header, each is returned
+    // unused. (A vcpu refilling it as fast as they come back would keep one pass going.)
+    let tiny = RawDescriptor::from(Descriptor::new(h.rx.buffers, 1, VRING_DESC_F_WRITE as u16, 0));
+    h.mem.write_obj(tiny, h.rx.desc_table).unwrap();
+    while post_head_zero(&h.mem, avail, used) {}
+    // A host client: its REQUEST waits for a buffer big enough.
+    let client = UnixStream::connect(&h.uds).unwrap();
+    (&client).write_all(b"CONNECT 31\n").unwrap();
+    for _ in 0..100 {
+        if h.mem.read_obj::<u16>(used.unchecked_add(2)).unwrap() == QUEUE_SIZE {
+            break;
+        }
+        h.events.run_with_timeout(100).unwrap();
+    }
+    assert_eq!(h.mem.read_obj::<u16>(used.unchecked_add(2)).unwrap(), QUEUE_SIZE);
+    // The pass stopped at a queue's worth and raised the rx event for the next one.
+    assert!(
+        h.device.lock().unwrap().queue_events()[RX_QUEUE].read().is_ok(),
+        "the rx pass stopped with a packet waiting and did not ask to be called again"
+    );
+    // The request was kept, and reaches the first buffer that can hold it.
+    while h.rx.take_used(&h.mem).is_some() {}
+    h.rx.next_slot = 1;
+    h.rx.avail_idx = h.mem.read_obj(avail.unchecked_add(2)).unwrap();
+    h.give_rx_buffers(1);
+    let (req, _) = h.expect_one();
+    assert_eq!((req.op, req.dst_port), (op::REQUEST, 31));
 }
