@@ -118,22 +118,34 @@ wait_line() {
     done
     return 1
 }
-# wait_bounded PID SECONDS: waits for a background job, SIGKILLing it after SECONDS; its
-# status in $rc, and timed_out=1 when it had to be killed (a nested guest now and then stalls:
-# one check fails, the script goes on).
-# Before it kills, the watchdog describes the job, its children and the PIDS given after
-# SECONDS (state, kernel stack, cgroup, open descriptors), in $stuck for the check to print.
+# wait_bounded PID SECONDS [PIDS...]: waits for a background job, SIGKILLing it after SECONDS;
+# its status in $rc, and timed_out=1 when it had to be killed (a nested guest now and then
+# stalls: one check fails, the script goes on). Before it kills, the watchdog describes the job,
+# its children and PIDS (state, kernel stack, pending signals, cgroup, fds), in $stuck.
+#
+# The watchdog watches the job and ends by itself when the job is gone: it is never signalled.
+# (It used to be killed once the job ended, and a kill that came while the subshell was still
+# starting, with the script's TERM trap not yet reset, was lost: the wait for it then took the
+# whole limit, and a job that had ended at once counted as killed.)
 wait_bounded() {
-    # The watchdog leaves a mark before it kills: whether it is still alive when the job ends
-    # is a race (the job's death wakes the wait before the watchdog's subshell exits).
     _job="$1" _limit="$2"
     shift 2
     rm -f "$work/watchdog.$_job"
-    ( sleep "$_limit"; describe_procs "$_job" "$@" >"$work/watchdog.$_job" 2>&1; kill -KILL "$_job" 2>/dev/null ) &
+    (
+        _end=$((SECONDS + _limit))
+        # A job that ended is reaped by the wait below at once, so kill -0 fails from then on.
+        while kill -0 "$_job" 2>/dev/null; do
+            if [ "$SECONDS" -ge "$_end" ]; then
+                describe_procs "$_job" "$@" >"$work/watchdog.$_job" 2>&1
+                kill -KILL "$_job" 2>/dev/null
+                break
+            fi
+            sleep 0.2
+        done
+    ) &
     _watchdog=$!
     rc=0
     wait "$_job" || rc=$?
-    kill "$_watchdog" 2>/dev/null
     wait "$_watchdog" 2>/dev/null
     timed_out=0 stuck=""
     if [ -e "$work/watchdog.$_job" ]; then
