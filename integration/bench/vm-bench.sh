@@ -197,29 +197,33 @@ busybox_rootfs "$rootfs" || die "cannot make a busybox rootfs"
 
 # watchdog PID SECONDS: kills PID after SECONDS, says so, and when PID does not go away, what
 # its threads are doing (a vcpu thread stuck in the kernel under the emulated SVM shows here);
-# its pid in $watchdog.
+# its pid in $watchdog. It watches PID and ends by itself once PID is reaped: it is never
+# signalled (a signal sent while the subshell was still starting, with the script's traps not
+# yet reset, could be lost, and the wait for it then took the whole limit).
 watchdog() {
     rm -f "$work/killed"
     (
-        trap 'kill "$s" 2>/dev/null; exit 0' TERM
-        sleep "$2" &
-        s=$!
-        wait "$s" || exit 0
-        say "$(cat "/proc/$1/comm" 2>/dev/null) (pid $1) ran past $2 s: killing it"
-        : >"$work/killed"
-        kill -9 "$1" 2>/dev/null
-        sleep 5 &
-        s=$!
-        wait "$s" || exit 0
-        [ -d "/proc/$1" ] || exit 0
-        say "pid $1 is still there after SIGKILL; its threads (state, kernel stack):"
-        for t in /proc/"$1"/task/*; do
-            say "  ${t##*/} $(cut -d' ' -f2,3 "$t/stat" 2>/dev/null) $(tr '\n' ' ' <"$t/stack" 2>/dev/null)"
+        end=$((SECONDS + $2))
+        while kill -0 "$1" 2>/dev/null; do
+            if [ "$SECONDS" -ge "$end" ]; then
+                say "$(cat "/proc/$1/comm" 2>/dev/null) (pid $1) ran past $2 s: killing it"
+                : >"$work/killed"
+                kill -9 "$1" 2>/dev/null
+                sleep 5
+                [ -d "/proc/$1" ] || exit 0
+                say "pid $1 is still there after SIGKILL; its threads (state, kernel stack):"
+                for t in /proc/"$1"/task/*; do
+                    say "  ${t##*/} $(cut -d' ' -f2,3 "$t/stat" 2>/dev/null) $(tr '\n' ' ' <"$t/stack" 2>/dev/null)"
+                done
+                exit 0
+            fi
+            sleep 0.2
         done
     ) </dev/null >/dev/null &
     watchdog=$!
 }
-unwatch() { kill "$watchdog" 2>/dev/null; wait "$watchdog" 2>/dev/null; }
+# After PID was waited for: the watchdog sees it gone within 0.2 s.
+unwatch() { wait "$watchdog" 2>/dev/null; }
 
 # Seconds for one VM run: runs take 2 to 10 s in the test machine. Now and then a guest hangs
 # there (more often on a busy host: TCG-emulated nesting): the run is killed, counted and
