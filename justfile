@@ -321,7 +321,7 @@ fuzz-smoke SECONDS="20":
     set -euo pipefail
     log="$(mktemp /tmp/hull-fuzz.XXXXXX)"
     trap 'rm -f "$log"' EXIT
-    for t in vsock_packet virtqueue_chain virtio_fs_request; do
+    for t in vsock_packet virtqueue_chain virtio_fs_request config_json seccomp_profile state_json agent_frames; do
         echo "=== fuzz $t, {{ SECONDS }} s"
         s=0
         "{{ just_executable() }}" fuzz "$t" "{{ SECONDS }}" >"$log" 2>&1 || s=$?
@@ -333,7 +333,8 @@ fuzz-smoke SECONDS="20":
         fi
     done
 
-# Fuzz one VMM target (vsock_packet, virtqueue_chain, virtio_fs_request) for SECONDS (fuzz/README.md).
+# Fuzz one target (vsock_packet, virtqueue_chain, virtio_fs_request, config_json, seccomp_profile,
+# state_json, agent_frames) for SECONDS (fuzz/README.md).
 # Needs the nightly toolchain; installs cargo-fuzz when missing. New corpus entries go under
 # target/fuzz-corpus/TARGET (the seeds in fuzz/corpus/ stay as they are), crashes under
 # fuzz/artifacts/TARGET (an input that runs over 30 s counts as a hang). Builds in target/fuzz, or in $HULL_FUZZ_TARGET_DIR.

@@ -128,3 +128,99 @@ save("virtio_fs_request", "forget-hiprio",
      req(1, INIT) + req(1, fuse(1, 1, b"l\0", 2)) + req(0, fuse(2, 2, struct.pack("<Q", 1), 3), writable=()))
 save("virtio_fs_request", "write-readonly",
      req(1, INIT) + req(1, fuse(35, 1, struct.pack("<II", 0o644, 0o22) + b"new\0", 2)))
+
+
+# hull's parsers (config_json, seccomp_profile, state_json, agent_frames): JSON as hull's own
+# commands make it. CONFIG is `hull spec`'s output; STATE a real container's state.json (its
+# bundle /tmp/sb).
+import copy
+import json
+
+CONFIG = json.loads('{"ociVersion": "1.2.1", "root": {"path": "rootfs", "readonly": true}, "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}, {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}, {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}, {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}, {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}, {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}, {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}], "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "args": ["sleep", "100"], "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"], "cwd": "/", "capabilities": {"bounding": ["CAP_NET_BIND_SERVICE", "CAP_KILL", "CAP_AUDIT_WRITE"], "effective": ["CAP_NET_BIND_SERVICE", "CAP_KILL", "CAP_AUDIT_WRITE"], "permitted": ["CAP_NET_BIND_SERVICE", "CAP_KILL", "CAP_AUDIT_WRITE"]}, "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}], "noNewPrivileges": true}, "hostname": "hull", "linux": {"resources": {"devices": [{"allow": false, "access": "rwm"}]}, "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}], "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi", "/sys/devices/virtual/tpm"], "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]}}')
+STATE = '{"id":"s1","backend":"native","phase":"created","pid":23550,"pid_start":238177,"bundle":"/tmp/sb","rootfs":"/tmp/sb/rootfs","annotations":{},"created":"2026-12-04T16:09:41.386151680Z","owner":"root","config":{"ociVersion":"1.2.1","root":{"path":"rootfs","readonly":true},"mounts":[{"destination":"/proc","type":"proc","source":"proc"},{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","strictatime","mode=755","size=65536k"]},{"destination":"/dev/pts","type":"devpts","source":"devpts","options":["nosuid","noexec","newinstance","ptmxmode=0666","mode=0620","gid=5"]},{"destination":"/dev/shm","type":"tmpfs","source":"shm","options":["nosuid","noexec","nodev","mode=1777","size=65536k"]},{"destination":"/dev/mqueue","type":"mqueue","source":"mqueue","options":["nosuid","noexec","nodev"]},{"destination":"/sys","type":"sysfs","source":"sysfs","options":["nosuid","noexec","nodev","ro"]},{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["nosuid","noexec","nodev","relatime","ro"]}],"process":{"terminal":false,"user":{"uid":0,"gid":0},"args":["sleep","100"],"env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","TERM=xterm"],"cwd":"/","capabilities":{"bounding":["CAP_NET_BIND_SERVICE","CAP_KILL","CAP_AUDIT_WRITE"],"effective":["CAP_KILL","CAP_NET_BIND_SERVICE","CAP_AUDIT_WRITE"],"permitted":["CAP_KILL","CAP_AUDIT_WRITE","CAP_NET_BIND_SERVICE"]},"rlimits":[{"type":"RLIMIT_NOFILE","hard":1024,"soft":1024}],"noNewPrivileges":true},"hostname":"hull","linux":{"resources":{"devices":[{"allow":false,"access":"rwm"}]},"namespaces":[{"type":"pid"},{"type":"network"},{"type":"ipc"},{"type":"uts"},{"type":"mount"},{"type":"cgroup"}],"maskedPaths":["/proc/acpi","/proc/asound","/proc/kcore","/proc/keys","/proc/latency_stats","/proc/timer_list","/proc/timer_stats","/proc/sched_debug","/sys/firmware","/proc/scsi","/sys/devices/virtual/tpm"],"readonlyPaths":["/proc/bus","/proc/fs","/proc/irq","/proc/sys","/proc/sysrq-trigger"]}},"cgroup":"/hull/s1","cgroup_created_from":"/hull"}'
+
+SECCOMP = {
+    "defaultAction": "SCMP_ACT_ERRNO",
+    "defaultErrnoRet": 1,
+    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+    "syscalls": [
+        {"names": ["read", "write", "exit_group", "futex"], "action": "SCMP_ACT_ALLOW"},
+        {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+         "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+        {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+         "args": [{"index": 0, "value": 2114060288, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+        {"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": 97,
+         "args": [{"index": 0, "value": 40, "op": "SCMP_CMP_GE"}]},
+        {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"},
+        {"names": ["ptrace"], "action": "SCMP_ACT_KILL_PROCESS"},
+        {"names": ["no_such_call"], "action": "SCMP_ACT_TRACE"},
+    ],
+}
+
+
+def config(**linux):
+    c = copy.deepcopy(CONFIG)
+    c["linux"].update(linux)
+    return json.dumps(c, indent=1).encode()
+
+
+save("config_json", "default", json.dumps(CONFIG, indent=1).encode())
+save("config_json", "seccomp", config(seccomp=SECCOMP))
+save("config_json", "resources-devices", config(
+    resources={"memory": {"limit": 67108864, "swap": 134217728}, "cpu": {"quota": 50000, "period": 100000,
+               "cpus": "0-1"}, "pids": {"limit": 64},
+               "devices": [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1,
+                                                                "minor": 3, "access": "rw"}]},
+    devices=[{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438},
+             {"path": "/dev/p", "type": "p"}]))
+save("config_json", "mempolicy-sysctl-idmap", config(
+    memoryPolicy={"mode": "MPOL_INTERLEAVE", "nodes": "0-1", "flags": ["MPOL_F_STATIC_NODES"]},
+    sysctl={"net.ipv4.ip_forward": "1", "kernel.shm_rmid_forced": "1"},
+    uidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}],
+    gidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}],
+    namespaces=CONFIG["linux"]["namespaces"] + [{"type": "user"}, {"type": "cgroup"}]))
+hooked = copy.deepcopy(CONFIG)
+hooked["hooks"] = {"prestart": [{"path": "/bin/true", "args": ["true"], "timeout": 5}],
+                   "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 0"]}]}
+hooked["annotations"] = {"hull.backend": "vm", "hull.vm.cpus": "2", "hull.vm.memory_mib": "256"}
+hooked["mounts"].append({"destination": "/data", "type": "bind", "source": "/tmp",
+                         "options": ["rbind", "rro", "nosuid"]})
+hooked["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]
+hooked["process"]["capabilities"]["ambient"] = ["CAP_NET_BIND_SERVICE"]
+save("config_json", "hooks-annotations-mounts", json.dumps(hooked, indent=1).encode())
+
+save("seccomp_profile", "docker-like", json.dumps(SECCOMP, indent=1).encode())
+save("seccomp_profile", "allow-default",
+     json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+         {"names": ["kexec_load"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}).encode())
+
+save("state_json", "created", STATE.encode())
+running = json.loads(STATE)
+running.update(phase="running")
+save("state_json", "running", json.dumps(running).encode())
+
+
+# agent_frames: the piece size, then frames: [kind][u32 le length][payload].
+def frame(kind, payload=b""):
+    if isinstance(payload, (dict, list)):
+        payload = json.dumps(payload).encode()
+    return bytes([kind]) + struct.pack("<I", len(payload)) + payload
+
+
+HELLO, RUN, STDIN, STDIN_EOF, SIGNAL, STDOUT, STDERR, EXIT, ACK, ERROR = range(1, 11)
+RESIZE, STARTED, UPDATE, QUERY_STATS, GUEST_STATS = range(11, 16)
+save("agent_frames", "vm-run", bytes([7]) + frame(HELLO, {"version": "0.1.0", "uptime_ms": 180})
+     + frame(RUN, {"args": ["/bin/sh", "-c", "echo hi"], "env": ["PATH=/bin"], "cwd": "/",
+                   "user": {"uid": 0, "gid": 0, "additional_gids": [10]}, "terminal": False})
+     + frame(STDIN, b"input\n") + frame(STDIN_EOF) + frame(SIGNAL, struct.pack("<i", 15))
+     + frame(STDOUT, b"hi\n") + frame(STDERR, b"err\n") + frame(EXIT, {"code": 0, "signal": None})
+     + frame(ACK))
+save("agent_frames", "exec-terminal", bytes([255]) + frame(RUN, {"args": ["sh"], "env": [], "cwd": "/",
+                                                                 "terminal": True, "process": {"args": ["sh"]}})
+     + frame(RESIZE, {"rows": 24, "cols": 80}) + frame(STARTED, {"pid": 7})
+     + frame(EXIT, {"code": 0, "signal": 9, "shutdown": "panic"}) + frame(ERROR, {"message": "no such file"}))
+save("agent_frames", "update-stats", bytes([1]) + frame(UPDATE, {"pids": {"limit": 321}, "memory": {"limit": 1 << 26}})
+     + frame(QUERY_STATS)
+     + frame(GUEST_STATS, {"stats": {"memory": {"usage": 2174976}, "pids": {"current": 2}},
+                           "oom": {"oom": 1, "oom_kill": 1}}))

@@ -1,20 +1,8 @@
 //! hull: a low-level OCI container runtime, called the way runc is.
 
-mod agent;
-mod cgroups;
-mod cli;
-mod config;
-mod container;
-mod fdpass;
-mod hooks;
-mod logging;
-mod native;
-mod signal;
-mod spec;
-mod state;
-mod vm;
-
 use std::process::ExitCode;
+
+use hull::{agent, cli, logging};
 
 fn main() -> ExitCode {
     // PID 1 of a vm-run guest, started by the kernel as /init: agent mode, which never returns.

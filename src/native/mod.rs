@@ -26,7 +26,7 @@ mod process;
 mod rlimits;
 mod rootfs;
 mod scheduling;
-mod seccomp;
+pub mod seccomp;
 pub(crate) mod sync;
 mod sysctl;
 

@@ -42,11 +42,18 @@ pub fn load(dir: &Path) -> Result<Bundle, SpecError> {
         .and_then(|d| d.canonicalize())
         .map_err(|err| SpecError::Io { bundle: dir.to_path_buf(), err })?;
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| SpecError::Io {
+    let text = std::fs::read(&path).map_err(|e| SpecError::Io {
         bundle: dir.clone(),
         err: std::io::Error::new(e.kind(), format!("read config.json: {e}")),
     })?;
-    let spec: Spec = serde_json::from_str(&text)
+    from_json(dir, &text)
+}
+
+/// Parses config.json's bytes for the bundle at `dir` (absolute, canonical) and checks them
+/// against the runtime spec's rules. What `load` does once it has read the file; the config
+/// fuzz target (fuzz/) calls it directly.
+pub fn from_json(dir: PathBuf, text: &[u8]) -> Result<Bundle, SpecError> {
+    let spec: Spec = serde_json::from_slice(text)
         .map_err(|e| SpecError::Parse { bundle: dir.clone(), msg: e.to_string() })?;
     let rootfs = validate::validate(&spec, &dir).map_err(|v| SpecError::Invalid {
         bundle: dir.clone(),

@@ -52,8 +52,9 @@ impl std::fmt::Display for Status {
     }
 }
 
-/// What hull keeps about one container.
-#[derive(Serialize, Deserialize, Debug, Clone)]
+/// What hull keeps about one container. (PartialEq: the state fuzz target checks that what is
+/// read is what is written.)
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct State {
     pub id: String,
     /// Where the container runs, chosen at create; every later command acts through it.
