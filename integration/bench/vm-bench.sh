@@ -203,9 +203,9 @@ busybox_rootfs "$rootfs" || die "cannot make a busybox rootfs"
 watchdog() {
     rm -f "$work/killed"
     (
-        end=$((SECONDS + $2))
+        end=$(($(date +%s) + $2))
         while kill -0 "$1" 2>/dev/null; do
-            if [ "$SECONDS" -ge "$end" ]; then
+            if [ "$(date +%s)" -ge "$end" ]; then
                 say "$(cat "/proc/$1/comm" 2>/dev/null) (pid $1) ran past $2 s: killing it"
                 : >"$work/killed"
                 kill -9 "$1" 2>/dev/null
