@@ -241,9 +241,8 @@ fn paused_container_needs_ignore_paused() {
 
 #[test]
 fn cgroup_flag_runs_in_a_sub_cgroup() {
-    if native_only("--cgroup names a sub-cgroup of the host's; the exec'd process lives in the guest, in the guest's cgroup /hull/container (fixable: make the sub-cgroup there)") {
-        return;
-    }
+    // On a VM the sub-cgroup is the host's (the VMM's cgroup is the container's, and the
+    // stand-in joins it there) and the guest's, which the agent makes below the container's.
     let env = running("ex-subcg");
     let init = env.state("ex-subcg")["pid"].as_i64().unwrap();
     // The sub-cgroup must exist, as with runc: make it in every hierarchy of the init.
@@ -286,12 +285,28 @@ fn cgroup_flag_runs_in_a_sub_cgroup() {
         let _ = std::fs::remove_dir(d);
     }
     assert!(out.status.success(), "{}", stderr(&out));
+    if on_vm() {
+        // The guest's cgroup v2 tree: the container's cgroup there, then the sub-cgroup.
+        assert!(o.lines().count() == 1 && o.trim_end().ends_with("/sub"), "{o}");
+        return;
+    }
     // On a hybrid host hull places containers in the v1 hierarchies only ("0::" stays).
     let hybrid = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     assert!(
         o.lines().filter(|l| !(hybrid && l.starts_with("0::"))).all(|l| l.ends_with("/ex-subcg/sub")),
         "{o}"
     );
+}
+
+#[test]
+fn cgroup_flag_cannot_climb_out_of_the_container() {
+    let env = running("ex-subesc");
+    for bad in ["../escape", "sub/../../escape", "memory:../escape"] {
+        let out = exec(&env, &["--cgroup", bad, "ex-subesc", "true"]);
+        assert!(!out.status.success(), "--cgroup {bad} was taken");
+        let err = stderr(&out);
+        assert!(err.contains(bad) && err.contains("below the container's cgroup"), "{err}");
+    }
 }
 
 #[test]

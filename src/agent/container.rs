@@ -123,14 +123,34 @@ pub fn start(init_pid: i32) -> anyhow::Result<()> {
 }
 
 /// `native::exec` of `process` into the container whose init is `init_pid`, from this
-/// process (the exec server), which becomes its subreaper and so waits for it.
-pub fn exec(process: &Process, spec: &Spec, init_pid: i32) -> anyhow::Result<Spawned> {
+/// process (the exec server), which becomes its subreaper and so waits for it. `sub_cgroups`
+/// (`exec --cgroup`, below the container's cgroup: `hull exec` refused any `..`) are made in
+/// the guest when missing: the guest's cgroup tree is the VM's own, and the host's sub-cgroup,
+/// which the stand-in joins, had to exist already.
+pub fn exec(process: &Process, spec: &Spec, init_pid: i32, sub_cgroups: &[String]) -> anyhow::Result<Spawned> {
+    if let Some(s) = sub_cgroups.iter().find(|s| s.split(['/', ':']).any(|c| c == "..")) {
+        bail!("--cgroup {s}: a sub-cgroup must stay below the container's cgroup");
+    }
     nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
     let io = Stdio::new(process.terminal().unwrap_or(false))?;
     let linux = spec.linux().as_ref();
     // The container's cgroup in the guest, as natively.
     let cgroup_procs = match linux.and_then(|l| l.cgroups_path().as_ref()).and_then(|p| p.to_str()) {
-        Some(path) => crate::cgroups::Cgroup::open(path).map(|cg| cg.procs_files(&[])).unwrap_or_default(),
+        Some(path) => match crate::cgroups::Cgroup::open(path) {
+            Ok(cg) => {
+                let files = cg.procs_files(sub_cgroups);
+                if !sub_cgroups.is_empty() {
+                    for file in &files {
+                        if let Some(dir) = file.parent() {
+                            std::fs::create_dir_all(dir)
+                                .with_context(|| format!("making the sub-cgroup {}", dir.display()))?;
+                        }
+                    }
+                }
+                files
+            }
+            Err(_) => Vec::new(),
+        },
         None => Vec::new(),
     };
     let pid = io.as_stdio_of_the_caller(|console| {

@@ -93,7 +93,7 @@ fn serve(mut conn: VsockStream, port: &ExecPort) -> anyhow::Result<()> {
     let spawned = match (port.spec, port.workload, &req.process) {
         (Some(spec), Some(init), Some(process)) => serde_json::from_value(process.clone())
             .context("the process to exec")
-            .and_then(|p| super::container::exec(&p, spec, init)),
+            .and_then(|p| super::container::exec(&p, spec, init, &req.sub_cgroups)),
         _ => Err(anyhow::anyhow!("no container to exec into")),
     };
     let child = match spawned {

@@ -83,6 +83,10 @@ pub struct RunRequest {
     /// which the agent runs through `native::exec`; the fields above say the same in brief.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<serde_json::Value>,
+    /// `exec --cgroup`: sub-cgroups of the container's cgroup in the guest ("path", or
+    /// "controller:path"), made there when missing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sub_cgroups: Vec<String>,
 }
 
 /// A terminal's size.
@@ -371,6 +375,7 @@ mod tests {
                 user: Some(GuestUser { uid: 1000, gid: 1000, additional_gids: vec![10] }),
                 terminal: true,
                 process: None,
+                sub_cgroups: vec!["sub".into()],
             }),
             Frame::Resize(WindowSize { rows: 24, cols: 80 }),
             Frame::Started(Started { pid: 42 }),

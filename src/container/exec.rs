@@ -27,6 +27,7 @@ fn exec_inner(rt: &RuntimeContext, id: &str, req: &ExecRequest) -> Result<u8> {
         }
         _ => return Err(Error::WrongState("container not running".into())),
     };
+    check_sub_cgroups(&req.sub_cgroups)?;
     let config = st.config.clone().unwrap_or_default();
     let process = build_process(req, &config, &st)?;
     let terminal = process.terminal().unwrap_or(false);
@@ -63,6 +64,20 @@ fn exec_inner(rt: &RuntimeContext, id: &str, req: &ExecRequest) -> Result<u8> {
         None => None,
     };
     waiter.wait(pid, master)
+}
+
+/// `--cgroup` names a cgroup below the container's: a path that climbs out of it (`..`) would
+/// put the process outside the container's limits, so it is refused, as runc refuses it.
+fn check_sub_cgroups(subs: &[String]) -> Result<()> {
+    for s in subs {
+        let path = s.split_once(':').map_or(s.as_str(), |(_, p)| p);
+        if path.split('/').any(|c| c == "..") {
+            return Err(Error::Invalid(format!(
+                "--cgroup {s}: a sub-cgroup must stay below the container's cgroup (no '..')"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The Process to run: --process as given, or the container's own process with the flags'

@@ -220,6 +220,7 @@ fn run_request(opts: &Options) -> anyhow::Result<RunRequest> {
         user: None,
         terminal: false,
         process: None,
+        sub_cgroups: Vec::new(),
     })
 }
 

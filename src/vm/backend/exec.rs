@@ -43,7 +43,9 @@ pub fn exec(st: &State, spec: ProcessSpec) -> Result<i32> {
         .vm_socket
         .clone()
         .ok_or_else(|| Error::backend(VmError::Exec("the container's state names no VMM socket".into())))?;
-    let request = prepare::request_for(spec.process)?;
+    let mut request = prepare::request_for(spec.process)?;
+    // The process joins them in the guest; the stand-in joins the host's, below.
+    request.sub_cgroups = spec.sub_cgroups.to_vec();
     // The stand-in joins the container's cgroup, so `ps` lists it, `kill --all` reaches it
     // (and through it the guest process) and `delete --force` ends it.
     let cgroup_procs = match &st.cgroup {

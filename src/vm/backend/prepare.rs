@@ -110,5 +110,6 @@ pub(super) fn request_for(process: &oci_spec::runtime::Process) -> Result<RunReq
             serde_json::to_value(guest_spec::process_for_guest(process))
                 .map_err(|e| unsupported(&format!("the process for the guest: {e}")))?,
         ),
+        sub_cgroups: Vec::new(),
     })
 }
