@@ -127,7 +127,12 @@ pub fn start(init_pid: i32) -> anyhow::Result<()> {
 /// (`exec --cgroup`, below the container's cgroup: `hull exec` refused any `..`) are made in
 /// the guest when missing: the guest's cgroup tree is the VM's own, and the host's sub-cgroup,
 /// which the stand-in joins, had to exist already.
-pub fn exec(process: &Process, spec: &Spec, init_pid: i32, sub_cgroups: &[String]) -> anyhow::Result<Spawned> {
+pub fn exec(
+    process: &Process,
+    spec: &Spec,
+    init_pid: i32,
+    sub_cgroups: &[String],
+) -> anyhow::Result<Spawned> {
     if let Some(s) = sub_cgroups.iter().find(|s| s.split(['/', ':']).any(|c| c == "..")) {
         bail!("--cgroup {s}: a sub-cgroup must stay below the container's cgroup");
     }
