@@ -4,8 +4,10 @@
 //! Where each kind runs (who calls [`run`]):
 //! - prestart, createRuntime: `hull create` (runtime namespace), after the container's
 //!   namespaces and mounts exist, before pivot_root;
-//! - createContainer: the init, in the container's namespaces, before pivot_root;
-//! - startContainer: the init, after `start`, right before exec of the program;
+//! - createContainer: the init, in the container's namespaces, before pivot_root (a VM
+//!   container's: the VMM init, on the host, in the namespaces the VMM holds);
+//! - startContainer: the init, after `start`, right before exec of the program (a VM
+//!   container's: the init in the guest);
 //! - poststart: `hull start`, after the program has been released;
 //! - poststop: `hull delete`, after the container has stopped.
 

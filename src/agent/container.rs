@@ -1,7 +1,7 @@
 //! A VM container's workload in the guest, made by the same native code as a native
 //! container's: the host sends the container's spec made for the guest (root on the share,
 //! host bind sources replaced by their entries in the binds share, a guest cgroup with the
-//! memory, cpu and pids limits, no hooks or network namespace: see
+//! memory, cpu and pids limits, of the hooks only startContainer, no network namespace: see
 //! `crate::vm::backend::guest_spec`), and the agent runs `native::create` with it at boot, so
 //! that `hull create` fails when the container cannot be made, and the workload gets the
 //! spec's namespaces, mounts, devices, masked paths, cgroup limits, user, capabilities,
@@ -38,7 +38,9 @@ pub struct Created {
 /// `native::create` with the guest spec; the init's stdio are pipes (or, with
 /// process.terminal, a pty whose master comes back over a console socket) whose other ends
 /// the agent keeps.
-pub fn create(spec: &Spec, root: &Path) -> anyhow::Result<Created> {
+/// `host_state` is the state the host's hooks got: the guest's hooks see the same container
+/// (its id, bundle and annotations), with the guest's pid.
+pub fn create(spec: &Spec, root: &Path, host_state: Option<&serde_json::Value>) -> anyhow::Result<Created> {
     let state_dir = PathBuf::from(STATE_DIR);
     std::fs::create_dir_all(&state_dir).with_context(|| format!("making {STATE_DIR}"))?;
     let fifo = state_dir.join(crate::state::EXEC_FIFO);
@@ -48,8 +50,14 @@ pub fn create(spec: &Spec, root: &Path) -> anyhow::Result<Created> {
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let io = Stdio::new(terminal)?;
     let state_for = |pid: i32| {
-        serde_json::json!({"ociVersion": spec.version(), "id": "guest", "status": "creating", "pid": pid,
-                           "bundle": STATE_DIR})
+        let mut state = host_state.cloned().unwrap_or_else(
+            || serde_json::json!({"ociVersion": spec.version(), "id": "guest", "bundle": STATE_DIR}),
+        );
+        if let Some(o) = state.as_object_mut() {
+            o.insert("status".into(), "creating".into());
+            o.insert("pid".into(), pid.into());
+        }
+        state
     };
     let mut cgroup = guest_cgroup(spec)?;
     let pid = io.as_stdio_of_the_caller(|console| {

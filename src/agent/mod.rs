@@ -56,6 +56,10 @@ pub struct AgentConfig {
     /// boot with the native code ([`container`]), and runs it at `start`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<serde_json::Value>,
+    /// A VM container's state as the host's hooks got it (its id, bundle, annotations): the
+    /// startContainer hooks in the guest get it too, with the guest's pid and status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_state: Option<serde_json::Value>,
 }
 
 /// The virtio-fs tag of a VM container's bind mounts, and where the agent mounts it.
@@ -103,7 +107,10 @@ fn run_agent() -> anyhow::Result<()> {
         .transpose()
         .context("the container's spec")?;
     let setup = init::mount_all(&config).and_then(|()| match &spec {
-        Some(spec) => container::create(spec, std::path::Path::new(&config.mount_point)).map(Some),
+        Some(spec) => {
+            container::create(spec, std::path::Path::new(&config.mount_point), config.hook_state.as_ref())
+                .map(Some)
+        }
         None => Ok(None),
     });
     // Listening before the greeting: once `create` returns, `exec` may connect.

@@ -146,6 +146,7 @@ mod tests {
             binds: Vec::new(),
             exec_port: None,
             container: None,
+            hook_state: None,
         };
         let built = build(&config).unwrap();
         let entries = read_archive(&built.image);

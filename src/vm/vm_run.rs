@@ -73,6 +73,7 @@ pub fn run(opts: Options) -> anyhow::Result<u8> {
         binds: Vec::new(),
         exec_port: None,
         container: None,
+        hook_state: None,
     };
     let initramfs = initramfs::build(&agent).context("making the guest's initramfs")?;
     marks.initramfs_built = Some(Instant::now());

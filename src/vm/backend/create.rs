@@ -73,7 +73,7 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
         vsock_path,
         listen_path,
         namespaces: namespaces::Plan::from_spec(&bundle.spec),
-        hooks_wanted: crate::hooks::any_at_create(&bundle.spec),
+        hooks: bundle.spec.hooks().clone(),
         serial: std::env::var_os(init::SERIAL_ENV).is_some_and(|v| v == "1"),
         console,
         console_size,

@@ -6,8 +6,9 @@
 //! - a bind mount of a host path reads from its entry in the binds share (`<index>/<source's
 //!   name>`, [`binds::entry_name`]); binds onto the guest's own /proc, /sys and /dev are left
 //!   out (the guest has its own);
-//! - no hooks (createRuntime and prestart ran on the host; the rest name host programs),
-//!   no network namespace (the guest's own is the container's), no namespace by path (those
+//! - of the hooks only startContainer, which runs in the container after `start` and whose
+//!   path is the container's (the others ran on the host, or run there: they name host
+//!   programs), no network namespace (the guest's own is the container's), no namespace by path (those
 //!   are the host's), no AppArmor or SELinux label (the guest kernel has neither);
 //! - a cgroup of its own in the guest ([`GUEST_CGROUP`]) with the spec's memory, cpu and
 //!   pids limits, so that the container reads its limits where it looks for them
@@ -18,7 +19,7 @@
 //!   things is left out: cpusets and memory nodes, block IO, hugepages, RDMA, swap, network
 //!   classes and unified files.
 
-use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxResources, Mount, Process, Spec};
+use oci_spec::runtime::{Hooks, LinuxCpu, LinuxMemory, LinuxResources, Mount, Process, Spec};
 
 use std::path::Path;
 
@@ -33,7 +34,7 @@ pub fn for_guest(spec: &Spec, binds: &[Bind]) -> Result<Spec, String> {
         root.set_path(SHARE_MOUNT_POINT.into());
     }
     guest.set_mounts(Some(mounts(spec, binds)?));
-    guest.set_hooks(None);
+    guest.set_hooks(start_container_hooks(spec));
     if let Some(process) = guest.process().clone() {
         guest.set_process(Some(process_for_guest(&process)));
     }
@@ -51,6 +52,17 @@ pub fn for_guest(spec: &Spec, binds: &[Bind]) -> Result<Spec, String> {
         }
     }
     Ok(guest)
+}
+
+/// The spec's startContainer hooks alone, or None.
+fn start_container_hooks(spec: &Spec) -> Option<Hooks> {
+    let start = crate::hooks::of_kind(spec, crate::hooks::Kind::StartContainer);
+    if start.is_empty() {
+        return None;
+    }
+    let mut hooks = Hooks::default();
+    hooks.set_start_container(Some(start));
+    Some(hooks)
 }
 
 /// The container's cgroup in the guest.
@@ -125,7 +137,9 @@ mod tests {
             "root": {"path": "/bundles/c1/rootfs", "readonly": true},
             "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0},
                         "apparmorProfile": "docker-default", "noNewPrivileges": true},
-            "hooks": {"prestart": [{"path": "/usr/bin/netns-setup"}]},
+            "hooks": {"prestart": [{"path": "/usr/bin/netns-setup"}],
+                      "createContainer": [{"path": "/usr/bin/nvidia-hook"}],
+                      "startContainer": [{"path": "/bin/started", "args": ["started", "now"]}]},
             "mounts": [
                 {"destination": "/proc", "type": "proc", "source": "proc"},
                 {"destination": "/dev/shm", "type": "bind", "source": "/var/lib/shm", "options": ["rbind"]},
@@ -157,7 +171,12 @@ mod tests {
         let guest = for_guest(&spec, &binds).unwrap();
         let root = guest.root().as_ref().unwrap();
         assert_eq!((root.path().to_str(), root.readonly()), (Some(SHARE_MOUNT_POINT), Some(true)));
-        assert!(guest.hooks().is_none());
+        let hooks = guest.hooks().as_ref().unwrap();
+        assert_eq!(hooks.prestart(), &None);
+        assert_eq!(hooks.create_container(), &None);
+        let start = hooks.start_container().as_ref().unwrap();
+        assert_eq!(start.len(), 1);
+        assert_eq!(start[0].path().to_str(), Some("/bin/started"));
         let process = guest.process().as_ref().unwrap();
         assert_eq!((process.apparmor_profile(), process.no_new_privileges()), (&None, Some(true)));
         let mounts: Vec<(String, String)> = guest

@@ -3,7 +3,8 @@
 //! In order: wait until the parent has put it in the container's cgroup; close what it
 //! inherited; join the namespaces the spec names by path (the network namespace above all)
 //! and make those it asks for, with a mount namespace of its own; have the parent run the
-//! createRuntime and prestart hooks; block every relayed signal; build the VM; enter the jail
+//! createRuntime and prestart hooks, and run the createContainer hooks itself; block every
+//! relayed signal; build the VM; enter the jail
 //! (`jail`: its own root, few capabilities, a seccomp filter per thread); boot it (the vcpu
 //! and session threads start only now, inside the cgroup and the jail); report Ready to the parent
 //! when the agent greets; send the workload when `hull start` has opened the exec fifo; and
@@ -68,7 +69,9 @@ pub struct VmmInit {
     pub vsock_path: PathBuf,
     pub listen_path: PathBuf,
     pub namespaces: namespaces::Plan,
-    pub hooks_wanted: bool,
+    /// The spec's hooks: with any that runs at create, or a startContainer hook, the parent
+    /// runs prestart and createRuntime and sends the state the rest get.
+    pub hooks: Option<oci_spec::runtime::Hooks>,
     pub serial: bool,
     /// The connected console socket, with process.terminal.
     pub console: Option<OwnedFd>,
@@ -126,17 +129,42 @@ fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
     };
     close_inherited(&[sock.as_fd().as_raw_fd(), init.kernel.file.as_raw_fd()])?;
     enter_namespaces(&init.namespaces)?;
-    if init.hooks_wanted {
-        sock.send(&Msg::RunHooks).map_err(|e| format!("write to create: {e}"))?;
-        match sock.recv() {
-            Ok(Some(Msg::HooksDone { .. })) => {}
-            Ok(Some(Msg::Error { msg })) => return Err(msg),
-            _ => return Err("create gave up while running hooks".into()),
-        }
-    }
+    let hook_state =
+        if hooks_wanted(init.hooks.as_ref()) { Some(run_hooks(sock, init.hooks.as_ref())?) } else { None };
     // Before the first thread: every thread the VMM makes inherits the mask.
     let signals = signals::block_relayed().map_err(|e| format!("blocking signals: {e}"))?;
-    boot(sock, init, signals, terminal)
+    boot(sock, init, signals, terminal, hook_state)
+}
+
+/// True when the init must stop for hooks: one that runs at create, or a startContainer hook
+/// (which needs the state the parent sends).
+pub fn hooks_wanted(hooks: Option<&oci_spec::runtime::Hooks>) -> bool {
+    use crate::hooks::{of_kind_in, Kind};
+    [Kind::Prestart, Kind::CreateRuntime, Kind::CreateContainer, Kind::StartContainer]
+        .iter()
+        .any(|k| !of_kind_in(hooks, *k).is_empty())
+}
+
+/// Has the parent run prestart and createRuntime, then runs the createContainer hooks here:
+/// on the host, in the VMM's namespaces (the container's network, ipc and uts namespaces and
+/// a mount namespace of its own), before the VM exists. They name host programs and, like
+/// the NVIDIA toolkit's, change the container's rootfs from the host, which the guest then
+/// sees through its share; the guest has no host program to run them with. Returns the
+/// state JSON the parent sent, for the startContainer hooks the guest runs.
+fn run_hooks(
+    sock: &SyncSocket,
+    hooks: Option<&oci_spec::runtime::Hooks>,
+) -> Result<serde_json::Value, String> {
+    sock.send(&Msg::RunHooks).map_err(|e| format!("write to create: {e}"))?;
+    let state = match sock.recv() {
+        Ok(Some(Msg::HooksDone { state })) => state,
+        Ok(Some(Msg::Error { msg })) => return Err(msg),
+        _ => return Err("create gave up while running hooks".into()),
+    };
+    let kind = crate::hooks::Kind::CreateContainer;
+    crate::hooks::run_in(hooks, kind, &crate::hooks::in_container(&state, "creating"))
+        .map_err(|e| e.to_string())?;
+    Ok(state)
 }
 
 /// process.terminal: a pty on the host whose master goes out over the console socket, as a
@@ -160,6 +188,7 @@ fn boot(
     init: VmmInit,
     signals: nix::sys::signalfd::SignalFd,
     terminal: bool,
+    hook_state: Option<serde_json::Value>,
 ) -> Result<Outcome, String> {
     let agent = AgentConfig {
         port: AGENT_PORT,
@@ -169,6 +198,7 @@ fn boot(
         binds: binds::for_guest(&init.binds),
         exec_port: Some(crate::vm::EXEC_PORT),
         container: Some(init.guest_spec),
+        hook_state,
     };
     let mut shares = vec![vmm::FsShare {
         tag: SHARE_TAG.to_string(),
