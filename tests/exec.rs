@@ -302,11 +302,12 @@ fn cgroup_flag_runs_in_a_sub_cgroup() {
 fn cgroup_flag_cannot_climb_out_of_the_container() {
     let env = running("ex-subesc");
     for bad in ["../escape", "sub/../../escape", "memory:../escape"] {
-        let out = exec(&env, &["--cgroup", bad, "ex-subesc", "true"]);
+        let out = exec(&env, &["--cgroup", bad, "ex-subesc", "touch", "/tmp/climbed"]);
         assert!(!out.status.success(), "--cgroup {bad} was taken");
         let err = stderr(&out);
         assert!(err.contains(bad) && err.contains("below the container's cgroup"), "{err}");
     }
+    assert!(!env.rootfs().join("tmp/climbed").exists(), "a refused exec ran its program");
 }
 
 #[test]

@@ -141,8 +141,8 @@ pub fn exec(
     init_pid: i32,
     sub_cgroups: &[String],
 ) -> anyhow::Result<Spawned> {
-    if let Some(s) = sub_cgroups.iter().find(|s| s.split(['/', ':']).any(|c| c == "..")) {
-        bail!("--cgroup {s}: a sub-cgroup must stay below the container's cgroup");
+    if let Some(why) = sub_cgroups.iter().find_map(|s| crate::cgroups::sub_cgroup_refusal(s)) {
+        bail!(why);
     }
     nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
     let io = Stdio::new(process.terminal().unwrap_or(false))?;

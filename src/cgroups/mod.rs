@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::LinuxResources;
 
 pub use error::{CgroupError, Fault};
-pub use path::resolve;
+pub use path::{resolve, sub_cgroup_refusal};
 
 /// The host's cgroup layout.
 #[derive(Debug, Clone)]

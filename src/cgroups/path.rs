@@ -26,6 +26,15 @@ pub fn resolve(spec_path: Option<&str>, id: &str, systemd: bool) -> Result<Cgrou
     }
 }
 
+/// Why `exec --cgroup SUB` must be refused, or None: SUB (`PATH` or `CONTROLLERS:PATH`) is
+/// joined below the container's cgroup, and a `..` anywhere in it would climb out. Both the
+/// host (`hull exec`) and the guest's agent ask this.
+pub fn sub_cgroup_refusal(sub: &str) -> Option<String> {
+    sub.split(['/', ':'])
+        .any(|c| c == "..")
+        .then(|| format!("--cgroup {sub}: a sub-cgroup must stay below the container's cgroup (no '..')"))
+}
+
 fn clean(p: &str) -> String {
     let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
     format!("/{}", parts.join("/"))
@@ -94,7 +103,7 @@ fn systemd_to_fs(p: &str, id: &str) -> Result<CgroupPath, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::resolve;
+    use super::{resolve, sub_cgroup_refusal};
     #[test]
     fn forms() {
         assert_eq!(resolve(None, "c1", false).unwrap(), "/hull/c1");
@@ -124,5 +133,15 @@ mod tests {
         assert_eq!(systemd_name("", "c1").unwrap(), n("system.slice", "hull-c1.scope"));
         assert_eq!(systemd_name(":crio:x", "c1").unwrap(), n("system.slice", "crio-x.scope"));
         assert_eq!(systemd_name("k.slice:p:pod.slice", "c1").unwrap(), n("k.slice", "pod.slice"));
+    }
+
+    #[test]
+    fn a_sub_cgroup_cannot_climb_out() {
+        for bad in ["..", "../escape", "a/../../b", "cpu:..", "cpu,memory:x/..", "..:x"] {
+            assert!(sub_cgroup_refusal(bad).is_some_and(|m| m.contains(bad)), "{bad}");
+        }
+        for good in ["x", "a/b", "cpu:x", "memory,pids:a/b", "a..b", "..x"] {
+            assert_eq!(sub_cgroup_refusal(good), None, "{good}");
+        }
     }
 }

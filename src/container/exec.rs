@@ -69,15 +69,10 @@ fn exec_inner(rt: &RuntimeContext, id: &str, req: &ExecRequest) -> Result<u8> {
 /// `--cgroup` names a cgroup below the container's: a path that climbs out of it (`..`) would
 /// put the process outside the container's limits, so it is refused, as runc refuses it.
 fn check_sub_cgroups(subs: &[String]) -> Result<()> {
-    for s in subs {
-        let path = s.split_once(':').map_or(s.as_str(), |(_, p)| p);
-        if path.split('/').any(|c| c == "..") {
-            return Err(Error::Invalid(format!(
-                "--cgroup {s}: a sub-cgroup must stay below the container's cgroup (no '..')"
-            )));
-        }
+    match subs.iter().find_map(|s| crate::cgroups::sub_cgroup_refusal(s)) {
+        Some(why) => Err(Error::Invalid(why)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The Process to run: --process as given, or the container's own process with the flags'
