@@ -300,31 +300,69 @@ fn only_preserved_fds_reach_the_program() {
         });
     }
     let out = c.output().unwrap();
+    if on_vm() {
+        // A host fd cannot enter the VM: refused before anything exists, never dropped.
+        assert_vm_refuses_preserved_fds(&env, &out, "--preserve-fds 1");
+        return;
+    }
     let fds: Vec<String> = stdout(&out).split_whitespace().map(String::from).collect();
     // 0-2, the preserved 3, and ls's own directory fd: nothing of hull's.
     assert!(fds.contains(&"3".to_string()), "{fds:?} {}", stderr(&out));
     assert!(fds.len() <= 5, "unexpected fds reached the program: {fds:?}");
 }
 
+/// On a VM, `run` with preserved fds fails naming them, and leaves no state behind.
+fn assert_vm_refuses_preserved_fds(env: &Env, out: &std::process::Output, named: &str) {
+    assert!(!out.status.success(), "a VM container took preserved fds");
+    let err = stderr(out);
+    assert!(err.contains(named) && err.contains("cannot be passed into the VM"), "{err}");
+    assert!(env.root_is_empty(), "state left behind");
+}
+
 #[test]
-fn listen_fds_and_notify_socket_are_passed_on() {
-    let env = Env::new(&[
-        "sh",
-        "-c",
-        "echo $LISTEN_FDS $LISTEN_PID $NOTIFY_SOCKET; stat -c '%F %i' $NOTIFY_SOCKET",
-    ]);
+fn listen_fds_are_passed_on() {
+    let env = Env::new(&["sh", "-c", "echo $LISTEN_FDS $LISTEN_PID; ls /proc/self/fd"]);
+    let f = std::fs::File::open(env.bundle.join("config.json")).unwrap();
+    let mut c = env.cmd(&["run", "--bundle", env.bundle.to_str().unwrap(), "sd-listen"]);
+    c.env("LISTEN_FDS", "1");
+    use std::os::fd::AsRawFd;
+    let raw = f.as_raw_fd();
+    // SAFETY: (test) dup2 in the child between fork and exec only touches its fd table.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        c.pre_exec(move || {
+            if libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = c.output().unwrap();
+    if on_vm() {
+        assert_vm_refuses_preserved_fds(&env, &out, "LISTEN_FDS=1");
+        return;
+    }
+    let o = stdout(&out);
+    let mut lines = o.lines();
+    assert_eq!(lines.next(), Some("1 1"), "{o} {}", stderr(&out));
+    let fds: Vec<&str> = o.split_whitespace().skip(2).collect();
+    assert!(fds.contains(&"3"), "the socket activation fd reaches the program: {fds:?}");
+}
+
+#[test]
+fn notify_socket_is_passed_on() {
+    let env = Env::new(&["sh", "-c", "echo $NOTIFY_SOCKET; stat -c '%F %i' $NOTIFY_SOCKET"]);
     let sock = env.dir.join("notify.sock");
     let _listener = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
     let out = env
         .cmd(&["run", "--bundle", env.bundle.to_str().unwrap(), "sd"])
-        .env("LISTEN_FDS", "1")
         .env("NOTIFY_SOCKET", &sock)
         .output()
         .unwrap();
     use std::os::unix::fs::MetadataExt;
     let ino = std::fs::metadata(&sock).unwrap().ino();
     let o = stdout(&out);
-    assert!(o.starts_with("1 1 /run/notify/notify.sock\n"), "{o} {}", stderr(&out));
+    assert!(o.starts_with("/run/notify/notify.sock\n"), "{o} {}", stderr(&out));
     assert!(o.contains(&format!("socket {ino}")), "the container sees the host's socket: {o}");
 }
 

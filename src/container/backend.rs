@@ -57,6 +57,8 @@ pub struct PrepareRequest<'a> {
     pub bundle: &'a Bundle,
     /// `--systemd-cgroup`: the cgroup is a systemd scope where systemd is init.
     pub systemd_cgroup: bool,
+    /// The fds past stdio that go to the container (`--preserve-fds`, LISTEN_FDS).
+    pub preserve_fds: u32,
 }
 
 /// What a backend worked out in [`Backend::prepare`]; [`Plan::create`] carries it out.

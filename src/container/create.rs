@@ -54,7 +54,12 @@ fn create_inner(rt: &RuntimeContext, id: &str, req: &CreateRequest, interactive:
     // Held until create returns: no fd of hull's own (the lock above all) lands in the range.
     let _reserved = crate::fdpass::reserve_preserved(preserve_fds).doing(|| "reserve the preserved fds")?;
     let backend = choose::choose(rt, bundle.spec.annotations().as_ref())?;
-    let plan = backend.prepare(&PrepareRequest { id, bundle: &bundle, systemd_cgroup: rt.systemd_cgroup })?;
+    let plan = backend.prepare(&PrepareRequest {
+        id,
+        bundle: &bundle,
+        systemd_cgroup: rt.systemd_cgroup,
+        preserve_fds,
+    })?;
     let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let (console, keep) = console_socket(terminal, req.console_socket.as_deref(), interactive)?;
     let store = Store::open(&rt.root)?;

@@ -40,6 +40,20 @@ pub struct Plan {
 
 pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
     let spec = &req.bundle.spec;
+    // Said before anything is looked at or made: dropping them would leave a program that
+    // counts on fd 3 (socket activation above all) with nothing there, or another file.
+    if req.preserve_fds > 0 {
+        let what = match std::env::var("LISTEN_FDS") {
+            Ok(n) => format!(
+                "socket activation (LISTEN_FDS={n}) with --preserve-fds, {} fds in all",
+                req.preserve_fds
+            ),
+            Err(_) => format!("--preserve-fds {}", req.preserve_fds),
+        };
+        return Err(Error::backend(VmError::Unsupported(format!(
+            "{what}: a host descriptor cannot be passed into the VM (run this container on the native backend)"
+        ))));
+    }
     let unavailable = |e: anyhow::Error| Error::backend(VmError::Unavailable(format!("{e:#}")));
     let config = config::load().map_err(unavailable)?;
     let choice = kernel::choose(None, |k| std::env::var(k).ok(), &config).map_err(unavailable)?;
