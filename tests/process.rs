@@ -409,6 +409,81 @@ fn terminal_through_a_console_socket() {
     assert!(got.contains("33 111"), "{got}");
 }
 
+/// A window size set on the console's master reaches the program's terminal while it runs
+/// (natively the slave is the program's; on a VM the VMM gets SIGWINCH on its host pty and
+/// sends the size to the guest's pty).
+#[test]
+fn a_window_size_change_reaches_the_running_program() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let mut env = Env::new(&["sh", "-c", "while :; do stty size; sleep 0.2; done"]);
+    env.config["process"]["terminal"] = json!(true);
+    env.config["process"]["consoleSize"] = json!({"height": 33, "width": 111});
+    env.write_config();
+    let sock = env.dir.join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let t = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        recv_fd(&conn).1
+    });
+    let out = env
+        .cmd(&[
+            "create",
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "--bundle",
+            env.bundle.to_str().unwrap(),
+            "ws",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let master = std::fs::File::from(t.join().unwrap());
+    let fd = master.as_raw_fd();
+    // The reader runs apart so that every wait below has a deadline.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let mut reader = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |want: &str, seen: &mut String| {
+        let deadline = std::time::Instant::now() + patience(10);
+        while !seen.contains(want) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(chunk) => seen.push_str(&chunk),
+                Err(_) => break,
+            }
+        }
+        seen.contains(want)
+    };
+    let _cleanup = DeleteOnDrop(&env, "ws");
+    assert!(env.hull(&["start", "ws"]).status.success());
+    let mut seen = String::new();
+    assert!(wait_for("33 111", &mut seen), "the initial size: {seen:?}");
+    let size = libc::winsize { ws_row: 40, ws_col: 120, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which lives across the call.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &size) };
+    assert_eq!(rc, 0, "TIOCSWINSZ on the master: {}", std::io::Error::last_os_error());
+    seen.clear();
+    assert!(wait_for("40 120", &mut seen), "the new size never reached the program: {seen:?}");
+}
+
+/// `delete --force` of a container when the test ends, passed or not.
+struct DeleteOnDrop<'a>(&'a Env, &'a str);
+
+impl Drop for DeleteOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.hull(&["delete", "--force", self.1]);
+    }
+}
+
 #[test]
 fn terminal_without_console_socket_fails_create() {
     let mut env = Env::new(&["true"]);
