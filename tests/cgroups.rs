@@ -981,7 +981,7 @@ fn events_stream_until_the_container_stops() {
 
 #[test]
 fn events_stream_reports_oom() {
-    if native_only("a 32 MiB limit cannot hold a VM, and an OOM in the guest is not reported by events (docs/vm.md, Not there yet)") {
+    if native_only("a 32 MiB limit cannot hold a VM (integration/vm/backend.sh drives an OOM in a 128 MiB guest and checks its event)") {
         return;
     }
     let mut env = Env::new(&[]);

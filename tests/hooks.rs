@@ -166,28 +166,19 @@ fn create_container_runs_in_the_container_namespaces_before_start() {
     let _c = Cleanup(&env, "cc");
     ok(&create(&env, "cc"), "create");
     // On a VM the hook runs on the host, in the VMM's namespaces: the container's network,
-    // ipc and uts namespaces and a mount namespace of its own; its pid namespace is in the
-    // guest, so the hook sees the host's and the VMM's host pid (docs/vm.md).
+    // ipc and uts namespaces, a mount namespace of its own, and the pid namespace whose pid 1
+    // the VMM is (docs/vm.md).
     for n in ["mnt", "uts", "pid", "ipc", "net"] {
         let seen = wait_file(&d.join(format!("cc.{n}")));
-        if on_vm() && n == "pid" {
-            assert_eq!(seen.trim(), host_ns(n), "on a VM createContainer runs in the host's pid namespace");
-        } else {
-            assert_ne!(seen.trim(), host_ns(n), "createContainer runs in the container's {n} namespace");
-        }
+        assert_ne!(seen.trim(), host_ns(n), "createContainer runs in the container's {n} namespace");
     }
     // The init works under umask 0; its hooks get the usual 022.
     assert_eq!(wait_file(&d.join("cc.umask")).trim(), "0022");
     let s = read_json(&d.join("cc.json"));
     assert_eq!(s["id"], "cc");
     assert_eq!(s["status"], "creating");
-    // The spec: for hooks in the container's namespaces, the pid as the container sees it
-    // (on a VM, from the host's pid namespace: the VMM's pid).
-    if on_vm() {
-        assert_eq!(s["pid"], env.state("cc")["pid"]);
-    } else {
-        assert_eq!(s["pid"], 1);
-    }
+    // The spec: for hooks in the container's namespaces, the pid as the container sees it.
+    assert_eq!(s["pid"], 1);
     assert_eq!(canon(Path::new(s["bundle"].as_str().unwrap())), canon(&env.bundle));
     assert_eq!(env.status("cc"), "created");
 }

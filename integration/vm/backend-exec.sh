@@ -190,7 +190,8 @@ exec_checks() {
 
     # ... in a mount namespace of its own, whose root holds only what it serves: the rootfs share,
     # the agent's socket and the exec fifo in the state directory, and a read-only procfs (its
-    # fds, and what podman top reads); no hull binary, no /dev, /sys, no /etc
+    # fds, and what podman top reads) of its own pid namespace, where it is pid 1 and no other
+    # process of the host (this script) is; no hull binary, no /dev, /sys, no /etc
     clock
     vroot="/proc/$vmm/root"
     top() { echo "$1" | cut -d/ -f2; }
@@ -202,12 +203,13 @@ exec_checks() {
         '$5 != "/" && $5 != "/proc" && index($5, r) != 1 && index($5, s) != 1 { print $5 }' "/proc/$vmm/mountinfo")"
     lap
     if [ "$(readlink "/proc/$vmm/ns/mnt")" != "$(readlink /proc/self/ns/mnt)" ] && [ "$got" = "$want" ] \
-        && [ "${proc_opts%%,*}" = ro ] && [ -e "$vroot/proc/$vmm/status" ] && [ -z "$stray" ] && [ ! -e "$vroot$hull_exe" ] && [ ! -e "$vroot/etc" ] \
+        && [ "${proc_opts%%,*}" = ro ] && grep -q '^NSpid:.*[[:space:]]1$' "$vroot/proc/1/status" \
+        && [ ! -e "$vroot/proc/$$" ] && [ -z "$stray" ] && [ ! -e "$vroot$hull_exe" ] && [ ! -e "$vroot/etc" ] \
         && [ -d "$vroot$(readlink -f "$rootfs")/bin" ] && [ -S "$vroot$(readlink -f "$root")/$id/vsock_1024" ]; then
         pass "the VMM's root: its own mount namespace, only the shares, its sockets and fds"
     else
         fail "the VMM's root: its own mount namespace, only the shares, its sockets and fds" \
-            "root: '$got' (want '$want'), /proc options: '$proc_opts', mounts: $mounts; stray: $stray"
+            "root: '$got' (want '$want'), /proc options: '$proc_opts', its /proc: $(ls "$vroot/proc" | grep -c '^[0-9]') processes, pid 1 $(grep NSpid "$vroot/proc/1/status" 2>&1), this script's there: $([ -e "$vroot/proc/$$" ] && echo yes || echo no); mounts: $mounts; stray: $stray"
     fi
 
     # escapes through the share, each refused: a device node made from the guest (even with

@@ -16,6 +16,7 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
 use super::error::VmError;
 use super::init::{self, VmmInit};
+use super::pidns;
 use super::prepare::Plan;
 use crate::container::backend::InitSpec;
 use crate::container::Chain;
@@ -78,11 +79,12 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
         console,
         console_size,
     };
+    let new_pid_ns = vmm_init.namespaces.create.contains(nix::sched::CloneFlags::CLONE_NEWPID);
     let bundle = with_kvm_allowed(bundle);
     let spec = &bundle.spec;
     let limit = boot_timeout + BOOT_GRACE;
     crate::native::backend::in_cgroup(cgroup, &bundle, dir, state, move |placement, state_for, _, _| {
-        spawn(vmm_init, placement, state_for, spec, limit)
+        spawn(vmm_init, new_pid_ns, placement, state_for, spec, limit)
     })
 }
 
@@ -106,17 +108,33 @@ fn with_kvm_allowed(bundle: &Bundle) -> Bundle {
 }
 
 /// Forks the VMM init and sees it through setup; its pid once the guest is up.
+/// With `new_pid_ns` the VMM is pid 1 of a pid namespace of its own ([`pidns`]).
 fn spawn(
     vmm_init: VmmInit,
+    new_pid_ns: bool,
     placement: Placement,
     state_for: StateFor,
     spec: &oci_spec::runtime::Spec,
     limit: Duration,
 ) -> Result<i32> {
     let (parent, child) = sync::pair().map_err(|e| vmm_failed(format!("sync socket: {e}")))?;
+    let own_pid_ns = if new_pid_ns { Some(pidns::next_child_in_new().map_err(vmm_failed)?) } else { None };
     // SAFETY: hull is single-threaded here: nothing starts a thread before create, and the
     // VMM's threads start only in the child.
-    match unsafe { fork() }.map_err(|e| vmm_failed(format!("fork: {e}")))? {
+    let forked = unsafe { fork() };
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        // Whatever the fork did: the hooks `create` runs, and anything after, are the runtime's.
+        if let Some(own) = &own_pid_ns {
+            if let Err(e) = pidns::restore(own) {
+                if let Ok(ForkResult::Parent { child }) = forked {
+                    let _ = kill(child, Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                }
+                return Err(vmm_failed(e));
+            }
+        }
+    }
+    match forked.map_err(|e| vmm_failed(format!("fork: {e}")))? {
         ForkResult::Child => {
             drop(parent);
             init::main(child, vmm_init)

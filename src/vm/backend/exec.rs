@@ -56,6 +56,8 @@ pub fn exec(st: &State, spec: ProcessSpec) -> Result<i32> {
     let standin = StandIn { socket, request, console: spec.console, console_size, cgroup_procs };
     let (report_rx, report_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| Error::backend(VmError::Exec(format!("pipe: {e}"))))?;
+    // `ps` and `podman top` read the VMM's /proc: the stand-in is in its pid namespace.
+    super::pidns::next_child_in_vmms(st.pid).map_err(|e| Error::backend(VmError::Exec(e)))?;
     // SAFETY: `hull exec` is single-threaded: no other thread holds a lock the child could
     // need.
     match unsafe { fork() }.map_err(|e| Error::backend(VmError::Exec(format!("fork: {e}"))))? {

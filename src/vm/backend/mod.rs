@@ -17,6 +17,7 @@ mod guest_spec;
 mod init;
 mod jail;
 mod monitor;
+mod pidns;
 mod prepare;
 mod signals;
 pub mod sizing;

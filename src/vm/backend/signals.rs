@@ -32,7 +32,10 @@ pub fn block_relayed() -> nix::Result<SignalFd> {
 }
 
 /// Ends the VMM as if `signo` had killed it. No core dump (it would hold guest RAM). A
-/// signal whose default action is not to terminate (a stop signal) ends it with 128 + N.
+/// signal whose default action is not to terminate (a stop signal), or any signal when the
+/// VMM is pid 1 of its pid namespace (the kernel drops what pid 1 sends itself with the
+/// default action: [`super::pidns`]), ends it with 128 + N, which containerd's shim and
+/// conmon report as they report death by N.
 pub fn die_of(signo: i32) -> ! {
     let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: setrlimit reads a valid local struct; signal() installs the default action;

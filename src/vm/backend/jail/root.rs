@@ -1,7 +1,8 @@
 //! The VMM's root: a small tmpfs, read-only once made, holding each path the VMM still opens
 //! after the jail, each at its own path (the passthrough file system reopens a share's root by
 //! the path it was built with; the vsock reaches the agent's listener by path), bound from the
-//! host; and /proc, a procfs mounted read-only: the passthrough file system reopens the files
+//! host; and /proc, a procfs mounted read-only (of the VMM's own pid namespace when the spec
+//! asks for one: `super::super::pidns`): the passthrough file system reopens the files
 //! it serves and reads their xattrs through `/proc/self/fd` (the reopened files are on the
 //! shares' mounts, so they stay writable), and podman's `top` reads the container's processes,
 //! and /proc/stat, through the init's (the VMM's) mount namespace. Read-only, so no sysctl,
