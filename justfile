@@ -138,11 +138,11 @@ testvm-tests-vm *ARGS: kernel
 vm-tests: kernel
     ./integration/testvm/run-tests.sh --backend vm --test lifecycle --test exec --test namespaces --test cgroups --test hooks --test cve -- --test-threads 1
 
-# Transient scopes over D-Bus, limits, update, delete, failure cleanup, in the test machine
+# Transient scopes over D-Bus, limits, update, delete, failure cleanup, a VM container, in the test machine
 # (cgroup v2; integration/systemd/README.md).
 # Drive hull --systemd-cgroup from a real systemd 252 running as PID 1.
 [positional-arguments]
-systemd-test *ARGS: build
+systemd-test *ARGS: build kernel
     @[ "$(id -u)" -eq 0 ] || { echo "systemd-test: needs root; run: sudo just systemd-test" >&2; exit 1; }
     ./integration/systemd/run.sh --hull "{{ hull }}" "$@"
 
