@@ -936,9 +936,12 @@ fn spawn_events(env: &Env, id: &str, interval: &str) -> (std::process::Child, Pa
     (child, out)
 }
 
+/// The complete JSON lines `hull events` has written so far (a line still being written,
+/// without its newline yet, is left for the next look).
 fn lines_of(p: &Path) -> Vec<Value> {
-    std::fs::read_to_string(p)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(p).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line: {l:?}: {e}")))
         .collect()

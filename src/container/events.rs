@@ -69,11 +69,14 @@ fn events_inner(rt: &RuntimeContext, id: &str, stats_once: bool, interval: Durat
     }
 }
 
-/// One JSON line on stdout; a reader that went away ends the stream without an error.
+/// One JSON line on stdout, in one write with its newline (a stats line is longer than
+/// stdout's buffer: written in pieces, a reader tailing the file could see half a line); a
+/// reader that went away ends the stream without an error.
 fn emit(e: &Event) -> Result<()> {
-    let line = serde_json::to_string(e).map_err(std::io::Error::from).doing(|| "encode event")?;
+    let mut line = serde_json::to_string(e).map_err(std::io::Error::from).doing(|| "encode event")?;
+    line.push('\n');
     let mut out = std::io::stdout().lock();
-    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+    match out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
         Err(err) => Err(err).doing(|| "write event"),
