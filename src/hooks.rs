@@ -72,9 +72,12 @@ pub fn of_kind_in(hooks: Option<&Hooks>, kind: Kind) -> Vec<Hook> {
     list.clone().unwrap_or_default()
 }
 
-/// True when the spec has any hook that runs during create (so the init must stop for them).
-pub fn any_at_create(spec: &Spec) -> bool {
-    [Kind::Prestart, Kind::CreateRuntime, Kind::CreateContainer].iter().any(|k| !of_kind(spec, *k).is_empty())
+/// True when the container's init must stop for the parent's hooks and the state JSON: the
+/// spec has a hook that runs at create, or a startContainer hook (which needs that state).
+pub fn init_needs_state(hooks: Option<&Hooks>) -> bool {
+    [Kind::Prestart, Kind::CreateRuntime, Kind::CreateContainer, Kind::StartContainer]
+        .iter()
+        .any(|k| !of_kind_in(hooks, *k).is_empty())
 }
 
 /// Runs the spec's hooks of `kind` in order, each with `state` (the OCI state JSON) on stdin;

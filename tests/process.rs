@@ -287,6 +287,21 @@ fn only_preserved_fds_reach_the_program() {
     let f = std::fs::File::open(env.bundle.join("config.json")).unwrap();
     let mut c = env.cmd(&["run", "--preserve-fds", "1", "--bundle", env.bundle.to_str().unwrap(), "fds"]);
     // The file becomes fd 3 of hull, and so of the program.
+    as_fd_3(&mut c, &f);
+    let out = c.output().unwrap();
+    if on_vm() {
+        // A host fd cannot enter the VM: refused before anything exists, never dropped.
+        assert_vm_refuses_preserved_fds(&env, &out, "--preserve-fds 1");
+        return;
+    }
+    let fds: Vec<String> = stdout(&out).split_whitespace().map(String::from).collect();
+    // 0-2, the preserved 3, and ls's own directory fd: nothing of hull's.
+    assert!(fds.contains(&"3".to_string()), "{fds:?} {}", stderr(&out));
+    assert!(fds.len() <= 5, "unexpected fds reached the program: {fds:?}");
+}
+
+/// `f` becomes fd 3 of the command.
+fn as_fd_3(c: &mut std::process::Command, f: &std::fs::File) {
     use std::os::fd::AsRawFd;
     let raw = f.as_raw_fd();
     // SAFETY: (test) dup2 in the child between fork and exec only touches its fd table.
@@ -299,16 +314,6 @@ fn only_preserved_fds_reach_the_program() {
             Ok(())
         });
     }
-    let out = c.output().unwrap();
-    if on_vm() {
-        // A host fd cannot enter the VM: refused before anything exists, never dropped.
-        assert_vm_refuses_preserved_fds(&env, &out, "--preserve-fds 1");
-        return;
-    }
-    let fds: Vec<String> = stdout(&out).split_whitespace().map(String::from).collect();
-    // 0-2, the preserved 3, and ls's own directory fd: nothing of hull's.
-    assert!(fds.contains(&"3".to_string()), "{fds:?} {}", stderr(&out));
-    assert!(fds.len() <= 5, "unexpected fds reached the program: {fds:?}");
 }
 
 /// On a VM, `run` with preserved fds fails naming them, and leaves no state behind.
@@ -325,18 +330,7 @@ fn listen_fds_are_passed_on() {
     let f = std::fs::File::open(env.bundle.join("config.json")).unwrap();
     let mut c = env.cmd(&["run", "--bundle", env.bundle.to_str().unwrap(), "sd-listen"]);
     c.env("LISTEN_FDS", "1");
-    use std::os::fd::AsRawFd;
-    let raw = f.as_raw_fd();
-    // SAFETY: (test) dup2 in the child between fork and exec only touches its fd table.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        c.pre_exec(move || {
-            if libc::dup2(raw, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    as_fd_3(&mut c, &f);
     let out = c.output().unwrap();
     if on_vm() {
         assert_vm_refuses_preserved_fds(&env, &out, "LISTEN_FDS=1");
@@ -463,7 +457,6 @@ fn a_window_size_change_reaches_the_running_program() {
         }
         seen.contains(want)
     };
-    let _cleanup = DeleteOnDrop(&env, "ws");
     assert!(env.hull(&["start", "ws"]).status.success());
     let mut seen = String::new();
     assert!(wait_for("33 111", &mut seen), "the initial size: {seen:?}");
@@ -473,15 +466,6 @@ fn a_window_size_change_reaches_the_running_program() {
     assert_eq!(rc, 0, "TIOCSWINSZ on the master: {}", std::io::Error::last_os_error());
     seen.clear();
     assert!(wait_for("40 120", &mut seen), "the new size never reached the program: {seen:?}");
-}
-
-/// `delete --force` of a container when the test ends, passed or not.
-struct DeleteOnDrop<'a>(&'a Env, &'a str);
-
-impl Drop for DeleteOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.hull(&["delete", "--force", self.1]);
-    }
 }
 
 #[test]

@@ -193,8 +193,7 @@ fn stage2_setup(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<Setu
     nix::sys::stat::umask(Mode::empty());
     let spec = &cfg.bundle.spec;
     // Hooks need the parent's state JSON; ask only when the spec has any, it costs a round trip.
-    let wants_hooks =
-        hooks::any_at_create(spec) || !hooks::of_kind(spec, hooks::Kind::StartContainer).is_empty();
+    let wants_hooks = hooks::init_needs_state(spec.hooks().as_ref());
     let mut state = None;
     let mut before_pivot = || -> Result<()> {
         if wants_hooks {

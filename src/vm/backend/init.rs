@@ -129,20 +129,14 @@ fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
     };
     close_inherited(&[sock.as_fd().as_raw_fd(), init.kernel.file.as_raw_fd()])?;
     enter_namespaces(&init.namespaces)?;
-    let hook_state =
-        if hooks_wanted(init.hooks.as_ref()) { Some(run_hooks(sock, init.hooks.as_ref())?) } else { None };
+    let hook_state = if crate::hooks::init_needs_state(init.hooks.as_ref()) {
+        Some(run_hooks(sock, init.hooks.as_ref())?)
+    } else {
+        None
+    };
     // Before the first thread: every thread the VMM makes inherits the mask.
     let signals = signals::block_relayed().map_err(|e| format!("blocking signals: {e}"))?;
     boot(sock, init, signals, terminal, hook_state)
-}
-
-/// True when the init must stop for hooks: one that runs at create, or a startContainer hook
-/// (which needs the state the parent sends).
-pub fn hooks_wanted(hooks: Option<&oci_spec::runtime::Hooks>) -> bool {
-    use crate::hooks::{of_kind_in, Kind};
-    [Kind::Prestart, Kind::CreateRuntime, Kind::CreateContainer, Kind::StartContainer]
-        .iter()
-        .any(|k| !of_kind_in(hooks, *k).is_empty())
 }
 
 /// Has the parent run prestart and createRuntime, then runs the createContainer hooks here:
