@@ -107,7 +107,7 @@ fn serve(mut conn: VsockStream, port: &ExecPort) -> anyhow::Result<()> {
         }
     };
     send(&mut conn, &Frame::Started(Started { pid: child.pid }))?;
-    let report = Session::new(child, &mut decoder).run(&mut conn, &signals, None)?;
+    let report = Session::new(child, &mut decoder, None).run(&mut conn, &signals, None)?;
     send(&mut conn, &Frame::Exit(report))?;
     session::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
     Ok(())
@@ -127,13 +127,14 @@ enum Request {
 
 /// The container's cgroup in the guest, as its guest spec names it.
 fn container_cgroup(port: &ExecPort) -> anyhow::Result<crate::cgroups::Cgroup> {
-    let path = port
-        .spec
-        .and_then(|s| s.linux().as_ref())
-        .and_then(|l| l.cgroups_path().as_ref())
-        .and_then(|p| p.to_str())
-        .context("the container has no cgroup in the guest")?;
+    let path =
+        port.spec.and_then(container_cgroup_path).context("the container has no cgroup in the guest")?;
     crate::cgroups::Cgroup::open(path).with_context(|| format!("the guest cgroup {path}"))
+}
+
+/// The guest spec's cgroupsPath.
+pub(super) fn container_cgroup_path(spec: &oci_spec::runtime::Spec) -> Option<&str> {
+    spec.linux().as_ref()?.cgroups_path().as_ref()?.to_str()
 }
 
 /// `update`: the guest cgroup takes the limits it repeats from the spec (memory, cpu, pids;

@@ -14,6 +14,7 @@ pub mod console;
 mod container;
 mod exec;
 pub mod init;
+mod oom_watch;
 pub mod power;
 pub mod protocol;
 pub mod session;

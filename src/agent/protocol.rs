@@ -16,6 +16,7 @@
 //! host  -> agent  Stdin bytes ... StdinEof, Signal n         (any time while it runs)
 //! host  -> agent  Resize {rows, cols}                        (with a terminal)
 //! agent -> host   Stdout bytes, Stderr bytes                 (any time while it runs)
+//! agent -> host   Oom kills                                  (the guest OOM-killed one of its processes)
 //! agent -> host   Exit {code, signal}                        (once, after the output)
 //! host  -> agent  Ack                                        (then the agent powers off)
 //! agent -> host   Error {message}                            (instead, when the agent fails)
@@ -152,6 +153,10 @@ pub enum Frame {
     /// The answer to QueryStats: a [`GuestStats`] as JSON (kept as a value so that frames
     /// stay comparable; [`GuestStats::from_value`] reads it).
     GuestStats(serde_json::Value),
+    /// agent -> host, on a VM container's main stream, any time while the workload runs: the
+    /// OOM killer of the guest killed a process of the container; the payload is the guest
+    /// cgroup's oom_kill count now (the host relays it: `vm::backend::oom_relay`).
+    Oom(u64),
 }
 
 /// What the agent reports of the container's cgroup in the guest.
@@ -184,6 +189,7 @@ const STARTED: u8 = 12;
 const UPDATE: u8 = 13;
 const QUERY_STATS: u8 = 14;
 const GUEST_STATS: u8 = 15;
+const OOM: u8 = 16;
 
 fn kind_name(kind: u8) -> &'static str {
     match kind {
@@ -202,6 +208,7 @@ fn kind_name(kind: u8) -> &'static str {
         UPDATE => "Update",
         QUERY_STATS => "QueryStats",
         GUEST_STATS => "GuestStats",
+        OOM => "Oom",
         _ => "unknown",
     }
 }
@@ -224,6 +231,7 @@ impl Frame {
             Frame::Update(_) => UPDATE,
             Frame::QueryStats => QUERY_STATS,
             Frame::GuestStats(_) => GUEST_STATS,
+            Frame::Oom(_) => OOM,
         }
     }
 
@@ -242,6 +250,7 @@ impl Frame {
             Frame::Update(v) | Frame::GuestStats(v) => json(serde_json::to_vec(v))?,
             Frame::Stdin(b) | Frame::Stdout(b) | Frame::Stderr(b) => b.clone(),
             Frame::Signal(n) => n.to_le_bytes().to_vec(),
+            Frame::Oom(kills) => kills.to_le_bytes().to_vec(),
             Frame::StdinEof | Frame::Ack | Frame::QueryStats => Vec::new(),
         };
         if payload.len() > MAX_PAYLOAD {
@@ -279,6 +288,11 @@ impl Frame {
                 let raw: [u8; 4] =
                     payload.try_into().map_err(|_| bad(format!("{} bytes, expected 4", payload.len())))?;
                 Ok(Frame::Signal(i32::from_le_bytes(raw)))
+            }
+            OOM => {
+                let raw: [u8; 8] =
+                    payload.try_into().map_err(|_| bad(format!("{} bytes, expected 8", payload.len())))?;
+                Ok(Frame::Oom(u64::from_le_bytes(raw)))
             }
             STDIN_EOF => empty(Frame::StdinEof),
             ACK => empty(Frame::Ack),
@@ -390,6 +404,7 @@ mod tests {
             Frame::Update(serde_json::json!({"pids": {"limit": 321}})),
             Frame::QueryStats,
             Frame::GuestStats(serde_json::json!({"stats": {"pids": {"current": 3}}, "oom": null})),
+            Frame::Oom(2),
         ]
     }
 
@@ -464,7 +479,7 @@ mod tests {
 
     #[test]
     fn an_unknown_kind_is_an_error() {
-        for kind in [0u8, 16, 200] {
+        for kind in [0u8, 17, 200] {
             let wire = [kind, 0, 0, 0, 0];
             assert!(matches!(decode_all(&wire), Err(ProtocolError::UnknownKind(k)) if k == kind));
             let mut d = FrameDecoder::new();

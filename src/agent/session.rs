@@ -21,6 +21,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::console;
+use super::oom_watch::OomWatch;
 use super::power;
 use super::protocol::{self, ExitReport, Frame, FrameDecoder, Hello, RunRequest, Started, STDIO_CHUNK};
 use super::spawn::{self, Spawned};
@@ -81,7 +82,13 @@ pub(super) fn serve(
                 send(conn, &Frame::Started(Started { pid: child.pid }))?;
             }
             let exec = exec.map(|e| ExecPort { workload: Some(child.pid), ..e });
-            Session::new(child, &mut decoder).run(conn, signals, exec.as_ref())?
+            // A VM container's OOMs go to the host as they happen.
+            let oom = exec
+                .as_ref()
+                .and_then(|e| e.spec)
+                .and_then(super::exec::container_cgroup_path)
+                .and_then(OomWatch::new);
+            Session::new(child, &mut decoder, oom).run(conn, signals, exec.as_ref())?
         }
         Err((code, msg)) => {
             send(conn, &Frame::Stderr(format!("hull-agent: {msg}\n").into_bytes()))?;
@@ -203,10 +210,12 @@ pub(super) struct Session<'d> {
     exited: Option<ExitReport>,
     shutdown: Option<(&'static str, Instant)>,
     host_gone: bool,
+    /// A VM container's cgroup in the guest, watched for OOM kills.
+    oom: Option<OomWatch>,
 }
 
 impl<'d> Session<'d> {
-    pub(super) fn new(child: Spawned, decoder: &'d mut FrameDecoder) -> Session<'d> {
+    pub(super) fn new(child: Spawned, decoder: &'d mut FrameDecoder, oom: Option<OomWatch>) -> Session<'d> {
         // Writes to the command's stdin must never block the loop.
         let _ = set_nonblocking(&child.stdin);
         Session {
@@ -220,6 +229,7 @@ impl<'d> Session<'d> {
             exited: None,
             shutdown: None,
             host_gone: false,
+            oom,
         }
     }
 
@@ -248,7 +258,15 @@ impl<'d> Session<'d> {
                 is_ready(slots.signals),
             );
             let exec_ready = is_ready(slots.exec);
+            let oom_ready = is_ready(slots.oom);
             drop(fds);
+            // Before the exit of a process the OOM killer ended: the host relays the OOM
+            // before it hears of the exit.
+            if oom_ready {
+                if let Some(kills) = self.oom.as_mut().and_then(OomWatch::check) {
+                    send(conn, &Frame::Oom(kills))?;
+                }
+            }
             if let (Some(e), true) = (exec, exec_ready) {
                 e.accept(conn);
             }
@@ -268,6 +286,12 @@ impl<'d> Session<'d> {
             if sig_ready {
                 self.handle_signals(signals);
             }
+        }
+        // A kill's count is in memory.events before its SIGKILL is sent, but the inotify
+        // event for it comes from a kernel worker, maybe after the exit was seen: look once
+        // more, so that the host hears of the OOM before the exit.
+        if let Some(kills) = self.oom.as_mut().and_then(OomWatch::check) {
+            send(conn, &Frame::Oom(kills))?;
         }
         // The command is gone; what it wrote is in the pipes. Read that much and no more:
         // a background process it left may hold the pipes open for ever.
@@ -290,7 +314,7 @@ impl<'d> Session<'d> {
         signals: &'a SignalFd,
         exec: Option<&'a ExecPort>,
     ) -> (Vec<PollFd<'a>>, Slots) {
-        let mut fds = Vec::with_capacity(6);
+        let mut fds = Vec::with_capacity(7);
         let mut slot = |fd: PollFd<'a>| {
             fds.push(fd);
             Some(fds.len() - 1)
@@ -307,6 +331,7 @@ impl<'d> Session<'d> {
             },
             signals: slot(PollFd::new(signals.as_fd(), PollFlags::POLLIN)),
             exec: exec.and_then(|e| slot(PollFd::new(e.listener.as_fd(), PollFlags::POLLIN))),
+            oom: self.oom.as_ref().and_then(|o| slot(PollFd::new(o.fd(), PollFlags::POLLIN))),
         };
         (fds, slots)
     }
@@ -457,6 +482,7 @@ struct Slots {
     stdin: Option<usize>,
     signals: Option<usize>,
     exec: Option<usize>,
+    oom: Option<usize>,
 }
 
 /// Reaps every exited child (PID 1 inherits all orphans); returns `pid`'s status if it was

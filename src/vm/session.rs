@@ -21,12 +21,16 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::SignalFd;
 
 use crate::agent::protocol::{ExitReport, Frame, FrameDecoder, RunRequest, WindowSize, STDIO_CHUNK};
+use crate::vm::backend::oom_relay::OomRelay;
 
 /// How long the guest gets to stop after it reported the exit status (the agent syncs the
 /// share first) or after it closed the connection, before vm-run stops the VM itself.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 /// Stop reading stdin while this much is waiting to go to the guest.
 const OUTBOX_HIGH: usize = 1 << 20;
+/// How long a VM container's VMM, its workload gone, waits for the OOM relay's processes to
+/// be killed (`OomRelay::finish`).
+const OOM_RELAY_WAIT: Duration = Duration::from_secs(5);
 
 /// What the session saw, for vm-run's exit status and the timeline.
 #[derive(Debug, Default)]
@@ -85,6 +89,8 @@ pub struct Session {
     /// stdin is a terminal (a VM container's host-side pty): its size goes to the guest at
     /// the start and on each SIGWINCH.
     pub terminal: bool,
+    /// A VM container's: makes the guest's OOM kills seen in the host cgroup.
+    pub oom_relay: Option<OomRelay>,
 }
 
 /// The connection once the agent is there.
@@ -112,10 +118,14 @@ impl Session {
             stderr_ok: true,
             stop_at: None,
             forwarded: 0,
+            oom_relay: self.oom_relay.take(),
         };
         let boot_deadline = Instant::now() + self.boot_timeout;
         let Some(mut conn) = self.accept(&mut state, boot_deadline) else { return report };
         self.converse(&mut state, &mut conn, boot_deadline);
+        if let Some(relay) = state.oom_relay.as_mut() {
+            relay.finish(OOM_RELAY_WAIT);
+        }
         report
     }
 
@@ -366,6 +376,13 @@ impl Session {
                 queue(conn, &Frame::Ack);
                 st.stop_at = Some(Instant::now() + STOP_GRACE);
             }
+            Frame::Oom(kills) if st.oom_relay.is_some() => {
+                crate::logging::debug(&format!("the guest's OOM killer killed a process ({kills} so far)"));
+                if let Some(relay) = st.oom_relay.as_mut() {
+                    relay.relay();
+                }
+            }
+            Frame::Oom(_) => {}
             Frame::Started(_) if st.report.command_started.is_some() && st.started.is_some() => {
                 // The workload's program runs in the guest: let `hull start` return.
                 st.started = None;
@@ -460,6 +477,7 @@ struct State<'a> {
     stop_at: Option<Instant>,
     /// Signals forwarded to the command so far.
     forwarded: u32,
+    oom_relay: Option<OomRelay>,
 }
 
 impl State<'_> {

@@ -121,6 +121,7 @@ pub fn run(opts: Options) -> anyhow::Result<u8> {
         gate: None,
         relay: super::session::Relay::FirstThenStop,
         terminal: false,
+        oom_relay: None,
     };
     let talker = std::thread::Builder::new()
         .name("vm-run-session".into())

@@ -17,7 +17,7 @@ use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Cap, IoEventAddress, Kvm};
 use linux_loader::cmdline::Cmdline;
-use vm_memory::GuestAddress;
+use vm_memory::{GuestAddress, GuestMemory};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::arch::x86_64::boot;
@@ -115,7 +115,23 @@ fn guest_memory(mem_mib: u32) -> Result<GuestMemoryMmap> {
         .into_iter()
         .map(|(start, len)| (start, len as usize))
         .collect();
-    GuestMemoryMmap::from_ranges(&ranges).map_err(|e| Error::Memory(format!("{mem_mib} MiB: {e}")))
+    let mem =
+        GuestMemoryMmap::from_ranges(&ranges).map_err(|e| Error::Memory(format!("{mem_mib} MiB: {e}")))?;
+    // A process the VMM forks (hull's OOM relay) must not share the guest's RAM: private
+    // pages shared copy-on-write would be copied on the guest's next write to each of them,
+    // doubling what the VM costs, and the fork would copy their page tables.
+    for region in mem.iter() {
+        // SAFETY: the range is exactly one mapping this GuestMemoryMmap made and owns;
+        // MADV_DONTFORK changes only what a fork inherits, not its contents or protection.
+        let ret = unsafe { libc::madvise(region.as_ptr().cast(), region.size(), libc::MADV_DONTFORK) };
+        if ret != 0 {
+            return Err(Error::Memory(format!(
+                "madvise(MADV_DONTFORK): {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    Ok(mem)
 }
 
 /// The port I/O bus with the serial and the i8042.

@@ -26,6 +26,7 @@ use seccompiler::BpfProgram;
 
 use super::binds::{self, Bind};
 use super::jail::{self, seccomp::Filters};
+use super::oom_relay::OomRelay;
 use super::signals;
 use super::sizing::Size;
 use crate::agent::protocol::RunRequest;
@@ -127,7 +128,17 @@ fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
         }
         None => false,
     };
-    close_inherited(&[sock.as_fd().as_raw_fd(), init.kernel.file.as_raw_fd()])?;
+    // In the cgroup, with its capabilities, before a cgroup namespace hides the cgroup's path.
+    let oom_relay = match OomRelay::prepare() {
+        Ok(relay) => Some(relay),
+        Err(why) => {
+            crate::logging::debug(&format!("the guest's OOMs are not relayed to the host cgroup: {why}"));
+            None
+        }
+    };
+    let mut keep = vec![sock.as_fd().as_raw_fd(), init.kernel.file.as_raw_fd()];
+    keep.extend(oom_relay.iter().flat_map(OomRelay::fds));
+    close_inherited(&keep)?;
     enter_namespaces(&init.namespaces)?;
     let hook_state = if crate::hooks::init_needs_state(init.hooks.as_ref()) {
         Some(run_hooks(sock, init.hooks.as_ref())?)
@@ -136,7 +147,7 @@ fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
     };
     // Before the first thread: every thread the VMM makes inherits the mask.
     let signals = signals::block_relayed().map_err(|e| format!("blocking signals: {e}"))?;
-    boot(sock, init, signals, terminal, hook_state)
+    boot(sock, init, signals, terminal, hook_state, oom_relay)
 }
 
 /// Has the parent run prestart and createRuntime, then runs the createContainer hooks here:
@@ -183,6 +194,7 @@ fn boot(
     signals: nix::sys::signalfd::SignalFd,
     terminal: bool,
     hook_state: Option<serde_json::Value>,
+    oom_relay: Option<OomRelay>,
 ) -> Result<Outcome, String> {
     let agent = AgentConfig {
         port: AGENT_PORT,
@@ -269,6 +281,7 @@ fn boot(
         }),
         relay: Relay::Every,
         terminal,
+        oom_relay,
     };
     let session_filter = filters.session;
     let talker = std::thread::Builder::new()

@@ -17,6 +17,7 @@ mod guest_spec;
 mod init;
 mod jail;
 mod monitor;
+pub mod oom_relay;
 mod pidns;
 mod prepare;
 mod signals;

@@ -63,9 +63,12 @@ impl Monitor for VmMonitor {
         }
         let guest = self.guest_oom.get();
         let host = self.host.oom_counters().unwrap_or_default();
+        // Each OOM kill in the guest is made once more in the host cgroup (`oom_relay`), so
+        // the larger count is the container's, not the sum; a host count above the guest's is
+        // the VM itself killed for memory.
         Some(OomCounters {
-            kills: host.kills + guest.kills,
-            ooms: host.ooms + guest.ooms,
+            kills: host.kills.max(guest.kills),
+            ooms: host.ooms.max(guest.ooms),
             under: host.under || guest.under,
         })
     }

@@ -3,7 +3,8 @@
 //!
 //! - the session thread: the conversation with the agent over the vsock's unix socket, the
 //!   container's stdio, the signals it relays (a signalfd), `hull create`'s sync socket; it
-//!   makes the exec-fifo thread, which starts under this filter (so openat is here too);
+//!   makes the exec-fifo thread, which starts under this filter (so openat is here too), and
+//!   the OOM relay's processes, which keep it;
 //! - the exec-fifo thread: opens the exec fifo for writing (that blocks until `hull start`),
 //!   writes a byte, and ends.
 //!
@@ -54,6 +55,11 @@ const SESSION: &[i64] = &[
     libc::SYS_recvfrom,
     // The exec-fifo thread's, which starts under this filter.
     libc::SYS_openat,
+    // The OOM relay (`super::super::oom_relay`): the host cgroup's limit, read at offset 0,
+    // and the relay's processes, reaped (they are forked with clone3, which SPAWN has, and
+    // make only mmap, memory writes and exit_group, all in COMMON).
+    libc::SYS_pread64,
+    libc::SYS_wait4,
 ];
 
 fn session(mismatch: Mismatch) -> Result<BpfProgram, FilterError> {
