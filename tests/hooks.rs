@@ -183,6 +183,48 @@ fn create_container_runs_in_the_container_namespaces_before_start() {
     assert_eq!(env.status("cc"), "created");
 }
 
+/// A daemon a createContainer hook leaves is orphaned into the container's pid namespace.
+/// On a VM its pid 1 is the VMM, which reaps it when it ends, as an init does; natively pid 1
+/// is the container's own program, whose business that is, so the test is the vm backend's.
+#[test]
+fn a_daemon_left_by_a_create_container_hook_is_reaped_on_a_vm() {
+    if !on_vm() {
+        eprintln!("[test] natively the container's program is pid 1 and reaps (or not) by itself");
+        return;
+    }
+    let mut env = Env::new(&["sleep", "100"]);
+    let d = env.dir.clone();
+    let body =
+        format!("(sleep 1; touch {d}/daemon.done) </dev/null >/dev/null 2>&1 &\nexit 0", d = d.display());
+    let cc = script(&env, "daemon-hook.sh", &body);
+    set_hooks(&mut env, "createContainer", vec![hook(&cc)]);
+    let _c = Cleanup(&env, "reap");
+    ok(&create(&env, "reap"), "create");
+    let vmm = env.state("reap")["pid"].as_i64().expect("a pid in the state") as i32;
+    wait_file(&d.join("daemon.done"));
+    let zombies = || -> Vec<i32> {
+        all_pids()
+            .into_iter()
+            .filter(|&p| {
+                let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+                let rest: Vec<&str> =
+                    stat.rfind(')').map(|i| stat[i + 1..].split_whitespace().collect()).unwrap_or_default();
+                rest.first() == Some(&"Z") && rest.get(1) == Some(&vmm.to_string().as_str())
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + patience(5);
+    while !zombies().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the VMM ({vmm}) left its dead children unreaped: {:?}",
+            zombies()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(env.status("reap"), "created");
+}
+
 #[test]
 fn start_container_runs_inside_the_container_after_start() {
     let mut env = Env::new(&["sleep", "100"]);

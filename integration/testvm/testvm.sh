@@ -47,7 +47,9 @@
 #
 # Environment: HULL_TESTVM_CACHE (cache directory; default ${XDG_CACHE_HOME:-/var/cache}/hull-testvm
 # as root, ~/.cache/hull-testvm otherwise), HULL_TESTVM_KERNEL_PACKAGE (default
-# linux-image-cloud-amd64), HULL_TESTVM_QEMU (default qemu-system-x86_64), and for experiments
+# linux-image-cloud-amd64), HULL_TESTVM_KERNEL_SUITE (take that package from this apt suite,
+# e.g. bookworm-backports; default: apt's candidate), HULL_TESTVM_QEMU (default
+# qemu-system-x86_64), and for experiments
 # with the emulation (integration/testvm/README.md, "Stalls"): HULL_TESTVM_ACCEL (QEMU's -accel,
 # default tcg,thread=multi), HULL_TESTVM_CPU (QEMU's -cpu), HULL_TESTVM_APPEND (kernel command
 # line words, e.g. kvm_amd.npt=0: MODULE.PARAM words reach the kvm modules),
@@ -219,17 +221,22 @@ with_cache_lock() { flock 9; "$@"; local rc=$?; flock -u 9; return "$rc"; }
 # Kernel: the versioned package behind the meta package, unpacked into the cache
 
 kernel_meta="${HULL_TESTVM_KERNEL_PACKAGE:-linux-image-cloud-amd64}"
+# The suite whose version of it to take (e.g. bookworm-backports: Linux 6.12 instead of 6.1);
+# empty: apt's candidate.
+kernel_suite="${HULL_TESTVM_KERNEL_SUITE:-}"
 
 # Prints "PACKAGE VERSION": the versioned kernel package the meta package depends on, at the
 # version it pins (apt-cache is slow, ~0.7 s: the answer is remembered until the apt lists change).
 resolve_kernel_package() {
-    local stamp memo="$cache/kernel/resolved-$kernel_meta" line
+    local stamp memo="$cache/kernel/resolved-$kernel_meta${kernel_suite:+@$kernel_suite}" line
+    local release=()
+    [ -z "$kernel_suite" ] || release=(-o "APT::Default-Release=$kernel_suite")
     stamp="$(ls -l --time-style=+%s /var/lib/apt/lists/ 2>/dev/null | md5sum | cut -c1-16)"
     if [ -f "$memo" ] && read -r line <"$memo" && [ "${line%% *}" = "$stamp" ]; then
         echo "${line#* }"
         return 0
     fi
-    line="$(apt-cache show --no-all-versions "$kernel_meta" 2>/dev/null | awk '
+    line="$(apt-cache "${release[@]}" show --no-all-versions "$kernel_meta" 2>/dev/null | awk '
         $1 == "Depends:" {
             for (i = 2; i <= NF; i++) if ($i ~ /^linux-image-/) {
                 pkg = $i; sub(/,$/, "", pkg)
@@ -238,7 +245,7 @@ resolve_kernel_package() {
             }
         }')"
     [ -n "$line" ] || return 0
-    case "$line" in *" ") line="$line$(apt-cache policy "${line% }" | awk '$1 == "Candidate:" { print $2 }')" ;; esac
+    case "$line" in *" ") line="$line$(apt-cache "${release[@]}" policy "${line% }" | awk '$1 == "Candidate:" { print $2 }')" ;; esac
     mkdir -p "$cache/kernel"
     echo "$stamp $line" >"$memo"
     echo "$line"

@@ -120,6 +120,10 @@ impl Session {
             forwarded: 0,
             oom_relay: self.oom_relay.take(),
         };
+        if self.relay == Relay::Every {
+            // Children that ended before the signals were blocked left no SIGCHLD pending.
+            reap_children();
+        }
         let boot_deadline = Instant::now() + self.boot_timeout;
         let Some(mut conn) = self.accept(&mut state, boot_deadline) else { return report };
         self.converse(&mut state, &mut conn, boot_deadline);
@@ -163,14 +167,16 @@ impl Session {
                 return None;
             }
             if sig_ready {
-                if let Some(signo) =
-                    next_signal(&self.signals).filter(|i| self.relays(i)).map(|i| i.ssi_signo as i32)
-                {
-                    st.report.interrupted = Some(signo);
-                    st.report.stopped_vm = true;
-                    self.vmm.stop();
-                    self.wait_quit();
-                    return None;
+                match next_signal(&self.signals) {
+                    Some(info) if self.relays(&info) => {
+                        st.report.interrupted = Some(info.ssi_signo as i32);
+                        st.report.stopped_vm = true;
+                        self.vmm.stop();
+                        self.wait_quit();
+                        return None;
+                    }
+                    Some(info) => self.on_own_signal(&info),
+                    None => {}
                 }
             }
             if conn_ready {
@@ -298,6 +304,8 @@ impl Session {
                 while let Some(info) = next_signal(&self.signals) {
                     if self.relays(&info) {
                         self.on_signal(st, conn, info.ssi_signo as i32);
+                    } else {
+                        self.on_own_signal(&info);
                     }
                 }
             }
@@ -444,6 +452,13 @@ impl Session {
         }
     }
 
+    /// A signal that is the VMM's own: a VM container's VMM reaps its children on SIGCHLD.
+    fn on_own_signal(&self, info: &nix::libc::signalfd_siginfo) {
+        if self.relay == Relay::Every && info.ssi_signo as i32 == libc::SIGCHLD {
+            reap_children();
+        }
+    }
+
     /// Whether a signal the VMM got is one for the command: with [`Relay::Every`] the VMM
     /// blocks nearly every signal, and those the kernel sends it about itself (SIGPIPE on a
     /// closed stdout, SIGCHLD) are not the caller's.
@@ -508,6 +523,18 @@ fn read_stdin(st: &mut State, conn: &mut Conn, stdin: BorrowedFd, buf: &mut [u8]
 }
 
 /// Signals whose default action neither ends nor stops a process.
+/// A VM container's VMM is pid 1 of its pid namespace (`vm::backend::pidns`): processes
+/// orphaned there (a daemon a createContainer hook left) become its children, and so do the
+/// OOM relay's. Reaps every one that ended, as an init does; the relay sees its own gone.
+fn reap_children() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
 fn harmless(signo: i32) -> bool {
     [libc::SIGCHLD, libc::SIGCONT, libc::SIGURG, libc::SIGWINCH].contains(&signo)
 }
