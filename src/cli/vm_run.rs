@@ -53,6 +53,11 @@ pub struct Args {
     /// still boots.
     #[arg(long = "dump-initramfs", value_name = "PATH", hide = true)]
     pub dump_initramfs: Option<PathBuf>,
+    /// Give the guest a NIC (virtio-net, its eth0, eth1, ... in order) on the tap NAME in
+    /// vm-run's network namespace, made when missing; MAC is the NIC's (default: a locally
+    /// administered one from the tap's name). The guest configures nothing by itself.
+    #[arg(long = "tap", value_name = "NAME[,MAC]")]
+    pub taps: Vec<String>,
     /// Give up when the guest agent has not connected after this many seconds.
     #[arg(long = "boot-timeout", value_name = "SECONDS", default_value_t = 60)]
     pub boot_timeout: u64,
@@ -75,6 +80,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
         command: a.command,
         debug: g.debug,
         dump_initramfs: a.dump_initramfs,
+        nets: a.taps.iter().map(|t| parse_tap(t)).collect::<anyhow::Result<_>>()?,
     };
     match crate::vm::vm_run::run(opts) {
         Ok(code) => Ok(code),
@@ -82,6 +88,60 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
             // 125, not 1: the command's own exit status 1 must stay distinguishable.
             logging::error(&format!("vm-run: {err:#}"));
             Ok(EXIT_VM_FAILED)
+        }
+    }
+}
+
+/// `NAME[,MAC]` of `--tap`.
+fn parse_tap(arg: &str) -> anyhow::Result<vmm::NetConfig> {
+    let (name, mac) = match arg.split_once(',') {
+        Some((name, mac)) => (name, Some(mac)),
+        None => (arg, None),
+    };
+    let mac = match mac {
+        Some(m) => parse_mac(m)
+            .ok_or_else(|| anyhow::anyhow!("--tap {arg}: {m:?} is not a MAC (aa:bb:cc:dd:ee:ff)"))?,
+        None => mac_from_name(name),
+    };
+    Ok(vmm::NetConfig { tap: name.to_string(), mac, mtu: None })
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in &mut mac {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// A locally administered unicast MAC that the name decides (the same tap, the same MAC).
+fn mac_from_name(name: &str) -> [u8; 6] {
+    // FNV-1a: stable across runs and builds, unlike std's hasher.
+    let hash =
+        name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let b = hash.to_le_bytes();
+    [0x02, b[0], b[1], b[2], b[3], b[4]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tap_arguments_are_read_with_or_without_a_mac() {
+        let t = parse_tap("tap0,02:00:00:aa:bb:cc").unwrap();
+        assert_eq!((t.tap.as_str(), t.mac), ("tap0", [2, 0, 0, 0xaa, 0xbb, 0xcc]));
+        let t = parse_tap("tap1").unwrap();
+        assert_eq!(t.mac[0], 0x02, "locally administered, unicast");
+        assert_eq!(t.mac, parse_tap("tap1").unwrap().mac);
+        assert_ne!(t.mac, parse_tap("tap2").unwrap().mac);
+        for bad in ["tap0,02:00", "tap0,zz:00:00:00:00:00", "tap0,02:00:00:00:00:00:00"] {
+            assert!(parse_tap(bad).unwrap_err().to_string().contains("not a MAC"), "{bad}");
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct Options {
     pub debug: bool,
     /// Write the initramfs here too (`--dump-initramfs`, for benchmarks against other VMMs).
     pub dump_initramfs: Option<PathBuf>,
+    /// NICs on taps (`--tap`).
+    pub nets: Vec<vmm::NetConfig>,
 }
 
 /// Runs the command in a VM; Ok is the command's exit status (or 128 + a signal that
@@ -103,6 +105,7 @@ pub fn run(opts: Options) -> anyhow::Result<u8> {
         serial: if opts.serial { serial_to_stderr()? } else { vmm::SerialOutput::Off },
         vsock: Some(vmm::VsockConfig { guest_cid: GUEST_CID, uds_path }),
         shares: vec![vmm::FsShare { tag: SHARE_TAG.to_string(), path: share, read_only: false }],
+        nets: opts.nets.clone(),
         kernel_supports_pvm: choice.pvm,
         vcpu_filter: None,
     };

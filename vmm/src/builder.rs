@@ -31,6 +31,7 @@ use crate::devices::i8042::I8042;
 use crate::devices::serial::{IrqLine, SerialDevice};
 use crate::devices::virtio::fs::Fs;
 use crate::devices::virtio::mmio::{reg, MmioTransport};
+use crate::devices::virtio::net::{Net, Tap};
 use crate::devices::virtio::vsock::Vsock;
 use crate::devices::virtio::{Interrupt, VirtioDevice};
 use crate::error::{Error, Result};
@@ -103,7 +104,7 @@ fn check_config(config: &VmConfig) -> Result<()> {
             config.mem_mib
         )));
     }
-    let devices = usize::from(config.vsock.is_some()) + config.shares.len();
+    let devices = usize::from(config.vsock.is_some()) + config.shares.len() + config.nets.len();
     if devices > MAX_VIRTIO_DEVICES {
         return Err(Error::Config(format!("{devices} virtio devices: at most {MAX_VIRTIO_DEVICES} fit")));
     }
@@ -176,7 +177,8 @@ struct VirtioSlots<'a> {
     attached: usize,
 }
 
-/// Creates the configured virtio devices: the vsock, then one virtio-fs per share.
+/// Creates the configured virtio devices: the vsock, then one virtio-fs per share, then one
+/// virtio-net per NIC.
 fn virtio_devices(config: &VmConfig, slots: &mut VirtioSlots) -> Result<()> {
     if let Some(vsock) = &config.vsock {
         let device = Vsock::new(vsock.guest_cid, &vsock.uds_path).map_err(|e| Error::Device {
@@ -191,6 +193,13 @@ fn virtio_devices(config: &VmConfig, slots: &mut VirtioSlots) -> Result<()> {
             msg: e.to_string(),
         })?;
         slots.attach(&format!("virtio-fs {}", share.tag), Arc::new(Mutex::new(device)))?;
+    }
+    for nic in &config.nets {
+        let what = format!("virtio-net on tap {}", nic.tap);
+        let fail = |e: std::io::Error| Error::Device { what: what.clone(), msg: e.to_string() };
+        let tap = Tap::open(&nic.tap).map_err(fail)?;
+        let device = Net::new(nic.mac, nic.mtu, Box::new(tap)).map_err(fail)?;
+        slots.attach(&what, Arc::new(Mutex::new(device)))?;
     }
     Ok(())
 }

@@ -45,6 +45,17 @@ pub struct FsShare {
     pub read_only: bool,
 }
 
+/// One virtio-net NIC on a tap.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// The tap, opened (and made when missing) in the network namespace of the thread that
+    /// builds the VM.
+    pub tap: String,
+    pub mac: [u8; 6],
+    /// Offered to the driver when set.
+    pub mtu: Option<u16>,
+}
+
 #[derive(Debug)]
 pub struct VmConfig {
     pub vcpus: u8,
@@ -58,6 +69,8 @@ pub struct VmConfig {
     pub serial: SerialOutput,
     pub vsock: Option<VsockConfig>,
     pub shares: Vec<FsShare>,
+    /// NICs, in order (the guest's eth0, eth1, ...).
+    pub nets: Vec<NetConfig>,
     /// Set when the caller knows the kernel is built for PVM (see [`crate::pvm`]).
     pub kernel_supports_pvm: bool,
     /// Installed by each vcpu thread before its first KVM_RUN (see [`crate::seccomp::vcpu`]).
@@ -76,6 +89,7 @@ impl VmConfig {
             serial: SerialOutput::Off,
             vsock: None,
             shares: Vec::new(),
+            nets: Vec::new(),
             kernel_supports_pvm: false,
             vcpu_filter: None,
         }

@@ -23,7 +23,7 @@ pub mod seccomp;
 pub mod vmm;
 pub mod vstate;
 
-pub use config::{FsShare, KernelImage, SerialOutput, VmConfig, VsockConfig};
+pub use config::{FsShare, KernelImage, NetConfig, SerialOutput, VmConfig, VsockConfig};
 pub use console_tail::ConsoleTail;
 pub use error::Error;
 pub use vmm::{Timeline, VmExit, Vmm, VmmHandle};

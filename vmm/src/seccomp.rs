@@ -245,9 +245,15 @@ pub fn event_loop(mismatch: Mismatch) -> Result<BpfProgram, FilterError> {
     allow_spawn_args(&mut rules).map_err(error)?;
     allow_with_arg(&mut rules, libc::SYS_socket, 0, &[libc::AF_UNIX as u64]).map_err(error)?;
     // std's set_nonblocking on the unix sockets; KVM_RUN for the vcpu threads it makes, which
-    // run under this filter too (and their own on top).
-    allow_with_arg(&mut rules, libc::SYS_ioctl, 1, &[libc::FIONBIO, KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS])
-        .map_err(error)?;
+    // run under this filter too (and their own on top); a virtio-net tap's offloads, set once
+    // the driver has chosen its features.
+    allow_with_arg(
+        &mut rules,
+        libc::SYS_ioctl,
+        1,
+        &[libc::FIONBIO, KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS, libc::TUNSETOFFLOAD],
+    )
+    .map_err(error)?;
     compile("event loop", rules, mismatch)
 }
 

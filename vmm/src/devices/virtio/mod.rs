@@ -9,7 +9,11 @@
 
 pub mod fs;
 pub mod mmio;
+pub mod net;
 pub mod vsock;
+
+#[cfg(test)]
+pub(crate) mod test_driver;
 
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -21,6 +25,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::memory::GuestMemoryMmap;
 
 /// virtio device ids (virtio 1.2, 5).
+pub const TYPE_NET: u32 = 1;
 pub const TYPE_CONSOLE: u32 = 3;
 pub const TYPE_VSOCK: u32 = 19;
 pub const TYPE_FS: u32 = 26;
