@@ -311,9 +311,10 @@ fetch_kernel() { # sets kdir (the unpacked package) and kver (its uname -r)
 # ---------------------------------------------------------------------------------------------
 # Base initramfs: busybox, /init, the kvm modules; cached by content
 
-# Modules the guest may load: both vendors' kvm (the guest picks the one its CPU has) and what
-# they depend on, resolved from each module's .modinfo `depends=`.
-base_modules=(kvm_amd kvm_intel)
+# Modules the guest loads: both vendors' kvm (the guest picks the one its CPU has), tun (the
+# taps of VM NICs: `vm-run --tap`), and what they depend on, resolved from each module's
+# .modinfo `depends=`.
+base_modules=(kvm_amd kvm_intel tun)
 
 module_file() { awk -v n="${1//-/_}" '$1 == n { print $2; exit }' "$kdir/modules.index"; }
 
