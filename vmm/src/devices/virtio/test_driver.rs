@@ -55,13 +55,22 @@ impl DriverQueue {
         self.buffers + u64::from(slot) * SLOT_SIZE
     }
 
-    /// Posts a chain of buffers of these lengths; returns its head and the buffers' addresses.
+    /// Posts a chain of buffers of these lengths, each in a slot buffer of its own; returns
+    /// its head and the buffers' addresses.
     pub(crate) fn post(&mut self, mem: &GuestMemoryMmap, lens: &[u32], writable: bool) -> (u16, Vec<u64>) {
-        let slots: Vec<u16> = (0..lens.len()).map(|i| (self.next_slot + i as u16) % QUEUE_SIZE).collect();
-        self.next_slot = (self.next_slot + lens.len() as u16) % QUEUE_SIZE;
-        let mut addrs = Vec::new();
-        for (i, (&slot, &len)) in slots.iter().zip(lens).enumerate() {
-            let addr = self.slot_buffer(slot);
+        let bufs: Vec<(u64, u32, bool)> = (0..lens.len())
+            .map(|i| (self.slot_buffer((self.next_slot + i as u16) % QUEUE_SIZE), lens[i], writable))
+            .collect();
+        let head = self.post_bufs(mem, &bufs);
+        (head, bufs.iter().map(|b| b.0).collect())
+    }
+
+    /// Posts a chain of the given buffers, (address, length, device-writable), wherever the
+    /// caller put them; returns its head.
+    pub(crate) fn post_bufs(&mut self, mem: &GuestMemoryMmap, bufs: &[(u64, u32, bool)]) -> u16 {
+        let slots: Vec<u16> = (0..bufs.len()).map(|i| (self.next_slot + i as u16) % QUEUE_SIZE).collect();
+        self.next_slot = (self.next_slot + bufs.len() as u16) % QUEUE_SIZE;
+        for (i, (&slot, &(addr, len, writable))) in slots.iter().zip(bufs).enumerate() {
             let mut flags = if writable { VRING_DESC_F_WRITE as u16 } else { 0 };
             let next = slots.get(i + 1).copied().unwrap_or(0);
             if i + 1 < slots.len() {
@@ -69,13 +78,12 @@ impl DriverQueue {
             }
             let desc = RawDescriptor::from(Descriptor::new(addr, len, flags, next));
             mem.write_obj(desc, self.desc_table.unchecked_add(u64::from(slot) * 16)).unwrap();
-            addrs.push(addr);
         }
         let ring_entry = self.avail.unchecked_add(4 + u64::from(self.avail_idx % QUEUE_SIZE) * 2);
         mem.write_obj(slots[0], ring_entry).unwrap();
         self.avail_idx = self.avail_idx.wrapping_add(1);
         mem.write_obj(self.avail_idx, self.avail.unchecked_add(2)).unwrap();
-        (slots[0], addrs)
+        slots[0]
     }
 
     /// The next (head, length) the device put in the used ring.

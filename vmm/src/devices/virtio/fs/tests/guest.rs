@@ -1,5 +1,5 @@
 //! A pretend guest driver for the device tests: guest memory with the two split queues
-//! (virtio-queue's mock), FUSE requests written into descriptor chains the way Linux's
+//! (the devices' shared test driver), FUSE requests written into descriptor chains the way Linux's
 //! virtio-fs driver lays them out (header and arguments readable, reply header and payload
 //! writable), and the replies read back from the used ring.
 
@@ -8,13 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fuse_backend_rs::abi::fuse_abi::{InHeader, Opcode, OutHeader};
-use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
-use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
-use virtio_queue::mock::MockSplitQueue;
 use vm_memory::{ByteValued, Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::super::{Fs, NUM_QUEUES};
+use crate::devices::virtio::test_driver::DriverQueue;
 use crate::devices::virtio::{Interrupt, VirtioDevice, INT_USED_RING};
 use crate::memory::GuestMemoryMmap;
 
@@ -23,7 +21,6 @@ pub const REQUEST: usize = 1;
 
 const MEM_SIZE: usize = 16 << 20;
 const QUEUE_ADDRS: [u64; NUM_QUEUES] = [0, 0x10_0000];
-const MOCK_QUEUE_SIZE: u16 = 256;
 /// Request and reply buffers are carved from here up.
 const BUFFERS_START: u64 = 0x20_0000;
 const IN_HEADER_LEN: usize = size_of::<InHeader>();
@@ -61,9 +58,7 @@ impl Reply {
 
 pub struct Guest<'a> {
     pub mem: &'a GuestMemoryMmap,
-    queues: Vec<MockSplitQueue<'a, GuestMemoryMmap>>,
-    next_desc: [u16; NUM_QUEUES],
-    used_seen: [u16; NUM_QUEUES],
+    queues: Vec<DriverQueue>,
     next_buf: u64,
     next_unique: u64,
     interrupt: Arc<Interrupt>,
@@ -73,24 +68,14 @@ pub struct Guest<'a> {
 impl<'a> Guest<'a> {
     /// A device on `dir`, activated on fresh queues.
     pub fn new(mem: &'a GuestMemoryMmap, dir: &Path, read_only: bool) -> Self {
-        let queues: Vec<_> = QUEUE_ADDRS
-            .iter()
-            .map(|&addr| MockSplitQueue::create(mem, GuestAddress(addr), MOCK_QUEUE_SIZE))
-            .collect();
+        // The slot buffers DriverQueue would use lie past the rings; these tests place their
+        // own buffers from BUFFERS_START (`post_bufs`).
+        let (queues, device_queues): (Vec<_>, Vec<_>) =
+            QUEUE_ADDRS.iter().map(|&addr| DriverQueue::new(mem, addr, BUFFERS_START)).unzip();
         let mut dev = Fs::new("share", dir, read_only).unwrap();
         let interrupt = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
-        let device_queues = queues.iter().map(|q| q.create_queue().unwrap()).collect();
         dev.activate(mem.clone(), device_queues, Arc::clone(&interrupt)).unwrap();
-        Guest {
-            mem,
-            queues,
-            next_desc: [0; NUM_QUEUES],
-            used_seen: [0; NUM_QUEUES],
-            next_buf: BUFFERS_START,
-            next_unique: 1,
-            interrupt,
-            dev,
-        }
+        Guest { mem, queues, next_buf: BUFFERS_START, next_unique: 1, interrupt, dev }
     }
 
     /// Guest memory for a buffer of `len` bytes holding `data` (zeros after it).
@@ -110,26 +95,8 @@ impl<'a> Guest<'a> {
 
     /// Puts one chain on `queue` and makes it available; returns its head index.
     pub fn push_chain(&mut self, queue: usize, bufs: &[Buf]) -> u16 {
-        let size = MOCK_QUEUE_SIZE;
-        let head = self.next_desc[queue];
-        let descs: Vec<RawDescriptor> = bufs
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let last = i + 1 == bufs.len();
-                let mut flags = if b.writable { VRING_DESC_F_WRITE } else { 0 };
-                if !last {
-                    flags |= VRING_DESC_F_NEXT;
-                }
-                let next = (head + i as u16 + 1) % size;
-                RawDescriptor::from(SplitDescriptor::new(b.addr, b.len, flags as u16, next))
-            })
-            .collect();
-        // The mock writes descriptors from `head` on; keep chains from wrapping around the end.
-        assert!(head as usize + descs.len() <= size as usize, "tests use fewer descriptors");
-        self.queues[queue].add_desc_chains(&descs, head).unwrap();
-        self.next_desc[queue] = head + descs.len() as u16;
-        head
+        let bufs: Vec<(u64, u32, bool)> = bufs.iter().map(|b| (b.addr, b.len, b.writable)).collect();
+        self.queues[queue].post_bufs(self.mem, &bufs)
     }
 
     /// Sends a FUSE request (`opcode` on `nodeid`, `args` after the header) with a reply buffer
@@ -200,14 +167,10 @@ impl<'a> Guest<'a> {
 
     /// The used ring's next entry on `queue`: it must be for `head`. Returns its length.
     pub fn take_used(&mut self, queue: usize, head: u16) -> u32 {
-        let used = self.queues[queue].used();
-        let idx = used.idx().load();
-        assert_eq!(idx, self.used_seen[queue].wrapping_add(1), "one chain returned per request");
-        let elem =
-            used.ring().ref_at(self.used_seen[queue] as usize % MOCK_QUEUE_SIZE as usize).unwrap().load();
-        self.used_seen[queue] = idx;
-        assert_eq!(elem.id(), u32::from(head));
-        elem.len()
+        let (id, len) = self.queues[queue].take_used(self.mem).expect("one chain returned per request");
+        assert!(self.queues[queue].take_used(self.mem).is_none(), "one chain returned per request");
+        assert_eq!(id, head);
+        len
     }
 }
 
