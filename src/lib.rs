@@ -11,6 +11,7 @@ pub mod fdpass;
 pub mod hooks;
 pub mod logging;
 pub mod native;
+pub mod netlink;
 pub mod signal;
 pub mod spec;
 pub mod state;
