@@ -64,7 +64,15 @@ vm_script_in_testvm() {
     _kernel="$4"
     _limit="${HULL_TESTVM_TIMEOUT:-$5}"
     shift 5
-    exec "$_repo/integration/testvm/testvm.sh" --timeout "$_limit" --hull "$_hull" \
+    # iproute2's ip and tc (busybox's ip makes no veth and has no tc): the network checks use
+    # them at /opt/iproute2.
+    _tools=""
+    for _t in ip tc; do
+        _p="$(command -v "$_t" 2>/dev/null || true)"
+        [ -n "$_p" ] && _tools="$_tools --add $_p:/opt/iproute2/$_t"
+    done
+    # shellcheck disable=SC2086 # one word per option
+    exec "$_repo/integration/testvm/testvm.sh" --timeout "$_limit" --hull "$_hull" $_tools \
         --add "$_kernel" --add "$_repo/integration:/integration" -- sh "/integration/vm/$_name" --kernel "$_kernel" "$@"
 }
 

@@ -448,6 +448,68 @@ else
         "exec status $rc, $oom_events oom events; host cgroup $host_cg: oom_kill '$host_kills' (want 1); $left"
 fi
 
+# 13c. networking (issue 14): a network namespace named by path, as podman and CNI give one,
+#      holding the end of a veth whose host end has 10.88.0.1/24. The container (a VM) has the
+#      veth's address and MAC on its NIC and the namespace's default route; it reaches the host
+#      (ping) and 32 MiB go each way intact (busybox httpd and wget); after delete the veth has
+#      no ingress qdisc and the namespace no tap. iproute2's ip and tc come in at /opt/iproute2.
+IP=/opt/iproute2/ip
+TC=/opt/iproute2/tc
+ns=hullnet1
+id=net1
+clock; rc=0
+net_out=""
+if [ -x "$IP" ] && [ -x "$TC" ]; then
+    "$IP" netns add "$ns" 2>>"$err"
+    "$IP" link add hv0 type veth peer name hv1 2>>"$err"
+    "$IP" link set hv1 netns "$ns" 2>>"$err"
+    "$IP" addr add 10.88.0.1/24 dev hv0 2>>"$err"
+    "$IP" link set hv0 up 2>>"$err"
+    "$IP" -n "$ns" link set lo up 2>>"$err"
+    "$IP" -n "$ns" addr add 10.88.0.2/24 dev hv1 2>>"$err"
+    "$IP" -n "$ns" link set hv1 up 2>>"$err"
+    "$IP" -n "$ns" route add default via 10.88.0.1 2>>"$err"
+    mac="$("$IP" -n "$ns" -o link show hv1 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')"
+    mkdir -p "$work/www" "$rootfs/srv"
+    rm -f "$rootfs/fetched"
+    head -c 33554432 /dev/urandom >"$work/www/blob"
+    head -c 33554432 /dev/urandom >"$rootfs/srv/blob"
+    to_guest="$(md5sum <"$work/www/blob" | cut -d' ' -f1)"
+    from_guest="$(md5sum <"$rootfs/srv/blob" | cut -d' ' -f1)"
+    busybox httpd -f -p 10.88.0.1:8080 -h "$work/www" &
+    httpd=$!
+    bundle net '"/bin/sh", "-c", "echo ready; echo mac=$(cat /sys/class/net/eth0/address); ip -o -4 addr show dev eth0; ip route; ping -c 1 -W 10 10.88.0.1 >/dev/null && echo ping-ok; set -- $(wget -q -O - http://10.88.0.1:8080/blob | md5sum); echo got=$1; httpd -p 8081 -h /srv && echo serving; i=0; until [ -e /fetched ]; do sleep 0.1; i=$((i + 1)); [ $i -lt 3000 ] || exit 6; done"' \
+        "/\"type\": \"network\"/s#\"network\"#\"network\", \"path\": \"/run/netns/$ns\"#"
+    if start_runner "$id" --bundle "$work/net"; then
+        wait_line "$out" serving 300
+        fetched="$(wget -q -O - http://10.88.0.2:8081/blob 2>>"$err" | md5sum | cut -d' ' -f1)"
+        touch "$rootfs/fetched"
+        wait_bounded "$runner" 120
+    else
+        rc=start
+    fi
+    kill "$httpd" 2>/dev/null
+    wait "$httpd" 2>/dev/null
+    h delete --force "$id" 2>/dev/null
+    ingress="$("$TC" -n "$ns" qdisc show dev hv1 ingress 2>&1)"
+    taps="$("$IP" -n "$ns" -o link show 2>/dev/null | grep -c hulltap)"
+    net_out="$(cat "$out")"
+    "$IP" netns del "$ns" 2>/dev/null
+    "$IP" link del hv0 2>/dev/null
+else
+    rc="no iproute2 at /opt/iproute2"
+fi
+lap
+left="$(leftovers "$id")"
+if [ "$rc" = 0 ] && has "^mac=$mac\$" "$out" && has 'inet 10.88.0.2/24' "$out" && has '^default via 10.88.0.1' "$out" \
+    && has '^ping-ok$' "$out" && has "^got=$to_guest\$" "$out" && [ "$fetched" = "$from_guest" ] \
+    && [ -z "$ingress" ] && [ "$taps" = 0 ] && [ -z "$left" ]; then
+    pass "network: the veth's address, MAC and default route in the guest; ping; 32 MiB each way intact; nothing left on the veth"
+else
+    fail "network: the veth's address, MAC and default route in the guest; ping; 32 MiB each way intact; nothing left on the veth" \
+        "status $rc; mac $mac; host sent $to_guest, host got ${fetched:-nothing} (guest sent $from_guest); ingress left: '$ingress'; taps left: $taps; $left; guest said: $(echo "$net_out" | tr '\n' '|')"
+fi
+
 # 14. delete --force of a running VM container
 id=force1
 clock; rc=0

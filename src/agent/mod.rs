@@ -14,6 +14,7 @@ pub mod console;
 mod container;
 mod exec;
 pub mod init;
+pub mod network;
 mod oom_watch;
 pub mod power;
 pub mod protocol;
@@ -61,6 +62,10 @@ pub struct AgentConfig {
     /// startContainer hooks in the guest get it too, with the guest's pid and status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook_state: Option<serde_json::Value>,
+    /// A VM container's network: lo, and the NICs the VMM gave the guest with what the
+    /// container's interfaces had on the host ([`network`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<network::GuestNetwork>,
 }
 
 /// The virtio-fs tag of a VM container's bind mounts, and where the agent mounts it.
@@ -107,13 +112,15 @@ fn run_agent() -> anyhow::Result<()> {
         .map(|v| serde_json::from_value::<oci_spec::runtime::Spec>(v.clone()))
         .transpose()
         .context("the container's spec")?;
-    let setup = init::mount_all(&config).and_then(|()| match &spec {
-        Some(spec) => {
-            container::create(spec, std::path::Path::new(&config.mount_point), config.hook_state.as_ref())
-                .map(Some)
-        }
-        None => Ok(None),
-    });
+    let setup = init::mount_all(&config)
+        .and_then(|()| config.network.as_ref().map_or(Ok(()), network::configure))
+        .and_then(|()| match &spec {
+            Some(spec) => {
+                container::create(spec, std::path::Path::new(&config.mount_point), config.hook_state.as_ref())
+                    .map(Some)
+            }
+            None => Ok(None),
+        });
     // Listening before the greeting: once `create` returns, `exec` may connect.
     let execs = config.exec_port.map(vsock::listen).transpose()?;
     let mut conn = vsock::connect(config.port)?;

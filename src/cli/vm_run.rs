@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::cli::GlobalOpts;
 use crate::logging;
-use crate::vm::vm_run::Options;
+use crate::vm::vm_run::{Options, TapArg};
 use crate::vm::EXIT_VM_FAILED;
 
 #[derive(clap::Args, Debug)]
@@ -80,7 +80,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
         command: a.command,
         debug: g.debug,
         dump_initramfs: a.dump_initramfs,
-        nets: a.taps.iter().map(|t| parse_tap(t)).collect::<anyhow::Result<_>>()?,
+        taps: a.taps.iter().map(|t| parse_tap(t)).collect::<anyhow::Result<_>>()?,
     };
     match crate::vm::vm_run::run(opts) {
         Ok(code) => Ok(code),
@@ -93,7 +93,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
 }
 
 /// `NAME[,MAC]` of `--tap`.
-fn parse_tap(arg: &str) -> anyhow::Result<vmm::NetConfig> {
+fn parse_tap(arg: &str) -> anyhow::Result<TapArg> {
     let (name, mac) = match arg.split_once(',') {
         Some((name, mac)) => (name, Some(mac)),
         None => (arg, None),
@@ -103,7 +103,7 @@ fn parse_tap(arg: &str) -> anyhow::Result<vmm::NetConfig> {
             .ok_or_else(|| anyhow::anyhow!("--tap {arg}: {m:?} is not a MAC (aa:bb:cc:dd:ee:ff)"))?,
         None => mac_from_name(name),
     };
-    Ok(vmm::NetConfig { tap: name.to_string(), mac, mtu: None })
+    Ok(TapArg { name: name.to_string(), mac })
 }
 
 fn parse_mac(s: &str) -> Option<[u8; 6]> {
@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn tap_arguments_are_read_with_or_without_a_mac() {
         let t = parse_tap("tap0,02:00:00:aa:bb:cc").unwrap();
-        assert_eq!((t.tap.as_str(), t.mac), ("tap0", [2, 0, 0, 0xaa, 0xbb, 0xcc]));
+        assert_eq!((t.name.as_str(), t.mac), ("tap0", [2, 0, 0, 0xaa, 0xbb, 0xcc]));
         let t = parse_tap("tap1").unwrap();
         assert_eq!(t.mac[0], 0x02, "locally administered, unicast");
         assert_eq!(t.mac, parse_tap("tap1").unwrap().mac);

@@ -147,6 +147,7 @@ mod tests {
             exec_port: None,
             container: None,
             hook_state: None,
+            network: None,
         };
         let built = build(&config).unwrap();
         let entries = read_archive(&built.image);

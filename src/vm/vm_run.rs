@@ -45,7 +45,14 @@ pub struct Options {
     /// Write the initramfs here too (`--dump-initramfs`, for benchmarks against other VMMs).
     pub dump_initramfs: Option<PathBuf>,
     /// NICs on taps (`--tap`).
-    pub nets: Vec<vmm::NetConfig>,
+    pub taps: Vec<TapArg>,
+}
+
+/// A `--tap`: the tap's name and the guest NIC's MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapArg {
+    pub name: String,
+    pub mac: [u8; 6],
 }
 
 /// Runs the command in a VM; Ok is the command's exit status (or 128 + a signal that
@@ -76,6 +83,7 @@ pub fn run(opts: Options) -> anyhow::Result<u8> {
         exec_port: None,
         container: None,
         hook_state: None,
+        network: None,
     };
     let initramfs = initramfs::build(&agent).context("making the guest's initramfs")?;
     marks.initramfs_built = Some(Instant::now());
@@ -105,7 +113,15 @@ pub fn run(opts: Options) -> anyhow::Result<u8> {
         serial: if opts.serial { serial_to_stderr()? } else { vmm::SerialOutput::Off },
         vsock: Some(vmm::VsockConfig { guest_cid: GUEST_CID, uds_path }),
         shares: vec![vmm::FsShare { tag: SHARE_TAG.to_string(), path: share, read_only: false }],
-        nets: opts.nets.clone(),
+        nets: opts
+            .taps
+            .iter()
+            .map(|t| {
+                let tap = vmm::devices::virtio::net::Tap::open(&t.name)
+                    .with_context(|| format!("--tap {}", t.name))?;
+                Ok(vmm::NetConfig { tap, mac: t.mac, mtu: None })
+            })
+            .collect::<anyhow::Result<_>>()?,
         kernel_supports_pvm: choice.pvm,
         vcpu_filter: None,
     };

@@ -31,7 +31,7 @@ use crate::devices::i8042::I8042;
 use crate::devices::serial::{IrqLine, SerialDevice};
 use crate::devices::virtio::fs::Fs;
 use crate::devices::virtio::mmio::{reg, MmioTransport};
-use crate::devices::virtio::net::{Net, Tap};
+use crate::devices::virtio::net::Net;
 use crate::devices::virtio::vsock::Vsock;
 use crate::devices::virtio::{Interrupt, VirtioDevice};
 use crate::error::{Error, Result};
@@ -71,7 +71,7 @@ pub fn build(mut config: VmConfig) -> Result<Vmm> {
         cmdline: &mut cmdline,
         attached: 0,
     };
-    virtio_devices(&config, &mut virtio)?;
+    virtio_devices(&mut config, &mut virtio)?;
     let mmio_bus = virtio.mmio_bus;
 
     let entry =
@@ -179,7 +179,7 @@ struct VirtioSlots<'a> {
 
 /// Creates the configured virtio devices: the vsock, then one virtio-fs per share, then one
 /// virtio-net per NIC.
-fn virtio_devices(config: &VmConfig, slots: &mut VirtioSlots) -> Result<()> {
+fn virtio_devices(config: &mut VmConfig, slots: &mut VirtioSlots) -> Result<()> {
     if let Some(vsock) = &config.vsock {
         let device = Vsock::new(vsock.guest_cid, &vsock.uds_path).map_err(|e| Error::Device {
             what: format!("vsock ({})", vsock.uds_path.display()),
@@ -194,11 +194,10 @@ fn virtio_devices(config: &VmConfig, slots: &mut VirtioSlots) -> Result<()> {
         })?;
         slots.attach(&format!("virtio-fs {}", share.tag), Arc::new(Mutex::new(device)))?;
     }
-    for nic in &config.nets {
-        let what = format!("virtio-net on tap {}", nic.tap);
-        let fail = |e: std::io::Error| Error::Device { what: what.clone(), msg: e.to_string() };
-        let tap = Tap::open(&nic.tap).map_err(fail)?;
-        let device = Net::new(nic.mac, nic.mtu, Box::new(tap)).map_err(fail)?;
+    for nic in std::mem::take(&mut config.nets) {
+        let what = format!("virtio-net on tap {}", nic.tap.name());
+        let device = Net::new(nic.mac, nic.mtu, Box::new(nic.tap))
+            .map_err(|e| Error::Device { what: what.clone(), msg: e.to_string() })?;
         slots.attach(&what, Arc::new(Mutex::new(device)))?;
     }
     Ok(())

@@ -46,11 +46,10 @@ pub struct FsShare {
 }
 
 /// One virtio-net NIC on a tap.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct NetConfig {
-    /// The tap, opened (and made when missing) in the network namespace of the thread that
-    /// builds the VM.
-    pub tap: String,
+    /// The tap, opened by the caller (`Tap::open`, in the network namespace it belongs in).
+    pub tap: crate::devices::virtio::net::Tap,
     pub mac: [u8; 6],
     /// Offered to the driver when set.
     pub mtu: Option<u16>,

@@ -26,6 +26,7 @@ use seccompiler::BpfProgram;
 
 use super::binds::{self, Bind};
 use super::jail::{self, seccomp::Filters};
+use super::network;
 use super::oom_relay::OomRelay;
 use super::signals;
 use super::sizing::Size;
@@ -145,9 +146,15 @@ fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
     } else {
         None
     };
+    // The prestart and createContainer hooks have run (Docker makes its veth in one): the
+    // namespace's interfaces are as the container gets them.
+    let network = network::plumb()?;
+    if let Some(dir) = init.fifo_path.parent() {
+        network::record(dir, &network)?;
+    }
     // Before the first thread: every thread the VMM makes inherits the mask.
     let signals = signals::block_relayed().map_err(|e| format!("blocking signals: {e}"))?;
-    boot(sock, init, signals, terminal, hook_state, oom_relay)
+    boot(sock, init, signals, terminal, hook_state, oom_relay, network)
 }
 
 /// Has the parent run prestart and createRuntime, then runs the createContainer hooks here:
@@ -195,6 +202,7 @@ fn boot(
     terminal: bool,
     hook_state: Option<serde_json::Value>,
     oom_relay: Option<OomRelay>,
+    network: network::Plumbing,
 ) -> Result<Outcome, String> {
     let agent = AgentConfig {
         port: AGENT_PORT,
@@ -205,6 +213,7 @@ fn boot(
         exec_port: Some(crate::vm::EXEC_PORT),
         container: Some(init.guest_spec),
         hook_state,
+        network: Some(network.guest),
     };
     let mut shares = vec![vmm::FsShare {
         tag: SHARE_TAG.to_string(),
@@ -241,8 +250,7 @@ fn boot(
         serial,
         vsock: Some(vmm::VsockConfig { guest_cid: GUEST_CID, uds_path: init.vsock_path }),
         shares,
-        // Networking for VM containers is issue 14: the guest has loopback only for now.
-        nets: Vec::new(),
+        nets: network.nics,
         kernel_supports_pvm: init.kernel_pvm,
         vcpu_filter: Some(filters.vcpu),
     };

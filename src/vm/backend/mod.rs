@@ -17,6 +17,7 @@ mod guest_spec;
 mod init;
 mod jail;
 mod monitor;
+mod network;
 pub mod oom_relay;
 mod pidns;
 mod prepare;
@@ -63,8 +64,20 @@ pub fn stop(st: &State) -> Result<()> {
     crate::native::backend::stop(st)
 }
 
-/// `delete`: the cgroup (or systemd scope), made as for a native container.
+/// `delete`: the cgroup (or systemd scope), made as for a native container, and the tc
+/// plumbing on the interfaces of a network namespace that outlives the container
+/// ([`network`]).
 pub fn release(st: &State) -> Result<()> {
+    let netns = st.config.as_ref().and_then(|spec| {
+        spec.linux().as_ref()?.namespaces().as_ref()?.iter().find_map(|ns| {
+            (ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network).then(|| ns.path().clone()).flatten()
+        })
+    });
+    if let (Some(dir), Some(netns)) = (st.vm_socket.as_ref().and_then(|s| s.parent()), netns) {
+        if let Err(e) = network::release(dir, &netns) {
+            crate::logging::warn(&format!("delete {}: the container's network: {e}", st.id));
+        }
+    }
     crate::native::backend::release(st)
 }
 

@@ -20,6 +20,7 @@ struct IfReq {
     _rest: [u8; 22],
 }
 
+#[derive(Debug)]
 pub struct Tap {
     file: File,
     name: String,

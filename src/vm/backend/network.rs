@@ -1,0 +1,233 @@
+//! A VM container's network on the host (issue 14), done by the VMM init in the container's
+//! network namespace before the VM is built:
+//!
+//! ```text
+//!   bridge / CNI / podman          container's network namespace                   guest
+//!   ───────────────────   ┌──────────────────────────────────────────┐
+//!        veth peer ═══════╪═ eth0 (veth)  ──ingress: redirect──▶ hulltap0 ═ VMM ═ virtio-net eth0
+//!                         │              ◀──redirect: ingress──         (tap)        (same MAC, MTU,
+//!                         └──────────────────────────────────────────┘               addresses, routes)
+//! ```
+//!
+//! For each interface other than lo (one with an Ethernet address: a veth, a macvlan), a tap
+//! (`hulltapN`), an ingress qdisc on both and a u32 filter on each that redirects every frame
+//! out of the other ([`crate::netlink::tc`]): what reaches the interface goes to the guest,
+//! what the guest sends leaves through the interface. The guest's NIC gets the interface's
+//! MAC and MTU; its addresses and the routes out of it go to the agent
+//! ([`crate::agent::network`]), which sets them in the guest. A namespace with lo only gives a
+//! guest with lo only.
+//!
+//! Nothing stays: the taps are not persistent and go with the VMM; the interfaces' ingress
+//! qdiscs (their filters with them) are removed by `delete` when the namespace outlives the
+//! container (one named by path: podman's, CNI's), from the record this leaves in the state
+//! directory ([`RECORD`]); a namespace `create` made goes with the VMM.
+
+use std::path::Path;
+
+use crate::agent::network::{GuestNetwork, GuestNic, GuestRoute, NicAddress};
+use crate::netlink::{addr, link, route, tc, Socket};
+
+/// In the container's state directory: the interfaces whose ingress `delete` removes.
+pub const RECORD: &str = "network-links";
+
+/// What the VM gets: a tap per NIC (with the MAC and MTU the NIC takes) and what the agent sets.
+pub struct Plumbing {
+    pub nics: Vec<vmm::NetConfig>,
+    pub guest: GuestNetwork,
+    /// The container's interfaces that now have an ingress qdisc.
+    pub links: Vec<String>,
+}
+
+/// Ties every interface of this thread's network namespace to a tap of its own. On failure
+/// what was done is undone.
+pub fn plumb() -> Result<Plumbing, String> {
+    let err = |e: crate::netlink::Error| format!("the container's network: {e}");
+    let mut sock = Socket::open().map_err(err)?;
+    let links = link::list(&mut sock).map_err(err)?;
+    let addresses = addr::list(&mut sock).map_err(err)?;
+    let routes = route::list(&mut sock).map_err(err)?;
+    let mut undo = Undo { qdiscs: Vec::new() };
+    let mut plumbing = Plumbing { nics: Vec::new(), guest: GuestNetwork::default(), links: Vec::new() };
+    let mut host_indexes = Vec::new();
+    for l in links.iter().filter(|l| wanted(l)) {
+        let Ok(mac) = <[u8; 6]>::try_from(l.mac.as_slice()) else { continue };
+        let name = format!("hulltap{}", plumbing.nics.len());
+        let tap = vmm::devices::virtio::net::Tap::open(&name)
+            .map_err(|e| format!("the container's network: a tap for {}: {e}", l.name))?;
+        let tap_index = link::list(&mut sock)
+            .map_err(err)?
+            .iter()
+            .find(|t| t.name == tap.name())
+            .map(|t| t.index)
+            .ok_or_else(|| format!("the container's network: the tap {} is not listed", tap.name()))?;
+        link::set_up(&mut sock, tap_index, Some(l.mtu)).map_err(err)?;
+        for index in [l.index, tap_index] {
+            tc::add_ingress(&mut sock, index).map_err(err)?;
+            undo.qdiscs.push(index);
+        }
+        tc::redirect_ingress(&mut sock, l.index, tap_index).map_err(err)?;
+        tc::redirect_ingress(&mut sock, tap_index, l.index).map_err(err)?;
+        let mtu = u16::try_from(l.mtu).ok();
+        plumbing.nics.push(vmm::NetConfig { tap, mac, mtu });
+        plumbing.guest.nics.push(GuestNic {
+            mac: l.mac.clone(),
+            mtu: l.mtu,
+            addresses: addresses
+                .iter()
+                .filter(|a| a.index == l.index && !is_link_local(&a.ip))
+                .map(|a| NicAddress { ip: a.ip, prefix: a.prefix })
+                .collect(),
+        });
+        host_indexes.push(l.index);
+        plumbing.links.push(l.name.clone());
+    }
+    for r in routes {
+        if let Some(nic) = host_indexes.iter().position(|&i| Some(i) == r.oif) {
+            plumbing.guest.routes.push(GuestRoute { nic, route: r });
+        }
+    }
+    undo.qdiscs.clear();
+    Ok(plumbing)
+}
+
+/// The interfaces a NIC stands for: not lo, not a tun, with an Ethernet address (an L3 device
+/// such as wireguard has none and cannot be bridged to a NIC).
+fn wanted(l: &link::Link) -> bool {
+    !l.is_loopback() && l.kind.as_deref() != Some("tun") && l.mac.len() == 6
+}
+
+/// The guest makes its own link-local addresses (from the same MAC, so the same ones).
+fn is_link_local(ip: &std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        std::net::IpAddr::V4(v4) => v4.is_link_local(),
+    }
+}
+
+/// Removes the ingress qdiscs added so far unless cleared.
+struct Undo {
+    qdiscs: Vec<u32>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if self.qdiscs.is_empty() {
+            return;
+        }
+        if let Ok(mut sock) = Socket::open() {
+            for &index in &self.qdiscs {
+                let _ = tc::del_ingress(&mut sock, index);
+            }
+        }
+    }
+}
+
+/// Writes the names of the interfaces that now have an ingress qdisc, for `delete`.
+pub fn record(dir: &Path, plumbing: &Plumbing) -> Result<(), String> {
+    if plumbing.links.is_empty() {
+        return Ok(());
+    }
+    let path = dir.join(RECORD);
+    std::fs::write(&path, plumbing.links.join("\n")).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// `delete` (and a failed create): in the namespace at `netns` (the spec's path, which
+/// outlives the container), removes the ingress qdiscs of the interfaces in the record. On a
+/// thread of its own, which alone enters that namespace.
+pub fn release(state_dir: &Path, netns: &Path) -> Result<(), String> {
+    let Ok(text) = std::fs::read_to_string(state_dir.join(RECORD)) else { return Ok(()) };
+    let names: Vec<String> = text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
+    let netns = netns.to_path_buf();
+    std::thread::spawn(move || -> Result<(), String> {
+        let file = std::fs::File::open(&netns).map_err(|e| format!("{}: {e}", netns.display()))?;
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("entering {}: {e}", netns.display()))?;
+        let mut sock = Socket::open().map_err(|e| e.to_string())?;
+        for l in link::list(&mut sock).map_err(|e| e.to_string())? {
+            if names.contains(&l.name) {
+                match tc::del_ingress(&mut sock, l.index) {
+                    Err(e) if e.errno() != Some(libc::EINVAL) && e.errno() != Some(libc::ENOENT) => {
+                        return Err(e.to_string())
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| "the thread that removes the network's qdiscs panicked".to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::link::tests::in_new_netns;
+
+    /// What a runtime leaves in a container's namespace: a veth end with an address and the
+    /// default route through its peer.
+    fn container_namespace(sock: &mut Socket) -> link::Link {
+        link::add_veth(sock, "ceth0", "peer0").unwrap();
+        let links = link::list(sock).unwrap();
+        let ceth = links.iter().find(|l| l.name == "ceth0").unwrap().clone();
+        link::set_up(sock, ceth.index, None).unwrap();
+        addr::add(sock, ceth.index, &"10.5.0.2".parse().unwrap(), 24).unwrap();
+        let default = route::Route {
+            dst: None,
+            dst_len: 0,
+            gateway: Some("10.5.0.1".parse().unwrap()),
+            oif: None,
+            metric: None,
+            ipv6: false,
+        };
+        route::add(sock, &default, ceth.index).unwrap();
+        ceth
+    }
+
+    #[test]
+    fn each_interface_gets_a_tap_tied_to_it_and_delete_unties_it() {
+        let Some(outcome) = in_new_netns(|| {
+            let mut sock = Socket::open().unwrap();
+            let ceth = container_namespace(&mut sock);
+            let plumbing = plumb().unwrap();
+            // The qdisc is there: a second one cannot be added.
+            let tied = tc::add_ingress(&mut sock, ceth.index).map_err(|e| e.errno());
+            let tap_up = link::list(&mut sock).unwrap().iter().any(|l| l.name == "hulltap0" && l.is_up());
+            let dir = std::env::temp_dir().join(format!("hull-net-test-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            record(&dir, &plumbing).unwrap();
+            // SAFETY: gettid has no arguments and cannot fail.
+            let tid = unsafe { libc::gettid() };
+            release(&dir, Path::new(&format!("/proc/self/task/{tid}/ns/net"))).unwrap();
+            let untied = tc::add_ingress(&mut sock, ceth.index).map_err(|e| e.errno());
+            let _ = std::fs::remove_dir_all(&dir);
+            (ceth, plumbing.guest, plumbing.links, plumbing.nics.len(), tied, tap_up, untied)
+        }) else {
+            eprintln!("skipped: no network namespace for this test (not root?)");
+            return;
+        };
+        let (ceth, guest, links, nics, tied, tap_up, untied) = outcome;
+        // Both ends of the test's veth are in the namespace: each is an interface to tie.
+        assert_eq!(nics, 2);
+        let i = links.iter().position(|l| l == "ceth0").unwrap();
+        assert_eq!(guest.nics[i].mac, ceth.mac);
+        assert_eq!(guest.nics[i].mtu, 1500);
+        assert_eq!(guest.nics[i].addresses, [NicAddress { ip: "10.5.0.2".parse().unwrap(), prefix: 24 }]);
+        assert_eq!(guest.routes.len(), 1);
+        assert_eq!(
+            (guest.routes[0].nic, guest.routes[0].route.gateway),
+            (i, Some("10.5.0.1".parse().unwrap()))
+        );
+        assert_eq!(tied, Err(Some(libc::EEXIST)), "the interface has its ingress qdisc");
+        assert!(tap_up, "the tap is up");
+        assert_eq!(untied, Ok(()), "release removed the qdisc");
+    }
+
+    #[test]
+    fn a_namespace_with_lo_only_gives_no_nic() {
+        let Some(plumbing) = in_new_netns(|| plumb().map(|p| (p.nics.len(), p.guest, p.links))) else {
+            return;
+        };
+        assert_eq!(plumbing.unwrap(), (0, GuestNetwork::default(), Vec::<String>::new()));
+    }
+}
