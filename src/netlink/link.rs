@@ -113,26 +113,25 @@ pub(crate) mod tests {
         assert_eq!(err.errno(), Some(libc::ENODEV), "{err}");
         assert!(err.to_string().contains("setting link 999 up"), "{err}");
     }
-}
 
-/// Makes a veth pair `a` / `b` (tests make the interfaces a container runtime would).
-#[cfg(test)]
-pub(crate) fn add_veth(sock: &mut Socket, a: &str, b: &str) -> Result<()> {
-    const IFLA_INFO_DATA: u16 = 2;
-    const VETH_INFO_PEER: u16 = 1;
-    let mut body = ifinfomsg(0, 0, 0);
-    body.extend(
-        Builder::new()
-            .string(libc::IFLA_IFNAME, a)
-            .nested(libc::IFLA_LINKINFO, |info| {
-                info.string(libc::IFLA_INFO_KIND, "veth").nested(IFLA_INFO_DATA, |data| {
-                    let mut peer = ifinfomsg(0, 0, 0);
-                    peer.extend(Builder::new().string(libc::IFLA_IFNAME, b).finish());
-                    data.bytes(VETH_INFO_PEER | attr::NESTED, &peer)
+    /// Makes a veth pair `a` / `b` (tests make the interfaces a container runtime would).
+    pub(crate) fn add_veth(sock: &mut Socket, a: &str, b: &str) -> Result<()> {
+        const IFLA_INFO_DATA: u16 = 2;
+        const VETH_INFO_PEER: u16 = 1;
+        let mut body = ifinfomsg(0, 0, 0);
+        body.extend(
+            Builder::new()
+                .string(libc::IFLA_IFNAME, a)
+                .nested(libc::IFLA_LINKINFO, |info| {
+                    info.string(libc::IFLA_INFO_KIND, "veth").nested(IFLA_INFO_DATA, |data| {
+                        let mut peer = ifinfomsg(0, 0, 0);
+                        peer.extend(Builder::new().string(libc::IFLA_IFNAME, b).finish());
+                        data.bytes(VETH_INFO_PEER | attr::NESTED, &peer)
+                    })
                 })
-            })
-            .finish(),
-    );
-    let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
-    sock.request(&format!("adding the veth pair {a}/{b}"), libc::RTM_NEWLINK, flags, &body)
+                .finish(),
+        );
+        let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
+        sock.request(&format!("adding the veth pair {a}/{b}"), libc::RTM_NEWLINK, flags, &body)
+    }
 }

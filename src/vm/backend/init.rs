@@ -147,8 +147,19 @@ fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
         None
     };
     // The prestart and createContainer hooks have run (Docker makes its veth in one): the
-    // namespace's interfaces are as the container gets them.
-    let network = network::plumb()?;
+    // namespace's interfaces are as the container gets them. Only a network namespace of the
+    // container's own: tying the host's interfaces to the guest would take the host's traffic.
+    let net = CloneFlags::CLONE_NEWNET;
+    let own_netns =
+        init.namespaces.create.contains(net) || init.namespaces.joins.iter().any(|(f, _)| *f == net);
+    let network = if own_netns {
+        network::plumb()?
+    } else {
+        crate::logging::warn(
+            "the container shares the host's network namespace; a VM container's guest cannot: it has loopback only",
+        );
+        network::Plumbing::none()
+    };
     if let Some(dir) = init.fifo_path.parent() {
         network::record(dir, &network)?;
     }

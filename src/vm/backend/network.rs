@@ -38,6 +38,13 @@ pub struct Plumbing {
     pub links: Vec<String>,
 }
 
+impl Plumbing {
+    /// No NIC: the guest has lo only.
+    pub fn none() -> Plumbing {
+        Plumbing { nics: Vec::new(), guest: GuestNetwork::default(), links: Vec::new() }
+    }
+}
+
 /// Ties every interface of this thread's network namespace to a tap of its own. On failure
 /// what was done is undone.
 pub fn plumb() -> Result<Plumbing, String> {
@@ -47,7 +54,7 @@ pub fn plumb() -> Result<Plumbing, String> {
     let addresses = addr::list(&mut sock).map_err(err)?;
     let routes = route::list(&mut sock).map_err(err)?;
     let mut undo = Undo { qdiscs: Vec::new() };
-    let mut plumbing = Plumbing { nics: Vec::new(), guest: GuestNetwork::default(), links: Vec::new() };
+    let mut plumbing = Plumbing::none();
     let mut host_indexes = Vec::new();
     for l in links.iter().filter(|l| wanted(l)) {
         let Ok(mac) = <[u8; 6]>::try_from(l.mac.as_slice()) else { continue };
@@ -167,7 +174,7 @@ mod tests {
     /// What a runtime leaves in a container's namespace: a veth end with an address and the
     /// default route through its peer.
     fn container_namespace(sock: &mut Socket) -> link::Link {
-        link::add_veth(sock, "ceth0", "peer0").unwrap();
+        link::tests::add_veth(sock, "ceth0", "peer0").unwrap();
         let links = link::list(sock).unwrap();
         let ceth = links.iter().find(|l| l.name == "ceth0").unwrap().clone();
         link::set_up(sock, ceth.index, None).unwrap();
