@@ -407,7 +407,8 @@ if [ "$rc" = 137 ]; then pass "workload killed by SIGKILL: 137"; else fail "work
 #      its guest RAM all touched, must fit in the host cgroup that holds it (the VMM lives
 #      on), which is what the sizing's margin is for. The VMM relays the guest's OOM kill to
 #      the host cgroup, where the runc shim and conmon look for it: exactly one OOM kill there
-#      (the relay's own process, never the VMM), and still one oom event.
+#      (the relay's own process, never the VMM). `events` reports it from the guest's counts
+#      (the guest's "oom" count can be above its kills, so one or more events).
 bundle oomer '"/bin/sh", "-c", "echo ready; exec sleep 1000"' \
     's/"resources": {/"resources": {"memory": {"limit": 167772160},/'
 id=oom1
@@ -426,7 +427,7 @@ if start_runner "$id" --bundle "$work/oomer"; then
     while [ "$(awk '$1 == "oom_kill" { print $2 }' "$host_cg/memory.events" 2>/dev/null)" = 0 ] && [ $i -lt 100 ]; do
         sleep 0.1; i=$((i + 1))
     done
-    # A second oom event would come within events' next look at the guest (1 s).
+    # Whatever events says after the guest's next look (1 s).
     sleep 2
     kill "$events" 2>/dev/null
     wait "$events" 2>/dev/null
@@ -441,10 +442,10 @@ fi
 lap
 left="$(leftovers "$id")"
 oom_events="$(grep -c '"type":"oom"' "$work/events" 2>/dev/null)"
-if [ "$rc" = 137 ] && [ "$oom_events" = 1 ] && [ "$host_kills" = 1 ] && [ -z "$left" ]; then
-    pass "an OOM in the guest: the process is killed (137), events streams one oom event; the VM fits its 160 MiB host cgroup (the VMM lives on); the host cgroup counts the relayed OOM kill"
+if [ "$rc" = 137 ] && [ "${oom_events:-0}" -ge 1 ] && [ "$host_kills" = 1 ] && [ -z "$left" ]; then
+    pass "an OOM in the guest: the process is killed (137), events streams an oom event ($oom_events); the VM fits its 160 MiB host cgroup (the VMM lives on); the host cgroup counts the relayed OOM kill"
 else
-    fail "an OOM in the guest: the process is killed (137), events streams one oom event; the VM fits its 160 MiB host cgroup; the host cgroup counts the relayed OOM kill" \
+    fail "an OOM in the guest: the process is killed (137), events streams an oom event; the VM fits its 160 MiB host cgroup; the host cgroup counts the relayed OOM kill" \
         "exec status $rc, $oom_events oom events; host cgroup $host_cg: oom_kill '$host_kills' (want 1); $left"
 fi
 

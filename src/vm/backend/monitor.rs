@@ -63,12 +63,16 @@ impl Monitor for VmMonitor {
         }
         let guest = self.guest_oom.get();
         let host = self.host.oom_counters().unwrap_or_default();
-        // Each OOM kill in the guest is made once more in the host cgroup (`oom_relay`), so
-        // the larger count is the container's, not the sum; a host count above the guest's is
-        // the VM itself killed for memory.
+        // Each OOM kill in the guest is made once more in the host cgroup (`oom_relay`), and
+        // the host cgroup's own "oom" count moves with each (the relay's process may meet the
+        // limit more than once before it is killed): the guest's counts are the container's,
+        // and the host adds only the kills beyond the guest's (the VM itself killed for
+        // memory). A relayed kill seen on the host before the guest is asked again counts as
+        // one, once.
+        let extra = host.kills.saturating_sub(guest.kills);
         Some(OomCounters {
-            kills: host.kills.max(guest.kills),
-            ooms: host.ooms.max(guest.ooms),
+            kills: guest.kills + extra,
+            ooms: guest.ooms.max(guest.kills) + extra,
             under: host.under || guest.under,
         })
     }
