@@ -68,8 +68,9 @@ vm_script_in_testvm() {
     # them at /opt/iproute2.
     _tools=""
     for _t in ip tc; do
+        # The file itself: testvm carries a symlink as a symlink (Debian's /usr/sbin/ip is one).
         _p="$(command -v "$_t" 2>/dev/null || true)"
-        [ -n "$_p" ] && _tools="$_tools --add $_p:/opt/iproute2/$_t"
+        [ -n "$_p" ] && _p="$(readlink -f "$_p")" && _tools="$_tools --add $_p:/opt/iproute2/$_t"
     done
     # shellcheck disable=SC2086 # one word per option
     exec "$_repo/integration/testvm/testvm.sh" --timeout "$_limit" --hull "$_hull" $_tools \
