@@ -35,6 +35,8 @@ command -v cargo >/dev/null 2>&1 \
 # Debian packages
 
 apt_packages=(busybox-static jq runc golang-github-containers-common)
+# ip and tc, which the vm backend's network checks carry into the test machine.
+command -v tc >/dev/null 2>&1 || apt_packages+=(iproute2)
 # cargo links through `cc`; a Rust toolchain from rustup does not bring one.
 command -v cc >/dev/null 2>&1 || apt_packages+=(gcc libc6-dev)
 
