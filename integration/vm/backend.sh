@@ -184,6 +184,11 @@ start_runner() {
     _id="$1"
     shift
     for _attempt in 1 2; do
+        # Emptied here, not only by the job's redirection: that one happens in the background
+        # job, and the loop below could first read the last check's "ready" (it did once,
+        # and `kill` then met a container still being created).
+        : >"$out"
+        : >"$err"
         "$hull" --root "$root" --backend vm run "$@" "$_id" </dev/null >"$out" 2>"$err" &
         runner=$!
         _i=0
