@@ -485,11 +485,11 @@ if [ -x "$IP" ] && [ -x "$TC" ]; then
     from_guest="$(md5sum <"$rootfs/srv/blob" | cut -d' ' -f1)"
     busybox httpd -f -p 10.88.0.1:8080 -h "$work/www" &
     httpd=$!
-    bundle net '"/bin/sh", "-c", "echo ready; echo mac=$(cat /sys/class/net/eth0/address); ip -o -4 addr show dev eth0; ip route; set -- $(wget -q -O - http://10.88.0.1:8080/blob | md5sum); echo got=$1; httpd -p 8081 -h /srv && echo serving; i=0; until [ -e /fetched ]; do sleep 0.1; i=$((i + 1)); [ $i -lt 3000 ] || exit 6; done"' \
+    bundle net '"/bin/sh", "-c", "echo ready; echo mac=$(cat /sys/class/net/eth0/address); ip -o -4 addr show dev eth0; ip route; set -- $(timeout 120 wget -q -O - http://10.88.0.1:8080/blob | md5sum); echo got=$1; httpd -p 8081 -h /srv && echo serving; i=0; until [ -e /fetched ]; do sleep 0.1; i=$((i + 1)); [ $i -lt 3000 ] || exit 6; done"' \
         "/\"type\": \"network\"/s#\"network\"#\"network\", \"path\": \"/run/netns/$ns\"#"
     if start_runner "$id" --bundle "$work/net"; then
         wait_line "$out" serving 300
-        fetched="$(wget -q -O - http://10.88.0.2:8081/blob 2>>"$err" | md5sum | cut -d' ' -f1)"
+        fetched="$(timeout 120 wget -q -O - http://10.88.0.2:8081/blob 2>>"$err" | md5sum | cut -d' ' -f1)"
         touch "$rootfs/fetched"
         wait_bounded "$runner" 120
     else

@@ -280,7 +280,7 @@ timeout -k 10 400 "$hull" vm-run --kernel "$kernel" --share "$rootfs" --boot-tim
         i=$((i + 1)); [ $i -lt 120 ] || { echo "no ping reply"; exit 4; }
     done
     echo ping-ok
-    echo "got $(wget -q -O - http://10.0.2.1:8080/blob | md5sum | cut -d" " -f1)"
+    echo "got $(timeout 120 wget -q -O - http://10.0.2.1:8080/blob | md5sum | cut -d" " -f1)"
     httpd -p 8081 -h /srv || exit 5
     echo serving
     i=0
@@ -292,7 +292,7 @@ until [ -e "/sys/class/net/$tap" ] || [ $i -ge 1200 ] || ! kill -0 "$runner" 2>/
 ip addr add 10.0.2.1/24 dev "$tap" 2>>"$err" && ip link set "$tap" up 2>>"$err"
 i=0
 until has '^serving$' "$out" || [ $i -ge 3000 ] || ! kill -0 "$runner" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
-fetched="$(wget -q -O - http://10.0.2.2:8081/blob 2>>"$err" | md5sum | cut -d' ' -f1)"
+fetched="$(timeout 120 wget -q -O - http://10.0.2.2:8081/blob 2>>"$err" | md5sum | cut -d' ' -f1)"
 touch "$rootfs/fetched"
 wait "$runner" || rc=$?
 took=$(($(date +%s) - t0))
