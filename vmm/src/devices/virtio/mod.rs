@@ -19,7 +19,7 @@ use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use virtio_queue::Queue;
+use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::memory::GuestMemoryMmap;
@@ -67,6 +67,16 @@ impl Interrupt {
     /// Tell the driver there are used buffers.
     pub fn signal_used_queue(&self) -> io::Result<()> {
         self.signal(INT_USED_RING)
+    }
+
+    /// Tell the driver `queue` has used buffers, unless it asked not to be told (only
+    /// possible with EVENT_IDX).
+    pub fn signal_used_unless_suppressed(&self, queue: &mut Queue, mem: &GuestMemoryMmap) {
+        if queue.needs_notification(mem).unwrap_or(true) {
+            // The irqfd write only fails if its counter overflows, and then an interrupt is
+            // pending anyway.
+            let _ = self.signal_used_queue();
+        }
     }
 
     /// Tell the driver the config space changed.
@@ -117,5 +127,15 @@ pub trait VirtioDevice: Send {
     /// transport then sets DEVICE_NEEDS_RESET).
     fn reset(&mut self) -> bool {
         false
+    }
+}
+
+/// A config space read: the bytes of `config` from `offset`, zeros past its end.
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    data.fill(0);
+    let Ok(start) = usize::try_from(offset) else { return };
+    if let Some(src) = config.get(start..) {
+        let n = src.len().min(data.len());
+        data[..n].copy_from_slice(&src[..n]);
     }
 }

@@ -104,3 +104,14 @@ impl DriverQueue {
         self.avail_idx.wrapping_sub(self.used_seen)
     }
 }
+
+/// Runs a device's event loop until it has been idle for a moment; a loop that never goes
+/// idle (a device spinning on a ready fd) fails the test.
+pub(crate) fn pump<T: event_manager::MutEventSubscriber>(events: &mut event_manager::EventManager<T>) {
+    for _ in 0..1000 {
+        if events.run_with_timeout(20).unwrap() == 0 {
+            return;
+        }
+    }
+    panic!("the event loop never went idle");
+}

@@ -32,13 +32,6 @@ impl ConfigSpace {
 
     /// A driver read of `data.len()` bytes at `offset`; bytes past the end read as zero.
     pub(super) fn read(&self, offset: u64, data: &mut [u8]) {
-        data.fill(0);
-        let Ok(start) = usize::try_from(offset) else {
-            return;
-        };
-        if let Some(src) = self.bytes.get(start..) {
-            let n = src.len().min(data.len());
-            data[..n].copy_from_slice(&src[..n]);
-        }
+        crate::devices::virtio::read_config_bytes(&self.bytes, offset, data)
     }
 }

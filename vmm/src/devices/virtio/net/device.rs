@@ -26,7 +26,7 @@ use super::backend::Backend;
 use super::header::{
     EVENT_IDX, HEADER_SIZE, LINK_UP, MAX_FRAME, MRG_RXBUF, MTU, NUM_BUFFERS_OFFSET, OFFERED,
 };
-use crate::devices::virtio::{ActivateError, Interrupt, VirtioDevice, TYPE_NET};
+use crate::devices::virtio::{read_config_bytes, ActivateError, Interrupt, VirtioDevice, TYPE_NET};
 use crate::memory::GuestMemoryMmap;
 
 pub const RX_QUEUE: usize = 0;
@@ -144,7 +144,7 @@ impl Net {
             }
         }
         if used {
-            signal_used(&mut active.tx, mem, &active.interrupt);
+            active.interrupt.signal_used_unless_suppressed(&mut active.tx, mem);
         }
     }
 
@@ -194,7 +194,7 @@ impl Net {
             }
         }
         if used {
-            signal_used(&mut active.rx, mem, &active.interrupt);
+            active.interrupt.signal_used_unless_suppressed(&mut active.rx, mem);
         }
     }
 
@@ -268,14 +268,6 @@ fn place_frame(rx: &mut Queue, mem: &GuestMemoryMmap, frame: &mut [u8], mergeabl
     Placed::Done
 }
 
-/// Interrupts the driver unless it asked not to be (only possible with EVENT_IDX).
-fn signal_used(queue: &mut Queue, mem: &GuestMemoryMmap, interrupt: &Interrupt) {
-    if queue.needs_notification(mem).unwrap_or(true) {
-        // The irqfd write only fails if its counter overflows, and then an interrupt is pending.
-        let _ = interrupt.signal_used_queue();
-    }
-}
-
 impl VirtioDevice for Net {
     fn device_type(&self) -> u32 {
         TYPE_NET
@@ -309,10 +301,7 @@ impl VirtioDevice for Net {
         config[6..8].copy_from_slice(&LINK_UP.to_le_bytes());
         config[8..10].copy_from_slice(&1u16.to_le_bytes());
         config[10..12].copy_from_slice(&self.mtu.unwrap_or(0).to_le_bytes());
-        for (i, byte) in data.iter_mut().enumerate() {
-            let at = offset.checked_add(i as u64).and_then(|o| usize::try_from(o).ok());
-            *byte = at.and_then(|o| config.get(o)).copied().unwrap_or(0);
-        }
+        read_config_bytes(&config, offset, data);
     }
 
     fn activate(

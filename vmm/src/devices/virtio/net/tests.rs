@@ -13,7 +13,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::header::{EVENT_IDX, MRG_RXBUF, OFFERED};
 use super::{Backend, Dropped, Net, HEADER_SIZE, MAX_FRAME, RX_QUEUE, TX_QUEUE};
-use crate::devices::virtio::test_driver::{DriverQueue, QUEUE_SIZE};
+use crate::devices::virtio::test_driver::{self, DriverQueue, QUEUE_SIZE};
 use crate::devices::virtio::{Interrupt, VirtioDevice, TYPE_NET};
 use crate::memory::GuestMemoryMmap;
 
@@ -87,12 +87,7 @@ impl Harness {
 
     /// Runs the event loop until it has been idle for a moment; a loop that spins fails.
     fn pump(&mut self) {
-        for _ in 0..1000 {
-            if self.events.run_with_timeout(20).unwrap() == 0 {
-                return;
-            }
-        }
-        panic!("the event loop never went idle");
+        test_driver::pump(&mut self.events);
     }
 
     fn notify(&self, queue: usize) {

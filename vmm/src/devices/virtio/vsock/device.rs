@@ -13,7 +13,9 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use super::muxer::{EpollChange, Muxer};
 use super::packet::{self, HEADER_SIZE, MAX_PAYLOAD};
 use super::Error;
-use crate::devices::virtio::{ActivateError, Interrupt, VirtioDevice, FEATURE_VERSION_1, TYPE_VSOCK};
+use crate::devices::virtio::{
+    read_config_bytes, ActivateError, Interrupt, VirtioDevice, FEATURE_VERSION_1, TYPE_VSOCK,
+};
 use crate::memory::GuestMemoryMmap;
 
 /// Queue indices; the third, the event queue, only carries transport resets, never sent here.
@@ -125,7 +127,7 @@ impl Vsock {
             }
         }
         if used {
-            signal_used(&mut active.tx, mem, &active.interrupt);
+            active.interrupt.signal_used_unless_suppressed(&mut active.tx, mem);
         }
     }
 
@@ -172,16 +174,8 @@ impl Vsock {
             used = true;
         }
         if used {
-            signal_used(&mut active.rx, mem, &active.interrupt);
+            active.interrupt.signal_used_unless_suppressed(&mut active.rx, mem);
         }
-    }
-}
-
-/// Interrupts the driver unless it asked not to be (only possible with EVENT_IDX).
-fn signal_used(queue: &mut Queue, mem: &GuestMemoryMmap, interrupt: &Interrupt) {
-    if queue.needs_notification(mem).unwrap_or(true) {
-        // The irqfd write only fails if its counter overflows, and then an interrupt is pending.
-        let _ = interrupt.signal_used_queue();
     }
 }
 
@@ -209,10 +203,7 @@ impl VirtioDevice for Vsock {
     /// `struct virtio_vsock_config { le64 guest_cid; }`
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let config = u64::from(self.guest_cid).to_le_bytes();
-        for (i, byte) in data.iter_mut().enumerate() {
-            let at = offset.checked_add(i as u64).and_then(|o| usize::try_from(o).ok());
-            *byte = at.and_then(|o| config.get(o)).copied().unwrap_or(0);
-        }
+        read_config_bytes(&config, offset, data);
     }
 
     fn activate(

@@ -22,7 +22,7 @@ use super::connection::HOST_BUF_SIZE;
 use super::device::{RX_QUEUE, TX_QUEUE};
 use super::packet::{op, Header, HEADER_SIZE, HOST_CID, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM};
 use super::{Error, Vsock};
-use crate::devices::virtio::test_driver::{DriverQueue, QUEUE_SIZE};
+use crate::devices::virtio::test_driver::{self, DriverQueue, QUEUE_SIZE};
 use crate::devices::virtio::{Interrupt, VirtioDevice, TYPE_VSOCK};
 use crate::memory::GuestMemoryMmap;
 
@@ -92,12 +92,7 @@ impl Harness {
 
     /// Runs the event loop until it has been idle for a moment.
     fn pump(&mut self) {
-        for _ in 0..1000 {
-            if self.events.run_with_timeout(20).unwrap() == 0 {
-                return;
-            }
-        }
-        panic!("the event loop never went idle");
+        test_driver::pump(&mut self.events);
     }
 
     fn notify(&self, queue: usize) {
