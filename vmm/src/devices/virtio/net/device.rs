@@ -193,6 +193,11 @@ impl Net {
                 }
             }
         }
+        if self.rx_len > 0 && !self.rx_starved {
+            // The pass ended with a frame in hand and room that came meanwhile: the backend's
+            // fd may have nothing more to wake the loop with, so the queue's event does.
+            let _ = self.queue_events[RX_QUEUE].write(1);
+        }
         if used {
             active.interrupt.signal_used_unless_suppressed(&mut active.rx, mem);
         }
