@@ -12,8 +12,9 @@
 #
 # Installs podman from apt if missing, builds a busybox rootfs, writes a private containers.conf
 # and storage.conf (own graphroot, runroot, tmp dir, cgroupfs manager, file events backend,
-# no network) and points podman at a wrapper named `hull` that logs its argv and execs hull, so
-# the log proves hull (and not runc or crun) ran each container. Prints PASS/FAIL per check and
+# no default network, one CNI bridge network of its own for check 13) and points podman at a
+# wrapper named `hull` that logs its argv and execs hull, so the log proves hull (and not runc
+# or crun) ran each container. Prints PASS/FAIL per check and
 # `N passed, M failed`; exits non-zero on any failure. Needs root.
 #
 # These machines lack CAP_SYS_RESOURCE and their hard rlimits are below podman's default
@@ -62,6 +63,11 @@ if ! command -v podman >/dev/null || ! command -v conmon >/dev/null; then
     echo "podman: installing podman (apt)" >&2
     apt_install podman conmon || { echo "podman: could not install podman" >&2; exit 1; }
 fi
+# The CNI bridge network check runs CNI's bridge and host-local plugins.
+if [ ! -x /usr/lib/cni/bridge ] || [ ! -x /usr/lib/cni/host-local ]; then
+    echo "podman: installing containernetworking-plugins (apt)" >&2
+    apt_install containernetworking-plugins || { echo "podman: could not install the CNI plugins" >&2; exit 1; }
+fi
 # The rootfs needs a static busybox (Debian's busybox-static installs it as /bin/busybox).
 if command -v apt-get >/dev/null && ! dpkg -s busybox-static >/dev/null 2>&1; then
     apt_install busybox-static || { echo "podman: could not install busybox-static" >&2; exit 1; }
@@ -79,7 +85,8 @@ if [ "$testvm" -eq 1 ]; then
     exec "$repo/integration/testvm/testvm.sh" --hull "$hull" --timeout "${HULL_TESTVM_TIMEOUT:-1800}" \
         --add "$(readlink -f "$(command -v bash)")":/bin/bash \
         --add "$(command -v podman)" --add "$(command -v conmon)" \
-        --add /usr/share/containers/seccomp.json --add "$here/run.sh" --add "$repo/integration/lib.sh" "${adds[@]}" \
+        --add /usr/share/containers/seccomp.json --add /usr/lib/cni/bridge --add /usr/lib/cni/host-local \
+        --add "$here/run.sh" --add "$repo/integration/lib.sh" "${adds[@]}" \
         -- bash "$here/run.sh" --hull /hull "${args[@]}"
 fi
 [ "$backend" = vm ] && [ ! -e /dev/kvm ] && { echo "podman: --backend vm needs /dev/kvm (run it with --testvm)" >&2; exit 1; }
@@ -102,6 +109,7 @@ cleanup() {
         return "$rc"
     fi
     pm rm -af -t 0 >/dev/null 2>&1 || true
+    ip link del hullcni0 2>/dev/null || true
     # Whatever podman left in hull's state root (there should be nothing).
     if [ -d "$hullroot" ]; then
         for d in "$hullroot"/*/; do
@@ -168,7 +176,29 @@ no_pivot_root = false
 $runtime_name = ["$wrapper"]
 
 [network]
+network_backend = "cni"
+cni_plugin_dirs = ["/usr/lib/cni"]
 network_config_dir = "$work/netconf"
+EOF
+
+# A CNI bridge network of this run's own (check 13): its bridge, subnet and IPAM state are
+# private to it (cleanup deletes the bridge).
+cni_net=hullnet
+cat >"$work/netconf/$cni_net.conflist" <<EOF
+{
+  "cniVersion": "0.4.0",
+  "name": "$cni_net",
+  "plugins": [
+    {
+      "type": "bridge", "bridge": "hullcni0", "isGateway": true, "ipMasq": false,
+      "ipam": {
+        "type": "host-local", "dataDir": "$work/cni-ipam",
+        "ranges": [[{ "subnet": "10.89.77.0/24", "gateway": "10.89.77.1" }]],
+        "routes": [{ "dst": "0.0.0.0/0" }]
+      }
+    }
+  ]
+}
 EOF
 
 cat >"$work/storage.conf" <<EOF
@@ -393,7 +423,55 @@ fi
 pm rm -f -t 0 t-pause >"$out" 2>&1 || fail "rm -f t-pause" "$(cat "$out")"
 rm -f "$ticks" "$ticks.new"
 
-# 13. Nothing left: podman has no containers, hull's state root podman used is empty.
+# 13. A CNI bridge network (podman run --network NAME, CNI's bridge and host-local plugins):
+# the container's eth0 has the address and the default route the network gives, it fetches
+# 4 MiB from the host at the bridge's address and serves 4 MiB that the host fetches, both
+# intact. With the vm backend that is seen from inside the guest: the VMM mirrors the veth
+# podman made to the guest's NIC. After rm the bridge has no port left.
+net_check() {
+    local name="CNI bridge network: eth0's address and default route, 4 MiB each way"
+    local bb
+    bb="$(find_busybox)" || { fail "$name" "no busybox for the host's httpd and wget"; return; }
+    mkdir -p "$work/www" "$rootfs/srv"
+    head -c 4194304 /dev/urandom >"$work/www/blob"
+    head -c 4194304 /dev/urandom >"$rootfs/srv/blob"
+    local to_c from_c
+    to_c="$(md5sum <"$work/www/blob" | cut -d' ' -f1)"
+    from_c="$(md5sum <"$rootfs/srv/blob" | cut -d' ' -f1)"
+    "$bb" httpd -f -p 18080 -h "$work/www" &
+    local httpd=$!
+    pm run -d --name t-net --network "$cni_net" --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 \
+        --rootfs "$rootfs" sh -c '
+            echo "addr $(ip -4 -o addr show eth0 | awk "{ print \$4 }")"
+            echo "route $(ip route show default)"
+            echo "got $(timeout 60 wget -q -O - http://10.89.77.1:18080/blob | md5sum | cut -d" " -f1)"
+            httpd -p 8081 -h /srv && echo serving
+            exec sleep 600' </dev/null >"$out" 2>&1
+    local rc=$? i=0 logs="" ip="" fetched=""
+    while [ "$rc" = 0 ] && [ $i -lt 600 ]; do
+        logs="$(pm logs t-net 2>&1)"
+        grep -q '^serving' <<<"$logs" && break
+        [ "$(pm inspect -f '{{.State.Status}}' t-net 2>/dev/null)" = running ] || break
+        sleep 0.1; i=$((i + 1))
+    done
+    ip="$(pm inspect -f "{{(index .NetworkSettings.Networks \"$cni_net\").IPAddress}}" t-net 2>&1)"
+    grep -q '^serving' <<<"$logs" &&
+        fetched="$(timeout 60 "$bb" wget -q -O - "http://$ip:8081/blob" 2>>"$out" | md5sum | cut -d' ' -f1)"
+    pm rm -f -t 0 t-net >>"$out" 2>&1
+    kill "$httpd" 2>/dev/null; wait "$httpd" 2>/dev/null
+    local ports
+    ports="$(ls -A /sys/class/net/hullcni0/brif 2>/dev/null)"
+    if [ "$rc" = 0 ] && grep -q "^addr $ip/24\$" <<<"$logs" && grep -q '^route default via 10.89.77.1 dev eth0' <<<"$logs" &&
+        grep -q "^got $to_c\$" <<<"$logs" && [ "$fetched" = "$from_c" ] && [ -z "$ports" ]; then
+        pass "$name ($ip)"
+    else
+        fail "$name" "rc=$rc ip=$ip; host sent $to_c, container sent $from_c, host got ${fetched:-nothing}" \
+            "bridge ports left: ${ports:-none}" "$logs" "$(cat "$out")"
+    fi
+}
+net_check
+
+# 14. Nothing left: podman has no containers, hull's state root podman used is empty.
 # Also no container cgroup: with cgroupfs podman puts each in libpod_parent/libpod-<id> (the
 # libpod_parent/conmon cgroup is podman's own, kept as with runc).
 left="$(pm ps -aq 2>&1)"

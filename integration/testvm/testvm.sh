@@ -313,9 +313,9 @@ fetch_kernel() { # sets kdir (the unpacked package) and kver (its uname -r)
 
 # Modules the guest loads: both vendors' kvm (the guest picks the one its CPU has), what a VM
 # container's network needs (tun for its taps; veth, the ingress qdisc, u32 filters and the
-# mirred action for the plumbing and the tests' namespaces), and what they depend on, resolved
-# from each module's .modinfo `depends=`.
-base_modules=(kvm_amd kvm_intel tun veth sch_ingress cls_u32 act_mirred)
+# mirred action for the plumbing and the tests' namespaces; bridge for the podman suite's CNI
+# bridge network), and what they depend on, resolved from each module's .modinfo `depends=`.
+base_modules=(kvm_amd kvm_intel tun veth sch_ingress cls_u32 act_mirred bridge)
 
 module_file() { awk -v n="${1//-/_}" '$1 == n { print $2; exit }' "$kdir/modules.index"; }
 

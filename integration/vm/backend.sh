@@ -456,7 +456,7 @@ fi
 
 # 13c. networking (issue 14): a network namespace named by path, as podman and CNI give one,
 #      holding the end of a veth whose host end has 10.88.0.1/24. The container (a VM) has the
-#      veth's address and MAC on its NIC and the namespace's default route; 32 MiB go each way
+#      veth's name, address and MAC on its NIC and the namespace's default route; 32 MiB go each way
 #      between it and the host intact (busybox httpd and wget; no ping: the default
 #      capabilities have no CAP_NET_RAW, natively either); after delete the veth has
 #      no ingress qdisc and the namespace no tap. iproute2's ip and tc come in at /opt/iproute2.
@@ -485,7 +485,7 @@ if [ -x "$IP" ] && [ -x "$TC" ]; then
     from_guest="$(md5sum <"$rootfs/srv/blob" | cut -d' ' -f1)"
     busybox httpd -f -p 10.88.0.1:8080 -h "$work/www" &
     httpd=$!
-    bundle net '"/bin/sh", "-c", "echo ready; echo mac=$(cat /sys/class/net/eth0/address); ip -o -4 addr show dev eth0; ip route; set -- $(timeout 120 wget -q -O - http://10.88.0.1:8080/blob | md5sum); echo got=$1; httpd -p 8081 -h /srv && echo serving; i=0; until [ -e /fetched ]; do sleep 0.1; i=$((i + 1)); [ $i -lt 3000 ] || exit 6; done"' \
+    bundle net '"/bin/sh", "-c", "echo ready; echo mac=$(cat /sys/class/net/hv1/address); ip -o -4 addr show dev hv1; ip route; set -- $(timeout 120 wget -q -O - http://10.88.0.1:8080/blob | md5sum); echo got=$1; httpd -p 8081 -h /srv && echo serving; i=0; until [ -e /fetched ]; do sleep 0.1; i=$((i + 1)); [ $i -lt 3000 ] || exit 6; done"' \
         "/\"type\": \"network\"/s#\"network\"#\"network\", \"path\": \"/run/netns/$ns\"#"
     if start_runner "$id" --bundle "$work/net"; then
         wait_line "$out" serving 300
@@ -508,12 +508,12 @@ else
 fi
 lap
 left="$(leftovers "$id")"
-if [ "$rc" = 0 ] && has "^mac=$mac\$" "$out" && has 'inet 10.88.0.2/24' "$out" && has '^default via 10.88.0.1' "$out" \
+if [ "$rc" = 0 ] && has "^mac=$mac\$" "$out" && has 'inet 10.88.0.2/24' "$out" && has '^default via 10.88.0.1 dev hv1' "$out" \
     && has "^got=$to_guest\$" "$out" && [ "$fetched" = "$from_guest" ] \
     && [ -z "$ingress" ] && [ "$taps" = 0 ] && [ -z "$left" ]; then
-    pass "network: the veth's address, MAC and default route in the guest; 32 MiB each way intact; nothing left on the veth"
+    pass "network: the veth's name, address, MAC and default route in the guest; 32 MiB each way intact; nothing left on the veth"
 else
-    fail "network: the veth's address, MAC and default route in the guest; 32 MiB each way intact; nothing left on the veth" \
+    fail "network: the veth's name, address, MAC and default route in the guest; 32 MiB each way intact; nothing left on the veth" \
         "status $rc; mac $mac; host sent $to_guest, host got ${fetched:-nothing} (guest sent $from_guest); ingress left: '$ingress'; taps left: $taps; $left; guest said: $(echo "$net_out" | tr '\n' '|')"
 fi
 

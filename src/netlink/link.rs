@@ -68,6 +68,13 @@ pub fn set_up(sock: &mut Socket, index: u32, mtu: Option<u32>) -> Result<()> {
     sock.request(&format!("setting link {index} up"), libc::RTM_NEWLINK, 0, &body)
 }
 
+/// Renames the link (the kernel refuses while it is up, or when the name is taken).
+pub fn rename(sock: &mut Socket, index: u32, name: &str) -> Result<()> {
+    let mut body = ifinfomsg(index, 0, 0);
+    body.extend(Builder::new().string(libc::IFLA_IFNAME, name).finish());
+    sock.request(&format!("renaming link {index} to {name}"), libc::RTM_NEWLINK, 0, &body)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -103,6 +110,28 @@ pub(crate) mod tests {
         assert!(!before[0].is_up());
         assert!(after[0].is_up());
         assert_eq!(after[0].mtu, 65536);
+    }
+
+    #[test]
+    fn a_link_is_renamed_while_down_and_a_taken_name_is_refused() {
+        let Some(result) = in_new_netns(|| {
+            let mut sock = Socket::open().unwrap();
+            add_veth(&mut sock, "hva0", "hvb0").unwrap();
+            let index = |sock: &mut Socket, name: &str| {
+                list(sock).unwrap().into_iter().find(|l| l.name == name).map(|l| l.index)
+            };
+            let a = index(&mut sock, "hva0").unwrap();
+            rename(&mut sock, a, "wan0").unwrap();
+            let taken = rename(&mut sock, a, "hvb0").unwrap_err();
+            (index(&mut sock, "wan0"), a, index(&mut sock, "hva0"), taken)
+        }) else {
+            return;
+        };
+        let (renamed, a, old, taken) = result;
+        assert_eq!(renamed, Some(a));
+        assert_eq!(old, None);
+        assert_eq!(taken.errno(), Some(libc::EEXIST), "{taken}");
+        assert!(taken.to_string().contains("renaming link"), "{taken}");
     }
 
     #[test]

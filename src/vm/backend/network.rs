@@ -77,6 +77,7 @@ pub fn plumb() -> Result<Plumbing, String> {
         let mtu = u16::try_from(l.mtu).ok();
         plumbing.nics.push(vmm::NetConfig { tap, mac, mtu });
         plumbing.guest.nics.push(GuestNic {
+            name: l.name.clone(),
             mac: l.mac.clone(),
             mtu: l.mtu,
             addresses: addresses
