@@ -64,6 +64,7 @@ for b in containerd ctr containerd-shim-runc-v2; do
     command -v "$b" >/dev/null 2>&1 || { need+=(containerd); break; }
 done
 find_busybox >/dev/null || need+=(busybox-static)
+[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || need+=(containernetworking-plugins)
 if [ "${#need[@]}" -gt 0 ]; then
     log "installing ${need[*]} from Debian"
     export DEBIAN_FRONTEND=noninteractive
@@ -84,7 +85,9 @@ if [ "$testvm" -eq 1 ]; then
     adds=(--add "$(readlink -f "$(command -v bash)")":/bin/bash --add "$here/run.sh":/integration/containerd/run.sh
         --add "$repo/integration/lib.sh":/integration/lib.sh)
     for b in containerd ctr containerd-shim-runc-v2; do adds+=(--add "$(command -v "$b")"); done
-    for b in timeout script tar gzip; do adds+=(--add "$(readlink -f "$(command -v "$b")")":/usr/local/bin/$b); done
+    for b in timeout script tar gzip unshare; do adds+=(--add "$(readlink -f "$(command -v "$b")")":/usr/local/bin/$b); done
+    # CNI's plugins for the CNI bridge network check (static Go binaries).
+    adds+=(--add /usr/lib/cni/bridge --add /usr/lib/cni/host-local)
     if [ "$backend" = vm ]; then
         adds+=(--add "$kernel")
         args+=(--kernel "$kernel")
@@ -626,6 +629,72 @@ for _ in $(seq 20); do
 done
 check_eq "run --memory-limit 128M: dd of more than it allows is OOM-killed (137), containerd sees the OOM" \
     "137 yes" "$rc $oom" "$(cat "$tmp/out")"
+
+# 14b. A CNI bridge network in a network namespace made for the test, as a CNI-driven client
+#      makes one: CNI's bridge plugin (Debian's containernetworking-plugins, host-local IPAM)
+#      adds eth0 there, and `ctr run --with-ns network:PATH` puts the container in it. The
+#      container has the address and default route CNI gave, fetches 4 MiB from the host's
+#      httpd at the bridge's address and serves 4 MiB that the host fetches, both intact (the
+#      files go through a bind mount). With the vm backend that is seen from inside the guest
+#      (the VMM mirrors the veth to the guest's NIC). After delete and CNI's DEL the bridge
+#      has no port.
+cni_check() {
+    local name="CNI bridge network (a namespace made for the test, ctr run --with-ns): address, default route, 4 MiB each way"
+    local id=hull-net nspath=/run/netns/hull-ctr-net share="$tmp/netshare" bb result ip="" fetched=""
+    bb="$(find_busybox)" || { fail "$name" "no busybox"; return; }
+    [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] ||
+        { fail "$name" "no CNI plugins in /usr/lib/cni (containernetworking-plugins)"; return; }
+    local conf='{"cniVersion": "0.4.0", "name": "hullctr", "type": "bridge", "bridge": "hullctr0",
+        "isGateway": true, "ipMasq": false, "ipam": {"type": "host-local", "dataDir": "'"$tmp/cni-ipam"'",
+        "ranges": [[{"subnet": "10.89.78.0/24", "gateway": "10.89.78.1"}]], "routes": [{"dst": "0.0.0.0/0"}]}}'
+    cni() {
+        printf '%s' "$conf" | CNI_COMMAND="$1" CNI_CONTAINERID="$id" CNI_NETNS="$nspath" CNI_IFNAME=eth0 \
+            CNI_PATH=/usr/lib/cni /usr/lib/cni/bridge
+    }
+    mkdir -p /run/netns "$share" && : >"$nspath" && unshare --net="$nspath" true ||
+        { fail "$name" "could not make the network namespace $nspath"; rm -f "$nspath"; return; }
+    head -c 4194304 /dev/urandom >"$share/to-host"
+    head -c 4194304 /dev/urandom >"$tmp/to-container"
+    local to_c from_c
+    to_c="$(md5sum <"$tmp/to-container" | cut -d' ' -f1)"
+    from_c="$(md5sum <"$share/to-host" | cut -d' ' -f1)"
+    "$bb" httpd -f -p 18082 -h "$tmp" &
+    local httpd=$!
+    if result="$(cni ADD 2>&1)"; then
+        ip="$(sed -n 's/.*"address": *"\([0-9.]*\)\/24".*/\1/p' <<<"$result" | head -n1)"
+        ctr_ "${RUN[@]}" -d --with-ns "network:$nspath" \
+            --mount "type=bind,src=$share,dst=/share,options=rbind:rw" "$image" "$id" sh -c '
+                { echo "addr $(ip -4 -o addr show eth0 | awk "{ print \$4 }")"
+                  echo "route $(ip route show default)"
+                  echo "got $(timeout 60 wget -q -O - http://10.89.78.1:18082/to-container | md5sum | cut -d" " -f1)"
+                } >/share/said
+                httpd -p 8081 -h /share && echo serving >>/share/said
+                exec sleep 600' </dev/null >"$tmp/out" 2>&1
+        local i=0
+        until grep -q '^serving' "$share/said" 2>/dev/null || [ $i -ge 1200 ]; do sleep 0.1; i=$((i + 1)); done
+        grep -q '^serving' "$share/said" 2>/dev/null &&
+            fetched="$(timeout 60 "$bb" wget -q -O - "http://$ip:8081/to-host" 2>>"$tmp/out" | md5sum | cut -d' ' -f1)"
+        ctr_ tasks kill -s SIGKILL "$id" >>"$tmp/out" 2>&1
+        wait_status "$id" STOPPED >/dev/null
+        ctr_ tasks delete "$id" >>"$tmp/out" 2>&1
+        ctr_ containers delete "$id" >>"$tmp/out" 2>&1
+        cni DEL >>"$tmp/out" 2>&1
+    fi
+    kill "$httpd" 2>/dev/null; wait "$httpd" 2>/dev/null
+    umount "$nspath" 2>/dev/null; rm -f "$nspath"
+    local ports said
+    ports="$(ls -A /sys/class/net/hullctr0/brif 2>/dev/null)"
+    said="$(cat "$share/said" 2>/dev/null)"
+    ip link del hullctr0 2>/dev/null
+    if [ -n "$ip" ] && grep -q "^addr $ip/24\$" <<<"$said" && grep -q '^route default via 10.89.78.1 dev eth0' <<<"$said" &&
+        grep -q "^got $to_c\$" <<<"$said" && [ "$fetched" = "$from_c" ] && [ -z "$ports" ]; then
+        pass "$name ($ip)"
+    else
+        fail "$name" "ip=${ip:-none}; host sent $to_c, container sent $from_c, host got ${fetched:-nothing}; bridge ports left: ${ports:-none}" \
+            "CNI said: $result" "the container said: $said" "$(cat "$tmp/out")"
+    fi
+}
+cni_check
 
 # 15. hull really was the runtime: the wrapper saw the shim's calls, with its global flags.
 # (Debian's shim reads stats and OOM events from the cgroup itself, never `events`.)

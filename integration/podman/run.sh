@@ -425,11 +425,11 @@ rm -f "$ticks" "$ticks.new"
 
 # 13. A CNI bridge network (podman run --network NAME, CNI's bridge and host-local plugins):
 # the container's eth0 has the address and the default route the network gives, it fetches
-# 4 MiB from the host at the bridge's address and serves 4 MiB that the host fetches, both
-# intact. With the vm backend that is seen from inside the guest: the VMM mirrors the veth
+# 4 MiB from the host at the bridge's address and serves 4 MiB that the host and a second
+# container on the bridge fetch, all intact. With the vm backend that is seen from inside the guest: the VMM mirrors the veth
 # podman made to the guest's NIC. After rm the bridge has no port left.
 net_check() {
-    local name="CNI bridge network: eth0's address and default route, 4 MiB each way"
+    local name="CNI bridge network: eth0's address and default route, 4 MiB each way with the host and between two containers"
     local bb
     bb="$(find_busybox)" || { fail "$name" "no busybox for the host's httpd and wget"; return; }
     mkdir -p "$work/www" "$rootfs/srv"
@@ -457,19 +457,27 @@ net_check() {
     ip="$(pm inspect -f "{{(index .NetworkSettings.Networks \"$cni_net\").IPAddress}}" t-net 2>&1)"
     grep -q '^serving' <<<"$logs" &&
         fetched="$(timeout 60 "$bb" wget -q -O - "http://$ip:8081/blob" 2>>"$out" | md5sum | cut -d' ' -f1)"
+    # A second container on the same bridge fetches the same from the first.
+    local peer=""
+    grep -q '^serving' <<<"$logs" &&
+        peer="$(pm run --rm --name t-net2 --network "$cni_net" --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 \
+            --rootfs "$rootfs" sh -c "timeout 60 wget -q -O - http://$ip:8081/blob | md5sum" </dev/null 2>>"$out" | cut -d' ' -f1)"
     pm rm -f -t 0 t-net >>"$out" 2>&1
     kill "$httpd" 2>/dev/null; wait "$httpd" 2>/dev/null
     local ports
     ports="$(ls -A /sys/class/net/hullcni0/brif 2>/dev/null)"
     if [ "$rc" = 0 ] && grep -q "^addr $ip/24\$" <<<"$logs" && grep -q '^route default via 10.89.77.1 dev eth0' <<<"$logs" &&
-        grep -q "^got $to_c\$" <<<"$logs" && [ "$fetched" = "$from_c" ] && [ -z "$ports" ]; then
+        grep -q "^got $to_c\$" <<<"$logs" && [ "$fetched" = "$from_c" ] && [ "$peer" = "$from_c" ] && [ -z "$ports" ]; then
         pass "$name ($ip)"
     else
-        fail "$name" "rc=$rc ip=$ip; host sent $to_c, container sent $from_c, host got ${fetched:-nothing}" \
+        fail "$name" "rc=$rc ip=$ip; host sent $to_c, container sent $from_c, host got ${fetched:-nothing}, the second container got ${peer:-nothing}" \
             "bridge ports left: ${ports:-none}" "$logs" "$(cat "$out")"
     fi
 }
 net_check
+# --network none: loopback only.
+got="$(prun --rm --name t-nonet -- sh -c 'ls /sys/class/net' 2>"$out" | tr '\n' ' ')"; rc=$?
+expect "--network none: lo only" "lo " "$got" "rc=$rc" "$(cat "$out")"
 
 # 14. Nothing left: podman has no containers, hull's state root podman used is empty.
 # Also no container cgroup: with cgroupfs podman puts each in libpod_parent/libpod-<id> (the
