@@ -696,6 +696,51 @@ cni_check() {
 }
 cni_check
 
+# 14c. `ctr run --cni`: containerd 1.6's ctr makes the task (hull create), runs the CNI
+#      network it finds first in /etc/cni/net.d (plugins from /opt/cni/bin) in the task's network
+#      namespace, then starts it, so the interface comes between create and start. The container
+#      has CNI's address and default route and fetches 4 MiB from the host at the gateway,
+#      intact. It writes /etc/cni/net.d and /opt/cni/bin, so it runs only where neither exists
+#      (the test machine) and removes both after.
+ctr_cni_check() {
+    local name="ctr run --cni (the network comes between create and start): address, default route, 4 MiB from the host"
+    if [ -e /etc/cni/net.d ] || [ -e /opt/cni/bin ]; then
+        skip "$name" "this machine has its own /etc/cni/net.d or /opt/cni/bin, which the check would change (it runs in the test machine)"
+        return
+    fi
+    local bb out_c to_c got
+    bb="$(find_busybox)" || { fail "$name" "no busybox"; return; }
+    mkdir -p /etc/cni/net.d /opt/cni/bin
+    ln -s /usr/lib/cni/bridge /usr/lib/cni/host-local /opt/cni/bin/
+    cat >/etc/cni/net.d/10-hullcni.conflist <<EOF
+{"cniVersion": "0.4.0", "name": "hullcni", "plugins": [{"type": "bridge", "bridge": "hullcni1",
+ "isGateway": true, "ipMasq": false, "ipam": {"type": "host-local", "dataDir": "$tmp/cni-ipam-ctr",
+ "ranges": [[{"subnet": "10.89.79.0/24", "gateway": "10.89.79.1"}]], "routes": [{"dst": "0.0.0.0/0"}]}}]}
+EOF
+    mkdir -p "$tmp/www-cni"
+    head -c 4194304 /dev/urandom >"$tmp/www-cni/blob"
+    to_c="$(md5sum <"$tmp/www-cni/blob" | cut -d' ' -f1)"
+    "$bb" httpd -f -p 18083 -h "$tmp/www-cni" &
+    local httpd=$!
+    out_c="$(ctr_ "${RUN[@]}" --rm --cni "$image" hull-cni sh -c '
+        echo "addr $(ip -4 -o addr show eth0 | awk "{ print \$4 }")"
+        echo "route $(ip route show default)"
+        echo "got $(timeout 60 wget -q -O - http://10.89.79.1:18083/blob | md5sum | cut -d" " -f1)"' </dev/null 2>&1)"
+    local rc=$?
+    kill "$httpd" 2>/dev/null; wait "$httpd" 2>/dev/null
+    local ports
+    ports="$(ls -A /sys/class/net/hullcni1/brif 2>/dev/null)"
+    ip link del hullcni1 2>/dev/null
+    rm -rf /etc/cni /opt/cni
+    if [ "$rc" = 0 ] && grep -q '^addr 10\.89\.79\.[0-9]*/24$' <<<"$out_c" &&
+        grep -q '^route default via 10.89.79.1 dev eth0' <<<"$out_c" && grep -q "^got $to_c\$" <<<"$out_c" && [ -z "$ports" ]; then
+        pass "$name ($(sed -n 's/^addr //p' <<<"$out_c"))"
+    else
+        fail "$name" "rc=$rc; host sent $to_c; bridge ports left: ${ports:-none}" "$out_c"
+    fi
+}
+ctr_cni_check
+
 # 15. hull really was the runtime: the wrapper saw the shim's calls, with its global flags.
 # (Debian's shim reads stats and OOM events from the cgroup itself, never `events`.)
 want_cmds=("create --bundle" "start" "exec" "kill" "kill --all" "delete" "delete --force"

@@ -456,7 +456,7 @@ fi
 
 # 13c. networking (issue 14): a network namespace named by path, as podman and CNI give one,
 #      holding the end of a veth whose host end has 10.88.0.1/24. The container (a VM) has the
-#      veth's name, address and MAC on its NIC and the namespace's default route; 32 MiB go each way
+#      veth's name, address and MAC on its NIC and the namespace's default route; 256 MiB go each way
 #      between it and the host intact (busybox httpd and wget; no ping: the default
 #      capabilities have no CAP_NET_RAW, natively either); after delete the veth has
 #      no ingress qdisc and the namespace no tap. iproute2's ip and tc come in at /opt/iproute2.
@@ -479,17 +479,17 @@ if [ -x "$IP" ] && [ -x "$TC" ]; then
     mac="$("$IP" -n "$ns" -o link show hv1 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')"
     mkdir -p "$work/www" "$rootfs/srv"
     rm -f "$rootfs/fetched"
-    head -c 33554432 /dev/urandom >"$work/www/blob"
-    head -c 33554432 /dev/urandom >"$rootfs/srv/blob"
+    head -c 268435456 /dev/urandom >"$work/www/blob"
+    head -c 268435456 /dev/urandom >"$rootfs/srv/blob"
     to_guest="$(md5sum <"$work/www/blob" | cut -d' ' -f1)"
     from_guest="$(md5sum <"$rootfs/srv/blob" | cut -d' ' -f1)"
     busybox httpd -f -p 10.88.0.1:8080 -h "$work/www" &
     httpd=$!
-    bundle net '"/bin/sh", "-c", "echo ready; echo mac=$(cat /sys/class/net/hv1/address); ip -o -4 addr show dev hv1; ip route; set -- $(timeout 120 wget -q -O - http://10.88.0.1:8080/blob | md5sum); echo got=$1; httpd -p 8081 -h /srv && echo serving; i=0; until [ -e /fetched ]; do sleep 0.1; i=$((i + 1)); [ $i -lt 3000 ] || exit 6; done"' \
+    bundle net '"/bin/sh", "-c", "echo ready; echo mac=$(cat /sys/class/net/hv1/address); ip -o -4 addr show dev hv1; ip route; set -- $(timeout 300 wget -q -O - http://10.88.0.1:8080/blob | md5sum); echo got=$1; httpd -p 8081 -h /srv && echo serving; i=0; until [ -e /fetched ]; do sleep 0.1; i=$((i + 1)); [ $i -lt 3000 ] || exit 6; done"' \
         "/\"type\": \"network\"/s#\"network\"#\"network\", \"path\": \"/run/netns/$ns\"#"
     if start_runner "$id" --bundle "$work/net"; then
         wait_line "$out" serving 300
-        fetched="$(timeout 120 wget -q -O - http://10.88.0.2:8081/blob 2>>"$err" | md5sum | cut -d' ' -f1)"
+        fetched="$(timeout 300 wget -q -O - http://10.88.0.2:8081/blob 2>>"$err" | md5sum | cut -d' ' -f1)"
         touch "$rootfs/fetched"
         wait_bounded "$runner" 120
     else
@@ -503,6 +503,8 @@ if [ -x "$IP" ] && [ -x "$TC" ]; then
     net_out="$(cat "$out")"
     "$IP" netns del "$ns" 2>/dev/null
     "$IP" link del hv0 2>/dev/null
+    # Half a GiB of the test machine's memory (its /tmp is in RAM).
+    rm -f "$work/www/blob" "$rootfs/srv/blob"
 else
     rc="no iproute2 at /opt/iproute2"
 fi
@@ -511,10 +513,67 @@ left="$(leftovers "$id")"
 if [ "$rc" = 0 ] && has "^mac=$mac\$" "$out" && has 'inet 10.88.0.2/24' "$out" && has '^default via 10.88.0.1 dev hv1' "$out" \
     && has "^got=$to_guest\$" "$out" && [ "$fetched" = "$from_guest" ] \
     && [ -z "$ingress" ] && [ "$taps" = 0 ] && [ -z "$left" ]; then
-    pass "network: the veth's name, address, MAC and default route in the guest; 32 MiB each way intact; nothing left on the veth"
+    pass "network: the veth's name, address, MAC and default route in the guest; 256 MiB each way intact; nothing left on the veth"
 else
-    fail "network: the veth's name, address, MAC and default route in the guest; 32 MiB each way intact; nothing left on the veth" \
+    fail "network: the veth's name, address, MAC and default route in the guest; 256 MiB each way intact; nothing left on the veth" \
         "status $rc; mac $mac; host sent $to_guest, host got ${fetched:-nothing} (guest sent $from_guest); ingress left: '$ingress'; taps left: $taps; $left; guest said: $(echo "$net_out" | tr '\n' '|')"
+fi
+
+# 13d. an interface that comes between create and start, in the order of containerd 1.6's
+#      `ctr run --cni`: the container's own network namespace (made by create) has lo only at
+#      create; then a veth end is moved in and addressed (the namespace reached through `ip
+#      netns attach` of the VMM's pid), then start. The guest has that interface (its name, MAC,
+#      address and default route; no other but lo: the spare NIC it came on was out of sight
+#      until then) and 4 MiB go each way. (A container whose namespace stays empty sees lo
+#      only: the cargo tests' network_namespace_has_only_lo on the vm backend.)
+id=late1
+clock; rc=0
+late_mac="" fetched="" to_guest="" from_guest="" pid=""
+if [ -x "$IP" ]; then
+    mkdir -p "$work/www" "$rootfs/srv"
+    rm -f "$rootfs/fetched"
+    head -c 4194304 /dev/urandom >"$work/www/small"
+    head -c 4194304 /dev/urandom >"$rootfs/srv/small"
+    to_guest="$(md5sum <"$work/www/small" | cut -d' ' -f1)"
+    from_guest="$(md5sum <"$rootfs/srv/small" | cut -d' ' -f1)"
+    busybox httpd -f -p 18090 -h "$work/www" &
+    httpd=$!
+    bundle late '"/bin/sh", "-c", "echo links=$(ls /sys/class/net); echo mac=$(cat /sys/class/net/hv3/address); ip -o -4 addr show dev hv3; ip route; set -- $(timeout 120 wget -q -O - http://10.88.1.1:18090/small | md5sum); echo got=$1; httpd -p 8081 -h /srv && echo serving; i=0; until [ -e /fetched ]; do sleep 0.1; i=$((i + 1)); [ $i -lt 3000 ] || exit 6; done"'
+    timeout -k 10 200 "$hull" --root "$root" --backend vm create --bundle "$work/late" "$id" </dev/null >"$out" 2>"$err" || rc=create
+    pid="$(pid_of "$id")"
+    if [ "$rc" = 0 ] && [ -n "$pid" ]; then
+        "$IP" netns attach hulllate "$pid" 2>>"$err"
+        "$IP" link add hv2 type veth peer name hv3 2>>"$err"
+        "$IP" link set hv3 netns hulllate 2>>"$err"
+        "$IP" addr add 10.88.1.1/24 dev hv2 2>>"$err"
+        "$IP" link set hv2 up 2>>"$err"
+        "$IP" -n hulllate addr add 10.88.1.2/24 dev hv3 2>>"$err"
+        "$IP" -n hulllate link set hv3 up 2>>"$err"
+        "$IP" -n hulllate route add default via 10.88.1.1 2>>"$err"
+        late_mac="$("$IP" -n hulllate -o link show hv3 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')"
+        h start "$id" 2>>"$err" || rc=start
+        wait_line "$out" serving 120
+        fetched="$(timeout 120 wget -q -O - http://10.88.1.2:8081/small 2>>"$err" | md5sum | cut -d' ' -f1)"
+        touch "$rootfs/fetched"
+        wait_status "$id" stopped 60
+    fi
+    kill "$httpd" 2>/dev/null
+    wait "$httpd" 2>/dev/null
+    h delete --force "$id" 2>>"$err"
+    "$IP" netns del hulllate 2>/dev/null
+    "$IP" link del hv2 2>/dev/null
+else
+    rc="no iproute2 at /opt/iproute2"
+fi
+lap
+left="$(leftovers "$id" "$pid")"
+if [ "$rc" = 0 ] && has '^links=hv3 lo$' "$out" && has "^mac=$late_mac\$" "$out" && has 'inet 10.88.1.2/24' "$out" \
+    && has '^default via 10.88.1.1 dev hv3' "$out" && has "^got=$to_guest\$" "$out" && [ "$fetched" = "$from_guest" ] \
+    && [ -z "$left" ]; then
+    pass "network: an interface that came between create and start is the guest's (name, MAC, address, route); 4 MiB each way"
+else
+    fail "network: an interface that came between create and start is the guest's (name, MAC, address, route); 4 MiB each way" \
+        "status $rc; mac ${late_mac:-?}; host sent $to_guest, host got ${fetched:-nothing} (guest sent $from_guest); $left; guest said: $(tr '\n' '|' <"$out")"
 fi
 
 # 14. delete --force of a running VM container

@@ -78,6 +78,18 @@ fn serve(mut conn: VsockStream, port: &ExecPort) -> anyhow::Result<()> {
             session::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
             return Ok(());
         }
+        Request::Network(net) => {
+            let adopted = serde_json::from_value(net)
+                .context("the network from the host")
+                .and_then(|net| super::network::adopt(&net));
+            let answer = match adopted {
+                Ok(()) => Frame::Exit(ExitReport { code: 0, signal: None, shutdown: None }),
+                Err(e) => Frame::Error(ErrorReport { message: format!("{e:#}") }),
+            };
+            send(&mut conn, &answer)?;
+            session::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
+            return Ok(());
+        }
         Request::Stats => {
             let answer = match stats(port) {
                 Ok(v) => Frame::GuestStats(v),
@@ -123,6 +135,8 @@ enum Request {
     Update(serde_json::Value),
     /// `events`: the container cgroup's statistics.
     Stats,
+    /// `start`: interfaces the container's network namespace gained after `create`.
+    Network(serde_json::Value),
 }
 
 /// The container's cgroup in the guest, as its guest spec names it.
@@ -182,8 +196,9 @@ fn read_request(conn: &mut VsockStream, decoder: &mut FrameDecoder) -> anyhow::R
             Some(Frame::Signal(signo)) => return Ok(Request::SignalAll(signo)),
             Some(Frame::Update(resources)) => return Ok(Request::Update(resources)),
             Some(Frame::QueryStats) => return Ok(Request::Stats),
+            Some(Frame::Network(net)) => return Ok(Request::Network(net)),
             Some(other) => {
-                bail!("expected a Run, Signal, Update or QueryStats frame from the host, got {other:?}")
+                bail!("expected a Run, Signal, Update, QueryStats or Network frame from the host, got {other:?}")
             }
             None => {}
         }

@@ -1,10 +1,20 @@
 //! A VM container's network in the guest: what the host found in the container's network
 //! namespace (`vm::backend::network`), set on the guest's NICs before the container is made.
 //! The container shares the guest's network namespace, so this is its network.
+//!
+//! Interfaces that appear in that namespace between `create` and `start` (containerd 1.6's
+//! `ctr run --cni` sets its network up then) come on spare NICs: the VMM gives a guest whose
+//! namespace was empty at `create` one NIC more, which the agent parks in a network namespace
+//! of its own at boot (the container sees lo only), and at `start` the host ties the new
+//! interface to the spare's tap and sends what it has ([`adopt`]): the NIC comes back and
+//! takes the interface's MAC, name, MTU, addresses and routes.
 
+use std::fs::File;
 use std::net::IpAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::OnceLock;
 
-use anyhow::Context;
+use anyhow::{anyhow, Context};
 use serde::{Deserialize, Serialize};
 
 use crate::netlink::{self, addr, link, route, Socket};
@@ -14,6 +24,9 @@ use crate::netlink::{self, addr, link, route, Socket};
 pub struct GuestNetwork {
     pub nics: Vec<GuestNic>,
     pub routes: Vec<GuestRoute>,
+    /// The MACs of spare NICs, parked until `start` brings an interface for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spares: Vec<Vec<u8>>,
 }
 
 /// One NIC: the name and MAC of the interface it stands for (the guest finds it by the MAC and
@@ -22,6 +35,10 @@ pub struct GuestNetwork {
 pub struct GuestNic {
     pub name: String,
     pub mac: Vec<u8>,
+    /// The MAC the device was made with, when it is not `mac`: a spare NIC that takes an
+    /// interface at `start` is found by it, then given `mac`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_mac: Option<Vec<u8>>,
     pub mtu: u32,
     pub addresses: Vec<NicAddress>,
 }
@@ -43,28 +60,93 @@ pub fn mac_string(mac: &[u8]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
-/// Brings lo up, then each NIC with its MTU and addresses, then the routes: those to a link
-/// first, those through a gateway after (a gateway must be reachable when its route is added).
+/// Brings lo up, parks the spare NICs, then sets each NIC with its MTU and addresses, then the
+/// routes: those to a link first, those through a gateway after (a gateway must be reachable
+/// when its route is added).
 pub fn configure(net: &GuestNetwork) -> anyhow::Result<()> {
     let mut sock = Socket::open()?;
     let links = link::list(&mut sock)?;
     if let Some(lo) = links.iter().find(|l| l.is_loopback()) {
         link::set_up(&mut sock, lo.index, None)?;
     }
+    if !net.spares.is_empty() {
+        let parking = parking()?;
+        for mac in &net.spares {
+            let link = find(&links, mac)?;
+            link::move_to_netns(&mut sock, link.index, parking)
+                .with_context(|| format!("parking the spare NIC {}", mac_string(mac)))?;
+        }
+    }
+    apply(&mut sock, &links, net)
+}
+
+/// At `start`: the interfaces the container's namespace gained after `create`, each on a
+/// spare NIC (`device_mac`) that comes back from where [`configure`] parked it.
+pub fn adopt(net: &GuestNetwork) -> anyhow::Result<()> {
+    let here: OwnedFd = File::open("/proc/thread-self/ns/net").context("/proc/thread-self/ns/net")?.into();
+    let macs: Vec<Vec<u8>> =
+        net.nics.iter().map(|n| n.device_mac.clone().unwrap_or_else(|| n.mac.clone())).collect();
+    let parking = parking()?.try_clone_to_owned().context("the parking namespace")?;
+    std::thread::spawn(move || -> anyhow::Result<()> {
+        nix::sched::setns(&parking, nix::sched::CloneFlags::CLONE_NEWNET)
+            .context("entering the parking namespace")?;
+        let mut sock = Socket::open()?;
+        let links = link::list(&mut sock)?;
+        for mac in &macs {
+            let link = find(&links, mac).context("no such spare NIC")?;
+            link::move_to_netns(&mut sock, link.index, here.as_fd())?;
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| anyhow!("the thread taking the spare NICs back panicked"))??;
+    let mut sock = Socket::open()?;
+    let links = link::list(&mut sock)?;
+    apply(&mut sock, &links, net)
+}
+
+/// The NIC whose device MAC is `mac`.
+fn find<'a>(links: &'a [link::Link], mac: &[u8]) -> anyhow::Result<&'a link::Link> {
+    links
+        .iter()
+        .find(|l| l.mac == mac)
+        .with_context(|| format!("the guest has no NIC with the MAC {}", mac_string(mac)))
+}
+
+/// A network namespace of the agent's own, where spare NICs wait (made once, held by its fd;
+/// the exec servers, forked from the agent, inherit it).
+fn parking() -> anyhow::Result<BorrowedFd<'static>> {
+    static PARKING: OnceLock<OwnedFd> = OnceLock::new();
+    if PARKING.get().is_none() {
+        // On a thread of its own: unshare moves only the calling thread.
+        let fd = std::thread::spawn(|| -> anyhow::Result<OwnedFd> {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET)")?;
+            Ok(File::open("/proc/thread-self/ns/net").context("/proc/thread-self/ns/net")?.into())
+        })
+        .join()
+        .map_err(|_| anyhow!("the thread making the parking namespace panicked"))??;
+        let _ = PARKING.set(fd);
+    }
+    PARKING.get().map(|fd| fd.as_fd()).context("no parking namespace")
+}
+
+/// Sets each NIC of `net` (found among `links` by its device MAC): its MAC when it takes
+/// another, its name, MTU, addresses, up; then the routes.
+fn apply(sock: &mut Socket, links: &[link::Link], net: &GuestNetwork) -> anyhow::Result<()> {
     let mut found = Vec::with_capacity(net.nics.len());
     for nic in &net.nics {
-        let link = links
-            .iter()
-            .find(|l| l.mac == nic.mac)
-            .with_context(|| format!("the guest has no NIC with the MAC {}", mac_string(&nic.mac)))?;
+        let link = find(links, nic.device_mac.as_deref().unwrap_or(&nic.mac))?;
+        if link.mac != nic.mac {
+            link::set_address(sock, link.index, &nic.mac)?;
+        }
         found.push((nic, link));
     }
-    rename_nics(&mut sock, &found)?;
+    rename_nics(sock, &found)?;
     let mut indexes = Vec::with_capacity(found.len());
     for (nic, link) in found {
-        link::set_up(&mut sock, link.index, Some(nic.mtu))?;
+        link::set_up(sock, link.index, Some(nic.mtu))?;
         for a in &nic.addresses {
-            tolerate_exists(addr::add(&mut sock, link.index, &a.ip, a.prefix))?;
+            tolerate_exists(addr::add(sock, link.index, &a.ip, a.prefix))?;
         }
         indexes.push(link.index);
     }
@@ -74,7 +156,7 @@ pub fn configure(net: &GuestNetwork) -> anyhow::Result<()> {
         let oif = *indexes
             .get(r.nic)
             .with_context(|| format!("a route names NIC {}, which is not there", r.nic))?;
-        tolerate_exists(route::add(&mut sock, &r.route, oif))?;
+        tolerate_exists(route::add(sock, &r.route, oif))?;
     }
     Ok(())
 }
@@ -113,6 +195,7 @@ mod tests {
             nics: vec![GuestNic {
                 name: "eth0".into(),
                 mac: vec![2, 0x42, 0xac, 0x11, 0, 2],
+                device_mac: None,
                 mtu: 1500,
                 addresses: vec![NicAddress { ip: "172.17.0.2".parse().unwrap(), prefix: 16 }],
             }],
@@ -127,6 +210,7 @@ mod tests {
                     ipv6: false,
                 },
             }],
+            spares: vec![],
         };
         let text = serde_json::to_string(&net).unwrap();
         assert_eq!(serde_json::from_str::<GuestNetwork>(&text).unwrap(), net);
@@ -146,6 +230,7 @@ mod tests {
             let nic = |name: &str, mac: Vec<u8>, ip: &str| GuestNic {
                 name: name.into(),
                 mac,
+                device_mac: None,
                 mtu: 1400,
                 addresses: vec![NicAddress { ip: ip.parse().unwrap(), prefix: 24 }],
             };
@@ -165,6 +250,7 @@ mod tests {
                         ipv6: false,
                     },
                 }],
+                spares: vec![],
             };
             configure(&net)?;
             let after = link::list(&mut sock)?;
@@ -183,5 +269,82 @@ mod tests {
             assert_eq!(l.mtu, 1400, "{name}");
         }
         assert!(!links.iter().any(|l| l.name.starts_with("hullnic")), "{links:?}");
+    }
+
+    /// A spare NIC is out of sight after `configure`, and `adopt` brings it back with the MAC,
+    /// name, MTU, address and default route of the interface it stands for.
+    #[test]
+    fn a_spare_nic_is_parked_then_adopted() {
+        use crate::netlink::link::tests::{add_veth, in_new_netns};
+        let Some(result) =
+            in_new_netns(|| -> anyhow::Result<(Vec<link::Link>, Vec<link::Link>, Vec<route::Route>)> {
+                let mut sock = Socket::open()?;
+                add_veth(&mut sock, "hvspare0", "hvpeer0")?;
+                let spare =
+                    link::list(&mut sock)?.into_iter().find(|l| l.name == "hvspare0").context("no veth")?;
+                configure(&GuestNetwork { spares: vec![spare.mac.clone()], ..GuestNetwork::default() })?;
+                let parked = link::list(&mut sock)?;
+                let net = GuestNetwork {
+                    nics: vec![GuestNic {
+                        name: "wan1".into(),
+                        mac: vec![2, 0, 0, 0, 0, 9],
+                        device_mac: Some(spare.mac.clone()),
+                        mtu: 1400,
+                        addresses: vec![NicAddress { ip: "10.3.0.2".parse().unwrap(), prefix: 24 }],
+                    }],
+                    routes: vec![GuestRoute {
+                        nic: 0,
+                        route: route::Route {
+                            dst: None,
+                            dst_len: 0,
+                            gateway: Some("10.3.0.1".parse().unwrap()),
+                            oif: None,
+                            metric: None,
+                            ipv6: false,
+                        },
+                    }],
+                    spares: vec![],
+                };
+                adopt(&net)?;
+                let mut sock = Socket::open()?;
+                Ok((parked, link::list(&mut sock)?, route::list(&mut sock)?))
+            })
+        else {
+            eprintln!("skipped: no network namespace for this test (not root?)");
+            return;
+        };
+        let (parked, after, routes) = result.unwrap();
+        assert!(!parked.iter().any(|l| l.name == "hvspare0"), "still in sight: {parked:?}");
+        let wan = after.iter().find(|l| l.name == "wan1").unwrap_or_else(|| panic!("no wan1: {after:?}"));
+        assert_eq!(wan.mac, vec![2, 0, 0, 0, 0, 9]);
+        assert_eq!(wan.mtu, 1400);
+        assert!(wan.is_up());
+        assert!(
+            routes.iter().any(|r| r.dst.is_none()
+                && r.gateway == Some("10.3.0.1".parse().unwrap())
+                && r.oif == Some(wan.index)),
+            "{routes:?}"
+        );
+    }
+
+    #[test]
+    fn adopting_a_spare_that_is_not_parked_fails_with_its_mac() {
+        use crate::netlink::link::tests::in_new_netns;
+        let Some(err) = in_new_netns(|| {
+            let net = GuestNetwork {
+                nics: vec![GuestNic {
+                    name: "eth0".into(),
+                    mac: vec![2, 0, 0, 0, 0, 1],
+                    device_mac: Some(vec![2, 0x77, 0, 0, 0, 1]),
+                    mtu: 1500,
+                    addresses: vec![],
+                }],
+                ..GuestNetwork::default()
+            };
+            adopt(&net).unwrap_err()
+        }) else {
+            return;
+        };
+        assert!(format!("{err:#}").contains("02:77:00:00:00:01"), "{err:#}");
     }
 }

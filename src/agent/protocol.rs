@@ -27,7 +27,9 @@
 //! with `Error` when it cannot be started), and the rest is as above. Instead of a Run, the first
 //! frame on such a stream can ask for one thing and get one answer: `Signal n` (`kill --all`:
 //! answered with an Exit), `Update {resources}` (`update`: the container's cgroup in the guest;
-//! Exit or Error) or `QueryStats` (`events`: answered with `GuestStats {stats, oom}`).
+//! Exit or Error), `QueryStats` (`events`: answered with `GuestStats {stats, oom}`) or
+//! `Network {nics, routes}` (`start`: interfaces the container's network namespace gained
+//! after `create`, for the spare NICs; Exit or Error).
 
 use std::io::{self, Write};
 
@@ -157,6 +159,9 @@ pub enum Frame {
     /// OOM killer of the guest killed a process of the container; the payload is the guest
     /// cgroup's oom_kill count now (the host relays it: `vm::backend::oom_relay`).
     Oom(u64),
+    /// host -> agent on the exec port, at `start`: a [`super::network::GuestNetwork`] as JSON
+    /// whose NICs are the spare ones taking the interfaces that came after `create`.
+    Network(serde_json::Value),
 }
 
 /// What the agent reports of the container's cgroup in the guest.
@@ -190,6 +195,7 @@ const UPDATE: u8 = 13;
 const QUERY_STATS: u8 = 14;
 const GUEST_STATS: u8 = 15;
 const OOM: u8 = 16;
+const NETWORK: u8 = 17;
 
 fn kind_name(kind: u8) -> &'static str {
     match kind {
@@ -209,6 +215,7 @@ fn kind_name(kind: u8) -> &'static str {
         QUERY_STATS => "QueryStats",
         GUEST_STATS => "GuestStats",
         OOM => "Oom",
+        NETWORK => "Network",
         _ => "unknown",
     }
 }
@@ -232,6 +239,7 @@ impl Frame {
             Frame::QueryStats => QUERY_STATS,
             Frame::GuestStats(_) => GUEST_STATS,
             Frame::Oom(_) => OOM,
+            Frame::Network(_) => NETWORK,
         }
     }
 
@@ -247,7 +255,7 @@ impl Frame {
             Frame::Error(e) => json(serde_json::to_vec(e))?,
             Frame::Resize(w) => json(serde_json::to_vec(w))?,
             Frame::Started(s) => json(serde_json::to_vec(s))?,
-            Frame::Update(v) | Frame::GuestStats(v) => json(serde_json::to_vec(v))?,
+            Frame::Update(v) | Frame::GuestStats(v) | Frame::Network(v) => json(serde_json::to_vec(v))?,
             Frame::Stdin(b) | Frame::Stdout(b) | Frame::Stderr(b) => b.clone(),
             Frame::Signal(n) => n.to_le_bytes().to_vec(),
             Frame::Oom(kills) => kills.to_le_bytes().to_vec(),
@@ -281,6 +289,7 @@ impl Frame {
             STARTED => Ok(Frame::Started(parse(payload).map_err(bad)?)),
             UPDATE => Ok(Frame::Update(parse(payload).map_err(bad)?)),
             GUEST_STATS => Ok(Frame::GuestStats(parse(payload).map_err(bad)?)),
+            NETWORK => Ok(Frame::Network(parse(payload).map_err(bad)?)),
             STDIN => Ok(Frame::Stdin(payload.to_vec())),
             STDOUT => Ok(Frame::Stdout(payload.to_vec())),
             STDERR => Ok(Frame::Stderr(payload.to_vec())),
@@ -403,6 +412,7 @@ mod tests {
             Frame::Error(ErrorReport { message: "mounting the share: ENODEV".into() }),
             Frame::Update(serde_json::json!({"pids": {"limit": 321}})),
             Frame::QueryStats,
+            Frame::Network(serde_json::json!({"nics": [], "routes": []})),
             Frame::GuestStats(serde_json::json!({"stats": {"pids": {"current": 3}}, "oom": null})),
             Frame::Oom(2),
         ]
@@ -479,7 +489,7 @@ mod tests {
 
     #[test]
     fn an_unknown_kind_is_an_error() {
-        for kind in [0u8, 17, 200] {
+        for kind in [0u8, 18, 200] {
             let wire = [kind, 0, 0, 0, 0];
             assert!(matches!(decode_all(&wire), Err(ProtocolError::UnknownKind(k)) if k == kind));
             let mut d = FrameDecoder::new();

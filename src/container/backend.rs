@@ -135,6 +135,15 @@ impl Backend {
         }
     }
 
+    /// What `start` does before it releases the init (the vm backend: interfaces that came
+    /// after `create`).
+    pub fn before_start(self, st: &State) -> Result<()> {
+        match self {
+            Backend::Native => Ok(()),
+            Backend::Vm => crate::vm::backend::before_start(st),
+        }
+    }
+
     /// Kills every process of the container and returns once its init is gone.
     pub fn stop(self, st: &State) -> Result<()> {
         match self {

@@ -28,6 +28,7 @@ pub fn start_locked(dir: &ContainerDir, st: &mut State) -> Result<()> {
         Status::Paused => return refuse("cannot start a paused container"),
         Status::Creating => return refuse("cannot start a container that is still being created"),
     }
+    st.backend.before_start(st)?;
     // Non-blocking open: a reader needs no writer, and we never hang on a dead init.
     let fifo = open(&dir.fifo_path(), OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
         .doing(|| "open exec fifo")?;

@@ -75,6 +75,22 @@ pub fn rename(sock: &mut Socket, index: u32, name: &str) -> Result<()> {
     sock.request(&format!("renaming link {index} to {name}"), libc::RTM_NEWLINK, 0, &body)
 }
 
+/// Sets the link's hardware address.
+pub fn set_address(sock: &mut Socket, index: u32, mac: &[u8]) -> Result<()> {
+    let mut body = ifinfomsg(index, 0, 0);
+    body.extend(Builder::new().bytes(libc::IFLA_ADDRESS, mac).finish());
+    sock.request(&format!("setting the address of link {index}"), libc::RTM_NEWLINK, 0, &body)
+}
+
+/// Moves the link into the network namespace `netns` (an fd of one, as /proc/PID/ns/net
+/// opens).
+pub fn move_to_netns(sock: &mut Socket, index: u32, netns: std::os::fd::BorrowedFd) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut body = ifinfomsg(index, 0, 0);
+    body.extend(Builder::new().u32(libc::IFLA_NET_NS_FD, netns.as_raw_fd() as u32).finish());
+    sock.request(&format!("moving link {index} to another network namespace"), libc::RTM_NEWLINK, 0, &body)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -1,8 +1,9 @@
 //! One request to a VM container's agent and its answer, over the agent's exec port (a
 //! stream whose first frame is the request): `kill --all` (Signal: every process of the
 //! container in the guest; the VMM and the exec stand-ins on the host would each pass a signal
-//! to one guest process only), `update` (the container's cgroup in the guest) and `events`
-//! (that cgroup's statistics and OOM counters).
+//! to one guest process only), `update` (the container's cgroup in the guest), `events`
+//! (that cgroup's statistics and OOM counters) and `start` (interfaces that came after
+//! `create`).
 
 use std::io::Read;
 use std::path::Path;
@@ -55,6 +56,17 @@ pub fn update(socket: &Path, resources: &LinuxResources) -> Result<(), String> {
 pub fn stats(socket: &Path) -> Result<GuestStats, String> {
     match ask(socket, &Frame::QueryStats, STATS_TIMEOUT)? {
         Frame::GuestStats(v) => GuestStats::from_value(v),
+        Frame::Error(e) => Err(e.message),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `start`: the agent takes the interfaces the container's network namespace gained after
+/// `create` on its spare NICs.
+pub fn network(socket: &Path, net: &crate::agent::network::GuestNetwork) -> Result<(), String> {
+    let value = serde_json::to_value(net).map_err(|e| format!("the network for the guest: {e}"))?;
+    match ask(socket, &Frame::Network(value), ANSWER_TIMEOUT)? {
+        Frame::Exit(report) if report.code == 0 => Ok(()),
         Frame::Error(e) => Err(e.message),
         other => Err(unexpected(&other)),
     }

@@ -153,7 +153,13 @@ fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
     let own_netns =
         init.namespaces.create.contains(net) || init.namespaces.joins.iter().any(|(f, _)| *f == net);
     let network = if own_netns {
-        network::plumb()?
+        let mut plumbing = network::plumb()?;
+        // A namespace of the container's own, with lo only: an interface may still come
+        // before `start` (ctr run --cni), on a spare NIC.
+        if plumbing.nics.is_empty() && init.namespaces.create.contains(net) {
+            network::spare(&mut plumbing)?;
+        }
+        plumbing
     } else {
         crate::logging::warn(
             "the container shares the host's network namespace; a VM container's guest cannot: it has loopback only",

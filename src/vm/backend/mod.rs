@@ -81,6 +81,14 @@ pub fn release(st: &State) -> Result<()> {
     crate::native::backend::release(st)
 }
 
+/// `start`, before the workload is released: interfaces the container's network namespace
+/// gained since `create` go to the guest's spare NIC ([`network::at_start`]).
+pub fn before_start(st: &State) -> Result<()> {
+    let Some(socket) = &st.vm_socket else { return Ok(()) };
+    let Some(dir) = socket.parent() else { return Ok(()) };
+    network::at_start(dir, st.pid, socket).map_err(crate::container::Error::backend)
+}
+
 /// `ps`: the VMM and the stand-ins of exec'd processes, all in the container's cgroup.
 pub fn pids(st: &State) -> Result<Vec<i32>> {
     crate::native::backend::pids(st)

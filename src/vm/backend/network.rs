@@ -17,6 +17,12 @@
 //! ([`crate::agent::network`]), which sets them in the guest. A namespace with lo only gives a
 //! guest with lo only.
 //!
+//! A namespace `create` made and found with lo only may still get an interface before
+//! `start` (containerd 1.6's `ctr run --cni` sets its network up then): the guest gets one
+//! spare NIC on a tap tied to nothing ([`spare`]), which the agent parks out of the
+//! container's sight; `start` ties the first interface that came to that tap and has the agent
+//! give the NIC its MAC, name, addresses and routes ([`at_start`]).
+//!
 //! Nothing stays: the taps are not persistent and go with the VMM; the interfaces' ingress
 //! qdiscs (their filters with them) are removed by `delete` when the namespace outlives the
 //! container (one named by path: podman's, CNI's), from the record this leaves in the state
@@ -29,6 +35,8 @@ use crate::netlink::{addr, link, route, tc, Socket};
 
 /// In the container's state directory: the interfaces whose ingress `delete` removes.
 pub const RECORD: &str = "network-links";
+/// In the container's state directory until `start`: the spare NICs' taps and MACs.
+pub const SPARE_RECORD: &str = "network-spare";
 
 /// What the VM gets: a tap per NIC (with the MAC and MTU the NIC takes) and what the agent sets.
 pub struct Plumbing {
@@ -36,13 +44,40 @@ pub struct Plumbing {
     pub guest: GuestNetwork,
     /// The container's interfaces that now have an ingress qdisc.
     pub links: Vec<String>,
+    /// The spare NICs' taps (by name) and MACs.
+    pub spares: Vec<(String, [u8; 6])>,
 }
 
 impl Plumbing {
     /// No NIC: the guest has lo only.
     pub fn none() -> Plumbing {
-        Plumbing { nics: Vec::new(), guest: GuestNetwork::default(), links: Vec::new() }
+        Plumbing { nics: Vec::new(), guest: GuestNetwork::default(), links: Vec::new(), spares: Vec::new() }
     }
+}
+
+/// Adds a spare NIC: a tap in this thread's network namespace tied to nothing yet, with a
+/// random locally administered MAC, which the guest parks until [`at_start`].
+pub fn spare(plumbing: &mut Plumbing) -> Result<(), String> {
+    let name = format!("hulltap{}", plumbing.nics.len());
+    let tap = vmm::devices::virtio::net::Tap::open(&name)
+        .map_err(|e| format!("the container's network: a spare tap: {e}"))?;
+    let mac = random_mac()?;
+    plumbing.spares.push((tap.name().to_string(), mac));
+    plumbing.guest.spares.push(mac.to_vec());
+    plumbing.nics.push(vmm::NetConfig { tap, mac, mtu: None });
+    Ok(())
+}
+
+/// A locally administered unicast MAC from the kernel's random pool.
+fn random_mac() -> Result<[u8; 6], String> {
+    let mut mac = [0u8; 6];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").map_err(|e| format!("/dev/urandom: {e}"))?,
+        &mut mac,
+    )
+    .map_err(|e| format!("/dev/urandom: {e}"))?;
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    Ok(mac)
 }
 
 /// Ties every interface of this thread's network namespace to a tap of its own. On failure
@@ -67,35 +102,122 @@ pub fn plumb() -> Result<Plumbing, String> {
             .find(|t| t.name == tap.name())
             .map(|t| t.index)
             .ok_or_else(|| format!("the container's network: the tap {} is not listed", tap.name()))?;
-        link::set_up(&mut sock, tap_index, Some(l.mtu)).map_err(err)?;
-        for index in [l.index, tap_index] {
-            tc::add_ingress(&mut sock, index).map_err(err)?;
-            undo.qdiscs.push(index);
-        }
-        tc::redirect_ingress(&mut sock, l.index, tap_index).map_err(err)?;
-        tc::redirect_ingress(&mut sock, tap_index, l.index).map_err(err)?;
+        tie(&mut sock, l, tap_index, &mut undo).map_err(err)?;
         let mtu = u16::try_from(l.mtu).ok();
         plumbing.nics.push(vmm::NetConfig { tap, mac, mtu });
-        plumbing.guest.nics.push(GuestNic {
-            name: l.name.clone(),
-            mac: l.mac.clone(),
-            mtu: l.mtu,
-            addresses: addresses
-                .iter()
-                .filter(|a| a.index == l.index && !is_link_local(&a.ip))
-                .map(|a| NicAddress { ip: a.ip, prefix: a.prefix })
-                .collect(),
-        });
+        plumbing.guest.nics.push(guest_nic(l, &addresses, None));
         host_indexes.push(l.index);
         plumbing.links.push(l.name.clone());
     }
-    for r in routes {
-        if let Some(nic) = host_indexes.iter().position(|&i| Some(i) == r.oif) {
-            plumbing.guest.routes.push(GuestRoute { nic, route: r });
-        }
-    }
+    plumbing.guest.routes = guest_routes(routes, &host_indexes);
     undo.qdiscs.clear();
     Ok(plumbing)
+}
+
+/// Brings the tap up with the interface's MTU, and mirrors each one's ingress out of the
+/// other.
+fn tie(sock: &mut Socket, l: &link::Link, tap_index: u32, undo: &mut Undo) -> crate::netlink::Result<()> {
+    link::set_up(sock, tap_index, Some(l.mtu))?;
+    for index in [l.index, tap_index] {
+        tc::add_ingress(sock, index)?;
+        undo.qdiscs.push(index);
+    }
+    tc::redirect_ingress(sock, l.index, tap_index)?;
+    tc::redirect_ingress(sock, tap_index, l.index)
+}
+
+/// What the guest's NIC for `l` takes: its name, MAC, MTU and addresses (not the link-local
+/// ones, which the guest makes itself).
+fn guest_nic(l: &link::Link, addresses: &[addr::Address], device_mac: Option<Vec<u8>>) -> GuestNic {
+    GuestNic {
+        name: l.name.clone(),
+        mac: l.mac.clone(),
+        device_mac,
+        mtu: l.mtu,
+        addresses: addresses
+            .iter()
+            .filter(|a| a.index == l.index && !is_link_local(&a.ip))
+            .map(|a| NicAddress { ip: a.ip, prefix: a.prefix })
+            .collect(),
+    }
+}
+
+/// The routes out of the interfaces at `host_indexes`, each naming its NIC by position.
+fn guest_routes(routes: Vec<route::Route>, host_indexes: &[u32]) -> Vec<GuestRoute> {
+    routes
+        .into_iter()
+        .filter_map(|r| {
+            host_indexes.iter().position(|&i| Some(i) == r.oif).map(|nic| GuestRoute { nic, route: r })
+        })
+        .collect()
+}
+
+/// `start`: when `create` left a spare NIC (see [`spare`]) and the container's network
+/// namespace (the init's) has gained interfaces since, ties the first ones to the spares' taps
+/// and has the agent behind `socket` set the NICs up; adds them to the record `delete` reads.
+/// Nothing to do without a spare or a new interface.
+pub fn at_start(state_dir: &Path, init_pid: i32, socket: &Path) -> Result<(), String> {
+    let record = state_dir.join(SPARE_RECORD);
+    let Ok(text) = std::fs::read_to_string(&record) else { return Ok(()) };
+    let spares: Vec<(String, Vec<u8>)> = text
+        .lines()
+        .filter_map(|l| {
+            let (tap, mac) = l.split_once(' ')?;
+            let mac: Option<Vec<u8>> = mac.split(':').map(|b| u8::from_str_radix(b, 16).ok()).collect();
+            Some((tap.to_string(), mac?))
+        })
+        .collect();
+    let netns = format!("/proc/{init_pid}/ns/net");
+    let found = std::thread::spawn(move || -> Result<Option<(GuestNetwork, Vec<String>)>, String> {
+        let err = |e: crate::netlink::Error| format!("the container's network: {e}");
+        let file = std::fs::File::open(&netns).map_err(|e| format!("{netns}: {e}"))?;
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("entering {netns}: {e}"))?;
+        let mut sock = Socket::open().map_err(err)?;
+        let links = link::list(&mut sock).map_err(err)?;
+        let new: Vec<&link::Link> = links.iter().filter(|l| wanted(l)).collect();
+        if new.is_empty() {
+            return Ok(None);
+        }
+        if new.len() > spares.len() {
+            crate::logging::warn(&format!(
+                "the container's network namespace gained {} interfaces between create and start; the VM has                  room for {}: {} stay out of the guest",
+                new.len(),
+                spares.len(),
+                new.iter().skip(spares.len()).map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let addresses = addr::list(&mut sock).map_err(err)?;
+        let routes = route::list(&mut sock).map_err(err)?;
+        let mut undo = Undo { qdiscs: Vec::new() };
+        let mut guest = GuestNetwork::default();
+        let mut names = Vec::new();
+        let mut host_indexes = Vec::new();
+        for (l, (tap, mac)) in new.into_iter().zip(spares) {
+            let tap_index = links
+                .iter()
+                .find(|t| t.name == tap)
+                .map(|t| t.index)
+                .ok_or_else(|| format!("the container's network: the spare tap {tap} is gone"))?;
+            tie(&mut sock, l, tap_index, &mut undo).map_err(err)?;
+            guest.nics.push(guest_nic(l, &addresses, Some(mac)));
+            host_indexes.push(l.index);
+            names.push(l.name.clone());
+        }
+        guest.routes = guest_routes(routes, &host_indexes);
+        undo.qdiscs.clear();
+        Ok(Some((guest, names)))
+    })
+    .join()
+    .map_err(|_| "the thread setting up the container's network panicked".to_string())??;
+    let Some((guest, names)) = found else { return Ok(()) };
+    let mut plumbing = Plumbing::none();
+    plumbing.links = names;
+    append_record(state_dir, &plumbing)?;
+    super::control::network(socket, &guest)
+        .map_err(|e| format!("the container's network: the guest did not take the new interfaces: {e}"))?;
+    let _ = std::fs::remove_file(record);
+    Ok(())
 }
 
 /// The interfaces a NIC stands for: not lo, not a tun, with an Ethernet address (an L3 device
@@ -130,13 +252,35 @@ impl Drop for Undo {
     }
 }
 
-/// Writes the names of the interfaces that now have an ingress qdisc, for `delete`.
+/// Writes the names of the interfaces that now have an ingress qdisc, for `delete`, and the
+/// spare NICs, for `start`.
 pub fn record(dir: &Path, plumbing: &Plumbing) -> Result<(), String> {
+    if !plumbing.spares.is_empty() {
+        let path = dir.join(SPARE_RECORD);
+        let lines: Vec<String> = plumbing
+            .spares
+            .iter()
+            .map(|(tap, mac)| format!("{tap} {}", crate::agent::network::mac_string(mac)))
+            .collect();
+        std::fs::write(&path, lines.join("\n")).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    append_record(dir, plumbing)
+}
+
+/// Adds the plumbing's interfaces to the record `delete` reads.
+fn append_record(dir: &Path, plumbing: &Plumbing) -> Result<(), String> {
     if plumbing.links.is_empty() {
         return Ok(());
     }
     let path = dir.join(RECORD);
-    std::fs::write(&path, plumbing.links.join("\n")).map_err(|e| format!("writing {}: {e}", path.display()))
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let text: String = plumbing.links.iter().map(|l| format!("{l}\n")).collect();
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 /// `delete` (and a failed create): in the namespace at `netns` (the spec's path, which
