@@ -155,10 +155,19 @@ bench N=env("N", "100"): build
 
 # Same kernel, initramfs, memory and vcpus; in the test machine (integration/bench/README.md).
 # ARGS: [-n N] [--rss-runs N] [--mem MIB] [--no-qemu] ... (vm-bench.sh --help).
-# Benchmark hull's VMM against qemu microvm: boot to agent ready, to command exit, RSS overhead.
+# Then the network: a native and a VM container on one bridge (vm-net-bench.sh; `just bench-vm-net`).
+# Benchmark hull's VMM against qemu microvm (boot, command exit, RSS), then VM container networking.
 [positional-arguments]
 bench-vm *ARGS: build kernel
     ./integration/bench/vm-bench.sh --testvm --hull "{{ hull }}" "$@"
+    ./integration/bench/vm-net-bench.sh --testvm --hull "{{ hull }}"
+
+# TCP throughput both ways and small-request latency, a VM container against a native one on one
+# bridge, in the test machine. ARGS: [-n N] [--mib M] [--requests R] (vm-net-bench.sh --help).
+# Benchmark VM containers' networking against native containers'.
+[positional-arguments]
+bench-vm-net *ARGS: build kernel
+    ./integration/bench/vm-net-bench.sh --testvm --hull "{{ hull }}" "$@"
 
 # Checks run, exit codes, exec, -t, --memory, stop/kill, top, pause, rm on a busybox --rootfs,
 # with private roots; podman and conmon come from Debian if missing. Needs root.
