@@ -87,3 +87,15 @@ vm_script_prerequisites() {
     [ -e /dev/kvm ] || { echo "no /dev/kvm here" >&2; return 1; }
     echo "$_hull"
 }
+
+# now_us: the wall clock (CLOCK_REALTIME) in microseconds, in $_now. busybox's date has no %N;
+# adjtimex prints the time to the microsecond (the same clock socat stamps its log with). The
+# benchmarks time with it.
+now_us() {
+    _t="$(adjtimex 2>/dev/null)"
+    # shellcheck disable=SC2086 # split "SEC time.tv_usec: USEC ..."
+    set -- ${_t##*time.tv_sec:}
+    _u="$3"
+    while :; do case "$_u" in 0?*) _u="${_u#0}" ;; *) break ;; esac; done
+    _now=$(( $1 * 1000000 + _u ))
+}

@@ -85,16 +85,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# now_us: the wall clock in microseconds, in $_now (busybox's date has no %N; adjtimex prints
-# the time to the microsecond).
-now_us() {
-    _t="$(adjtimex 2>/dev/null)"
-    # shellcheck disable=SC2086 # split "SEC time.tv_usec: USEC ..."
-    set -- ${_t##*time.tv_sec:}
-    _u="$3"
-    while :; do case "$_u" in 0?*) _u="${_u#0}" ;; *) break ;; esac; done
-    _now=$(( $1 * 1000000 + _u ))
-}
 now_us
 case "$_now" in ''|*[!0-9]*) die "cannot read the clock with adjtimex" ;; esac
 

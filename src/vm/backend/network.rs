@@ -211,9 +211,7 @@ pub fn at_start(state_dir: &Path, init_pid: i32, socket: &Path) -> Result<(), St
     .join()
     .map_err(|_| "the thread setting up the container's network panicked".to_string())??;
     let Some((guest, names)) = found else { return Ok(()) };
-    let mut plumbing = Plumbing::none();
-    plumbing.links = names;
-    append_record(state_dir, &plumbing)?;
+    append_record(state_dir, &names)?;
     super::control::network(socket, &guest)
         .map_err(|e| format!("the container's network: the guest did not take the new interfaces: {e}"))?;
     let _ = std::fs::remove_file(record);
@@ -264,12 +262,12 @@ pub fn record(dir: &Path, plumbing: &Plumbing) -> Result<(), String> {
             .collect();
         std::fs::write(&path, lines.join("\n")).map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
-    append_record(dir, plumbing)
+    append_record(dir, &plumbing.links)
 }
 
-/// Adds the plumbing's interfaces to the record `delete` reads.
-fn append_record(dir: &Path, plumbing: &Plumbing) -> Result<(), String> {
-    if plumbing.links.is_empty() {
+/// Adds the interfaces `links` to the record `delete` reads.
+fn append_record(dir: &Path, links: &[String]) -> Result<(), String> {
+    if links.is_empty() {
         return Ok(());
     }
     let path = dir.join(RECORD);
@@ -278,7 +276,7 @@ fn append_record(dir: &Path, plumbing: &Plumbing) -> Result<(), String> {
         .append(true)
         .open(&path)
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
-    let text: String = plumbing.links.iter().map(|l| format!("{l}\n")).collect();
+    let text: String = links.iter().map(|l| format!("{l}\n")).collect();
     std::io::Write::write_all(&mut file, text.as_bytes())
         .map_err(|e| format!("writing {}: {e}", path.display()))
 }
