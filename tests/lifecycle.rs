@@ -363,16 +363,52 @@ fn run_exit_code_of_signal_from_inside() {
     assert!(env.root_is_empty());
 }
 
-/// Starts `hull run` in the background with its output in files.
-fn spawn_run(env: &Env, id: &str, extra: &[&str]) -> std::process::Child {
-    let out = std::fs::File::create(env.dir.join(format!("{id}.out"))).unwrap();
-    let err = std::fs::File::create(env.dir.join(format!("{id}.err"))).unwrap();
-    let mut args = vec!["run", "--bundle", env.bundle.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    args.push(id);
-    env.cmd(&args).stdin(Stdio::null()).stdout(out).stderr(err).spawn().unwrap()
+/// `hull run` started in the background, its output in `<id>.out` and `<id>.err`.
+struct BackgroundRun {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+    err: std::path::PathBuf,
 }
 
+impl BackgroundRun {
+    /// What `hull run` wrote so far, for a failure message (on the vm backend the run's stderr
+    /// carries a guest's triple fault, which run-tests.sh looks for to retry the test).
+    fn output(&self) -> String {
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+        format!("\nhull run stdout: {:?}\nhull run stderr: {}", read(&self.out), read(&self.err))
+    }
+
+    /// Waits for `cond`, failing at once with the run's output if `hull run` returned first.
+    fn wait_until(&mut self, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + patience(20);
+        while !cond() {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                panic!("hull run returned ({s}) before: {what}{}", self.output());
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for: {what}{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for `hull run` to return.
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + patience(15);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("hull run did not return{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Waits for a hull command started in the background to return.
 fn wait_child(child: &mut std::process::Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + patience(15);
     loop {
@@ -381,29 +417,41 @@ fn wait_child(child: &mut std::process::Child) -> std::process::ExitStatus {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("hull run did not return");
+            panic!("hull did not return");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Starts `hull run` in the background with its output in files.
+fn spawn_run(env: &Env, id: &str, extra: &[&str]) -> BackgroundRun {
+    let out = env.dir.join(format!("{id}.out"));
+    let err = env.dir.join(format!("{id}.err"));
+    let mut args = vec!["run", "--bundle", env.bundle.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push(id);
+    let child = env
+        .cmd(&args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    BackgroundRun { child, out, err }
 }
 
 #[test]
 fn run_exit_code_when_killed_by_hull_kill() {
     let (env, _reaper) = env_of(&["sleep", "1000"]);
     let id = "lc-run-kill";
-    let mut child = spawn_run(&env, id, &[]);
-    wait_until("container running", || {
+    let mut run = spawn_run(&env, id, &[]);
+    run.wait_until("container running", || {
         h(&env, &["state", id]).status.success() && env.status(id) == "running"
     });
     let pid = pid_of(&env, id);
     ok(&h(&env, &["kill", id, "KILL"]), "kill");
-    let s = wait_child(&mut child);
-    assert_eq!(
-        s.code(),
-        Some(137),
-        "{}",
-        std::fs::read_to_string(env.dir.join(format!("{id}.err"))).unwrap()
-    );
+    let s = run.wait();
+    assert_eq!(s.code(), Some(137), "{}", run.output());
     assert!(!alive(pid));
     assert!(env.root_is_empty());
 }
@@ -417,20 +465,15 @@ fn run_exit_code_for_term_without_pid_namespace() {
     nss.retain(|n| n["type"] != "pid");
     env.write_config();
     let id = "lc-run-term";
-    let mut child = spawn_run(&env, id, &[]);
-    wait_until("container running", || {
+    let mut run = spawn_run(&env, id, &[]);
+    run.wait_until("container running", || {
         h(&env, &["state", id]).status.success() && env.status(id) == "running"
     });
     let pid = pid_of(&env, id);
-    wait_until("sleep exec'd", || program_is(&env, id, pid, "sleep 1000"));
+    run.wait_until("sleep exec'd", || program_is(&env, id, pid, "sleep 1000"));
     ok(&h(&env, &["kill", id, "TERM"]), "kill TERM");
-    let s = wait_child(&mut child);
-    assert_eq!(
-        s.code(),
-        Some(143),
-        "{}",
-        std::fs::read_to_string(env.dir.join(format!("{id}.err"))).unwrap()
-    );
+    let s = run.wait();
+    assert_eq!(s.code(), Some(143), "{}", run.output());
 }
 
 #[test]
@@ -441,13 +484,13 @@ fn run_forwards_signals_to_the_container() {
         "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.05; done",
     ]);
     let id = "lc-run-fwd";
-    let mut child = spawn_run(&env, id, &[]);
-    let out = env.dir.join(format!("{id}.out"));
-    wait_until("container ready", || std::fs::read_to_string(&out).unwrap_or_default().contains("ready"));
-    nix_kill(child.id() as i32, libc::SIGTERM);
-    let s = wait_child(&mut child);
-    assert_eq!(s.code(), Some(7));
-    assert!(std::fs::read_to_string(&out).unwrap().contains("got-term"));
+    let mut run = spawn_run(&env, id, &[]);
+    let out = run.out.clone();
+    run.wait_until("container ready", || std::fs::read_to_string(&out).unwrap_or_default().contains("ready"));
+    nix_kill(run.child.id() as i32, libc::SIGTERM);
+    let s = run.wait();
+    assert_eq!(s.code(), Some(7), "{}", run.output());
+    assert!(std::fs::read_to_string(&out).unwrap().contains("got-term"), "{}", run.output());
 }
 
 fn nix_kill(pid: i32, sig: i32) {
@@ -460,9 +503,9 @@ fn run_detach_returns_while_container_runs() {
     let (mut env, _reaper) = env_of(&["sh", "-c", "echo started > /host/started; exec sleep 1000"]);
     let host = bind_host_dir(&mut env, "host", "/host");
     let id = "lc-detach";
-    let mut child = spawn_run(&env, id, &["--detach"]);
-    let s = wait_child(&mut child);
-    assert!(s.success(), "{}", std::fs::read_to_string(env.dir.join(format!("{id}.err"))).unwrap());
+    let mut run = spawn_run(&env, id, &["--detach"]);
+    let s = run.wait();
+    assert!(s.success(), "{}", run.output());
     assert_eq!(env.status(id), "running");
     let pid = pid_of(&env, id);
     assert!(alive(pid));
