@@ -12,7 +12,8 @@
 #
 # Installs podman from apt if missing, builds a busybox rootfs, writes a private containers.conf
 # and storage.conf (own graphroot, runroot, tmp dir, cgroupfs manager, file events backend,
-# no default network, one CNI bridge network of its own for check 13) and points podman at a
+# no network unless asked, one CNI bridge network of its own and podman's default one for
+# check 13) and points podman at a
 # wrapper named `hull` that logs its argv and execs hull, so the log proves hull (and not runc
 # or crun) ran each container. Prints PASS/FAIL per check and
 # `N passed, M failed`; exits non-zero on any failure. Needs root.
@@ -63,8 +64,9 @@ if ! command -v podman >/dev/null || ! command -v conmon >/dev/null; then
     echo "podman: installing podman (apt)" >&2
     apt_install podman conmon || { echo "podman: could not install podman" >&2; exit 1; }
 fi
-# The CNI bridge network check runs CNI's bridge and host-local plugins.
-if [ ! -x /usr/lib/cni/bridge ] || [ ! -x /usr/lib/cni/host-local ]; then
+# The network checks run CNI's bridge, host-local, portmap, firewall and tuning plugins (the
+# package depends on iptables, which podman's default network and -p need).
+if [ ! -x /usr/lib/cni/bridge ] || [ ! -x /usr/lib/cni/portmap ] || ! command -v iptables >/dev/null; then
     echo "podman: installing containernetworking-plugins (apt)" >&2
     apt_install containernetworking-plugins || { echo "podman: could not install the CNI plugins" >&2; exit 1; }
 fi
@@ -75,6 +77,11 @@ fi
 [ -x /bin/busybox ] || { echo "podman: no /bin/busybox (busybox-static)" >&2; exit 1; }
 
 if [ "$testvm" -eq 1 ]; then
+    # podman's default network and -p (check 13) need iptables in the test machine: the host's
+    # iptables-nft (the binary dispatches on its name) and its extensions, which it dlopens.
+    xtables="$(command -v xtables-nft-multi)" || { echo "podman: no xtables-nft-multi (apt install iptables)" >&2; exit 1; }
+    xtables_ext="$(dirname "$(readlink -f "$(ldd "$xtables" | awk '/libxtables/ { print $3 }')")")/xtables"
+    [ -d "$xtables_ext" ] || { echo "podman: no iptables extensions at $xtables_ext" >&2; exit 1; }
     args=(--backend "$backend")
     [ "$keep" -eq 1 ] && args+=(--keep)
     adds=()
@@ -85,7 +92,12 @@ if [ "$testvm" -eq 1 ]; then
     exec "$repo/integration/testvm/testvm.sh" --hull "$hull" --timeout "${HULL_TESTVM_TIMEOUT:-1800}" \
         --add "$(readlink -f "$(command -v bash)")":/bin/bash \
         --add "$(command -v podman)" --add "$(command -v conmon)" \
-        --add /usr/share/containers/seccomp.json --add /usr/lib/cni/bridge --add /usr/lib/cni/host-local \
+        --add /usr/share/containers/seccomp.json \
+        --add /usr/lib/cni/bridge --add /usr/lib/cni/host-local --add /usr/lib/cni/portmap \
+        --add /usr/lib/cni/firewall --add /usr/lib/cni/tuning \
+        --add "$xtables":/usr/sbin/iptables --add "$xtables":/usr/sbin/iptables-save \
+        --add "$xtables":/usr/sbin/iptables-restore --add "$xtables":/usr/sbin/ip6tables \
+        --add "$xtables_ext" \
         --add "$here/run.sh" --add "$repo/integration/lib.sh" "${adds[@]}" \
         -- bash "$here/run.sh" --hull /hull "${args[@]}"
 fi
@@ -475,6 +487,62 @@ net_check() {
     fi
 }
 net_check
+
+# podman's default network (`--network bridge`: the CNI network named podman, bridge
+# cni-podman0, 10.88.0.0/16, with masquerading, the portmap and firewall plugins: iptables) and a
+# published port: the container has the address podman gave it and reaches the gateway; the
+# host's wget on localhost:18088 is served by the container's httpd on port 8080 through
+# podman's -p 18088:8080 (portmap's DNAT). The bridge is deleted afterwards only if this run made
+# it (the host's own podman shares it).
+port_check() {
+    local name="default network (--network bridge) and -p 18088:8080: the address podman gave, the gateway reached, the host's wget on localhost:18088 served"
+    local bb
+    bb="$(find_busybox)" || { fail "$name" "no busybox for the host's httpd and wget"; return; }
+    if ! command -v iptables >/dev/null; then
+        fail "$name" "no iptables (podman's default network and -p need it: apt install iptables)"
+        return
+    fi
+    local had_bridge=0
+    [ -e /sys/class/net/cni-podman0 ] && had_bridge=1
+    mkdir -p "$work/www" "$rootfs/srv"
+    echo "from the host $$" >"$work/www/hello"
+    echo "from the container $$" >"$rootfs/srv/hello"
+    "$bb" httpd -f -p 18081 -h "$work/www" &
+    local httpd=$!
+    pm run -d --name t-port --network bridge -p 18088:8080 --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 \
+        --rootfs "$rootfs" sh -c '
+            echo "addr $(ip -4 -o addr show eth0 | awk "{ print \$4 }")"
+            echo "route $(ip route show default)"
+            echo "got $(timeout 60 wget -q -O - http://10.88.0.1:18081/hello)"
+            httpd -p 8080 -h /srv && echo serving
+            exec sleep 600' </dev/null >"$out" 2>&1
+    local rc=$? i=0 logs="" ip="" local_got="" lo_got=""
+    while [ "$rc" = 0 ] && [ $i -lt 600 ]; do
+        logs="$(pm logs t-port 2>&1)"
+        grep -q '^serving' <<<"$logs" && break
+        [ "$(pm inspect -f '{{.State.Status}}' t-port 2>/dev/null)" = running ] || break
+        sleep 0.1; i=$((i + 1))
+    done
+    ip="$(pm inspect -f '{{.NetworkSettings.IPAddress}}' t-port 2>&1)"
+    if grep -q '^serving' <<<"$logs"; then
+        local_got="$(timeout 60 "$bb" wget -q -O - http://localhost:18088/hello 2>>"$out")"
+        lo_got="$(timeout 60 "$bb" wget -q -O - http://127.0.0.1:18088/hello 2>>"$out")"
+    fi
+    pm rm -f -t 0 t-port >>"$out" 2>&1
+    kill "$httpd" 2>/dev/null; wait "$httpd" 2>/dev/null
+    [ "$had_bridge" = 0 ] && ip link del cni-podman0 2>/dev/null
+    if [ "$rc" = 0 ] && [[ "$ip" == 10.88.* ]] && grep -q "^addr $ip/16\$" <<<"$logs" &&
+        grep -q '^route default via 10.88.0.1 dev eth0' <<<"$logs" &&
+        grep -q "^got from the host $$\$" <<<"$logs" &&
+        [ "$local_got" = "from the container $$" ] && [ "$lo_got" = "from the container $$" ]; then
+        pass "$name ($ip)"
+    else
+        fail "$name" "rc=$rc ip=$ip; localhost:18088 gave '${local_got:-nothing}', 127.0.0.1:18088 gave '${lo_got:-nothing}'" \
+            "$logs" "$(cat "$out")" "$(iptables -t nat -S 2>&1 | grep -i cni | head -n 40)"
+    fi
+}
+port_check
+
 # --network none: loopback only.
 got="$(prun --rm --name t-nonet -- sh -c 'ls /sys/class/net' 2>"$out" | tr '\n' ' ')"; rc=$?
 expect "--network none: lo only" "lo " "$got" "rc=$rc" "$(cat "$out")"
