@@ -1,8 +1,10 @@
 //! Regression tests that attack hull the way runc's CVEs did.
 
 mod common;
+use common::fdpass::recv_fd;
 use common::*;
 use serde_json::json;
+use std::process::Output;
 
 fn created(env: &Env, id: &str) {
     let out = env.create(id);
@@ -105,4 +107,177 @@ fn cve_2022_29162_no_inheritable_caps_by_default() {
     env.write_config();
     let out = env.run("cve29162");
     assert_eq!(stdout(&out).trim(), "CapInh:\t0000000000000000");
+}
+
+/// Creates `id` with a terminal and a console socket: create's output, and the console
+/// socket's connection when hull made one.
+fn create_with_console(env: &Env, id: &str) -> (Output, Option<std::os::unix::net::UnixStream>) {
+    let sock = env.dir.join(format!("{id}.sock"));
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let out = env
+        .cmd(&[
+            "create",
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "--bundle",
+            env.bundle.to_str().unwrap(),
+            id,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    // create has returned: its connection, if any, is queued on the listener.
+    let conn = listener.accept().ok().map(|(conn, _)| conn);
+    (out, conn)
+}
+
+/// A container whose /dev is the image's (no tmpfs there), with a terminal.
+fn image_dev_terminal(args: &[&str]) -> (Env, Reaper) {
+    let (mut env, reaper) = env_of(args);
+    env.config["process"]["terminal"] = json!(true);
+    env.config["mounts"].as_array_mut().unwrap().retain(|m| m["destination"] != "/dev");
+    env.write_config();
+    std::fs::create_dir_all(env.rootfs().join("dev")).unwrap();
+    (env, reaper)
+}
+
+/// CVE-2025-52565: runc's bind of the pty onto /dev/console could be redirected (a symlink, or
+/// a path raced between check and mount) onto a procfs file. hull mounts on an fd of the entry
+/// itself and refuses a /dev/console that is not a file or a character device.
+#[test]
+fn cve_2025_52565_dev_console_symlink_is_refused() {
+    for (i, target) in ["/etc/console-target", "/proc/sysrq-trigger"].iter().enumerate() {
+        let (env, _reaper) = image_dev_terminal(&["true"]);
+        let rootfs = env.rootfs();
+        std::fs::write(rootfs.join("etc/console-target"), "untouched\n").unwrap();
+        std::os::unix::fs::symlink(target, rootfs.join("dev/console")).unwrap();
+        let id = format!("cve-console-{i}");
+        let (out, conn) = create_with_console(&env, &id);
+        let e = stderr(&out);
+        assert!(!out.status.success(), "create with /dev/console -> {target} should fail");
+        // (On the vm backend the master is the VMM's host pty, sent before the guest sees the
+        // spec: only natively does the refusal come first.)
+        if let Some(mut conn) = conn.filter(|_| !on_vm()) {
+            use std::io::Read;
+            conn.set_nonblocking(true).unwrap();
+            let got = conn.read(&mut [0u8; 64]);
+            assert!(matches!(got, Ok(0)) || got.is_err(), "a pty master was sent for a refused create");
+        }
+        assert!(e.contains("/dev/console") && e.contains("symlink"), "{e}");
+        assert!(env.root_is_empty(), "state left after the refused create");
+        assert_eq!(std::fs::read_to_string(rootfs.join("etc/console-target")).unwrap(), "untouched\n");
+        let rootfs_s = rootfs.display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(&rootfs_s), "a mount was left under {rootfs_s}: {mounts}");
+    }
+}
+
+/// The same layout with /dev/console a plain file of the image: the pty is bound over it.
+#[test]
+fn dev_console_file_of_the_image_gets_the_pty() {
+    use std::io::Read;
+    let (env, _reaper) = image_dev_terminal(&["sh", "-c", "tty; ls -l /dev/console; echo done"]);
+    std::fs::write(env.rootfs().join("dev/console"), "").unwrap();
+    let (out, conn) = create_with_console(&env, "cve-console-file");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let conn = conn.expect("a connection to the console socket");
+    conn.set_nonblocking(false).unwrap();
+    let (_, master) = recv_fd(&conn);
+    assert!(env.hull(&["start", "cve-console-file"]).status.success());
+    let mut f = std::fs::File::from(master);
+    let (mut got, mut buf) = (String::new(), [0u8; 1024]);
+    while !got.contains("done") {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(got.contains("/dev/pts/0"), "{got}");
+    assert!(got.contains("crw"), "/dev/console is the pty (a character device): {got}");
+}
+
+/// CVE-2019-19921, CVE-2023-27561 and CVE-2024-45310: a mount destination whose parent is
+/// swapped between a directory and a symlink to a host directory while the runtime resolves
+/// it. runc checked the path and then mounted (or made the missing file or directory) on the
+/// path again, so a racing swap sent the mount, or an empty file or directory, to the host.
+/// Here a thread swaps `/race` atomically (renameat2 RENAME_EXCHANGE) for as long as creates run
+/// with a tmpfs at /race/sub and a file bind at /race/file: the host directory the symlink
+/// names must never get an entry or a mount, and each create either succeeds (then is deleted)
+/// or fails; nothing is left.
+#[test]
+fn racing_symlink_swap_cannot_send_mounts_or_files_to_the_host() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (mut env, _reaper) = env_of(&["true"]);
+    let victim = env.dir.join("host-victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("marker"), "host\n").unwrap();
+    let payload = env.dir.join("payload");
+    std::fs::write(&payload, "payload\n").unwrap();
+    let rootfs = env.rootfs();
+    std::fs::create_dir_all(rootfs.join("race")).unwrap();
+    std::os::unix::fs::symlink(&victim, rootfs.join("race-alt")).unwrap();
+    for m in [
+        json!({"destination": "/race/sub", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}),
+        json!({"destination": "/race/file", "type": "bind", "source": payload.to_str().unwrap(), "options": ["bind"]}),
+    ] {
+        env.config["mounts"].as_array_mut().unwrap().push(m);
+    }
+    env.write_config();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let (a, b) = (
+            std::ffi::CString::new(rootfs.join("race").to_str().unwrap()).unwrap(),
+            std::ffi::CString::new(rootfs.join("race-alt").to_str().unwrap()).unwrap(),
+        );
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: renameat2 with two NUL-terminated paths that outlive the call.
+                let r = unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                assert_eq!(r, 0, "renameat2: {}", std::io::Error::last_os_error());
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let rounds = if on_vm() { 3 } else { 40 };
+    let mut created = 0;
+    for i in 0..rounds {
+        let id = format!("cve-race-{i}");
+        if env.create(&id).status.success() {
+            created += 1;
+            let o = env.hull(&["delete", "--force", &id]);
+            assert!(o.status.success(), "delete {id}: {}", stderr(&o));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 0);
+    eprintln!("{created} of {rounds} creates succeeded while /race was swapped {swaps} times");
+    let mut entries: Vec<String> = std::fs::read_dir(&victim)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        vec!["marker"],
+        "the host directory got entries ({created} of {rounds} creates succeeded)"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let victim_s = victim.display().to_string();
+    assert!(!mounts.contains(&victim_s), "a mount landed on the host directory: {mounts}");
+    assert!(env.root_is_empty(), "state left behind");
 }
