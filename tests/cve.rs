@@ -142,6 +142,29 @@ fn image_dev_terminal(args: &[&str]) -> (Env, Reaper) {
     (env, reaper)
 }
 
+/// CVE-2025-52881: a write to a procfs file (here a sysctl) must not follow a mount that
+/// redirects it. The spec binds a host file over /proc/sys/net/ipv4/ip_forward, as a raced
+/// mount would: hull must refuse to write the sysctl rather than write the host file.
+#[test]
+fn cve_2025_52881_sysctl_write_is_not_redirected_by_a_mount() {
+    let (mut env, _reaper) = env_of(&["true"]);
+    let victim = env.dir.join("victim");
+    std::fs::write(&victim, "untouched\n").unwrap();
+    env.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/proc/sys/net/ipv4/ip_forward", "type": "bind",
+        "source": victim.to_str().unwrap(), "options": ["bind"]
+    }));
+    env.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    env.config["linux"]["readonlyPaths"] = json!([]);
+    env.write_config();
+    let out = env.run("cve52881");
+    let e = stderr(&out);
+    assert!(!out.status.success(), "the sysctl was written through the mount: {e}");
+    assert!(e.contains("net.ipv4.ip_forward") && e.contains("mounted over"), "{e}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");
+    assert!(env.root_is_empty());
+}
+
 /// CVE-2025-52565: runc's bind of the pty onto /dev/console could be redirected (a symlink, or
 /// a path raced between check and mount) onto a procfs file. hull mounts on an fd of the entry
 /// itself and refuses a /dev/console that is not a file or a character device.

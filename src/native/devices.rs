@@ -96,7 +96,8 @@ fn make_node(root: &OwnedFd, n: &Node) -> Result<()> {
     )
     .ctx(|| format!("open {}", parent.display()))?;
     let _ = nix::unistd::unlinkat(&dirfd, name.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
-    match mknodat(&dirfd, name.as_str(), n.kind, Mode::from_bits_truncate(n.mode), makedev(n.major, n.minor)) {
+    match mknodat(&dirfd, name.as_str(), n.kind, Mode::from_bits_truncate(n.mode), makedev(n.major, n.minor))
+    {
         // Where the filesystem refuses device nodes (a VM container's rootfs is a virtio-fs
         // share, which makes none), the device is bound from /dev as in a user namespace;
         // runc falls back the same way.

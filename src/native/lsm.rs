@@ -35,23 +35,20 @@ pub fn set_exec_labels(apparmor: Option<&str>, selinux: Option<&str>) -> Result<
     if apparmor.is_none() && selinux.is_none() {
         return Ok(());
     }
-    // /proc must really be procfs before hull writes a label there (CVE-2019-16884).
-    let is_proc = nix::sys::statfs::statfs("/proc/self/attr")
-        .map(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
-        .unwrap_or(false);
-    if !is_proc {
-        return msg("/proc in the container is not procfs: refusing to write LSM labels there");
-    }
+    // Through super::procfs: /proc must really be procfs (CVE-2019-16884) and nothing may be
+    // mounted over the label's file, or the label would go elsewhere and the program would run
+    // unconfined (CVE-2025-52881).
+    let proc = super::procfs::root()?;
     if let Some(profile) = apparmor {
         let text = format!("exec {profile}");
-        let r = std::fs::write("/proc/self/attr/apparmor/exec", &text)
-            .or_else(|_| std::fs::write("/proc/self/attr/exec", &text));
+        let r = super::procfs::write(&proc, "thread-self/attr/apparmor/exec", text.as_bytes())
+            .or_else(|_| super::procfs::write(&proc, "thread-self/attr/exec", text.as_bytes()));
         if let Err(e) = r {
             return msg(format!("process.apparmorProfile {profile:?}: {e}"));
         }
     }
     if let Some(label) = selinux {
-        if let Err(e) = std::fs::write("/proc/self/attr/exec", label) {
+        if let Err(e) = super::procfs::write(&proc, "thread-self/attr/exec", label.as_bytes()) {
             return msg(format!("process.selinuxLabel {label:?}: {e}"));
         }
     }

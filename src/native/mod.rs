@@ -23,6 +23,7 @@ mod mounts;
 pub(crate) mod namespaces;
 pub(crate) mod paths;
 mod process;
+mod procfs;
 mod rlimits;
 mod rootfs;
 mod scheduling;

@@ -3,26 +3,23 @@
 
 use std::collections::HashMap;
 
-use nix::sys::statfs::{statfs, PROC_SUPER_MAGIC};
+use super::error::{msg, Result};
 
-use super::error::{msg, Context, Result};
-
-/// Writes every key. /proc must really be a procfs: a rootfs could have put something else
-/// there (CVE-2019-16884).
+/// Writes every key, through super::procfs: /proc must really be a procfs (CVE-2019-16884)
+/// and nothing may be mounted over the key's file (CVE-2025-52881).
 pub fn apply(sysctl: &HashMap<String, String>) -> Result<()> {
     if sysctl.is_empty() {
         return Ok(());
     }
-    let is_proc = statfs("/proc/sys").map(|fs| fs.filesystem_type() == PROC_SUPER_MAGIC).unwrap_or(false);
-    if !is_proc {
-        return msg("linux.sysctl: /proc/sys in the container is not procfs");
-    }
+    let proc = super::procfs::root().map_err(|e| super::error::Error::Msg(format!("linux.sysctl: {e}")))?;
     for (key, value) in sysctl {
-        if key.contains("..") || key.contains('/') {
+        if key.contains("..") || key.contains('/') || key.is_empty() {
             return msg(format!("linux.sysctl: bad key {key:?}"));
         }
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        std::fs::write(&path, value).ctx(|| format!("linux.sysctl: set {key}={value}"))?;
+        let rel = format!("sys/{}", key.replace('.', "/"));
+        if let Err(e) = super::procfs::write(&proc, &rel, value.as_bytes()) {
+            return msg(format!("linux.sysctl: set {key}={value}: /proc/{rel}: {e}"));
+        }
     }
     Ok(())
 }
