@@ -159,6 +159,15 @@ fn cve_2025_52881_sysctl_write_is_not_redirected_by_a_mount() {
     env.write_config();
     let out = env.run("cve52881");
     let e = stderr(&out);
+    if on_vm() {
+        // A VM container's binds onto /proc are left out (the guest's /proc is its own:
+        // guest_spec.rs), so the sysctl is written to the guest's file and the host file
+        // never reaches the guest.
+        assert!(out.status.success(), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");
+        assert!(env.root_is_empty());
+        return;
+    }
     assert!(!out.status.success(), "the sysctl was written through the mount: {e}");
     assert!(e.contains("net.ipv4.ip_forward") && e.contains("mounted over"), "{e}");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");

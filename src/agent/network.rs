@@ -86,10 +86,7 @@ pub fn adopt(net: &GuestNetwork) -> anyhow::Result<()> {
     let here: OwnedFd = File::open("/proc/thread-self/ns/net").context("/proc/thread-self/ns/net")?.into();
     let macs: Vec<Vec<u8>> =
         net.nics.iter().map(|n| n.device_mac.clone().unwrap_or_else(|| n.mac.clone())).collect();
-    let parking = parking()?.try_clone_to_owned().context("the parking namespace")?;
-    std::thread::spawn(move || -> anyhow::Result<()> {
-        nix::sched::setns(&parking, nix::sched::CloneFlags::CLONE_NEWNET)
-            .context("entering the parking namespace")?;
+    crate::netlink::in_netns(parking()?, "the parking namespace", || -> anyhow::Result<()> {
         let mut sock = Socket::open()?;
         let links = link::list(&mut sock)?;
         for mac in &macs {
@@ -98,8 +95,7 @@ pub fn adopt(net: &GuestNetwork) -> anyhow::Result<()> {
         }
         Ok(())
     })
-    .join()
-    .map_err(|_| anyhow!("the thread taking the spare NICs back panicked"))??;
+    .map_err(|e| anyhow!(e))??;
     let mut sock = Socket::open()?;
     let links = link::list(&mut sock)?;
     apply(&mut sock, &links, net)

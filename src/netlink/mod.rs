@@ -15,8 +15,29 @@ pub mod route;
 pub mod tc;
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
+
+/// Runs `f` on a thread of its own that first enters the network namespace `ns` (named `what`
+/// in errors) and ends with it: setns(2) moves only the calling thread, and no other work may
+/// run in a namespace that is not the process's. Err when the namespace cannot be entered or
+/// the thread panicked; otherwise what `f` returned.
+pub fn in_netns<T: Send>(
+    ns: BorrowedFd<'_>,
+    what: &str,
+    f: impl FnOnce() -> T + Send,
+) -> std::result::Result<T, String> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> std::result::Result<T, String> {
+                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| format!("entering {what}: {e}"))?;
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| format!("the thread working in {what} panicked"))?
+    })
+}
 
 /// How long a reply may take.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);

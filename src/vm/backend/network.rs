@@ -28,6 +28,7 @@
 //! container (one named by path: podman's, CNI's), from the record this leaves in the state
 //! directory ([`RECORD`]); a namespace `create` made goes with the VMM.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use crate::agent::network::{GuestNetwork, GuestNic, GuestRoute, NicAddress};
@@ -168,48 +169,48 @@ pub fn at_start(state_dir: &Path, init_pid: i32, socket: &Path) -> Result<(), St
         })
         .collect();
     let netns = format!("/proc/{init_pid}/ns/net");
-    let found = std::thread::spawn(move || -> Result<Option<(GuestNetwork, Vec<String>)>, String> {
-        let err = |e: crate::netlink::Error| format!("the container's network: {e}");
-        let file = std::fs::File::open(&netns).map_err(|e| format!("{netns}: {e}"))?;
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("entering {netns}: {e}"))?;
-        let mut sock = Socket::open().map_err(err)?;
-        let links = link::list(&mut sock).map_err(err)?;
-        let new: Vec<&link::Link> = links.iter().filter(|l| wanted(l)).collect();
-        if new.is_empty() {
-            return Ok(None);
-        }
-        if new.len() > spares.len() {
-            crate::logging::warn(&format!(
+    let file = std::fs::File::open(&netns).map_err(|e| format!("{netns}: {e}"))?;
+    let found = crate::netlink::in_netns(
+        file.as_fd(),
+        &netns,
+        || -> Result<Option<(GuestNetwork, Vec<String>)>, String> {
+            let err = |e: crate::netlink::Error| format!("the container's network: {e}");
+            let mut sock = Socket::open().map_err(err)?;
+            let links = link::list(&mut sock).map_err(err)?;
+            let new: Vec<&link::Link> = links.iter().filter(|l| wanted(l)).collect();
+            if new.is_empty() {
+                return Ok(None);
+            }
+            if new.len() > spares.len() {
+                crate::logging::warn(&format!(
                 "the container's network namespace gained {} interfaces between create and start; the VM has                  room for {}: {} stay out of the guest",
                 new.len(),
                 spares.len(),
                 new.iter().skip(spares.len()).map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
             ));
-        }
-        let addresses = addr::list(&mut sock).map_err(err)?;
-        let routes = route::list(&mut sock).map_err(err)?;
-        let mut undo = Undo { qdiscs: Vec::new() };
-        let mut guest = GuestNetwork::default();
-        let mut names = Vec::new();
-        let mut host_indexes = Vec::new();
-        for (l, (tap, mac)) in new.into_iter().zip(spares) {
-            let tap_index = links
-                .iter()
-                .find(|t| t.name == tap)
-                .map(|t| t.index)
-                .ok_or_else(|| format!("the container's network: the spare tap {tap} is gone"))?;
-            tie(&mut sock, l, tap_index, &mut undo).map_err(err)?;
-            guest.nics.push(guest_nic(l, &addresses, Some(mac)));
-            host_indexes.push(l.index);
-            names.push(l.name.clone());
-        }
-        guest.routes = guest_routes(routes, &host_indexes);
-        undo.qdiscs.clear();
-        Ok(Some((guest, names)))
-    })
-    .join()
-    .map_err(|_| "the thread setting up the container's network panicked".to_string())??;
+            }
+            let addresses = addr::list(&mut sock).map_err(err)?;
+            let routes = route::list(&mut sock).map_err(err)?;
+            let mut undo = Undo { qdiscs: Vec::new() };
+            let mut guest = GuestNetwork::default();
+            let mut names = Vec::new();
+            let mut host_indexes = Vec::new();
+            for (l, (tap, mac)) in new.into_iter().zip(spares) {
+                let tap_index = links
+                    .iter()
+                    .find(|t| t.name == tap)
+                    .map(|t| t.index)
+                    .ok_or_else(|| format!("the container's network: the spare tap {tap} is gone"))?;
+                tie(&mut sock, l, tap_index, &mut undo).map_err(err)?;
+                guest.nics.push(guest_nic(l, &addresses, Some(mac)));
+                host_indexes.push(l.index);
+                names.push(l.name.clone());
+            }
+            guest.routes = guest_routes(routes, &host_indexes);
+            undo.qdiscs.clear();
+            Ok(Some((guest, names)))
+        },
+    )??;
     let Some((guest, names)) = found else { return Ok(()) };
     append_record(state_dir, &names)?;
     super::control::network(socket, &guest)
@@ -287,11 +288,8 @@ fn append_record(dir: &Path, links: &[String]) -> Result<(), String> {
 pub fn release(state_dir: &Path, netns: &Path) -> Result<(), String> {
     let Ok(text) = std::fs::read_to_string(state_dir.join(RECORD)) else { return Ok(()) };
     let names: Vec<String> = text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
-    let netns = netns.to_path_buf();
-    std::thread::spawn(move || -> Result<(), String> {
-        let file = std::fs::File::open(&netns).map_err(|e| format!("{}: {e}", netns.display()))?;
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("entering {}: {e}", netns.display()))?;
+    let file = std::fs::File::open(netns).map_err(|e| format!("{}: {e}", netns.display()))?;
+    crate::netlink::in_netns(file.as_fd(), &netns.display().to_string(), || -> Result<(), String> {
         let mut sock = Socket::open().map_err(|e| e.to_string())?;
         for l in link::list(&mut sock).map_err(|e| e.to_string())? {
             if names.contains(&l.name) {
@@ -304,9 +302,7 @@ pub fn release(state_dir: &Path, netns: &Path) -> Result<(), String> {
             }
         }
         Ok(())
-    })
-    .join()
-    .map_err(|_| "the thread that removes the network's qdiscs panicked".to_string())?
+    })?
 }
 
 #[cfg(test)]
