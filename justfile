@@ -316,6 +316,13 @@ ci:
     fi
     exit "$rc"
 
+# tests/stress.rs with N lifecycles in a row and N/8 per parallel loop (16 loops): nothing may
+# fail or be left (state, mounts, cgroups, processes, the caller's fds). CI runs it small.
+# Soak hull itself on this host: many containers in a row and at once.
+soak N="1000":
+    @[ "$(id -u)" -eq 0 ] || { echo "soak: needs root" >&2; exit 1; }
+    HULL_STRESS_ROUNDS="{{ N }}" cargo test --release --test stress -- --test-threads 1 --nocapture
+
 # Boot N hull guests in a row in the test machine (1 and 2 vcpus, some with the serial console)
 # and count the guests that hung and the test-machine freezes. ARGS: [--load K] [--limit S].
 # Soak the test machine: how often a guest boot or the machine itself stalls.

@@ -1,0 +1,195 @@
+//! Many containers at once and many in a row: no operation fails and nothing is left behind
+//! (no state directory, mount, cgroup or process, and the caller's fd table as it was).
+//!
+//! `HULL_STRESS_ROUNDS=N` makes it N lifecycles in a row and N/8 per parallel loop (default 50
+//! and 8; `just soak` runs N=1000: 1000 in a row and 16 loops of 125 at once).
+
+mod common;
+use common::*;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// The checks compare the whole process's fd table and the host's mounts: one test at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn rounds(default: usize) -> usize {
+    std::env::var("HULL_STRESS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// What must be the same before and after.
+#[derive(Debug, PartialEq)]
+struct Leftovers {
+    /// This process's open fds.
+    fds: usize,
+    /// Host mounts under the test's directory.
+    mounts: Vec<String>,
+    /// Cgroup directories of this test's containers (their ids start with `prefix`).
+    cgroups: Vec<PathBuf>,
+    /// Live processes whose command line names the test's state root.
+    processes: Vec<String>,
+}
+
+fn leftovers(env: &Env, prefix: &str) -> Leftovers {
+    let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
+    let dir = env.dir.display().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&dir))
+        .map(str::to_string)
+        .collect();
+    let mut cgroups = Vec::new();
+    let mut walk = vec![(PathBuf::from("/sys/fs/cgroup"), 0)];
+    while let Some((d, depth)) = walk.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            let p = e.path();
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                cgroups.push(p);
+            } else if depth < 4 {
+                walk.push((p, depth + 1));
+            }
+        }
+    }
+    cgroups.sort();
+    let root = env.root.display().to_string();
+    let mut processes = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if pid == std::process::id() {
+            continue;
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(&root) {
+            processes.push(format!("{pid}: {cmd}"));
+        }
+    }
+    Leftovers { fds, mounts, cgroups, processes }
+}
+
+/// create, start, wait for the exit, delete; the first failure as a message.
+fn lifecycle(env: &Env, id: &str) -> Result<(), String> {
+    let o = env.create(id);
+    if !o.status.success() {
+        return Err(format!("create {id}: {}", stderr(&o)));
+    }
+    let o = env.hull(&["start", id]);
+    if !o.status.success() {
+        return Err(format!("start {id}: {}", stderr(&o)));
+    }
+    let deadline = std::time::Instant::now() + patience(30);
+    loop {
+        let o = env.hull(&["state", id]);
+        if !o.status.success() {
+            return Err(format!("state {id}: {}", stderr(&o)));
+        }
+        let state: serde_json::Value =
+            serde_json::from_slice(&o.stdout).map_err(|e| format!("state {id}: {e}"))?;
+        if state["status"] == "stopped" {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("{id} never stopped: {state}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let o = env.hull(&["delete", id]);
+    if !o.status.success() {
+        return Err(format!("delete {id}: {}", stderr(&o)));
+    }
+    Ok(())
+}
+
+/// `hull run` in the foreground; the program's exit status 0 expected.
+fn run_once(env: &Env, id: &str) -> Result<(), String> {
+    let o = env.run(id);
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("run {id}: {:?}: {}", o.status, stderr(&o)))
+    }
+}
+
+/// `hull exec` of `true` into the shared container.
+fn exec_once(env: &Env, id: &str) -> Result<(), String> {
+    let o = env.hull(&["exec", id, "true"]);
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("exec into {id}: {:?}: {}", o.status, stderr(&o)))
+    }
+}
+
+/// 16 loops at once: eight of create/start/wait/delete, four of `run`, four of `exec` into one
+/// running container; every operation succeeds and nothing is left.
+#[test]
+fn parallel_loops_fail_nothing_and_leave_nothing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (loops, per_loop) = if on_vm() { (4, 1) } else { (16, (rounds(64) / 8).max(1)) };
+    let env = Env::new(&["true"]);
+    let shared_env = Env::new(&["sleep", "1000"]);
+    let before = (leftovers(&env, "st-"), leftovers(&shared_env, "st-"));
+    let shared = "st-shared";
+    let o = shared_env.create(shared);
+    assert!(o.status.success(), "create {shared}: {}", stderr(&o));
+    assert!(shared_env.hull(&["start", shared]).status.success());
+
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..loops)
+            .map(|i| {
+                let (env, shared_env) = (&env, &shared_env);
+                s.spawn(move || {
+                    let mut failed = Vec::new();
+                    for r in 0..per_loop {
+                        let id = format!("st-{i}-{r}");
+                        let result = match i % 4 {
+                            0 if loops >= 8 => run_once(env, &id),
+                            1 if loops >= 8 => exec_once(shared_env, shared),
+                            _ => lifecycle(env, &id),
+                        };
+                        if let Err(e) = result {
+                            failed.push(e);
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let o = shared_env.hull(&["delete", "--force", shared]);
+    assert!(o.status.success(), "delete --force {shared}: {}", stderr(&o));
+    assert!(
+        failures.is_empty(),
+        "{} of {} operations failed:\n{}",
+        failures.len(),
+        loops * per_loop,
+        failures.join("\n")
+    );
+    assert!(env.root_is_empty() && shared_env.root_is_empty(), "state directories left");
+    assert_eq!((leftovers(&env, "st-"), leftovers(&shared_env, "st-")), before);
+}
+
+/// Lifecycles in a row (50 here, 1000 in `just soak`): the state root, the host's mounts, the
+/// cgroups, the processes and the caller's fds are as they were.
+#[test]
+fn lifecycles_in_a_row_leak_nothing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let n = if on_vm() { 2 } else { rounds(50) };
+    let env = Env::new(&["true"]);
+    // One first, so that whatever hull's first run makes once (the cgroup parent) is there.
+    lifecycle(&env, "sq-warm").unwrap();
+    let before = leftovers(&env, "sq-");
+    for r in 0..n {
+        if let Err(e) = lifecycle(&env, &format!("sq-{r}")) {
+            panic!("lifecycle {r} of {n}: {e}");
+        }
+    }
+    assert!(env.root_is_empty(), "state directories left");
+    assert_eq!(leftovers(&env, "sq-"), before);
+}
