@@ -23,6 +23,14 @@ pub fn signal(st: &State, sig: Signal, all: bool) -> Result<()> {
 pub fn stop(st: &State) -> Result<()> {
     if st.pid <= 0 {
         // Never signal pid 0 or -1: that would hit hull's own process group or everything.
+        // A create that died before it recorded the init may have left its processes (stage 1,
+        // the init) in the cgroup it made for the container: those go, and only from a cgroup
+        // hull made (one the caller made may hold others').
+        if st.cgroup_created_from.is_some() {
+            if let Some(cg) = st.cgroup.as_deref().and_then(|p| crate::cgroups::Cgroup::open(p).ok()) {
+                return kill_cgroup(&cg);
+            }
+        }
         return Ok(());
     }
     signal_all(st, Signal::SIGKILL);
@@ -39,6 +47,25 @@ pub fn stop(st: &State) -> Result<()> {
         std::thread::sleep(Duration::from_millis(2));
     }
     Ok(())
+}
+
+/// SIGKILLs everything in `cg` (thawed first) and waits until it is empty.
+fn kill_cgroup(cg: &crate::cgroups::Cgroup) -> Result<()> {
+    let _ = cg.freeze(false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = cg.pids();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::backend(format!(
+                "processes {left:?} of the container's cgroup did not die after SIGKILL"
+            )));
+        }
+        cg.kill_all();
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Host pids of every process in the container's cgroup (or, without one, in its pid
