@@ -292,3 +292,64 @@ fn killed_at_any_instant_delete_force_leaves_nothing() {
     );
     assert_eq!(leftovers(&env, "kl-"), before);
 }
+
+/// Two hull commands at once; each one's success and stderr.
+fn at_once(env: &Env, a: &[&str], b: &[&str]) -> [(bool, String); 2] {
+    std::thread::scope(|s| {
+        let ta = s.spawn(|| env.hull(a));
+        let tb = s.spawn(|| env.hull(b));
+        [ta, tb].map(|t| {
+            let o = t.join().unwrap();
+            (o.status.success(), stderr(&o))
+        })
+    })
+}
+
+/// Races on one id end with a clear winner and intact state: two deletes of a stopped
+/// container (one deletes it, the other finds it gone), delete --force against start of a
+/// created one, and kill against delete --force of a running one (whichever comes second
+/// either works on what is left or says the container is gone or not running). Nothing is left.
+#[test]
+fn races_on_one_id_end_cleanly() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new(&["sleep", "1000"]);
+    let before = leftovers(&env, "rc-");
+    let gone = |e: &str| e.contains("does not exist");
+    let rounds = if on_vm() { 1 } else { 20 };
+    // How often the second command still found something to work on.
+    let (mut starts, mut kills) = (0, 0);
+    for r in 0..rounds {
+        // Two deletes of a stopped container.
+        let id = format!("rc-dd{r}");
+        assert!(env.create(&id).status.success());
+        assert!(env.hull(&["kill", &id, "KILL"]).status.success());
+        env.wait_status(&id, "stopped");
+        let [a, b] = at_once(&env, &["delete", &id], &["delete", &id]);
+        assert!(a.0 || b.0, "neither delete won: {a:?} {b:?}");
+        for (ok, e) in [&a, &b] {
+            assert!(*ok || gone(e), "the losing delete: {e}");
+        }
+        // delete --force against start.
+        let id = format!("rc-ds{r}");
+        assert!(env.create(&id).status.success());
+        let [d, s] = at_once(&env, &["delete", "--force", &id], &["start", &id]);
+        assert!(d.0, "delete --force: {}", d.1);
+        assert!(s.0 || gone(&s.1) || s.1.contains("stopped"), "start lost with an unclear message: {}", s.1);
+        starts += s.0 as usize;
+        // kill against delete --force of a running container.
+        let id = format!("rc-kd{r}");
+        assert!(env.create(&id).status.success());
+        assert!(env.hull(&["start", &id]).status.success());
+        let [k, d] = at_once(&env, &["kill", &id, "TERM"], &["delete", "--force", &id]);
+        assert!(d.0, "delete --force: {}", d.1);
+        assert!(
+            k.0 || gone(&k.1) || k.1.contains("not running"),
+            "kill lost with an unclear message: {}",
+            k.1
+        );
+        kills += k.0 as usize;
+        assert!(env.root_is_empty(), "state left in round {r}");
+    }
+    eprintln!("of {rounds} races: start ran before delete {starts} times, kill before delete {kills} times");
+    assert_eq!(leftovers(&env, "rc-"), before);
+}

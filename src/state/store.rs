@@ -11,6 +11,9 @@ use super::State;
 
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
+/// A container directory being removed is renamed to `<TOMB_PREFIX><id>:<pid>` first (':' is
+/// in no id, so `ids` skips it).
+const TOMB_PREFIX: &str = ".deleting:";
 /// The fifo the init blocks on until `start` opens it.
 pub const EXEC_FIFO: &str = "exec.fifo";
 
@@ -118,21 +121,50 @@ impl Store {
     /// Locks an existing container's directory, waiting for other commands on it.
     pub fn lock(&self, id: &str) -> Result<ContainerDir, StoreError> {
         validate_id(id)?;
+        let found = self.lock_found(id);
+        if let Err(StoreError::NotFound(_)) = found {
+            self.sweep(id);
+        }
+        found
+    }
+
+    /// What a delete killed half-way left of container `id`: `.deleting:<id>:<pid>`
+    /// directories whose process is gone (their resources were released before the rename).
+    fn sweep(&self, id: &str) {
+        let prefix = format!("{TOMB_PREFIX}{id}:");
+        let Ok(entries) = fs::read_dir(&self.root) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else { continue };
+            if pid.parse::<u32>().is_ok_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    fn lock_found(&self, id: &str) -> Result<ContainerDir, StoreError> {
         let path = self.dir_of(id);
         if !path.is_dir() {
             return Err(StoreError::NotFound(id.to_string()));
         }
-        let lock = lock_file(&path).map_err(|e| match e {
-            StoreError::Io { ref source, .. } if source.kind() == io::ErrorKind::NotFound => {
-                StoreError::NotFound(id.to_string())
+        // The holder before us may have deleted the container while we waited, and another
+        // create may even have made a new one of the same id: the lock counts only when the
+        // file we hold is still the directory's lock.
+        for _ in 0..16 {
+            let lock = lock_file(&path).map_err(|e| match e {
+                StoreError::Io { ref source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                    StoreError::NotFound(id.to_string())
+                }
+                e => e,
+            })?;
+            if is_current_lock(&lock, &path) {
+                return Ok(ContainerDir { id: id.to_string(), path, _lock: lock });
             }
-            e => e,
-        })?;
-        // The holder before us may have deleted the container while we waited.
-        if !path.exists() {
-            return Err(StoreError::NotFound(id.to_string()));
+            if !path.exists() {
+                return Err(StoreError::NotFound(id.to_string()));
+            }
         }
-        Ok(ContainerDir { id: id.to_string(), path, _lock: lock })
+        Err(StoreError::NotFound(id.to_string()))
     }
 
     /// Reads a container's state without taking its lock (state.json is replaced atomically,
@@ -180,6 +212,15 @@ fn lock_file(dir: &Path) -> Result<File, StoreError> {
         return Err(io_err("lock", &path)(io::Error::last_os_error()));
     }
     Ok(f)
+}
+
+/// True when `lock` is the file at `dir`'s lock path (not one a delete unlinked meanwhile).
+fn is_current_lock(lock: &File, dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (lock.metadata(), fs::metadata(dir.join(LOCK_FILE))) {
+        (Ok(held), Ok(now)) => held.dev() == now.dev() && held.ino() == now.ino(),
+        _ => false,
+    }
 }
 
 fn read_state(id: &str, dir: &Path) -> Result<State, StoreError> {
@@ -236,11 +277,27 @@ impl ContainerDir {
     }
 
     /// Removes the directory and everything in it; the lock goes with this value.
+    ///
+    /// The directory is first renamed out of the way (to a name no id can have, which `ids`
+    /// skips): a command that comes for the container meanwhile then finds nothing, where it
+    /// used to make a fresh lock file in the directory being emptied, and the rmdir failed
+    /// with ENOTEMPTY (two deletes at once). A file that still lands in the renamed directory
+    /// (a lookup that began before the rename) is removed by trying again.
     pub fn remove(self) -> Result<(), StoreError> {
-        match fs::remove_dir_all(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("remove state directory", &self.path)(e)),
+        let tomb = self.path.with_file_name(format!("{TOMB_PREFIX}{}:{}", self.id, std::process::id()));
+        let target = match fs::rename(&self.path, &tomb) {
+            Ok(()) => tomb,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(_) => self.path.clone(),
+        };
+        let mut tries = 0;
+        loop {
+            match fs::remove_dir_all(&target) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) && tries < 16 => tries += 1,
+                Err(e) => return Err(io_err("remove state directory", &self.path)(e)),
+            }
         }
     }
 }
