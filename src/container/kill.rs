@@ -12,5 +12,13 @@ pub fn kill(rt: &RuntimeContext, id: &str, sig: Signal, all: bool) -> Result<()>
         Status::Created | Status::Running | Status::Paused => {}
         _ => return Err(Error::WrongState("container not running".into())).during("kill", id),
     }
-    st.backend.signal(&st, sig, all).during("kill", id)
+    match st.backend.signal(&st, sig, all) {
+        // kill reads the state without the lock: the init may have died since (a delete
+        // --force at the same time, or it exited). That is "container not running", the words
+        // containerd's kill path looks for, not the kernel's ESRCH.
+        Err(_) if !st.init_alive() => {
+            Err(Error::WrongState("container not running".into())).during("kill", id)
+        }
+        r => r.during("kill", id),
+    }
 }
