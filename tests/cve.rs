@@ -208,7 +208,6 @@ fn cve_2025_52565_dev_console_symlink_is_refused() {
 /// The same layout with /dev/console a plain file of the image: the pty is bound over it.
 #[test]
 fn dev_console_file_of_the_image_gets_the_pty() {
-    use std::io::Read;
     let (env, _reaper) = image_dev_terminal(&["sh", "-c", "tty; ls -l /dev/console; echo done"]);
     std::fs::write(env.rootfs().join("dev/console"), "").unwrap();
     let (out, conn) = create_with_console(&env, "cve-console-file");
@@ -217,14 +216,7 @@ fn dev_console_file_of_the_image_gets_the_pty() {
     conn.set_nonblocking(false).unwrap();
     let (_, master) = recv_fd(&conn);
     assert!(env.hull(&["start", "cve-console-file"]).status.success());
-    let mut f = std::fs::File::from(master);
-    let (mut got, mut buf) = (String::new(), [0u8; 1024]);
-    while !got.contains("done") {
-        match f.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
+    let got = read_until(std::fs::File::from(master), "done");
     assert!(got.contains("/dev/pts/0"), "{got}");
     assert!(got.contains("crw"), "/dev/console is the pty (a character device): {got}");
 }

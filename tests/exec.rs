@@ -188,7 +188,6 @@ fn no_hull_fd_reaches_the_process() {
 
 #[test]
 fn tty_through_a_console_socket() {
-    use std::io::Read;
     let env = running("ex-tty");
     let sock = env.dir.join("exec-console.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
@@ -201,15 +200,7 @@ fn tty_through_a_console_socket() {
         &["-t", "-d", "--console-socket", sock.to_str().unwrap(), "ex-tty", "sh", "-c", "tty; echo done"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let mut master = t.join().unwrap();
-    let mut got = String::new();
-    let mut buf = [0u8; 256];
-    while !got.contains("done") {
-        match master.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
+    let got = read_until(t.join().unwrap(), "done");
     assert!(got.contains("/dev/pts/"), "{got}");
 }
 

@@ -362,7 +362,6 @@ fn notify_socket_is_passed_on() {
 
 #[test]
 fn terminal_through_a_console_socket() {
-    use std::io::Read;
     let mut env = Env::new(&["sh", "-c", "tty; stty size; echo done"]);
     env.config["process"]["terminal"] = json!(true);
     env.config["process"]["consoleSize"] = json!({"height": 33, "width": 111});
@@ -390,15 +389,7 @@ fn terminal_through_a_console_socket() {
     let (master, name) = t.join().unwrap();
     assert_eq!(name, b"/dev/ptmx");
     assert!(env.hull(&["start", "tt"]).status.success());
-    let mut f = std::fs::File::from(master);
-    let mut got = String::new();
-    let mut buf = [0u8; 1024];
-    while !got.contains("done") {
-        match f.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
+    let got = read_until(std::fs::File::from(master), "done");
     assert!(got.contains("/dev/pts/0"), "{got}");
     assert!(got.contains("33 111"), "{got}");
 }

@@ -397,3 +397,15 @@ pub fn env_of(args: &[&str]) -> (Env, Reaper) {
     let r = Reaper(env.root.clone());
     (env, r)
 }
+
+/// Reads a terminal's master until `needle` has come (or the stream ends): what it got.
+pub fn read_until(mut f: impl std::io::Read, needle: &str) -> String {
+    let (mut got, mut buf) = (String::new(), [0u8; 1024]);
+    while !got.contains(needle) {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    got
+}
