@@ -198,8 +198,10 @@ fn lifecycles_in_a_row_leak_nothing() {
 /// true when it was killed.
 fn kill_after(env: &Env, args: &[&str], after: std::time::Duration) -> bool {
     use std::os::unix::process::ExitStatusExt;
+    let log = env.dir.join("killed.log");
+    let _ = std::fs::remove_file(&log);
     let mut c = env
-        .cmd(args)
+        .cmd(&[&["--debug", "--log", log.to_str().unwrap()], args].concat())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -207,7 +209,13 @@ fn kill_after(env: &Env, args: &[&str], after: std::time::Duration) -> bool {
         .unwrap();
     std::thread::sleep(after);
     let _ = c.kill();
-    c.wait().unwrap().signal() == Some(libc::SIGKILL)
+    let status = c.wait().unwrap();
+    if !status.success() && status.signal() != Some(libc::SIGKILL) {
+        // Failed by itself before the kill: worth seeing should what follows go wrong.
+        let l = std::fs::read_to_string(&log).unwrap_or_default();
+        eprintln!("hull {args:?} failed ({status}) before the kill after {after:?}:\n{l}");
+    }
+    status.signal() == Some(libc::SIGKILL)
 }
 
 /// `hull ARGS` to its end, reaping meanwhile whatever the killed commands orphaned onto this
@@ -271,9 +279,16 @@ fn killed_at_any_instant_delete_force_leaves_nothing() {
         // create, killed mid-way.
         let id = format!("kl-c{i}");
         killed[0] += kill_after(&env, &["create", "--bundle", &bundle, &id], after) as usize;
-        let (code, e) = hull_reaping(&env, &["delete", "--force", &id]);
+        let (code, e) = hull_reaping(&env, &["--debug", "delete", "--force", &id]);
         assert!(code == 0 || e.contains("does not exist"), "delete --force {id}: {e}");
         assert!(env.root_is_empty(), "state left after create was killed after {after:?}");
+        let left = leftovers(&env, &id).cgroups;
+        assert!(
+            left.is_empty(),
+            "create killed after {after:?}, then delete --force ({code}): cgroups {left:?} left\n\
+             create's log:\n{}\ndelete's stderr:\n{e}",
+            std::fs::read_to_string(env.dir.join("killed.log")).unwrap_or_default()
+        );
         // start, then exec into what runs, then delete, each killed mid-way.
         let id = format!("kl-s{i}");
         let o = env.create(&id);

@@ -81,6 +81,10 @@ pub enum Fault {
         #[source]
         source: io::Error,
     },
+    /// /proc/self/mountinfo listed no cgroup hierarchy on a host without cgroup2 at
+    /// /sys/fs/cgroup: every operation would silently touch nothing.
+    #[error("no cgroup hierarchy is mounted (none in /proc/self/mountinfo)")]
+    NoHierarchy,
     /// Moving a kernel thread out of the cgroup failed.
     #[error("moving kernel thread {pid} out")]
     KernelThread {
@@ -112,7 +116,7 @@ impl Fault {
             | Fault::Dir { source, .. }
             | Fault::BpfLoad { source, .. } => Some(source),
             Fault::KernelThread { source, .. } => source.io_error(),
-            Fault::Refused(_) => None,
+            Fault::Refused(_) | Fault::NoHierarchy => None,
         }
     }
 

@@ -343,7 +343,12 @@ impl Cgroup {
     /// Removes the cgroup, nested children first, then the empty parents hull created
     /// (from `first_new` down).
     pub fn destroy(&self, first_new: Option<&str>) -> Result<(), CgroupError> {
-        for dir in self.layout.dirs(&self.path) {
+        let dirs = self.layout.dirs(&self.path);
+        // Removing nothing is not success: the cgroup would outlive its container unseen.
+        if dirs.is_empty() {
+            return Err(self.err("", Fault::NoHierarchy));
+        }
+        for dir in dirs {
             remove_tree(&dir)
                 .map_err(|source| self.err("", Fault::Dir { op: "remove", path: dir, source }))?;
         }

@@ -18,7 +18,12 @@ pub fn delete(rt: &RuntimeContext, id: &str, force: bool) -> Result<()> {
         Err(StoreError::Corrupt { .. }) => return dir.remove().during("delete", id),
         Err(e) => return Err(e).during("delete", id),
     };
-    match st.status() {
+    let status = st.status();
+    crate::logging::debug(&format!(
+        "delete {id}: {status}, init pid {}, cgroup {:?} (hull made from {:?})",
+        st.pid, st.cgroup, st.cgroup_created_from
+    ));
+    match status {
         Status::Stopped => {}
         // A created container has not run anything yet: runc deletes it without --force.
         Status::Created => st.backend.stop(&st).during("delete", id)?,

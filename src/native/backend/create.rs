@@ -143,7 +143,17 @@ pub fn in_cgroup(
             }
         }
         if let Some(cg) = cgroup {
-            let _ = cg.destroy(state.cgroup_created_from.as_deref());
+            // An init that was made but never announced (the error came first) is still in
+            // the cgroup, and an rmdir of a busy cgroup fails: empty the cgroup hull made
+            // first. One the caller made may hold others' processes: it is left alone.
+            if state.cgroup_created_from.is_some() {
+                if let Err(ke) = super::signal::kill_cgroup(&cg) {
+                    crate::logging::warn(&format!("create {}: cleanup: {ke}", state.id));
+                }
+            }
+            if let Err(de) = cg.destroy(state.cgroup_created_from.as_deref()) {
+                crate::logging::warn(&format!("create {}: cleanup: {de}", state.id));
+            }
         }
     }
     result

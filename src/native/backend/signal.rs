@@ -50,7 +50,7 @@ pub fn stop(st: &State) -> Result<()> {
 }
 
 /// SIGKILLs everything in `cg` (thawed first) and waits until it is empty.
-fn kill_cgroup(cg: &crate::cgroups::Cgroup) -> Result<()> {
+pub(super) fn kill_cgroup(cg: &crate::cgroups::Cgroup) -> Result<()> {
     let _ = cg.freeze(false);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
