@@ -330,6 +330,12 @@ soak N="1000":
 testvm-soak N="200" *ARGS: build kernel
     ./integration/testvm/soak.sh -n "$1" "${@:2}"
 
+# Two VM containers on one bridge in the test machine, one fetching 4 MiB from the other N times;
+# a round that stalls prints both guests' and the host's view of the path (integration/vm/vm2vm.sh).
+# Soak the VM-to-VM network path.
+vm-net-soak N="60": build kernel
+    ./integration/vm/vm2vm.sh --testvm --hull "{{ hull }}" --rounds "{{ N }}"
+
 # Each fuzz target for SECONDS (CI's smoke run; `just fuzz TARGET SECONDS` for a long one):
 # a crash or a hang fails it, with the input under fuzz/artifacts/TARGET.
 fuzz-smoke SECONDS="20":
