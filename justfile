@@ -123,20 +123,20 @@ vm-backend: build kernel
     exit "$s"
 
 # Every container a VM container (HULL_TEST_BACKEND=vm; the release build, the guest kernel
-# carried in): lifecycle, exec, process, rootfs, namespaces, hooks, cve and cgroups. Tests that
+# carried in): lifecycle, exec, process, rootfs, namespaces, hooks, cve, cgroups, abuse and the rest. Tests that
 # cannot hold for a VM skip themselves and are listed at the end (docs/vm.md, "Tests on the vm backend").
 # ARGS: [--test NAME]... [-- LIBTEST_ARGS...]
-# Every file passes on the vm backend (about 25 minutes); `just vm-tests`, in `just ci`, runs six of them.
+# Every file passes on the vm backend (about 25 minutes); `just vm-tests`, in `just ci`, runs nine of them.
 # The cargo integration tests again on the vm backend, in the test machine (it has a real /dev/kvm).
 [positional-arguments]
 testvm-tests-vm *ARGS: kernel
     ./integration/testvm/run-tests.sh --backend vm "$@"
 
-# One container at a time: lifecycle, exec, namespaces, cgroups, hooks, cve, process and rootfs
-# (CI runs this; testvm-tests-vm runs every file, cli, validation and the rest too: docs/vm.md).
+# One container at a time: lifecycle, exec, namespaces, cgroups, hooks, cve, process, rootfs and
+# abuse (CI runs this; testvm-tests-vm runs every file, cli, validation and the rest too: docs/vm.md).
 # The cargo tests on VM containers, in the test machine (the CI subset).
 vm-tests: kernel
-    ./integration/testvm/run-tests.sh --backend vm --test lifecycle --test exec --test namespaces --test cgroups --test hooks --test cve --test process --test rootfs -- --test-threads 1
+    ./integration/testvm/run-tests.sh --backend vm --test lifecycle --test exec --test namespaces --test cgroups --test hooks --test cve --test process --test rootfs --test abuse -- --test-threads 1
 
 # Transient scopes over D-Bus, limits, update, delete, failure cleanup, a VM container, in the test machine
 # (cgroup v2; integration/systemd/README.md).
