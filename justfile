@@ -146,12 +146,18 @@ systemd-test *ARGS: build kernel
     @[ "$(id -u)" -eq 0 ] || { echo "systemd-test: needs root; run: sudo just systemd-test" >&2; exit 1; }
     ./integration/systemd/run.sh --hull "{{ hull }}" "$@"
 
-# Alternating, N times each: run, create/start/state/delete, exec, and the no-runtime floor.
-# E.g. `just bench 200` or `N=200 just bench`; runc comes from Debian if missing. Needs root.
-# Benchmark hull against runc on one busybox bundle (integration/bench/README.md).
-bench N=env("N", "100"): build
-    @[ "$(id -u)" -eq 0 ] || { echo "bench: needs root; run: sudo just bench" >&2; exit 1; }
-    python3 integration/bench/bench.py -n "{{ N }}" --hull "{{ hull }}"
+# Taking turns, N times each: run, create/start/state/delete, exec, and the no-runtime floor.
+# E.g. `just bench 200`, `N=200 just bench`, `just bench 50 --testvm` (in the cgroup v2 test
+# machine: crun refuses this host's v1 hybrid layout); runc and crun come from Debian if missing.
+# Benchmark hull against crun and runc on one busybox bundle (integration/bench/README.md).
+[positional-arguments]
+bench *ARGS: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    [ "$(id -u)" -eq 0 ] || { echo "bench: needs root; run: sudo just bench" >&2; exit 1; }
+    n="${N:-100}"
+    if [[ "${1:-}" =~ ^[0-9]+$ ]]; then n="$1"; shift; fi
+    python3 integration/bench/bench.py -n "$n" --hull "{{ hull }}" "$@"
 
 # Same kernel, initramfs, memory and vcpus; in the test machine (integration/bench/README.md).
 # ARGS: [-n N] [--rss-runs N] [--mem MIB] [--no-qemu] ... (vm-bench.sh --help).

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""hull against runc, side by side in one run, on the same busybox bundle.
+"""hull against crun and runc, side by side in one run, on the same busybox bundle.
 
-    integration/bench/bench.py [-n N] [--hull PATH] [--runc PATH] [--dir DIR] [--warmup W]
+    integration/bench/bench.py [-n N] [--hull PATH] [--runc PATH] [--crun PATH] [--dir DIR]
+                               [--warmup W] [--testvm]
 
-Operations, N times each, hull and runc alternating (the order flips every round):
+Operations, N times each, the runtimes taking turns (the order rotates every round):
 
   run        RUNTIME --root R run --bundle B ID                  (/bin/true)
   lifecycle  create / start / state / wait for exit / delete     (/bin/true, what containerd does)
@@ -18,6 +19,11 @@ child forked from Python carries Python's ~16 MiB high-water mark into its ru_ma
 Like containerd-shim, this script is a child subreaper: a container's init is reparented to it
 when `create` returns, and the lifecycle waits for the init's exit with waitpid, then deletes.
 
+crun refuses a cgroup v1 hybrid host ("cgroups in hybrid mode not supported"): where its first
+`run` fails, its column says why instead of holding numbers. --testvm runs the whole benchmark
+in the nested test machine (integration/testvm: pure cgroup v2), with hull, runc, crun, GNU
+time and Debian's python3 (the standard library modules this script imports) carried in.
+
 Python 3 standard library only. Run as root. Containers and state are cleaned up on exit,
 on Ctrl-C and on SIGTERM.
 """
@@ -25,6 +31,7 @@ on Ctrl-C and on SIGTERM.
 import argparse
 import ctypes
 import json
+import locale  # noqa: F401  (subprocess's text mode imports it late: --testvm must carry it)
 import os
 import shutil
 import signal
@@ -35,9 +42,12 @@ import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-# Targets from issue 8 (a benchmark, not a test: misses are reported, not failed).
+# Targets (a benchmark, not a test: misses are reported, not failed). Issue 8: against runc.
 TARGET_VS_RUNC = 0.35  # hull time <= 0.35x runc for run and lifecycle
 TARGET_VS_FLOOR = 3.0  # hull time <= 3x the floor
+# Issue 16: against crun (on cgroup v2, where crun runs): run <= 0.9x, lifecycle <= 1.0x,
+# exec <= 1.0x, peak RSS <= crun's.
+TARGET_VS_CRUN = {"run": 0.9, "lifecycle": 1.0, "exec": 1.0}
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -274,10 +284,15 @@ class Bench:
         self.bundle = os.path.join(self.dir, "bundle")
         self.sleep_bundle = os.path.join(self.dir, "bundle-sleep")
         self.rootfs = os.path.join(self.bundle, "rootfs")
-        self.runtimes = [
-            Runtime("hull", args.hull, os.path.join(self.dir, "root-hull")),
-            Runtime("runc", args.runc, os.path.join(self.dir, "root-runc")),
-        ]
+        self.others = ["crun", "runc"]  # the columns, whether or not they run here
+        self.absent = {}  # runtime name -> why it does not run here
+        self.runtimes = [Runtime("hull", args.hull, os.path.join(self.dir, "root-hull"))]
+        for name, binary in (("crun", args.crun), ("runc", args.runc)):
+            if binary:
+                self.runtimes.append(Runtime(name, binary, os.path.join(self.dir, f"root-{name}")))
+            else:
+                self.absent[name] = "not installed"
+        self.all_runtimes = list(self.runtimes)  # cleanup covers those probe() dropped
         self.sleepers = {}  # runtime name -> (id, init pid)
         # samples[op][who] = list of seconds; rss[op][who] = list of KiB
         self.samples = {}
@@ -294,7 +309,7 @@ class Bench:
     # setup / teardown
 
     def prepare(self):
-        for rt in self.runtimes:
+        for rt in self.all_runtimes:
             rt.delete_all()
             shutil.rmtree(rt.root, ignore_errors=True)
             os.makedirs(rt.root)
@@ -320,7 +335,7 @@ class Bench:
         global MEASURE_RSS
         MEASURE_RSS = False
         finish_in_flight()
-        for rt in self.runtimes:
+        for rt in self.all_runtimes:
             try:
                 rt.delete_all()
             except Exception as e:  # keep cleaning the others
@@ -369,11 +384,27 @@ class Bench:
         return check(rt.cmd("exec", cid, "/bin/true"))
 
     def op_floor(self):
-        return check(["unshare", "-muipn", "--fork", "chroot", self.rootfs, "/bin/true"])
+        # -f, not --fork: busybox's unshare (the test machine's) has only the short one.
+        return check(["unshare", "-muipn", "-f", "chroot", self.rootfs, "/bin/true"])
+
+    def probe(self):
+        """Drops a comparison runtime whose first `run` fails (crun on a cgroup v1 hybrid
+        host), keeping why for the report."""
+        for rt in list(self.runtimes[1:]):
+            cid = rt.next_id("probe")
+            argv = rt.cmd("run", "--bundle", self.bundle, cid)
+            r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+            spawn(rt.cmd("delete", "--force", cid))
+            if r.returncode != 0:
+                why = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
+                self.absent[rt.name] = why[-200:]
+                self.runtimes.remove(rt)
+                log(f"{rt.name} does not run here, left out: {why}")
 
     def round(self, i, timed):
         """One sample of every operation; records times when timed, RSS in the RSS pass."""
-        order = self.runtimes if i % 2 == 0 else self.runtimes[::-1]
+        k = i % len(self.runtimes)
+        order = self.runtimes[k:] + self.runtimes[:k]
         self.timing = timed
         for op, fn in (("run", self.op_run), ("lifecycle", self.op_lifecycle),
                        ("exec", self.op_exec)):
@@ -387,9 +418,10 @@ class Bench:
     def run(self, warmup, rss_rounds):
         global MEASURE_RSS
         self.prepare()
+        self.probe()
         self.start_sleepers()
         log(f"{warmup} warm-up rounds, then {self.n} timed rounds "
-            f"(hull and runc alternating)")
+            f"({', '.join(rt.name for rt in self.runtimes)} taking turns)")
         for i in range(warmup):
             self.round(i, timed=False)
         t0 = time.monotonic()
@@ -402,7 +434,7 @@ class Bench:
         for i in range(rss_rounds):
             self.round(i, timed=False)
         MEASURE_RSS = False
-        # Nothing may be left behind by run and lifecycle: only the two exec targets.
+        # Nothing may be left behind by run and lifecycle: only the exec targets.
         for rt in self.runtimes:
             left = sorted(set(os.listdir(rt.root)) - {self.sleepers[rt.name][0]})
             if left:
@@ -426,56 +458,82 @@ def report(b, env_line):
     floor = med["floor"]["floor"]
     names = {"run": "run /bin/true", "lifecycle": "create/start/state/delete",
              "exec": "exec /bin/true", "floor": "floor (unshare+chroot)"}
+    others = b.others
+    present = [o for o in others if o not in b.absent]
 
     def cell(op, who):
+        if who in b.absent:
+            return "n/a"
         xs = b.samples[op][who]
         return f"{ms(statistics.median(xs)):6.2f} ({ms(pct(xs, 10)):.1f}-{ms(pct(xs, 90)):.1f})"
 
-    lines = [env_line, "",
-             "time: median ms (p10-p90)",
-             f"{'operation':<27}| {'hull ms':<20}| {'runc ms':<20}| {'hull/runc':>9} | {'hull/floor':>10}",
-             f"{'-' * 27}|{'-' * 21}|{'-' * 21}|{'-' * 11}|{'-' * 11}"]
+    def ratio(h, op, who, table):
+        return "n/a" if who in b.absent else f"{h / table[op][who]:.2f}x"
+
+    lines = [env_line]
+    for o in others:
+        if o in b.absent:
+            lines.append(f"{o}: not measured, it does not run here: {b.absent[o]}")
+    head = f"{'operation':<27}| {'hull ms':<20}" + "".join(f"| {o + ' ms':<20}" for o in others)
+    head += "".join(f"| {'hull/' + o:>9} " for o in others) + f"| {'hull/floor':>10}"
+    lines += ["", "time: median ms (p10-p90)", head, "-" * len(head)]
     for op in ("run", "lifecycle", "exec"):
-        h, r = med[op]["hull"], med[op]["runc"]
-        lines.append(f"{names[op]:<27}| {cell(op, 'hull'):<20}| {cell(op, 'runc'):<20}| "
-                     f"{h / r:8.2f}x | {h / floor:9.2f}x")
-    lines.append(f"{names['floor']:<27}| {cell('floor', 'floor'):<20}| {'':<20}| "
-                 f"{'':>9} | {'1.00x':>10}")
+        h = med[op]["hull"]
+        lines.append(f"{names[op]:<27}| {cell(op, 'hull'):<20}" + "".join(f"| {cell(op, o):<20}" for o in others)
+                     + "".join(f"| {ratio(h, op, o, med):>9} " for o in others) + f"| {h / floor:9.2f}x")
+    lines.append(f"{names['floor']:<27}| {cell('floor', 'floor'):<20}" + "".join(f"| {'':<20}" for _ in others)
+                 + "".join(f"| {'':>9} " for _ in others) + f"| {'1.00x':>10}")
+    for who in ["hull", *present]:
+        lines.append(f"  lifecycle steps, median ms ({who}): " + ", ".join(
+            f"{st} {ms(statistics.median(b.steps[who][st])):.1f}" for st in STEPS))
 
-    lines.append("  lifecycle steps, median ms (hull / runc): " + ", ".join(
-        f"{st} {ms(statistics.median(b.steps['hull'][st])):.1f} / "
-        f"{ms(statistics.median(b.steps['runc'][st])):.1f}" for st in STEPS))
+    rss_med = {op: {w: statistics.median(v) for w, v in d.items()} for op, d in b.rss.items()}
 
+    def rss_cell(op, who):
+        if who in b.absent:
+            return "n/a"
+        x = b.rss[op][who]
+        return f"{statistics.median(x):.0f} ({max(x)})"
+
+    head = f"{'operation':<27}| {'hull KiB':<20}" + "".join(f"| {o + ' KiB':<20}" for o in others)
+    head += "".join(f"| {'hull/' + o:>9} " for o in others)
     lines += ["", "peak RSS of the runtime command: median KiB (max), /usr/bin/time -f %M; "
-              "lifecycle: its largest step",
-              f"{'operation':<27}| {'hull KiB':<20}| {'runc KiB':<20}| {'hull/runc':>9}",
-              f"{'-' * 27}|{'-' * 21}|{'-' * 21}|{'-' * 11}"]
-    for op in ("run", "lifecycle", "exec", "floor"):
-        d = b.rss[op]
-        if op == "floor":
-            x = d["floor"]
-            lines.append(f"{names[op]:<27}| {f'{statistics.median(x):.0f} ({max(x)})':<20}| "
-                         f"{'':<20}|")
-            continue
-        h, r = d["hull"], d["runc"]
-        lines.append(f"{names[op]:<27}| {f'{statistics.median(h):.0f} ({max(h)})':<20}| "
-                     f"{f'{statistics.median(r):.0f} ({max(r)})':<20}| "
-                     f"{statistics.median(h) / statistics.median(r):8.2f}x")
+              "lifecycle: its largest step", head, "-" * len(head)]
+    for op in ("run", "lifecycle", "exec"):
+        h = rss_med[op]["hull"]
+        lines.append(f"{names[op]:<27}| {rss_cell(op, 'hull'):<20}" + "".join(f"| {rss_cell(op, o):<20}" for o in others)
+                     + "".join(f"| {ratio(h, op, o, rss_med):>9} " for o in others))
+    x = b.rss["floor"]["floor"]
+    lines.append(f"{names['floor']:<27}| {f'{statistics.median(x):.0f} ({max(x)})':<20}|")
 
-    lines += ["", "targets (issue 8): hull <= 0.35x runc (run, lifecycle), <= 3x floor, "
-              "peak RSS below runc's"]
-    for op in ("run", "lifecycle"):
-        h, r = med[op]["hull"], med[op]["runc"]
-        ok = "ok  " if h <= TARGET_VS_RUNC * r else "MISS"
-        lines.append(f"  {ok} {names[op]}: {h / r:.2f}x runc (target <= {TARGET_VS_RUNC}x)")
+    lines += ["", "targets (issue 16): against crun, run <= 0.9x, create/start/state/delete <= 1.0x, "
+              "exec <= 1.0x, peak RSS <= crun's; against the floor, <= 3x"]
+    if "crun" in b.absent:
+        lines.append(f"  n/a  crun does not run here ({b.absent['crun']}): `just bench --testvm` "
+                     "measures on cgroup v2")
+    else:
+        for op in ("run", "lifecycle", "exec"):
+            h, c = med[op]["hull"], med[op]["crun"]
+            ok = "ok  " if h <= TARGET_VS_CRUN[op] * c else "MISS"
+            lines.append(f"  {ok} {names[op]}: {h / c:.2f}x crun (target <= {TARGET_VS_CRUN[op]}x)")
+        for op in ("run", "lifecycle", "exec"):
+            h, c = rss_med[op]["hull"], rss_med[op]["crun"]
+            ok = "ok  " if h <= c else "MISS"
+            lines.append(f"  {ok} {names[op]}: peak RSS {h:.0f} KiB vs crun {c:.0f} KiB")
     for op in ("run", "lifecycle", "exec"):
         h = med[op]["hull"]
         ok = "ok  " if h <= TARGET_VS_FLOOR * floor else "MISS"
         lines.append(f"  {ok} {names[op]}: {h / floor:.2f}x floor (target <= {TARGET_VS_FLOOR}x)")
-    for op in ("run", "lifecycle", "exec"):
-        h, r = statistics.median(b.rss[op]["hull"]), statistics.median(b.rss[op]["runc"])
-        ok = "ok  " if h < r else "MISS"
-        lines.append(f"  {ok} {names[op]}: peak RSS {h:.0f} KiB vs runc {r:.0f} KiB")
+    if "runc" not in b.absent:
+        lines.append(f"targets (issue 8): hull <= {TARGET_VS_RUNC}x runc (run, lifecycle), peak RSS below runc's")
+        for op in ("run", "lifecycle"):
+            h, r = med[op]["hull"], med[op]["runc"]
+            ok = "ok  " if h <= TARGET_VS_RUNC * r else "MISS"
+            lines.append(f"  {ok} {names[op]}: {h / r:.2f}x runc (target <= {TARGET_VS_RUNC}x)")
+        for op in ("run", "lifecycle", "exec"):
+            h, r = rss_med[op]["hull"], rss_med[op]["runc"]
+            ok = "ok  " if h < r else "MISS"
+            lines.append(f"  {ok} {names[op]}: peak RSS {h:.0f} KiB vs runc {r:.0f} KiB")
     return "\n".join(lines)
 
 
@@ -488,8 +546,10 @@ def env_line(args):
             return "?"
     kernel = os.uname().release
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"N={args.n}, {version([args.hull, '--version'])}, {version([args.runc, '--version'])}, "
-            f"kernel {kernel}, {os.cpu_count()} CPUs, load {load} (at the end)")
+    versions = ", ".join(version([b, "--version"]) for b in (args.hull, args.crun, args.runc) if b)
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    return (f"N={args.n}, {versions}, kernel {kernel}, cgroup {'v2' if v2 else 'v1 hybrid'}, "
+            f"{os.cpu_count()} CPUs, load {load} (at the end)")
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -504,21 +564,60 @@ def ensure_time():
         subprocess.run(["apt-get", "install", "-y", "time"], env=env, check=True)
 
 
-def ensure_runc(path):
+def ensure_runtime(name, path, install=True):
+    """The runtime's binary: `path`, else found on PATH or in /usr/sbin, else installed from
+    Debian (when `install`); None when there is none."""
     if path:
-        return path
-    found = shutil.which("runc") or (os.path.exists("/usr/sbin/runc") and "/usr/sbin/runc")
-    if found:
-        return found
-    log("runc not found: apt-get install -y runc")
+        return os.path.abspath(path)
+    def found():
+        return shutil.which(name) or next(
+            (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None)
+    if found() or not install:
+        return found()
+    log(f"{name} not found: apt-get install -y {name}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    if subprocess.run(["apt-get", "install", "-y", "runc"], env=env).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, check=True)
-        subprocess.run(["apt-get", "install", "-y", "runc"], env=env, check=True)
-    found = shutil.which("runc") or "/usr/sbin/runc"
-    if not os.path.exists(found):
-        die("runc still not found after apt-get install")
-    return found
+    if subprocess.run(["apt-get", "install", "-y", name], env=env).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env)
+        subprocess.run(["apt-get", "install", "-y", name], env=env)
+    return found()
+
+
+def module_files():
+    """The files of every module this interpreter has loaded (the standard library modules
+    this script needs, lib-dynload's extensions included)."""
+    return sorted({os.path.realpath(m.__file__) for m in list(sys.modules.values())
+                   if getattr(m, "__file__", None)})
+
+
+def run_in_testvm(args):
+    """Reruns this script inside the nested test machine (pure cgroup v2, where crun runs),
+    carrying in Debian's python3 with the modules this script imports, runc, crun and GNU time;
+    does not return."""
+    py = "/usr/bin/python3"
+    if not os.access(py, os.X_OK):
+        die(f"--testvm carries Debian's {py}: apt-get install -y python3")
+    # Debian's interpreter, not the one running this (it may be another build): ask it.
+    listing = subprocess.run([py, os.path.abspath(__file__), "--list-modules"],
+                             capture_output=True, text=True)
+    if listing.returncode != 0:
+        die(f"{py} could not list this script's modules: {listing.stderr.strip()[-400:]}")
+    args.runc = ensure_runtime("runc", args.runc)
+    args.crun = ensure_runtime("crun", args.crun)
+    if not args.runc or not args.crun:
+        die("--testvm needs runc and crun on this host (apt-get install -y runc crun)")
+    ensure_time()
+    # The files themselves, at the paths they are called by (testvm carries a link as a link).
+    adds = [f"{os.path.realpath(p)}:{p}" for p in (py, args.runc, args.crun, TIME)]
+    adds.append(f"{os.path.abspath(__file__)}:/bench/bench.py")
+    adds += [f for f in listing.stdout.split() if f.startswith("/usr/lib/python3")]
+    argv = [os.path.join(REPO, "integration", "testvm", "testvm.sh"), "--hull", args.hull,
+            "--timeout", str(args.testvm_timeout)]
+    for a in adds:
+        argv += ["--add", a]
+    argv += ["--", py, "/bench/bench.py", "-n", str(args.n), "--hull", "/hull",
+             "--runc", args.runc, "--crun", args.crun, "--dir", "/tmp/bench",
+             "--warmup", str(args.warmup), "--rss-rounds", str(args.rss_rounds)]
+    os.execv(argv[0], argv)
 
 
 def main():
@@ -527,6 +626,11 @@ def main():
                     help="samples per operation and runtime (default: $N or 100)")
     ap.add_argument("--hull", default=os.path.join(REPO, "target", "release", "hull"))
     ap.add_argument("--runc", default=None, help="runc binary (default: PATH; installed if missing)")
+    ap.add_argument("--crun", default=None, help="crun binary (default: PATH; installed if missing)")
+    ap.add_argument("--testvm", action="store_true",
+                    help="run in the nested test machine (pure cgroup v2: crun runs there)")
+    ap.add_argument("--testvm-timeout", type=int, default=3600, help=argparse.SUPPRESS)
+    ap.add_argument("--list-modules", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--dir", default=os.path.join(REPO, "target", "bench"),
                     help="bundle and state roots (default: target/bench)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default 3)")
@@ -534,6 +638,9 @@ def main():
                     help="rounds of the separate peak-RSS pass (default 10)")
     ap.add_argument("--out", default=None, help="also write the table to this file")
     args = ap.parse_args()
+    if args.list_modules:
+        print("\n".join(module_files()))
+        return
 
     if os.geteuid() != 0:
         die("needs root (namespaces, mounts, cgroups): run it with sudo")
@@ -542,7 +649,12 @@ def main():
     args.hull = os.path.abspath(args.hull)
     if not os.access(args.hull, os.X_OK):
         die(f"{args.hull} is missing: cargo build --release")
-    args.runc = ensure_runc(args.runc)
+    if args.testvm:
+        run_in_testvm(args)
+    args.runc = ensure_runtime("runc", args.runc)
+    args.crun = ensure_runtime("crun", args.crun)
+    if not args.runc:
+        die("runc not found, and apt-get could not install it")
     ensure_time()
     for tool in ("unshare", "chroot"):
         if not shutil.which(tool):
