@@ -42,7 +42,7 @@ pub fn stage1(cfg: &mut InitConfig, plan: &Plan, sock: &SyncSocket) -> ! {
             finish(sock, Err(e));
         }
     }
-    if let Some(cg) = cfg.cgroup.as_mut() {
+    if let (Some(cg), false) = (cfg.cgroup.as_mut(), cfg.born_in_cgroup) {
         if let Err(e) = cg.join(std::process::id()) {
             // A message to the parent: the cause's words go with it.
             finish(sock, Err(super::error::Error::Msg(crate::container::Chain(&e).to_string())));

@@ -8,6 +8,7 @@
 pub mod backend;
 mod capabilities;
 mod cgroupfs;
+mod clone_into;
 pub(crate) mod console;
 mod devices;
 mod error;
@@ -31,7 +32,7 @@ pub mod seccomp;
 pub(crate) mod sync;
 mod sysctl;
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use nix::fcntl::{open, OFlag};
@@ -62,6 +63,8 @@ pub struct InitConfig<'a> {
     pub cgroup: Option<&'a mut crate::cgroups::Cgroup>,
     /// Stage 1 waits for the parent's CgroupReady before joining (see `Place`).
     pub cgroup_after_fork: bool,
+    /// Stage 1 was forked straight into the cgroup (cgroup v2): nothing to join.
+    pub born_in_cgroup: bool,
 }
 
 /// Makes the container's cgroup once stage 1 exists, for a cgroup that needs a live process
@@ -132,20 +135,47 @@ pub fn create(config: CreateConfig) -> Result<i32> {
         console,
         cgroup,
         cgroup_after_fork,
+        born_in_cgroup: false,
     };
     if let Some(p) = bundle.spec.process() {
         lsm::check(p)?;
     }
     let plan = namespaces::Plan::from_spec(&bundle.spec);
     let (parent, child) = sync::pair().ctx(|| "create sync socket".to_string())?;
-    // SAFETY: hull is single-threaded here (no thread is ever started before create).
-    match unsafe { fork() }.ctx(|| "fork".to_string())? {
+    // On cgroup v2 stage 1 is born in the cgroup (where the cgroup is made before the fork);
+    // where the kernel refuses, it forks and joins as on v1.
+    let into = match (&cfg.cgroup, cgroup_after_fork) {
+        (Some(cg), false) => cg.unified_dir_fd(),
+        _ => None,
+    };
+    let born_in = into.as_ref().map(|fd| {
+        // SAFETY: hull is single-threaded here (no thread is ever started before create).
+        unsafe { clone_into::fork_into(fd.as_fd()) }
+    });
+    let forked = match born_in {
+        Some(Ok(r)) => {
+            cfg.born_in_cgroup = true;
+            Ok(r)
+        }
+        Some(Err(e)) => {
+            crate::logging::debug(&format!("clone3 into the cgroup: {e}; fork, then join"));
+            // SAFETY: as above, single-threaded.
+            unsafe { fork() }
+        }
+        // SAFETY: as above, single-threaded.
+        None => unsafe { fork() },
+    };
+    drop(into);
+    match forked.ctx(|| "fork".to_string())? {
         ForkResult::Child => {
             drop(parent);
             init::stage1(&mut cfg, &plan, &child)
         }
         ForkResult::Parent { child: stage1 } => {
             drop(child);
+            if cfg.born_in_cgroup {
+                crate::logging::debug(&format!("stage 1 ({stage1}) was born in its cgroup (clone3)"));
+            }
             if let Some(place) = place {
                 if let Err(e) = place_cgroup(&parent, &mut cfg, place, stage1) {
                     // Stage 1 has done nothing yet but wait for this answer.

@@ -1,0 +1,56 @@
+//! Forking straight into a cgroup (cgroup v2: clone3 with CLONE_INTO_CGROUP). A child born in
+//! the container's cgroup needs no migration; the write to cgroup.procs that migrates it takes
+//! the cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period: the largest
+//! single cost of `create` in the profile (integration/bench/README.md).
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use nix::errno::Errno;
+use nix::unistd::{ForkResult, Pid};
+
+/// `struct clone_args` up to its `cgroup` field (CLONE_ARGS_SIZE_VER2, Linux 5.7).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// CLONE_INTO_CGROUP (include/uapi/linux/sched.h); libc does not name it.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// fork(2), with the child born in the cgroup v2 directory `cgroup` (an O_PATH or O_DIRECTORY
+/// fd). Fails where the kernel cannot (before 5.7: ENOSYS or E2BIG; a cgroup that cannot take
+/// processes: EOPNOTSUPP, EBUSY): the caller then forks and migrates as before.
+///
+/// # Safety
+///
+/// As for fork(2): the caller must be single-threaded, since the child gets only this thread.
+pub unsafe fn fork_into(cgroup: BorrowedFd) -> nix::Result<ForkResult> {
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 without CLONE_VM or a stack is fork: the child continues on a copy of this
+    // thread's stack and address space; the caller vouches that no other thread exists whose
+    // locks the child could inherit held.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
+    };
+    match ret {
+        0 => Ok(ForkResult::Child),
+        pid if pid > 0 => Ok(ForkResult::Parent { child: Pid::from_raw(pid as i32) }),
+        _ => Err(Errno::last()),
+    }
+}
