@@ -227,6 +227,25 @@ fn paused_container_needs_ignore_paused() {
     assert!(env.hull(&["resume", "ex-paused"]).status.success());
 }
 
+/// An exec'd process is in the container's cgroups, where its limits hold: it sees the same
+/// /proc/self/cgroup as the init (on cgroup v2 it is born there, clone3 CLONE_INTO_CGROUP; on
+/// v1 it joins each hierarchy). In one shell so both are read from the same namespaces.
+#[test]
+fn exec_runs_in_the_containers_cgroups() {
+    let env = running("ex-incg");
+    let out = exec(&env, &["ex-incg", "sh", "-c", "cat /proc/self/cgroup; echo --; cat /proc/1/cgroup"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o = stdout(&out);
+    let (mine, init) = o.split_once("--\n").unwrap_or_else(|| panic!("{o}"));
+    assert!(!mine.trim().is_empty(), "{o}");
+    // On a hybrid host hull places containers in the v1 hierarchies only ("0::" stays).
+    let hybrid = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let placed = |t: &str| -> Vec<String> {
+        t.lines().filter(|l| !(hybrid && l.starts_with("0::"))).map(str::to_string).collect()
+    };
+    assert_eq!(placed(mine), placed(init), "the exec'd process's cgroups against the init's");
+}
+
 #[test]
 fn cgroup_flag_runs_in_a_sub_cgroup() {
     // On a VM the sub-cgroup is the host's (the VMM's cgroup is the container's, and the

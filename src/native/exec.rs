@@ -77,10 +77,30 @@ pub fn exec(cfg: ExecConfig) -> Result<i32> {
         Mode::empty(),
     )
     .ctx(|| format!("open the root of container init {pid}"))?;
-    let cgroups: &[std::path::PathBuf] = if cfg.join_after_exec { &[] } else { &cfg.cgroup_procs };
+    let mut cgroups: &[std::path::PathBuf] = if cfg.join_after_exec { &[] } else { &cfg.cgroup_procs };
     let (parent, child) = sync::pair().ctx(|| "create sync socket".to_string())?;
-    // SAFETY: hull is single-threaded here.
-    match unsafe { fork() }.ctx(|| "fork".to_string())? {
+    // One cgroup.procs to join (cgroup v2): the process is born in its directory instead
+    // (clone_into.rs says why); on v1, or where the kernel refuses, fork and join.
+    let into = match cgroups {
+        [one] => one
+            .parent()
+            .and_then(|d| open(d, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok()),
+        _ => None,
+    };
+    let born_in = into.as_ref().map(|fd| {
+        // SAFETY: hull is single-threaded here.
+        unsafe { super::clone_into::fork_into(fd.as_fd()) }
+    });
+    let forked = match born_in {
+        Some(Ok(r)) => {
+            cgroups = &[];
+            Ok(r)
+        }
+        // SAFETY: hull is single-threaded here.
+        Some(Err(_)) | None => unsafe { fork() },
+    };
+    drop(into);
+    match forked.ctx(|| "fork".to_string())? {
         ForkResult::Child => {
             drop(parent);
             let r = middle(&cfg, &nss, &root, cgroups, in_userns, &child);
