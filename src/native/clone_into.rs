@@ -1,7 +1,8 @@
 //! Forking straight into a cgroup (cgroup v2: clone3 with CLONE_INTO_CGROUP). A child born in
 //! the container's cgroup needs no migration; the write to cgroup.procs that migrates it takes
 //! the cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period: the largest
-//! single cost of `create` in the profile (integration/bench/README.md).
+//! single cost of `create` in the profile, and `exec` pays it too (integration/bench/README.md).
+//! Used for create's stage 1 and exec's first fork.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
