@@ -37,15 +37,30 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 ///
 /// As for fork(2): the caller must be single-threaded, since the child gets only this thread.
 pub unsafe fn fork_into(cgroup: BorrowedFd) -> nix::Result<ForkResult> {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { fork3(Some(cgroup)) }
+}
+
+/// fork(2) made with clone3 (into `cgroup` when given), bypassing libc's fork: no atfork
+/// handlers run, which is what a multi-threaded VMM needs for a child that only makes raw
+/// system calls (`vm/backend/oom_relay.rs`; its seccomp filter allows clone3, which threads
+/// are made with).
+///
+/// # Safety
+///
+/// As for fork(2) in a multi-threaded process: the child gets only this thread, and may
+/// inherit locks other threads held; it must not take them (no allocation, no stdio) unless
+/// the caller is single-threaded.
+pub(crate) unsafe fn fork3(cgroup: Option<BorrowedFd>) -> nix::Result<ForkResult> {
     let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
+        flags: if cgroup.is_some() { CLONE_INTO_CGROUP } else { 0 },
         exit_signal: libc::SIGCHLD as u64,
-        cgroup: cgroup.as_raw_fd() as u64,
+        cgroup: cgroup.map_or(0, |fd| fd.as_raw_fd() as u64),
         ..Default::default()
     };
     // SAFETY: clone3 without CLONE_VM or a stack is fork: the child continues on a copy of this
-    // thread's stack and address space; the caller vouches that no other thread exists whose
-    // locks the child could inherit held.
+    // thread's stack and address space (a larger struct than an older kernel knows is
+    // accepted while its extra fields are zero); the caller vouches for what the child does.
     let ret = unsafe {
         libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
     };

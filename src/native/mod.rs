@@ -8,7 +8,7 @@
 pub mod backend;
 mod capabilities;
 mod cgroupfs;
-mod clone_into;
+pub(crate) mod clone_into;
 pub(crate) mod console;
 mod devices;
 mod error;

@@ -174,38 +174,18 @@ fn may_swap(dir: &Path, limit_file: &str, swap_file: &str, unified: bool) -> boo
     }
 }
 
-/// `struct clone_args` up to `exit_signal` and the fields clone3 reads after it
-/// (CLONE_ARGS_SIZE_VER0).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-}
-
 /// Forks the process that allocates until it is OOM-killed, or ends after `limit` bytes
 /// (a limit raised since it was read).
 fn fork_allocator(limit: u64) -> nix::Result<Pid> {
-    let args = CloneArgs { exit_signal: libc::SIGCHLD as u64, ..Default::default() };
     // clone3 rather than fork: the session thread's seccomp filter has it (threads are made
     // with it), and libc's fork would run its atfork handlers in a multi-threaded VMM.
-    // SAFETY: a plain fork (no flags: the child gets a copy of this thread's stack and of the
-    // address space, minus the guest's RAM, which is MADV_DONTFORK). The child runs only
+    // SAFETY: a plain fork (the child gets a copy of this thread's stack and of the address
+    // space, minus the guest's RAM, which is MADV_DONTFORK). The child runs only
     // `allocate_until_killed`, which makes raw system calls and never returns, allocates on
     // the heap or takes a lock another thread might hold.
-    let ret = unsafe {
-        libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
-    };
-    match ret {
-        0 => allocate_until_killed(limit),
-        pid if pid > 0 => Ok(Pid::from_raw(pid as i32)),
-        _ => Err(nix::errno::Errno::last()),
+    match unsafe { crate::native::clone_into::fork3(None) }? {
+        nix::unistd::ForkResult::Child => allocate_until_killed(limit),
+        nix::unistd::ForkResult::Parent { child } => Ok(child),
     }
 }
 
