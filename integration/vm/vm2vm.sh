@@ -6,8 +6,10 @@
 # printed (interface counters, TCP counters, the tc mirrors, the VMMs' threads), then the
 # rounds go on. A soak for the VM-to-VM path, not part of `just ci`.
 #
-#   integration/vm/vm2vm.sh --testvm [--hull PATH] [--kernel PATH] [--rounds N]
+#   integration/vm/vm2vm.sh --testvm [--hull PATH] [--kernel PATH] [--rounds N] [--from-host]
 #
+# --from-host: both containers serve and the host fetches from both at once each round (two
+# busy guests, no traffic between them), to tell the VM-to-VM path from two busy guests.
 # Prints one line per round and `N rounds, M stalled, K corrupt`; exits 1 if any round failed.
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -17,6 +19,7 @@ hull=""
 kernel="$(default_kernel)"
 testvm=0
 rounds=20
+from_host=0
 die() { printf 'vm2vm: error: %s\n' "$*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -24,11 +27,13 @@ while [ $# -gt 0 ]; do
         --kernel) [ $# -ge 2 ] || die "--kernel needs a path"; kernel="$2"; shift 2 ;;
         --rounds) [ $# -ge 2 ] || die "--rounds needs a number"; rounds="$2"; shift 2 ;;
         --testvm) testvm=1; shift ;;
+        --from-host) from_host=1; shift ;;
         -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
-[ "$testvm" = 1 ] && vm_script_in_testvm "$here" vm2vm.sh "$hull" "$kernel" 1500 --rounds "$rounds"
+if [ "$from_host" = 1 ]; then set -- --from-host; else set --; fi
+[ "$testvm" = 1 ] && vm_script_in_testvm "$here" vm2vm.sh "$hull" "$kernel" 1500 --rounds "$rounds" "$@"
 hull="$(vm_script_prerequisites "$hull" "$kernel")" || exit 2
 IP=/opt/iproute2/ip
 TC=/opt/iproute2/tc
@@ -100,7 +105,11 @@ done
 echo done
 EOS
 bundle a hull2a '"/bin/sh", "-c", "httpd -p 8081 -h /srv && echo serving; exec sleep 100000"'
-bundle b hull2b '"/bin/sh", "/fetch.sh"'
+if [ "$from_host" = 1 ]; then
+    bundle b hull2b '"/bin/sh", "-c", "httpd -p 8081 -h /srv && echo serving; exec sleep 100000"'
+else
+    bundle b hull2b '"/bin/sh", "/fetch.sh"'
+fi
 
 h --backend vm run --bundle "$work/a" vma </dev/null >"$work/a.out" 2>"$work/a.err" &
 i=0
@@ -110,6 +119,29 @@ until grep -q '^serving' "$work/a.out" 2>/dev/null; do
 done
 h --backend vm run --bundle "$work/b" vmb </dev/null >"$work/b.out" 2>"$work/b.err" &
 runner=$!
+if [ "$from_host" = 1 ]; then
+    # The host plays b's part against both servers at once, writing b.out's lines itself.
+    i=0
+    until grep -q '^serving' "$work/b.out" 2>/dev/null; do
+        sleep 0.2; i=$((i + 1))
+        [ $i -lt 1500 ] || { cat "$work/b.err"; die "container b did not come up"; }
+    done
+    (
+        i=1
+        while [ $i -le "$rounds" ]; do
+            t=$(date +%s)
+            timeout 60 wget -q -O - http://10.89.9.2:8081/blob 2>/dev/null | md5sum >"$work/ma" &
+            timeout 60 wget -q -O - http://10.89.9.3:8081/blob 2>/dev/null | md5sum >"$work/mb"
+            wait
+            set -- $(cat "$work/ma") $(cat "$work/mb")
+            # Both must be intact: the round's sum is a's when they agree, else the odd one.
+            if [ "$1" = "$want" ]; then got="$3"; else got="$1"; fi
+            echo "round $i $got $(($(date +%s) - t))" >>"$work/b.out"
+            i=$((i + 1))
+        done
+        echo done >>"$work/b.out"
+    ) &
+fi
 
 # host_view: the path from the host's side, on stdout.
 host_view() {
