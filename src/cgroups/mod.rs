@@ -14,7 +14,6 @@ pub mod systemd;
 mod v1;
 mod v2;
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxResources;
@@ -209,17 +208,10 @@ impl Cgroup {
         made.map_err(|f| self.err("", f))
     }
 
-    /// The cgroup's directory (O_PATH) on a cgroup v2 host, for clone3's CLONE_INTO_CGROUP;
-    /// None on v1, or when it cannot be opened.
-    pub fn unified_dir_fd(&self) -> Option<std::os::fd::OwnedFd> {
+    /// The cgroup's directory on a cgroup v2 host (for clone3's CLONE_INTO_CGROUP); None on v1.
+    pub fn unified_dir(&self) -> Option<PathBuf> {
         let Layout::Unified = self.layout else { return None };
-        let dir = self.layout.dirs(&self.path).into_iter().next()?;
-        std::fs::File::options()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(dir)
-            .ok()
-            .map(std::os::fd::OwnedFd::from)
+        self.layout.dirs(&self.path).into_iter().next()
     }
 
     /// Moves process `pid` into the cgroup (every hierarchy).

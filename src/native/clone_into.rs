@@ -30,15 +30,29 @@ struct CloneArgs {
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// fork(2), with the child born in the cgroup v2 directory `cgroup` (an O_PATH or O_DIRECTORY
-/// fd). Fails where the kernel cannot (before 5.7: ENOSYS or E2BIG; a cgroup that cannot take
-/// processes: EOPNOTSUPP, EBUSY): the caller then forks and migrates as before.
+/// fd) when one is given and the kernel takes it; true when it was. Where the kernel cannot
+/// (before 5.7: ENOSYS or E2BIG; a cgroup that cannot take processes: EOPNOTSUPP, EBUSY) it is
+/// a plain fork, and the caller migrates the child as before.
 ///
 /// # Safety
 ///
 /// As for fork(2): the caller must be single-threaded, since the child gets only this thread.
-pub unsafe fn fork_into(cgroup: BorrowedFd) -> nix::Result<ForkResult> {
+pub unsafe fn fork_in(cgroup: Option<BorrowedFd>) -> nix::Result<(ForkResult, bool)> {
+    if let Some(fd) = cgroup {
+        // SAFETY: the caller's promise, passed on.
+        match unsafe { fork3(Some(fd)) } {
+            Ok(r) => return Ok((r, true)),
+            Err(e) => crate::logging::debug(&format!("clone3 into the cgroup: {e}; fork, then join")),
+        }
+    }
     // SAFETY: the caller's promise, passed on.
-    unsafe { fork3(Some(cgroup)) }
+    unsafe { nix::unistd::fork() }.map(|r| (r, false))
+}
+
+/// Opens a cgroup v2 directory for [`fork_in`]; None when it cannot be opened.
+pub fn open_dir(dir: &std::path::Path) -> Option<std::os::fd::OwnedFd> {
+    use nix::fcntl::{open, OFlag};
+    open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).ok()
 }
 
 /// fork(2) made with clone3 (into `cgroup` when given), bypassing libc's fork: no atfork

@@ -82,24 +82,18 @@ pub fn exec(cfg: ExecConfig) -> Result<i32> {
     // One cgroup.procs to join (cgroup v2): the process is born in its directory instead
     // (clone_into.rs says why); on v1, or where the kernel refuses, fork and join.
     let into = match cgroups {
-        [one] => one
-            .parent()
-            .and_then(|d| open(d, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok()),
+        [one] => one.parent().and_then(super::clone_into::open_dir),
         _ => None,
     };
-    let born_in = into.as_ref().map(|fd| {
-        // SAFETY: hull is single-threaded here.
-        unsafe { super::clone_into::fork_into(fd.as_fd()) }
-    });
-    let forked = match born_in {
-        Some(Ok(r)) => {
-            cgroups = &[];
-            Ok(r)
-        }
-        // SAFETY: hull is single-threaded here.
-        Some(Err(_)) | None => unsafe { fork() },
-    };
+    // SAFETY: hull is single-threaded here.
+    let forked = unsafe { super::clone_into::fork_in(into.as_ref().map(|fd| fd.as_fd())) };
     drop(into);
+    let forked = forked.map(|(r, born)| {
+        if born {
+            cgroups = &[];
+        }
+        r
+    });
     match forked.ctx(|| "fork".to_string())? {
         ForkResult::Child => {
             drop(parent);

@@ -39,7 +39,7 @@ use nix::fcntl::{open, OFlag};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::{ForkResult, Pid};
 
 pub use error::Error;
 use error::{Context, Result};
@@ -145,27 +145,16 @@ pub fn create(config: CreateConfig) -> Result<i32> {
     // On cgroup v2 stage 1 is born in the cgroup (where the cgroup is made before the fork);
     // where the kernel refuses, it forks and joins as on v1.
     let into = match (&cfg.cgroup, cgroup_after_fork) {
-        (Some(cg), false) => cg.unified_dir_fd(),
+        (Some(cg), false) => cg.unified_dir().and_then(|d| clone_into::open_dir(&d)),
         _ => None,
     };
-    let born_in = into.as_ref().map(|fd| {
-        // SAFETY: hull is single-threaded here (no thread is ever started before create).
-        unsafe { clone_into::fork_into(fd.as_fd()) }
-    });
-    let forked = match born_in {
-        Some(Ok(r)) => {
-            cfg.born_in_cgroup = true;
-            Ok(r)
-        }
-        Some(Err(e)) => {
-            crate::logging::debug(&format!("clone3 into the cgroup: {e}; fork, then join"));
-            // SAFETY: as above, single-threaded.
-            unsafe { fork() }
-        }
-        // SAFETY: as above, single-threaded.
-        None => unsafe { fork() },
-    };
+    // SAFETY: hull is single-threaded here (no thread is ever started before create).
+    let forked = unsafe { clone_into::fork_in(into.as_ref().map(|fd| fd.as_fd())) };
     drop(into);
+    let forked = forked.map(|(r, born)| {
+        cfg.born_in_cgroup = born;
+        r
+    });
     match forked.ctx(|| "fork".to_string())? {
         ForkResult::Child => {
             drop(parent);
