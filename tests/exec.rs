@@ -115,7 +115,13 @@ fn detach_writes_the_pid_file() {
         // alive while it runs, and the guest runs it in the container.
         assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "the stand-in {pid} is gone");
         let ps = exec(&env, &["ex-detach", "ps", "-o", "args"]);
-        assert!(stdout(&ps).lines().any(|l| l.trim() == "sleep 100"), "{}", stdout(&ps));
+        assert!(
+            stdout(&ps).lines().any(|l| l.trim() == "sleep 100"),
+            "ps in the container: {:?}, stdout {:?}, stderr {:?}",
+            ps.status,
+            stdout(&ps),
+            stderr(&ps)
+        );
         return;
     }
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
