@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod config;
 pub mod container;
+pub mod fd_relay;
 pub mod fdpass;
 pub mod hooks;
 pub mod logging;

@@ -287,40 +287,87 @@ fn only_preserved_fds_reach_the_program() {
     let f = std::fs::File::open(env.bundle.join("config.json")).unwrap();
     let mut c = env.cmd(&["run", "--preserve-fds", "1", "--bundle", env.bundle.to_str().unwrap(), "fds"]);
     // The file becomes fd 3 of hull, and so of the program.
-    as_fd_3(&mut c, &f);
+    as_fds(&mut c, &[f.as_raw_fd()]);
     let out = c.output().unwrap();
-    if on_vm() {
-        // A host fd cannot enter the VM: refused before anything exists, never dropped.
-        assert_vm_refuses_preserved_fds(&env, &out, "--preserve-fds 1");
-        return;
-    }
     let fds: Vec<String> = stdout(&out).split_whitespace().map(String::from).collect();
-    // 0-2, the preserved 3, and ls's own directory fd: nothing of hull's.
+    // 0-2, the preserved 3, and ls's own directory fd: nothing of hull's (nor, on a VM, of the
+    // guest agent's).
     assert!(fds.contains(&"3".to_string()), "{fds:?} {}", stderr(&out));
     assert!(fds.len() <= 5, "unexpected fds reached the program: {fds:?}");
 }
 
-/// `f` becomes fd 3 of the command.
-fn as_fd_3(c: &mut std::process::Command, f: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    let raw = f.as_raw_fd();
-    // SAFETY: (test) dup2 in the child between fork and exec only touches its fd table.
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// `fds` become fds 3, 4, ... of the command (copied above the range first, so that one
+/// sitting at a target number is not lost).
+fn as_fds(c: &mut std::process::Command, fds: &[RawFd]) {
+    let fds = fds.to_vec();
+    // SAFETY: (test) fcntl/dup2/close in the child between fork and exec only touch its fd
+    // table, and are async-signal-safe.
     unsafe {
         use std::os::unix::process::CommandExt;
         c.pre_exec(move || {
-            if libc::dup2(raw, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
+            let mut high = Vec::new();
+            for fd in &fds {
+                let h = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 100);
+                if h < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                high.push(h);
+            }
+            for (i, h) in high.iter().enumerate() {
+                if libc::dup2(*h, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(*h);
             }
             Ok(())
         });
     }
 }
 
-/// On a VM, `run` with preserved fds fails naming them, and leaves no state behind.
-fn assert_vm_refuses_preserved_fds(env: &Env, out: &std::process::Output, named: &str) {
-    assert!(!out.status.success(), "a VM container took preserved fds");
-    let err = stderr(out);
-    assert!(err.contains(named) && err.contains("cannot be passed into the VM"), "{err}");
+/// A close-on-exec pipe (read end, write end): only the fds `as_fds` places reach hull.
+fn pipe() -> (OwnedFd, OwnedFd) {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap()
+}
+
+/// Bytes cross preserved fds as natively, on a VM through the relays: fd 3 a pipe the
+/// program reads to its end (1 MiB), fd 4 a pipe it writes, fd 5 a connected socket it
+/// answers on; the writes reach the caller before `run` returns, and each end of file is seen.
+#[test]
+fn preserved_fds_carry_bytes_both_ways() {
+    use std::io::{BufRead, Read, Write};
+    let script = "wc -c <&3; echo written >&4; read l <&5; echo \"echo $l\" >&5";
+    let env = Env::new(&["sh", "-c", script]);
+    let (in_r, in_w) = pipe();
+    let (out_r, out_w) = pipe();
+    let (sock, peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut c = env.cmd(&["run", "--preserve-fds", "3", "--bundle", env.bundle.to_str().unwrap(), "pfd-io"]);
+    c.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    as_fds(&mut c, &[in_r.as_raw_fd(), out_w.as_raw_fd(), sock.as_raw_fd()]);
+    let child = c.spawn().unwrap();
+    drop((in_r, out_w, sock));
+    let writer = std::thread::spawn(move || {
+        let mut w = std::fs::File::from(in_w);
+        let chunk: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+        for _ in 0..256 {
+            w.write_all(&chunk).unwrap();
+        }
+    });
+    let mut peer_w = peer.try_clone().unwrap();
+    peer_w.write_all(b"ping\n").unwrap();
+    let mut answer = String::new();
+    std::io::BufReader::new(peer).read_line(&mut answer).unwrap();
+    let mut written = String::new();
+    std::fs::File::from(out_r).read_to_string(&mut written).unwrap();
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "1048576", "what the program read on fd 3; {}", stderr(&out));
+    assert_eq!(written, "written\n", "what the program wrote on fd 4");
+    assert_eq!(answer, "echo ping\n", "the program's answer on fd 5");
     assert!(env.root_is_empty(), "state left behind");
 }
 
@@ -330,17 +377,103 @@ fn listen_fds_are_passed_on() {
     let f = std::fs::File::open(env.bundle.join("config.json")).unwrap();
     let mut c = env.cmd(&["run", "--bundle", env.bundle.to_str().unwrap(), "sd-listen"]);
     c.env("LISTEN_FDS", "1");
-    as_fd_3(&mut c, &f);
+    as_fds(&mut c, &[f.as_raw_fd()]);
     let out = c.output().unwrap();
-    if on_vm() {
-        assert_vm_refuses_preserved_fds(&env, &out, "LISTEN_FDS=1");
-        return;
-    }
     let o = stdout(&out);
     let mut lines = o.lines();
     assert_eq!(lines.next(), Some("1 1"), "{o} {}", stderr(&out));
     let fds: Vec<&str> = o.split_whitespace().skip(2).collect();
     assert!(fds.contains(&"3"), "the socket activation fd reaches the program: {fds:?}");
+}
+
+/// Socket activation as systemd does it: a listening TCP socket at fd 3 and a listening unix
+/// socket at fd 4, LISTEN_FDS=2; the program (this test binary, copied into the rootfs:
+/// [`accept_on_preserved_listeners`]) accepts a connection on each and answers. On a VM each
+/// connection to the host's listener becomes one to a listener of the guest's at that number.
+#[test]
+fn socket_activated_listeners_take_connections() {
+    use std::io::{BufRead, Write};
+    let mut env = Env::new(&["true"]);
+    env.config["process"]["args"] = json!([
+        "/hull-test-helper",
+        "--exact",
+        "accept_on_preserved_listeners",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1"
+    ]);
+    env.write_config();
+    install_test_binary(&env.rootfs(), "hull-test-helper");
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let unix_path = env.dir.join("activation.sock");
+    let unix = std::os::unix::net::UnixListener::bind(&unix_path).unwrap();
+    let mut c = env.cmd(&["run", "--bundle", env.bundle.to_str().unwrap(), "sd-accept"]);
+    c.env("LISTEN_FDS", "2")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    as_fds(&mut c, &[tcp.as_raw_fd(), unix.as_raw_fd()]);
+    let child = c.spawn().unwrap();
+    // The listeners are the container's now; connections wait in their backlogs.
+    let addr = tcp.local_addr().unwrap();
+    drop((tcp, unix));
+    let mut t = std::net::TcpStream::connect(addr).unwrap();
+    let mut u = std::os::unix::net::UnixStream::connect(&unix_path).unwrap();
+    t.write_all(b"over tcp\n").unwrap();
+    u.write_all(b"over unix\n").unwrap();
+    let (mut ta, mut ua) = (String::new(), String::new());
+    std::io::BufReader::new(t).read_line(&mut ta).unwrap();
+    std::io::BufReader::new(u).read_line(&mut ua).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(ta, "fd 3 accepted: over tcp\n", "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(ua, "fd 4 accepted: over unix\n", "{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Not a test of its own: the program [`socket_activated_listeners_take_connections`] runs in
+/// its container. Accepts one connection on each of fds 3..3+LISTEN_FDS, reads a line from it
+/// and answers naming the fd.
+#[test]
+#[ignore = "the program socket_activated_listeners_take_connections runs in its container"]
+fn accept_on_preserved_listeners() {
+    use std::io::{BufRead, Write};
+    use std::os::fd::FromRawFd;
+    let Some(n) = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse::<i32>().ok()) else { return };
+    for fd in 3..3 + n {
+        // SAFETY: accept on an fd this process was given; the new fd is owned by the stream.
+        let conn = unsafe { libc::accept(fd, std::ptr::null_mut(), std::ptr::null_mut()) };
+        assert!(conn >= 0, "accept on fd {fd}: {}", std::io::Error::last_os_error());
+        // SAFETY: `conn` is a fresh descriptor owned by nothing else; read and write work on
+        // any stream socket.
+        let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(conn) };
+        let mut line = String::new();
+        std::io::BufReader::new(stream.try_clone().unwrap()).read_line(&mut line).unwrap();
+        (&stream).write_all(format!("fd {fd} accepted: {line}").as_bytes()).unwrap();
+    }
+}
+
+/// A datagram socket cannot be relayed into a VM (its message boundaries): `run` on a VM
+/// refuses it naming the fd, and leaves nothing; natively the program has it.
+#[test]
+fn a_preserved_datagram_socket_is_refused_on_a_vm_only() {
+    let env = Env::new(&["sh", "-c", "ls -l /proc/self/fd/3"]);
+    let (d, _peer) = std::os::unix::net::UnixDatagram::pair().unwrap();
+    let mut c =
+        env.cmd(&["run", "--preserve-fds", "1", "--bundle", env.bundle.to_str().unwrap(), "pfd-dgram"]);
+    as_fds(&mut c, &[d.as_raw_fd()]);
+    let out = c.output().unwrap();
+    if on_vm() {
+        assert!(!out.status.success(), "a VM container took a datagram socket");
+        let err = stderr(&out);
+        assert!(
+            err.contains("--preserve-fds 1") && err.contains("preserved fd 3: a datagram socket"),
+            "{err}"
+        );
+        assert!(env.root_is_empty(), "state left behind");
+        return;
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("socket:["), "{}", stdout(&out));
 }
 
 #[test]

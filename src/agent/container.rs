@@ -33,6 +33,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// The container made at boot: its init waits on the exec fifo.
 pub struct Created {
     pub init: Spawned,
+    /// The preserved fds' relay, when the host preserved any.
+    pub relay: Option<crate::fd_relay::guest::Running>,
 }
 
 /// `native::create` with the guest spec; the init's stdio are pipes (or, with
@@ -40,7 +42,14 @@ pub struct Created {
 /// the agent keeps.
 /// `host_state` is the state the host's hooks got: the guest's hooks see the same container
 /// (its id, bundle and annotations), with the guest's pid.
-pub fn create(spec: &Spec, root: &Path, host_state: Option<&serde_json::Value>) -> anyhow::Result<Created> {
+/// `preserved`: the host's preserved fds; the workload gets one of the same kind at each one's
+/// number, which the relay this forks carries to the host ([`crate::fd_relay::guest`]).
+pub fn create(
+    spec: &Spec,
+    root: &Path,
+    host_state: Option<&serde_json::Value>,
+    preserved: &[crate::fd_relay::Preserved],
+) -> anyhow::Result<Created> {
     let state_dir = PathBuf::from(STATE_DIR);
     std::fs::create_dir_all(&state_dir).with_context(|| format!("making {STATE_DIR}"))?;
     let fifo = state_dir.join(crate::state::EXEC_FIFO);
@@ -60,19 +69,23 @@ pub fn create(spec: &Spec, root: &Path, host_state: Option<&serde_json::Value>) 
         state
     };
     let mut cgroup = guest_cgroup(spec)?;
-    let pid = io.as_stdio_of_the_caller(|console| {
-        crate::native::create(crate::native::CreateConfig {
-            bundle: &bundle,
-            state_dir: &state_dir,
-            no_pivot: true,
-            preserve_fds: 0,
-            console,
-            cgroup: cgroup.as_mut().map(crate::native::Placement::Join),
-            state_for: &state_for,
+    let fds = crate::fd_relay::guest::make(preserved)?;
+    let pid = fds.as_fds_of_the_caller(|| {
+        io.as_stdio_of_the_caller(|console| {
+            crate::native::create(crate::native::CreateConfig {
+                bundle: &bundle,
+                state_dir: &state_dir,
+                no_pivot: true,
+                preserve_fds: fds.count(),
+                console,
+                cgroup: cgroup.as_mut().map(crate::native::Placement::Join),
+                state_for: &state_for,
+            })
+            .map_err(anyhow::Error::from)
         })
-        .map_err(anyhow::Error::from)
-    })?;
-    Ok(Created { init: io.ours(pid)? })
+    })??;
+    let relay = if preserved.is_empty() { None } else { Some(fds.start_relay()?) };
+    Ok(Created { init: io.ours(pid)?, relay })
 }
 
 /// The container's cgroup in the guest, made with the spec's limits (the guest spec names

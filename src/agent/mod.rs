@@ -66,6 +66,10 @@ pub struct AgentConfig {
     /// container's interfaces had on the host ([`network`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<network::GuestNetwork>,
+    /// A VM container's preserved fds (`--preserve-fds`, LISTEN_FDS): the workload gets a
+    /// descriptor of each one's kind at its number, relayed to the host's ([`crate::fd_relay`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preserved: Vec<crate::fd_relay::Preserved>,
 }
 
 /// The virtio-fs tag of a VM container's bind mounts, and where the agent mounts it.
@@ -115,10 +119,13 @@ fn run_agent() -> anyhow::Result<()> {
     let setup = init::mount_all(&config)
         .and_then(|()| config.network.as_ref().map_or(Ok(()), network::configure))
         .and_then(|()| match &spec {
-            Some(spec) => {
-                container::create(spec, std::path::Path::new(&config.mount_point), config.hook_state.as_ref())
-                    .map(Some)
-            }
+            Some(spec) => container::create(
+                spec,
+                std::path::Path::new(&config.mount_point),
+                config.hook_state.as_ref(),
+                &config.preserved,
+            )
+            .map(Some),
             None => Ok(None),
         });
     // Listening before the greeting: once `create` returns, `exec` may connect.

@@ -7,7 +7,7 @@
 //! command's stdin do not, since a command that ignores its input must not stall the rest.
 
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -51,11 +51,14 @@ pub(super) fn serve(
     let hello = Hello { version: crate::cli::VERSION.to_string(), uptime_ms: uptime_ms() };
     send(conn, &Frame::Hello(hello))?;
     let mut decoder = FrameDecoder::new();
+    let mut container = container;
+    let relay = container.as_mut().and_then(|c| c.created.relay.take());
     let exec = execs.map(|listener| ExecPort {
         listener,
         // A container's init exists from boot: exec before start joins it, as natively.
         workload: container.as_ref().map(|c| c.created.init.pid),
         spec: container.as_ref().map(|c| c.spec),
+        private: relay.as_ref().map(|r| r.fds()),
     });
     let Some(req) = wait_for_run(conn, &mut decoder, signals, exec.as_ref())? else {
         bail!("the host closed the connection before sending a command");
@@ -88,7 +91,12 @@ pub(super) fn serve(
                 .and_then(|e| e.spec)
                 .and_then(super::exec::container_cgroup_path)
                 .and_then(OomWatch::new);
-            Session::new(child, &mut decoder, oom).run(conn, signals, exec.as_ref())?
+            let report = Session::new(child, &mut decoder, oom).run(conn, signals, exec.as_ref())?;
+            // What the workload wrote last to its preserved fds goes to the host first.
+            if let Some(relay) = relay {
+                relay.finish();
+            }
+            report
         }
         Err((code, msg)) => {
             send(conn, &Frame::Stderr(format!("hull-agent: {msg}\n").into_bytes()))?;
@@ -110,13 +118,19 @@ pub(super) struct ExecPort<'a> {
     pub workload: Option<i32>,
     /// A VM container's guest spec: exec'd processes go through `native::exec`.
     pub spec: Option<&'a oci_spec::runtime::Spec>,
+    /// PID 1's ends of the preserved fds' relay, which an exec server must not hold.
+    pub private: Option<[RawFd; 2]>,
 }
 
 impl ExecPort<'_> {
     /// Takes one connection and serves it in a process of its own.
     fn accept(&self, conn: &VsockStream) {
         match self.listener.accept() {
-            Ok(stream) => super::exec::serve_forked(stream, self, &[conn.as_fd().as_raw_fd()]),
+            Ok(stream) => {
+                let mut close = vec![conn.as_fd().as_raw_fd()];
+                close.extend(self.private.iter().flatten());
+                super::exec::serve_forked(stream, self, &close)
+            }
             Err(e) => console::warn(&format!("accepting an exec connection: {e}")),
         }
     }

@@ -110,3 +110,9 @@ impl Write for VsockStream {
         Ok(())
     }
 }
+
+impl From<VsockStream> for OwnedFd {
+    fn from(s: VsockStream) -> OwnedFd {
+        s.0
+    }
+}

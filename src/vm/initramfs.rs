@@ -148,6 +148,7 @@ mod tests {
             container: None,
             hook_state: None,
             network: None,
+            preserved: Vec::new(),
         };
         let built = build(&config).unwrap();
         let entries = read_archive(&built.image);

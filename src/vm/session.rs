@@ -91,6 +91,9 @@ pub struct Session {
     pub terminal: bool,
     /// A VM container's: makes the guest's OOM kills seen in the host cgroup.
     pub oom_relay: Option<OomRelay>,
+    /// A VM container's preserved fds' relay: at end of file once every stream toward the
+    /// host ended and was written; the exit status is acknowledged only then (bounded).
+    pub preserved_drained: Option<OwnedFd>,
 }
 
 /// The connection once the agent is there.
@@ -380,6 +383,12 @@ impl Session {
             }
             Frame::Exit(exit) if st.report.exit.is_none() => {
                 st.report.command_done = Some(Instant::now());
+                // The guest relay flushed the workload's last writes to the preserved fds
+                // before the agent sent this: the Ack, which lets the guest power off, waits
+                // until the host side has written them too.
+                if let Some(drained) = &self.preserved_drained {
+                    wait_readable(drained.as_fd(), crate::fd_relay::host::DRAIN_WAIT);
+                }
                 st.report.exit = Some(exit);
                 queue(conn, &Frame::Ack);
                 st.stop_at = Some(Instant::now() + STOP_GRACE);
@@ -570,6 +579,22 @@ fn flush(conn: &mut Conn) {
                 conn.outbox.clear();
                 break;
             }
+        }
+    }
+}
+
+/// Waits until `fd` is readable (or at end of file), for at most `limit`.
+fn wait_readable(fd: BorrowedFd, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            crate::logging::debug("the preserved fds' last bytes were not all written in time");
+            return;
+        }
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        if poll_fds(&mut fds, Some(left)).is_ok_and(|n| n > 0) {
+            return;
         }
     }
 }

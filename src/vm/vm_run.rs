@@ -84,6 +84,7 @@ pub fn run(opts: Options) -> anyhow::Result<u8> {
         container: None,
         hook_state: None,
         network: None,
+        preserved: Vec::new(),
     };
     let initramfs = initramfs::build(&agent).context("making the guest's initramfs")?;
     marks.initramfs_built = Some(Instant::now());
@@ -141,6 +142,7 @@ pub fn run(opts: Options) -> anyhow::Result<u8> {
         relay: super::session::Relay::FirstThenStop,
         terminal: false,
         oom_relay: None,
+        preserved_drained: None,
     };
     let talker = std::thread::Builder::new()
         .name("vm-run-session".into())

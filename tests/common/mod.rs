@@ -409,3 +409,30 @@ pub fn read_until(mut f: impl std::io::Read, needle: &str) -> String {
     }
     got
 }
+
+/// Copies this test binary into `rootfs` as `/NAME`, with the shared libraries it has mapped
+/// (and the dynamic loader at the path the binary names), so that a container can run one of
+/// its ignored tests as a helper program.
+pub fn install_test_binary(rootfs: &Path, name: &str) {
+    std::fs::copy("/proc/self/exe", rootfs.join(name)).unwrap();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mut libs: Vec<&str> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.starts_with('/') && p.contains(".so"))
+        .collect();
+    libs.sort();
+    libs.dedup();
+    for lib in libs.iter().copied().chain(["/lib64/ld-linux-x86-64.so.2"]) {
+        if !Path::new(lib).exists() {
+            continue;
+        }
+        let dest = rootfs.join(lib.trim_start_matches('/'));
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        if !dest.exists() {
+            std::fs::copy(lib, &dest).unwrap();
+        }
+    }
+}

@@ -45,8 +45,19 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
         .as_ref()
         .and_then(|p| p.console_size())
         .map(|b| (b.height() as u16, b.width() as u16));
-    let Plan { cgroup, kernel, kernel_pvm, size, boot_timeout, request, share, read_only, binds, guest_spec } =
-        plan;
+    let Plan {
+        cgroup,
+        kernel,
+        kernel_pvm,
+        size,
+        boot_timeout,
+        request,
+        share,
+        read_only,
+        binds,
+        guest_spec,
+        preserved,
+    } = plan;
     // The VMM listens for the agent on `<vsock>_<port>`, in the state directory: delete
     // removes it with the rest.
     let vsock_path = dir.path.join("vsock");
@@ -57,6 +68,8 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
             listen_path.display()
         ))));
     }
+    // The preserved fds' relay listens on `<vsock>_<relay port>`, longer by one digit at most.
+    let relay_path = PathBuf::from(format!("{}_{}", vsock_path.display(), crate::fd_relay::PORT));
     state.vm_socket = Some(vsock_path.clone());
     let vmm_init = VmmInit {
         kernel,
@@ -73,6 +86,8 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
         fifo_path: dir.fifo_path(),
         vsock_path,
         listen_path,
+        relay_path,
+        preserved,
         namespaces: namespaces::Plan::from_spec(&bundle.spec),
         hooks: bundle.spec.hooks().clone(),
         serial: std::env::var_os(init::SERIAL_ENV).is_some_and(|v| v == "1"),

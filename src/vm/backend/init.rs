@@ -32,6 +32,7 @@ use super::signals;
 use super::sizing::Size;
 use crate::agent::protocol::RunRequest;
 use crate::agent::{AgentConfig, BINDS_TAG};
+use crate::fd_relay;
 use crate::native::namespaces;
 use crate::native::sync::{Msg, SyncSocket};
 use crate::vm::session::{Relay, Report, Session, StartGate};
@@ -70,6 +71,10 @@ pub struct VmmInit {
     /// The VMM's vsock unix socket; the agent's connection comes in on `listen_path`.
     pub vsock_path: PathBuf,
     pub listen_path: PathBuf,
+    /// The preserved fds (3+index of `hull create`, inherited), and where their relay
+    /// listens for the guest's streams.
+    pub preserved: Vec<crate::fd_relay::Preserved>,
+    pub relay_path: PathBuf,
     pub namespaces: namespaces::Plan,
     /// The spec's hooks: with any that runs at create, or a startContainer hook, the parent
     /// runs prestart and createRuntime and sends the state the rest get.
@@ -137,8 +142,11 @@ fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
             None
         }
     };
+    // Out of the range 3..3+N before it is closed: the relay thread holds them from here on.
+    let preserved = fd_relay::host::take(&init.preserved)?;
     let mut keep = vec![sock.as_fd().as_raw_fd(), init.kernel.file.as_raw_fd()];
     keep.extend(oom_relay.iter().flat_map(OomRelay::fds));
+    keep.extend(fd_relay::host::raw_fds(&preserved));
     close_inherited(&keep)?;
     enter_namespaces(&init.namespaces)?;
     let hook_state = if crate::hooks::init_needs_state(init.hooks.as_ref()) {
@@ -171,7 +179,15 @@ fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
     }
     // Before the first thread: every thread the VMM makes inherits the mask.
     let signals = signals::block_relayed().map_err(|e| format!("blocking signals: {e}"))?;
-    boot(sock, init, signals, terminal, hook_state, oom_relay, network)
+    boot(sock, init, signals, terminal, hook_state, Relays { oom: oom_relay, preserved }, network)
+}
+
+/// What the VMM relays besides the workload's stdio and signals.
+struct Relays {
+    /// The guest's OOM kills, into the host cgroup.
+    oom: Option<OomRelay>,
+    /// The preserved fds, taken out of the inherited range.
+    preserved: Vec<fd_relay::host::Taken>,
 }
 
 /// Has the parent run prestart and createRuntime, then runs the createContainer hooks here:
@@ -218,9 +234,10 @@ fn boot(
     signals: nix::sys::signalfd::SignalFd,
     terminal: bool,
     hook_state: Option<serde_json::Value>,
-    oom_relay: Option<OomRelay>,
+    relays: Relays,
     network: network::Plumbing,
 ) -> Result<Outcome, String> {
+    let Relays { oom: oom_relay, preserved } = relays;
     let agent = AgentConfig {
         port: AGENT_PORT,
         share_tag: SHARE_TAG.to_string(),
@@ -231,6 +248,7 @@ fn boot(
         container: Some(init.guest_spec),
         hook_state,
         network: Some(network.guest),
+        preserved: init.preserved.clone(),
     };
     let mut shares = vec![vmm::FsShare {
         tag: SHARE_TAG.to_string(),
@@ -249,6 +267,17 @@ fn boot(
     let initramfs = initramfs::build(&agent).map_err(|e| format!("making the guest's initramfs: {e:#}"))?;
     let listener = UnixListener::bind(&init.listen_path)
         .map_err(|e| format!("listening on {}: {e}", init.listen_path.display()))?;
+    // The guest's relay connects to its port once the container exists: the vsock device
+    // connects to this path from inside the jail.
+    let (fd_relay, preserved_drained) = if preserved.is_empty() {
+        (None, None)
+    } else {
+        let relay_listener = UnixListener::bind(&init.relay_path)
+            .map_err(|e| format!("listening on {}: {e}", init.relay_path.display()))?;
+        kept.push(init.relay_path.clone());
+        let (relay, drained) = fd_relay::host::relay(preserved, relay_listener)?;
+        (Some(relay), Some(drained))
+    };
     // Without HULL_VM_SERIAL the console is still on, `quiet` (errors only), and its tail is
     // kept for the message of a guest that dies.
     let console = vmm::ConsoleTail::new(CONSOLE_TAIL_BYTES);
@@ -309,7 +338,20 @@ fn boot(
         relay: Relay::Every,
         terminal,
         oom_relay,
+        preserved_drained,
     };
+    if let Some(relay) = fd_relay {
+        let relay_filter = filters.fd_relay;
+        std::thread::Builder::new()
+            .name("fd-relay".into())
+            .spawn(move || match vmm::seccomp::apply_filter(&relay_filter) {
+                Ok(()) => relay.run(),
+                Err(e) => crate::logging::error(&format!(
+                    "vm container: the preserved fds' relay's seccomp filter: {e}"
+                )),
+            })
+            .map_err(|e| format!("starting the preserved fds' relay: {e}"))?;
+    }
     let session_filter = filters.session;
     let talker = std::thread::Builder::new()
         .name("vm-session".into())

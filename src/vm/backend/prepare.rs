@@ -36,13 +36,16 @@ pub struct Plan {
     pub(super) binds: Vec<Bind>,
     /// The spec the guest agent creates the container from.
     pub(super) guest_spec: serde_json::Value,
+    /// The fds past stdio the workload gets, relayed ([`crate::fd_relay`]).
+    pub(super) preserved: Vec<crate::fd_relay::Preserved>,
 }
 
 pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
     let spec = &req.bundle.spec;
-    // Said before anything is looked at or made: dropping them would leave a program that
-    // counts on fd 3 (socket activation above all) with nothing there, or another file.
-    if req.preserve_fds > 0 {
+    // Looked at before anything is made: an fd that cannot be relayed into the guest is
+    // refused, naming it, rather than dropped (a program that counts on fd 3, socket
+    // activation above all, would find nothing there, or another file).
+    let preserved = crate::fd_relay::classify_preserved(req.preserve_fds).map_err(|why| {
         let what = match std::env::var("LISTEN_FDS") {
             Ok(n) => format!(
                 "socket activation (LISTEN_FDS={n}) with --preserve-fds, {} fds in all",
@@ -50,10 +53,8 @@ pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
             ),
             Err(_) => format!("--preserve-fds {}", req.preserve_fds),
         };
-        return Err(Error::backend(VmError::Unsupported(format!(
-            "{what}: a host descriptor cannot be passed into the VM (run this container on the native backend)"
-        ))));
-    }
+        Error::backend(VmError::Unsupported(format!("{what}: {why}")))
+    })?;
     let unavailable = |e: anyhow::Error| Error::backend(VmError::Unavailable(format!("{e:#}")));
     let config = config::load().map_err(unavailable)?;
     let choice = kernel::choose(None, |k| std::env::var(k).ok(), &config).map_err(unavailable)?;
@@ -88,6 +89,7 @@ pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
         read_only,
         binds,
         guest_spec,
+        preserved,
     })
 }
 

@@ -6,7 +6,9 @@
 //!   makes the exec-fifo thread, which starts under this filter (so openat is here too), and
 //!   the OOM relay's processes, which keep it;
 //! - the exec-fifo thread: opens the exec fifo for writing (that blocks until `hull start`),
-//!   writes a byte, and ends.
+//!   writes a byte, and ends;
+//! - the preserved fds' relay (`crate::fd_relay::host`), with preserved fds only: accepts
+//!   the guest relay's streams and a preserved listener's clients, reads and writes them.
 //!
 //! A call outside a thread's list kills the VMM (SIGSYS; the kernel logs the call number, see
 //! [`vmm::seccomp::Mismatch`]). `HULL_VM_SECCOMP=log` lets such calls through and only logs
@@ -32,6 +34,7 @@ pub struct Filters {
     pub event_loop: BpfProgram,
     pub session: BpfProgram,
     pub exec_fifo: BpfProgram,
+    pub fd_relay: BpfProgram,
 }
 
 impl Filters {
@@ -41,6 +44,7 @@ impl Filters {
             event_loop: filters::event_loop(mismatch)?,
             session: session(mismatch)?,
             exec_fifo: exec_fifo(mismatch)?,
+            fd_relay: fd_relay(mismatch)?,
         })
     }
 }
@@ -78,6 +82,21 @@ fn exec_fifo(mismatch: Mismatch) -> Result<BpfProgram, FilterError> {
     filters::compile("exec fifo", filters::allow_all(&[COMMON, &own]), mismatch)
 }
 
+/// The relay makes no socket and opens no file: it accepts (the vsock's streams, a preserved
+/// listener's clients), reads, writes, half-closes and closes what it was given.
+fn fd_relay(mismatch: Mismatch) -> Result<BpfProgram, FilterError> {
+    let own = [
+        libc::SYS_poll,
+        libc::SYS_ppoll,
+        libc::SYS_read,
+        libc::SYS_accept4,
+        libc::SYS_sendto,
+        libc::SYS_recvfrom,
+        libc::SYS_shutdown,
+    ];
+    filters::compile("fd relay", filters::allow_all(&[COMMON, &own]), mismatch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +109,7 @@ mod tests {
             ("event loop", &f.event_loop),
             ("session", &f.session),
             ("fifo", &f.exec_fifo),
+            ("fd relay", &f.fd_relay),
         ] {
             assert!(!prog.is_empty(), "{name}");
         }
