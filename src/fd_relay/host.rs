@@ -16,6 +16,11 @@ use super::{Header, Kind, Preserved, Role, HEADER_LEN};
 pub const DRAIN_WAIT: Duration = Duration::from_secs(5);
 /// How long a new stream has to send its header.
 const HEADER_WAIT: Duration = Duration::from_secs(10);
+/// At most this many streams wait for their header, and this many accepted clients of one
+/// listener wait for the guest's stream: a guest that opens streams and says nothing, or never
+/// answers the requests, cannot make the VMM hold descriptors without end.
+const MAX_PENDING: usize = 64;
+const MAX_WAITING_CLIENTS: usize = 128;
 
 /// A preserved fd, moved out of the range the VMM closes.
 pub struct Taken {
@@ -123,7 +128,10 @@ impl HostRelay {
                 .map(|l| match &l.control {
                     Some(c) => {
                         let events = if l.owed > 0 { libc::POLLIN | libc::POLLOUT } else { libc::POLLIN };
-                        (Some(set.add(l.fd.as_raw_fd(), libc::POLLIN)), Some(set.add(c.as_raw_fd(), events)))
+                        // Past the limit, clients wait in the kernel's backlog instead.
+                        let accepting = (l.clients.len() < MAX_WAITING_CLIENTS)
+                            .then(|| set.add(l.fd.as_raw_fd(), libc::POLLIN));
+                        (accepting, Some(set.add(c.as_raw_fd(), events)))
                     }
                     None => (None, None),
                 })
@@ -203,6 +211,12 @@ impl HostRelay {
             }
             if set.revents(accept_slot) != 0 {
                 while let Some(fd) = accept(listener.as_raw_fd()) {
+                    if pending.len() >= MAX_PENDING {
+                        crate::logging::debug(
+                            "the preserved fds' relay: too many streams without a header; dropped one",
+                        );
+                        continue;
+                    }
                     pending.push(Pending { fd, header: Vec::new(), since: Instant::now(), closed: false });
                 }
             }
