@@ -49,14 +49,19 @@ impl Filters {
     }
 }
 
-/// The session thread's own calls, beyond the common ones.
-const SESSION: &[i64] = &[
+/// Serving unix streams: wait, accept, read, send and receive. The session's and the fd
+/// relay's.
+const STREAMS: &[i64] = &[
     libc::SYS_poll,
     libc::SYS_ppoll,
     libc::SYS_read,
     libc::SYS_accept4,
     libc::SYS_sendto,
     libc::SYS_recvfrom,
+];
+
+/// The session thread's own calls, beyond the common ones and [`STREAMS`].
+const SESSION: &[i64] = &[
     // The exec-fifo thread's, which starts under this filter.
     libc::SYS_openat,
     // The OOM relay (`super::super::oom_relay`): the host cgroup's limit, read at offset 0,
@@ -67,7 +72,7 @@ const SESSION: &[i64] = &[
 ];
 
 fn session(mismatch: Mismatch) -> Result<BpfProgram, FilterError> {
-    let mut rules = filters::allow_all(&[COMMON, SPAWN, SESSION]);
+    let mut rules = filters::allow_all(&[COMMON, SPAWN, STREAMS, SESSION]);
     let error = |msg| FilterError::new("session", msg);
     filters::allow_spawn_args(&mut rules).map_err(error)?;
     // set_nonblocking on the vsock listener and stream; the terminal's size.
@@ -85,16 +90,7 @@ fn exec_fifo(mismatch: Mismatch) -> Result<BpfProgram, FilterError> {
 /// The relay makes no socket and opens no file: it accepts (the vsock's streams, a preserved
 /// listener's clients), reads, writes, half-closes and closes what it was given.
 fn fd_relay(mismatch: Mismatch) -> Result<BpfProgram, FilterError> {
-    let own = [
-        libc::SYS_poll,
-        libc::SYS_ppoll,
-        libc::SYS_read,
-        libc::SYS_accept4,
-        libc::SYS_sendto,
-        libc::SYS_recvfrom,
-        libc::SYS_shutdown,
-    ];
-    filters::compile("fd relay", filters::allow_all(&[COMMON, &own]), mismatch)
+    filters::compile("fd relay", filters::allow_all(&[COMMON, STREAMS, &[libc::SYS_shutdown]]), mismatch)
 }
 
 #[cfg(test)]
