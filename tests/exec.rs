@@ -378,3 +378,70 @@ fn memory_policy_applies_to_exec() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).split_whitespace().nth(1), Some("interleave:0"), "{}", stdout(&out));
 }
+
+/// `exec --preserve-fds 3`: fd 3 a pipe the process reads to its end (256 KiB), fd 4 a pipe
+/// it writes, fd 5 a listening socket on which it accepts a connection and answers (the test
+/// binary as the program: `common::accept_on_preserved_listeners`); as natively on a VM, where
+/// the exec's stand-in and a relay in the guest carry them.
+#[test]
+fn preserved_fds_reach_an_exec() {
+    use std::io::{BufRead, Read, Write};
+    use std::os::fd::AsRawFd;
+    let env = Env::new(&["sleep", "1000"]);
+    install_test_binary(&env.rootfs(), "hull-test-helper");
+    assert!(env.create("ex-pfds").status.success());
+    assert!(env.hull(&["start", "ex-pfds"]).status.success());
+    let (in_r, in_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let script = "wc -c <&3; echo from-exec >&4; ACCEPT_ON=5 exec /hull-test-helper --exact \
+                  common::accept_on_preserved_listeners --ignored --nocapture --test-threads=1";
+    let mut c = env.cmd(&["exec", "--preserve-fds", "3", "ex-pfds", "sh", "-c", script]);
+    c.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let fds = [in_r.as_raw_fd(), out_w.as_raw_fd(), listener.as_raw_fd()];
+    // SAFETY: (test) fcntl/dup2/close between fork and exec touch only the child's fd table,
+    // and are async-signal-safe.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        c.pre_exec(move || {
+            let mut high = Vec::new();
+            for fd in fds {
+                let h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100);
+                if h < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                high.push(h);
+            }
+            for (i, h) in high.iter().enumerate() {
+                if libc::dup2(*h, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(*h);
+            }
+            Ok(())
+        });
+    }
+    let child = c.spawn().unwrap();
+    drop((in_r, out_w, listener));
+    let writer = std::thread::spawn(move || {
+        let mut w = std::fs::File::from(in_w);
+        w.write_all(&vec![7u8; 256 * 1024]).unwrap();
+    });
+    // The program keeps fd 4 until it has served the connection: the answer first.
+    let mut t = std::net::TcpStream::connect(addr).unwrap();
+    t.write_all(b"knock\n").unwrap();
+    let mut answer = String::new();
+    std::io::BufReader::new(t).read_line(&mut answer).unwrap();
+    let mut written = String::new();
+    std::fs::File::from(out_r).read_to_string(&mut written).unwrap();
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o = stdout(&out);
+    assert_eq!(o.lines().next().map(str::trim), Some("262144"), "what the exec read on fd 3: {o}");
+    assert_eq!(written, "from-exec\n", "what the exec wrote on fd 4");
+    assert_eq!(answer, "fd 5 accepted: knock\n", "the exec's answer on fd 5: {o} {}", stderr(&out));
+}

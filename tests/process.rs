@@ -388,7 +388,7 @@ fn listen_fds_are_passed_on() {
 
 /// Socket activation as systemd does it: a listening TCP socket at fd 3 and a listening unix
 /// socket at fd 4, LISTEN_FDS=2; the program (this test binary, copied into the rootfs:
-/// [`accept_on_preserved_listeners`]) accepts a connection on each and answers. On a VM each
+/// `common::accept_on_preserved_listeners`) accepts a connection on each and answers. On a VM each
 /// connection to the host's listener becomes one to a listener of the guest's at that number.
 #[test]
 fn socket_activated_listeners_take_connections() {
@@ -397,7 +397,7 @@ fn socket_activated_listeners_take_connections() {
     env.config["process"]["args"] = json!([
         "/hull-test-helper",
         "--exact",
-        "accept_on_preserved_listeners",
+        "common::accept_on_preserved_listeners",
         "--ignored",
         "--nocapture",
         "--test-threads=1"
@@ -428,28 +428,6 @@ fn socket_activated_listeners_take_connections() {
     assert_eq!(ta, "fd 3 accepted: over tcp\n", "{}{}", stdout(&out), stderr(&out));
     assert_eq!(ua, "fd 4 accepted: over unix\n", "{}{}", stdout(&out), stderr(&out));
     assert!(out.status.success(), "{}", stderr(&out));
-}
-
-/// Not a test of its own: the program [`socket_activated_listeners_take_connections`] runs in
-/// its container. Accepts one connection on each of fds 3..3+LISTEN_FDS, reads a line from it
-/// and answers naming the fd.
-#[test]
-#[ignore = "the program socket_activated_listeners_take_connections runs in its container"]
-fn accept_on_preserved_listeners() {
-    use std::io::{BufRead, Write};
-    use std::os::fd::FromRawFd;
-    let Some(n) = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse::<i32>().ok()) else { return };
-    for fd in 3..3 + n {
-        // SAFETY: accept on an fd this process was given; the new fd is owned by the stream.
-        let conn = unsafe { libc::accept(fd, std::ptr::null_mut(), std::ptr::null_mut()) };
-        assert!(conn >= 0, "accept on fd {fd}: {}", std::io::Error::last_os_error());
-        // SAFETY: `conn` is a fresh descriptor owned by nothing else; read and write work on
-        // any stream socket.
-        let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(conn) };
-        let mut line = String::new();
-        std::io::BufReader::new(stream.try_clone().unwrap()).read_line(&mut line).unwrap();
-        (&stream).write_all(format!("fd {fd} accepted: {line}").as_bytes()).unwrap();
-    }
 }
 
 /// A datagram socket cannot be relayed into a VM (its message boundaries): `run` on a VM

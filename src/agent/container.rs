@@ -148,12 +148,15 @@ pub fn start(init_pid: i32) -> anyhow::Result<()> {
 /// (`exec --cgroup`, below the container's cgroup: `hull exec` refused any `..`) are made in
 /// the guest when missing: the guest's cgroup tree is the VM's own, and the host's sub-cgroup,
 /// which the stand-in joins, had to exist already.
+/// `preserved` (`exec --preserve-fds`): the process gets a descriptor of each one's kind at its
+/// number, served by a relay forked here, whose handle and vsock port come back with it.
 pub fn exec(
     process: &Process,
     spec: &Spec,
     init_pid: i32,
     sub_cgroups: &[String],
-) -> anyhow::Result<Spawned> {
+    preserved: &[crate::fd_relay::Preserved],
+) -> anyhow::Result<(Spawned, Option<(crate::fd_relay::guest::Running, u32)>)> {
     if let Some(why) = sub_cgroups.iter().find_map(|s| crate::cgroups::sub_cgroup_refusal(s)) {
         bail!(why);
     }
@@ -179,19 +182,23 @@ pub fn exec(
         },
         None => Vec::new(),
     };
-    let pid = io.as_stdio_of_the_caller(|console| {
-        crate::native::exec(crate::native::ExecConfig {
-            init_pid,
-            process,
-            linux,
-            preserve_fds: 0,
-            console,
-            cgroup_procs,
-            join_after_exec: false,
+    let fds = crate::fd_relay::guest::make(preserved)?;
+    let pid = fds.as_fds_of_the_caller(|| {
+        io.as_stdio_of_the_caller(|console| {
+            crate::native::exec(crate::native::ExecConfig {
+                init_pid,
+                process,
+                linux,
+                preserve_fds: fds.count(),
+                console,
+                cgroup_procs,
+                join_after_exec: false,
+            })
+            .map_err(anyhow::Error::from)
         })
-        .map_err(anyhow::Error::from)
-    })?;
-    io.ours(pid)
+    })??;
+    let relay = if preserved.is_empty() { None } else { Some(fds.start_serving()?) };
+    Ok((io.ours(pid)?, relay))
 }
 
 /// The new process's stdio, both ends.

@@ -105,11 +105,11 @@ fn serve(mut conn: VsockStream, port: &ExecPort) -> anyhow::Result<()> {
     let spawned = match (port.spec, port.workload, &req.process) {
         (Some(spec), Some(init), Some(process)) => serde_json::from_value(process.clone())
             .context("the process to exec")
-            .and_then(|p| super::container::exec(&p, spec, init, &req.sub_cgroups)),
+            .and_then(|p| super::container::exec(&p, spec, init, &req.sub_cgroups, &req.preserved)),
         _ => Err(anyhow::anyhow!("no container to exec into")),
     };
-    let child = match spawned {
-        Ok(child) => child,
+    let (child, relay) = match spawned {
+        Ok(made) => made,
         Err(err) => {
             let program = req.args.first().map(String::as_str).unwrap_or("");
             let message = format!("cannot run {program:?} in the guest: {err:#}");
@@ -118,8 +118,13 @@ fn serve(mut conn: VsockStream, port: &ExecPort) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    send(&mut conn, &Frame::Started(Started { pid: child.pid }))?;
+    let relay_port = relay.as_ref().map(|(_, port)| *port);
+    send(&mut conn, &Frame::Started(Started { pid: child.pid, relay_port }))?;
     let report = Session::new(child, &mut decoder, None).run(&mut conn, &signals, None)?;
+    // What the process wrote last to its preserved fds goes to the host first.
+    if let Some((relay, _)) = relay {
+        relay.finish();
+    }
     send(&mut conn, &Frame::Exit(report))?;
     session::wait_for_close(&mut conn, &mut decoder, ACK_TIMEOUT);
     Ok(())

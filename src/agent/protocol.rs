@@ -90,6 +90,11 @@ pub struct RunRequest {
     /// "controller:path"), made there when missing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sub_cgroups: Vec<String>,
+    /// `exec --preserve-fds`: the exec'd process gets a descriptor of each one's kind at its
+    /// number; the agent answers with the port of the relay that serves them
+    /// ([`Started::relay_port`], [`crate::fd_relay`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preserved: Vec<crate::fd_relay::Preserved>,
 }
 
 /// A terminal's size.
@@ -103,6 +108,10 @@ pub struct WindowSize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Started {
     pub pid: i32,
+    /// An exec with preserved fds: the guest vsock port on which its relay takes the host's
+    /// streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_port: Option<u32>,
 }
 
 /// The ids a command runs with in the guest.
@@ -399,9 +408,17 @@ mod tests {
                 terminal: true,
                 process: None,
                 sub_cgroups: vec!["sub".into()],
+                preserved: vec![
+                    crate::fd_relay::Preserved { index: 0, kind: crate::fd_relay::Kind::Write },
+                    crate::fd_relay::Preserved {
+                        index: 2,
+                        kind: crate::fd_relay::Kind::Listen(crate::fd_relay::Family::Inet6),
+                    },
+                ],
             }),
             Frame::Resize(WindowSize { rows: 24, cols: 80 }),
-            Frame::Started(Started { pid: 42 }),
+            Frame::Started(Started { pid: 42, relay_port: None }),
+            Frame::Started(Started { pid: 42, relay_port: Some(1 << 30) }),
             Frame::Stdin(b"input\n".to_vec()),
             Frame::StdinEof,
             Frame::Signal(15),

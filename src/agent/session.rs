@@ -82,7 +82,7 @@ pub(super) fn serve(
         Ok(child) => {
             if container_mode {
                 // `hull start` on the host returns (and runs poststart hooks) on this.
-                send(conn, &Frame::Started(Started { pid: child.pid }))?;
+                send(conn, &Frame::Started(Started { pid: child.pid, relay_port: None }))?;
             }
             let exec = exec.map(|e| ExecPort { workload: Some(child.pid), ..e });
             // A VM container's OOMs go to the host as they happen.

@@ -75,6 +75,12 @@ pub fn listen(port: u32) -> anyhow::Result<VsockListener> {
 }
 
 impl VsockListener {
+    /// The port it listens on (the kernel's pick, for VMADDR_PORT_ANY).
+    pub fn port(&self) -> anyhow::Result<u32> {
+        let addr: VsockAddr = nix::sys::socket::getsockname(self.0.as_raw_fd()).context("getsockname")?;
+        Ok(addr.port())
+    }
+
     /// The next connection (poll says when there is one).
     pub fn accept(&self) -> io::Result<VsockStream> {
         let fd = accept4(self.0.as_raw_fd(), SockFlag::SOCK_CLOEXEC).map_err(io::Error::from)?;
@@ -114,5 +120,11 @@ impl Write for VsockStream {
 impl From<VsockStream> for OwnedFd {
     fn from(s: VsockStream) -> OwnedFd {
         s.0
+    }
+}
+
+impl From<VsockListener> for OwnedFd {
+    fn from(l: VsockListener) -> OwnedFd {
+        l.0
     }
 }

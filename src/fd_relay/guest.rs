@@ -166,10 +166,33 @@ impl GuestFds {
         Ok(made)
     }
 
-    /// Forks the relay; this process (PID 1) keeps only the handle: the workload's
-    /// descriptors and the relay's ends are closed here, so an end of file reaches the other
-    /// side once the workload (or the relay) lets go.
+    /// Forks the relay of a container's preserved fds, which opens a stream to the host for
+    /// each; this process (PID 1) keeps only the handle: the workload's descriptors and the
+    /// relay's ends are closed here, so an end of file reaches the other side once the
+    /// workload (or the relay) lets go.
     pub fn start_relay(self) -> anyhow::Result<Running> {
+        self.fork_relay(None, |ours, finish, _| relay(ours, finish))
+    }
+
+    /// Forks the relay of an exec'd process's preserved fds, which listens on a vsock port of
+    /// its own (returned) for the streams the host's stand-in opens.
+    pub fn start_serving(self) -> anyhow::Result<(Running, u32)> {
+        let listener = crate::agent::vsock::listen(libc::VMADDR_PORT_ANY)?;
+        let port = listener.port().context("the exec relay's vsock port")?;
+        let listener = OwnedFd::from(listener);
+        set_nonblocking(&listener)?;
+        let running = self.fork_relay(Some(listener), |ours, finish, listener| match listener {
+            Some(l) => serve(ours, finish, l),
+            None => Ok(()),
+        })?;
+        Ok((running, port))
+    }
+
+    fn fork_relay(
+        self,
+        listener: Option<OwnedFd>,
+        body: impl FnOnce(Vec<Ours>, OwnedFd, Option<OwnedFd>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Running> {
         let (finish_r, finish_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
         let (done_r, done_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
         // SAFETY: the agent is single-threaded, so the child may run any code after fork.
@@ -189,7 +212,8 @@ impl GuestFds {
                     })
                     .collect();
                 keep.extend([finish_r.as_raw_fd(), done_w.as_raw_fd()]);
-                let code = match close_all_but(&keep).and_then(|()| relay(ours, finish_r)) {
+                keep.extend(listener.as_ref().map(AsRawFd::as_raw_fd));
+                let code = match close_all_but(&keep).and_then(|()| body(ours, finish_r, listener)) {
                     Ok(()) => 0,
                     Err(e) => {
                         console::warn(&format!("the preserved fds' relay: {e:#}"));
@@ -292,15 +316,7 @@ fn relay(ours: Vec<Ours>, finish: OwnedFd) -> anyhow::Result<()> {
         match o {
             Ours::Stream { index, kind, fd } => {
                 let vsock = open_stream(index, Role::Stream)?;
-                set_nonblocking(&fd)?;
-                let socket = kind == Kind::ReadWrite;
-                // End 0: ours, toward the workload; end 1: the host.
-                let (to_host, to_guest) = match kind {
-                    Kind::Read => (false, true),
-                    Kind::Write => (true, false),
-                    _ => (true, true),
-                };
-                pairs.push(Pair::new(End::own(fd, socket), End::own(vsock, true), to_host, to_guest));
+                pairs.push(stream_pair(kind, fd, vsock)?);
             }
             Ours::Listener { index, addr } => {
                 controls.push(Control { index, fd: open_stream(index, Role::Control)?, addr });
@@ -357,10 +373,79 @@ fn relay(ours: Vec<Ours>, finish: OwnedFd) -> anyhow::Result<()> {
     }
 }
 
-/// The host accepted a client on a listener: connect to the workload's listener in its stead
-/// and pair that with a new stream to the host.
-fn client(control: &Control) -> anyhow::Result<Pair> {
-    let local = match &control.addr {
+/// Our end of a preserved fd and its stream to the host: end 0 ours (toward the workload),
+/// end 1 the host.
+fn stream_pair(kind: Kind, ours: OwnedFd, vsock: OwnedFd) -> anyhow::Result<Pair> {
+    set_nonblocking(&ours)?;
+    let (to_host, to_guest) = match kind {
+        Kind::Read => (false, true),
+        Kind::Write => (true, false),
+        _ => (true, true),
+    };
+    Ok(Pair::new(End::own(ours, kind == Kind::ReadWrite), End::own(vsock, true), to_host, to_guest))
+}
+
+/// An exec's relay: the host's stand-in opens a stream per fd and one per client its
+/// listener accepted, on `listener`; until the exec'd process ended.
+fn serve(ours: Vec<Ours>, finish: OwnedFd, listener: OwnedFd) -> anyhow::Result<()> {
+    // SAFETY: SIG_IGN for SIGPIPE in this process only: a reader gone is an error return.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let mut incoming = super::incoming::Incoming::new(listener);
+    let mut streams: Vec<(u32, Kind, OwnedFd)> = Vec::new();
+    let mut listeners: Vec<(u32, GuestAddr)> = Vec::new();
+    for o in ours {
+        match o {
+            Ours::Stream { index, kind, fd } => streams.push((index, kind, fd)),
+            Ours::Listener { index, addr } => listeners.push((index, addr)),
+        }
+    }
+    let mut pairs: Vec<Pair> = Vec::new();
+    loop {
+        pairs.retain(|p| !p.finished());
+        let mut set = PollSet::default();
+        let finish_slot = set.add(finish.as_raw_fd(), libc::POLLIN);
+        incoming.register(&mut set);
+        for p in &mut pairs {
+            p.register(&mut set);
+        }
+        set.wait(incoming.timeout()).context("poll")?;
+        if set.revents(finish_slot) != 0 {
+            let deadline = Instant::now() + FLUSH_WAIT;
+            for p in &mut pairs {
+                p.drain_into(1, deadline);
+            }
+            return Ok(());
+        }
+        for p in &mut pairs {
+            p.service(&set);
+        }
+        for (header, vsock) in incoming.service(&set) {
+            let made = match header.role {
+                Role::Stream => match streams.iter().position(|(i, _, _)| *i == header.index) {
+                    Some(k) => {
+                        let (_, kind, fd) = streams.remove(k);
+                        stream_pair(kind, fd, vsock)
+                    }
+                    None => continue,
+                },
+                Role::Client => match listeners.iter().find(|(i, _)| *i == header.index) {
+                    Some((_, addr)) => connect_local(addr)
+                        .map(|local| Pair::new(End::own(local, true), End::own(vsock, true), true, true)),
+                    None => continue,
+                },
+                Role::Control => continue,
+            };
+            match made {
+                Ok(pair) => pairs.push(pair),
+                Err(e) => console::warn(&format!("preserved fd {}: {e:#}", 3 + header.index)),
+            }
+        }
+    }
+}
+
+/// A connection to the workload's listener, made in a client's stead.
+fn connect_local(addr: &GuestAddr) -> anyhow::Result<OwnedFd> {
+    let local = match addr {
         GuestAddr::Unix(name) => OwnedFd::from(
             UnixStream::connect_addr(&UnixSocketAddr::from_abstract_name(name.as_bytes())?)
                 .context("connecting to the workload's listener")?,
@@ -370,6 +455,13 @@ fn client(control: &Control) -> anyhow::Result<Pair> {
         ),
     };
     set_nonblocking(&local)?;
+    Ok(local)
+}
+
+/// The host accepted a client on a listener: connect to the workload's listener in its stead
+/// and pair that with a new stream to the host.
+fn client(control: &Control) -> anyhow::Result<Pair> {
+    let local = connect_local(&control.addr)?;
     let vsock = open_stream(control.index, Role::Client)?;
     Ok(Pair::new(End::own(local, true), End::own(vsock, true), true, true))
 }

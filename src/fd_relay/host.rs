@@ -6,20 +6,18 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::incoming::{accept, Incoming};
 use super::pump::{End, Pair, PollSet};
-use super::{Header, Kind, Preserved, Role, HEADER_LEN};
+use super::{Header, Kind, Preserved, Role};
 
 /// How long the VMM holds the workload's exit status back for the guest's last bytes on the
 /// preserved fds to be written (the agent waits for the host's Ack before powering off).
 pub const DRAIN_WAIT: Duration = Duration::from_secs(5);
-/// How long a new stream has to send its header.
-const HEADER_WAIT: Duration = Duration::from_secs(10);
-/// At most this many streams wait for their header, and this many accepted clients of one
-/// listener wait for the guest's stream: a guest that opens streams and says nothing, or never
-/// answers the requests, cannot make the VMM hold descriptors without end.
-const MAX_PENDING: usize = 64;
+/// At most this many accepted clients of one listener wait for the guest's stream: past it
+/// they wait in the kernel's backlog, so a guest that never answers cannot make the VMM hold
+/// descriptors without end.
 const MAX_WAITING_CLIENTS: usize = 128;
 
 /// A preserved fd, moved out of the range the VMM closes.
@@ -82,20 +80,12 @@ struct Listener {
     owed: usize,
 }
 
-/// A stream from the guest whose header is not in yet.
-struct Pending {
-    fd: OwnedFd,
-    header: Vec<u8>,
-    since: Instant,
-    /// Closed before its header was in.
-    closed: bool,
-}
-
 impl HostRelay {
     /// The thread's life; it ends with the VMM's process.
     pub fn run(self) {
         let HostRelay { listener, taken, drained } = self;
         let mut drained = Some(drained);
+        let mut incoming = Incoming::new(OwnedFd::from(listener));
         let mut waiting: Vec<Taken> = Vec::new();
         let mut listeners = Vec::new();
         for t in taken {
@@ -110,19 +100,15 @@ impl HostRelay {
                 _ => waiting.push(t),
             }
         }
-        let mut pending: Vec<Pending> = Vec::new();
         let mut streams: Vec<Pair> = Vec::new();
         let mut clients: Vec<Pair> = Vec::new();
         loop {
             clients.retain(|p| !p.finished());
-            let toward_host_waits = waiting.iter().any(|t| t.preserved.kind != Kind::Read);
-            if drained.is_some() && !toward_host_waits && streams.iter().all(|p| p.done_into(0)) {
+            if drained.is_some() && drained_now(&waiting, &streams) {
                 drained = None;
             }
             let mut set = PollSet::default();
-            let accept_slot = set.add(listener.as_raw_fd(), libc::POLLIN);
-            let pending_slots: Vec<usize> =
-                pending.iter().map(|p| set.add(p.fd.as_raw_fd(), libc::POLLIN)).collect();
+            incoming.register(&mut set);
             let listener_slots: Vec<(Option<usize>, Option<usize>)> = listeners
                 .iter()
                 .map(|l| match &l.control {
@@ -139,8 +125,7 @@ impl HostRelay {
             for p in streams.iter_mut().chain(clients.iter_mut()) {
                 p.register(&mut set);
             }
-            let timeout = (!pending.is_empty()).then_some(Duration::from_secs(1));
-            if let Err(e) = set.wait(timeout) {
+            if let Err(e) = set.wait(incoming.timeout()) {
                 crate::logging::error(&format!("vm container: the preserved fds' relay: poll: {e}"));
                 return;
             }
@@ -159,35 +144,11 @@ impl HostRelay {
                     serve_control(l);
                 }
             }
-            // Headers of new streams; each then joins its fd.
-            for (k, slot) in pending_slots.into_iter().enumerate().rev() {
-                if set.revents(slot) != 0 {
-                    read_header(&mut pending[k]);
-                }
-                let p = &pending[k];
-                if p.header.len() < HEADER_LEN && !p.closed && p.since.elapsed() < HEADER_WAIT {
-                    continue;
-                }
-                let p = pending.remove(k);
-                let Some(header) = p.header.as_slice().try_into().ok().and_then(Header::decode) else {
-                    crate::logging::debug(
-                        "the preserved fds' relay: a stream without a good header, dropped",
-                    );
-                    continue;
-                };
+            // New streams from the guest, each joining its fd.
+            for (header, fd) in incoming.service(&set) {
                 match header.role {
                     Role::Stream => match waiting.iter().position(|t| t.preserved.index == header.index) {
-                        Some(w) => {
-                            let t = waiting.remove(w);
-                            let kind = t.preserved.kind;
-                            // End 0: the caller's fd; end 1: the guest.
-                            streams.push(Pair::new(
-                                End::shared(t.fd, t.socket),
-                                End::own(p.fd, true),
-                                kind != Kind::Write,
-                                kind != Kind::Read,
-                            ));
-                        }
+                        Some(w) => streams.push(stream_pair(waiting.remove(w), fd)),
                         None => crate::logging::debug(&format!(
                             "the preserved fds' relay: a second stream for fd {}, dropped",
                             3 + header.index
@@ -195,7 +156,7 @@ impl HostRelay {
                     },
                     Role::Control => {
                         if let Some(l) = listeners.iter_mut().find(|l| l.index == header.index) {
-                            l.control = Some(p.fd);
+                            l.control = Some(fd);
                         }
                     }
                     Role::Client => {
@@ -204,51 +165,79 @@ impl HostRelay {
                             .find(|l| l.index == header.index)
                             .and_then(|l| l.clients.pop_front());
                         if let Some(client) = client {
-                            clients.push(Pair::new(End::own(client, true), End::own(p.fd, true), true, true));
+                            clients.push(Pair::new(End::own(client, true), End::own(fd, true), true, true));
                         }
                     }
-                }
-            }
-            if set.revents(accept_slot) != 0 {
-                while let Some(fd) = accept(listener.as_raw_fd()) {
-                    if pending.len() >= MAX_PENDING {
-                        crate::logging::debug(
-                            "the preserved fds' relay: too many streams without a header; dropped one",
-                        );
-                        continue;
-                    }
-                    pending.push(Pending { fd, header: Vec::new(), since: Instant::now(), closed: false });
                 }
             }
         }
     }
 }
 
-/// One connection from a listening socket, non-blocking and close-on-exec; None when there
-/// is none now.
-fn accept(fd: RawFd) -> Option<OwnedFd> {
-    // SAFETY: accept4 with null address pointers; the fd it returns is new and ours.
-    let new = unsafe {
-        libc::accept4(
-            fd,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-        )
-    };
-    // SAFETY: `new` is a fresh descriptor owned by nothing else.
-    (new >= 0).then(|| unsafe { OwnedFd::from_raw_fd(new) })
+/// Every preserved fd the guest writes has its stream, and each stream's bytes toward the host
+/// have ended and been written.
+fn drained_now(waiting: &[Taken], streams: &[Pair]) -> bool {
+    !waiting.iter().any(|t| t.preserved.kind != Kind::Read) && streams.iter().all(|p| p.done_into(0))
 }
 
-fn read_header(p: &mut Pending) {
-    let mut buf = [0u8; HEADER_LEN];
-    let want = HEADER_LEN - p.header.len();
-    // SAFETY: reads at most `want` (<= HEADER_LEN) bytes into `buf`.
-    let n = unsafe { libc::recv(p.fd.as_raw_fd(), buf.as_mut_ptr().cast(), want, libc::MSG_DONTWAIT) };
-    if n > 0 {
-        p.header.extend_from_slice(&buf[..n as usize]);
-    } else if n == 0 {
-        p.closed = true;
+/// A preserved fd and its stream to the guest: end 0 the caller's fd, end 1 the stream.
+fn stream_pair(t: Taken, stream: OwnedFd) -> Pair {
+    let kind = t.preserved.kind;
+    Pair::new(End::shared(t.fd, t.socket), End::own(stream, true), kind != Kind::Write, kind != Kind::Read)
+}
+
+/// An exec's preserved fds, relayed by the host process that stands for the exec'd process
+/// (`crate::vm::backend::standin`): it opens every stream itself with `open` (through the
+/// VMM's socket, to the port of the guest relay that serves the exec), one per fd and one per
+/// client a preserved listener accepts. Runs until the process ends; `drained` is closed, as
+/// for the VMM's relay, once every stream toward the host is done.
+pub fn run_opening(
+    taken: Vec<Taken>,
+    open: impl Fn(Header) -> Result<OwnedFd, String>,
+    drained: OwnedFd,
+) -> Result<(), String> {
+    let mut drained = Some(drained);
+    let mut streams = Vec::new();
+    let mut listeners = Vec::new();
+    for t in taken {
+        match t.preserved.kind {
+            Kind::Listen(_) => listeners.push(t),
+            _ => {
+                let stream = open(Header { index: t.preserved.index, role: Role::Stream })?;
+                streams.push(stream_pair(t, stream));
+            }
+        }
+    }
+    let mut clients: Vec<Pair> = Vec::new();
+    loop {
+        clients.retain(|p| !p.finished());
+        if drained.is_some() && drained_now(&[], &streams) {
+            drained = None;
+        }
+        let mut set = PollSet::default();
+        let slots: Vec<usize> = listeners.iter().map(|l| set.add(l.fd.as_raw_fd(), libc::POLLIN)).collect();
+        for p in streams.iter_mut().chain(clients.iter_mut()) {
+            p.register(&mut set);
+        }
+        set.wait(None).map_err(|e| format!("poll: {e}"))?;
+        for p in streams.iter_mut().chain(clients.iter_mut()) {
+            p.service(&set);
+        }
+        for (l, slot) in listeners.iter().zip(slots) {
+            if set.revents(slot) == 0 {
+                continue;
+            }
+            if let Some(client) = accept(l.fd.as_raw_fd()) {
+                match open(Header { index: l.preserved.index, role: Role::Client }) {
+                    Ok(stream) => {
+                        clients.push(Pair::new(End::own(client, true), End::own(stream, true), true, true))
+                    }
+                    Err(e) => {
+                        crate::logging::warn(&format!("preserved fd {}: a client: {e}", l.preserved.fd()))
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -16,6 +16,11 @@
 //! Each stream starts with a [`Header`]: the fd's index and what the stream is for. A
 //! listener's guest relay keeps one control stream, on which the host writes a byte per client
 //! it accepted; the guest connects to the workload's listener and opens a client stream for it.
+//!
+//! An exec's preserved fds (`exec --preserve-fds`) go the other way round: the exec's host
+//! stand-in holds them and opens the streams ([`host::run_opening`]), one per fd and one per
+//! client its listener accepts, to a vsock port on which a relay the agent forked for the exec
+//! listens ([`guest::GuestFds::start_serving`]); no control stream is needed.
 //! End of file crosses as end of file (a socket's half-close as a half-close), so `cat <&3`
 //! ends when the caller closes its end. The workload's last writes reach the host before the
 //! VMM reports its exit: the guest relay flushes and half-closes every stream when the
@@ -30,6 +35,7 @@
 
 pub mod guest;
 pub mod host;
+mod incoming;
 mod pump;
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};

@@ -244,6 +244,7 @@ fn run_request(opts: &Options) -> anyhow::Result<RunRequest> {
         terminal: false,
         process: None,
         sub_cgroups: Vec::new(),
+        preserved: Vec::new(),
     })
 }
 

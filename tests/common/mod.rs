@@ -436,3 +436,32 @@ pub fn install_test_binary(rootfs: &Path, name: &str) {
         }
     }
 }
+
+/// Not a test of its own: the program that tests of preserved listeners run in their
+/// container (the test binary, put there by [`install_test_binary`]). Accepts one connection on
+/// each fd of ACCEPT_ON (comma-separated), else of 3..3+LISTEN_FDS, reads a line from it and
+/// answers naming the fd.
+#[test]
+#[ignore = "a program the preserved-listener tests run in their container"]
+fn accept_on_preserved_listeners() {
+    use std::io::{BufRead, Write};
+    use std::os::fd::FromRawFd;
+    let fds: Vec<i32> = match std::env::var("ACCEPT_ON") {
+        Ok(list) => list.split(',').filter_map(|f| f.parse().ok()).collect(),
+        Err(_) => match std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse::<i32>().ok()) {
+            Some(n) => (3..3 + n).collect(),
+            None => return,
+        },
+    };
+    for fd in fds {
+        // SAFETY: accept on an fd this process was given; the new fd is owned by the stream.
+        let conn = unsafe { libc::accept(fd, std::ptr::null_mut(), std::ptr::null_mut()) };
+        assert!(conn >= 0, "accept on fd {fd}: {}", std::io::Error::last_os_error());
+        // SAFETY: `conn` is a fresh descriptor owned by nothing else; read and write work on
+        // any stream socket.
+        let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(conn) };
+        let mut line = String::new();
+        std::io::BufReader::new(stream.try_clone().unwrap()).read_line(&mut line).unwrap();
+        (&stream).write_all(format!("fd {fd} accepted: {line}").as_bytes()).unwrap();
+    }
+}

@@ -34,11 +34,10 @@ pub fn exec(st: &State, spec: ProcessSpec) -> Result<i32> {
                 .into(),
         ));
     }
-    if spec.preserve_fds > 0 {
-        return Err(Error::backend(VmError::Unsupported(
-            "--preserve-fds: a host descriptor cannot be passed into the VM".into(),
-        )));
-    }
+    // An fd that cannot be relayed is refused, naming it, before anything starts.
+    let preserved = crate::fd_relay::classify_preserved(spec.preserve_fds).map_err(|why| {
+        Error::backend(VmError::Unsupported(format!("--preserve-fds {}: {why}", spec.preserve_fds)))
+    })?;
     let socket = st
         .vm_socket
         .clone()
@@ -46,6 +45,7 @@ pub fn exec(st: &State, spec: ProcessSpec) -> Result<i32> {
     let mut request = prepare::request_for(spec.process)?;
     // The process joins them in the guest; the stand-in joins the host's, below.
     request.sub_cgroups = spec.sub_cgroups.to_vec();
+    request.preserved = preserved.clone();
     // The stand-in joins the container's cgroup, so `ps` lists it, `kill --all` reaches it
     // (and through it the guest process) and `delete --force` ends it.
     let cgroup_procs = match &st.cgroup {
@@ -53,7 +53,7 @@ pub fn exec(st: &State, spec: ProcessSpec) -> Result<i32> {
         None => Vec::new(),
     };
     let console_size = spec.process.console_size().map(|b| (b.height() as u16, b.width() as u16));
-    let standin = StandIn { socket, request, console: spec.console, console_size, cgroup_procs };
+    let standin = StandIn { socket, request, console: spec.console, console_size, cgroup_procs, preserved };
     let (report_rx, report_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| Error::backend(VmError::Exec(format!("pipe: {e}"))))?;
     // `ps` and `podman top` read the VMM's /proc: the stand-in is in its pid namespace.

@@ -127,5 +127,6 @@ pub(super) fn request_for(process: &oci_spec::runtime::Process) -> Result<RunReq
                 .map_err(|e| unsupported(&format!("the process for the guest: {e}")))?,
         ),
         sub_cgroups: Vec::new(),
+        preserved: Vec::new(),
     })
 }

@@ -40,12 +40,15 @@ pub struct StandIn {
     pub console_size: Option<(u16, u16)>,
     /// The container's cgroup.procs files.
     pub cgroup_procs: Vec<PathBuf>,
+    /// `exec --preserve-fds`: fds 3.. of `hull exec`, relayed to the process in the guest
+    /// ([`crate::fd_relay`]).
+    pub preserved: Vec<crate::fd_relay::Preserved>,
 }
 
 /// The stand-in's whole life; it never returns to `hull exec`'s code.
 pub fn main(standin: StandIn, report: OwnedFd) -> ! {
     let terminal = standin.request.terminal;
-    let (conn, decoder, signals) = match start(standin, &report) {
+    let (conn, decoder, signals, drained) = match start(standin, &report) {
         Ok(started) => {
             let _ = nix::unistd::write(&report, &[STARTED]);
             drop(report);
@@ -56,7 +59,21 @@ pub fn main(standin: StandIn, report: OwnedFd) -> ! {
             std::process::exit(255)
         }
     };
-    match relay(conn, decoder, &signals, terminal) {
+    let ended = relay(conn, decoder, &signals, terminal);
+    // The guest's relay sent the process's last writes to its preserved fds before its exit
+    // status: they are written here before the stand-in ends.
+    if let Some(drained) = drained {
+        let mut fds = [PollFd::new(drained.as_fd(), PollFlags::POLLIN)];
+        let deadline = Instant::now() + crate::fd_relay::host::DRAIN_WAIT;
+        while Instant::now() < deadline {
+            let ms = u16::try_from(deadline.saturating_duration_since(Instant::now()).as_millis())
+                .unwrap_or(u16::MAX);
+            if poll(&mut fds, PollTimeout::from(ms)).is_ok_and(|n| n > 0) {
+                break;
+            }
+        }
+    }
+    match ended {
         Some(ExitReport { signal: Some(signo), .. }) => signals::die_of(signo),
         Some(report) => std::process::exit(report.code.clamp(0, 255)),
         // The VM went away under the process: as a native exec'd process dies with its
@@ -65,8 +82,11 @@ pub fn main(standin: StandIn, report: OwnedFd) -> ! {
     }
 }
 
-/// Everything up to the guest's Started: the stream, what was read after it, the signals.
-fn start(standin: StandIn, report: &OwnedFd) -> Result<(UnixStream, FrameDecoder, SignalFd), String> {
+/// Everything up to the guest's Started: the stream, what was read after it, the signals, and
+/// with preserved fds the read end of their relay's `drained` pipe.
+type Started = (UnixStream, FrameDecoder, SignalFd, Option<OwnedFd>);
+
+fn start(standin: StandIn, report: &OwnedFd) -> Result<Started, String> {
     for procs in &standin.cgroup_procs {
         std::fs::write(procs, std::process::id().to_string())
             .map_err(|e| format!("join cgroup {}: {e}", procs.display()))?;
@@ -74,8 +94,11 @@ fn start(standin: StandIn, report: &OwnedFd) -> Result<(UnixStream, FrameDecoder
     if let Some(socket) = standin.console {
         init::take_terminal(socket, standin.console_size)?;
     }
+    // Out of the range 3..3+N before it is closed.
+    let preserved = crate::fd_relay::host::take(&standin.preserved)?;
     let mut keep = vec![report.as_raw_fd()];
     keep.extend(crate::logging::log_fd());
+    keep.extend(crate::fd_relay::host::raw_fds(&preserved));
     init::close_inherited(&keep)?;
     // Before anything can arrive: each relayed signal waits on the signalfd until the guest
     // process exists.
@@ -88,18 +111,55 @@ fn start(standin: StandIn, report: &OwnedFd) -> Result<(UnixStream, FrameDecoder
         }
     }
     conn.write_all(&wire).map_err(|e| format!("sending the process to the guest: {e}"))?;
-    let decoder = wait_started(&mut conn)?;
+    let (decoder, relay_port) = wait_started(&mut conn)?;
     conn.set_read_timeout(None).map_err(|e| e.to_string())?;
-    Ok((conn, decoder, signals))
+    let drained = match (relay_port, preserved.is_empty()) {
+        (_, true) => None,
+        (Some(port), false) => Some(start_relay(standin.socket, port, preserved)?),
+        (None, false) => return Err("the guest agent did not start a relay for the preserved fds".into()),
+    };
+    Ok((conn, decoder, signals, drained))
+}
+
+/// The preserved fds' relay, on a thread: a stream to the guest relay's `port` for each fd,
+/// and one for each client a preserved listener accepts. Returns the read end of its
+/// `drained` pipe.
+fn start_relay(
+    socket: PathBuf,
+    port: u32,
+    preserved: Vec<crate::fd_relay::host::Taken>,
+) -> Result<OwnedFd, String> {
+    let (drained_r, drained_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let open = move |header: crate::fd_relay::Header| -> Result<OwnedFd, String> {
+        let mut conn = connect_to(&socket, port)?;
+        conn.write_all(&header.encode()).map_err(|e| format!("a preserved fd's stream: {e}"))?;
+        conn.set_nonblocking(true).map_err(|e| e.to_string())?;
+        Ok(OwnedFd::from(conn))
+    };
+    std::thread::Builder::new()
+        .name("fd-relay".into())
+        .spawn(move || {
+            if let Err(e) = crate::fd_relay::host::run_opening(preserved, open, drained_w) {
+                crate::logging::warn(&format!("exec: the preserved fds' relay: {e}"));
+            }
+        })
+        .map_err(|e| format!("starting the preserved fds' relay: {e}"))?;
+    Ok(drained_r)
 }
 
 /// Connects to the guest's exec port through the VMM's vsock socket.
 pub(super) fn connect(socket: &Path) -> Result<UnixStream, String> {
+    connect_to(socket, crate::vm::EXEC_PORT)
+}
+
+/// Connects to a guest port through the VMM's vsock socket.
+fn connect_to(socket: &Path, port: u32) -> Result<UnixStream, String> {
     let mut conn = UnixStream::connect(socket).map_err(|e| {
         format!("connecting to the VM's socket {}: {e} (is the VM still running?)", socket.display())
     })?;
     conn.set_read_timeout(Some(START_TIMEOUT)).map_err(|e| e.to_string())?;
-    conn.write_all(format!("CONNECT {}\n", crate::vm::EXEC_PORT).as_bytes())
+    conn.write_all(format!("CONNECT {port}\n").as_bytes())
         .map_err(|e| format!("connecting to the guest's exec port: {e}"))?;
     // Byte by byte: what follows the line is the agent's.
     let mut line = Vec::new();
@@ -122,14 +182,14 @@ pub(super) fn connect(socket: &Path) -> Result<UnixStream, String> {
     Ok(conn)
 }
 
-/// Waits for Started; an Error is the reason the process could not start.
-fn wait_started(conn: &mut UnixStream) -> Result<FrameDecoder, String> {
+/// Waits for Started (and its relay port); an Error is the reason the process could not start.
+fn wait_started(conn: &mut UnixStream) -> Result<(FrameDecoder, Option<u32>), String> {
     let deadline = Instant::now() + START_TIMEOUT;
     let mut decoder = FrameDecoder::new();
     let mut buf = vec![0u8; STDIO_CHUNK];
     loop {
         match decoder.next_frame().map_err(|e| format!("the guest's answer: {e}"))? {
-            Some(Frame::Started(_)) => return Ok(decoder),
+            Some(Frame::Started(s)) => return Ok((decoder, s.relay_port)),
             Some(Frame::Error(e)) => {
                 let _ = protocol::write_frame(conn, &Frame::Ack);
                 return Err(e.message);
