@@ -68,17 +68,27 @@ pub fn stop(st: &State) -> Result<()> {
 /// plumbing on the interfaces of a network namespace that outlives the container
 /// ([`network`]).
 pub fn release(st: &State) -> Result<()> {
-    let netns = st.config.as_ref().and_then(|spec| {
-        spec.linux().as_ref()?.namespaces().as_ref()?.iter().find_map(|ns| {
+    if let (Some(dir), Some(spec)) = (st.vm_socket.as_ref().and_then(|s| s.parent()), st.config.as_ref()) {
+        release_network(&format!("delete {}", st.id), dir, spec);
+    }
+    crate::native::backend::release(st)
+}
+
+/// Removes the tc plumbing the VMM left on the interfaces of a network namespace the spec
+/// names by path (which outlives the container): `delete`'s, and a failed `create`'s (a VMM
+/// that died or was killed after plumbing left its ingress qdiscs, and the next container on
+/// that interface could not add its own). A namespace `create` made went with the VMM.
+pub(super) fn release_network(what: &str, dir: &std::path::Path, spec: &oci_spec::runtime::Spec) {
+    let netns = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).and_then(|nss| {
+        nss.iter().find_map(|ns| {
             (ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network).then(|| ns.path().clone()).flatten()
         })
     });
-    if let (Some(dir), Some(netns)) = (st.vm_socket.as_ref().and_then(|s| s.parent()), netns) {
+    if let Some(netns) = netns {
         if let Err(e) = network::release(dir, &netns) {
-            crate::logging::warn(&format!("delete {}: the container's network: {e}", st.id));
+            crate::logging::warn(&format!("{what}: the container's network: {e}"));
         }
     }
-    crate::native::backend::release(st)
 }
 
 /// `start`, before the workload is released: interfaces the container's network namespace
