@@ -401,29 +401,7 @@ fn preserved_fds_reach_an_exec() {
     c.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let fds = [in_r.as_raw_fd(), out_w.as_raw_fd(), listener.as_raw_fd()];
-    // SAFETY: (test) fcntl/dup2/close between fork and exec touch only the child's fd table,
-    // and are async-signal-safe.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        c.pre_exec(move || {
-            let mut high = Vec::new();
-            for fd in fds {
-                let h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100);
-                if h < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                high.push(h);
-            }
-            for (i, h) in high.iter().enumerate() {
-                if libc::dup2(*h, 3 + i as i32) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::close(*h);
-            }
-            Ok(())
-        });
-    }
+    as_fds(&mut c, &[in_r.as_raw_fd(), out_w.as_raw_fd(), listener.as_raw_fd()]);
     let child = c.spawn().unwrap();
     drop((in_r, out_w, listener));
     let writer = std::thread::spawn(move || {

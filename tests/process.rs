@@ -296,35 +296,7 @@ fn only_preserved_fds_reach_the_program() {
     assert!(fds.len() <= 5, "unexpected fds reached the program: {fds:?}");
 }
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-
-/// `fds` become fds 3, 4, ... of the command (copied above the range first, so that one
-/// sitting at a target number is not lost).
-fn as_fds(c: &mut std::process::Command, fds: &[RawFd]) {
-    let fds = fds.to_vec();
-    // SAFETY: (test) fcntl/dup2/close in the child between fork and exec only touch its fd
-    // table, and are async-signal-safe.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        c.pre_exec(move || {
-            let mut high = Vec::new();
-            for fd in &fds {
-                let h = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 100);
-                if h < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                high.push(h);
-            }
-            for (i, h) in high.iter().enumerate() {
-                if libc::dup2(*h, 3 + i as i32) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::close(*h);
-            }
-            Ok(())
-        });
-    }
-}
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// A close-on-exec pipe (read end, write end): only the fds `as_fds` places reach hull.
 fn pipe() -> (OwnedFd, OwnedFd) {

@@ -333,16 +333,8 @@ fn relay(ours: Vec<Ours>, finish: OwnedFd) -> anyhow::Result<()> {
             p.register(&mut set);
         }
         set.wait(None).context("poll")?;
-        if set.revents(finish_slot) != 0 {
-            // The workload ended: what it wrote goes to the host, then each stream ends.
-            let deadline = Instant::now() + FLUSH_WAIT;
-            for p in &mut pairs {
-                p.drain_into(1, deadline);
-            }
+        if pump_or_flush(&mut pairs, &set, finish_slot) {
             return Ok(());
-        }
-        for p in &mut pairs {
-            p.service(&set);
         }
         let mut gone = Vec::new();
         for (k, slot) in control_slots.into_iter().enumerate() {
@@ -371,6 +363,23 @@ fn relay(ours: Vec<Ours>, finish: OwnedFd) -> anyhow::Result<()> {
             controls.remove(k);
         }
     }
+}
+
+/// One round of a relay's loop after poll: true when PID 1 said the process ended (its
+/// `finish` pipe), after what it wrote went to the host and every stream was half-closed;
+/// else the pairs move what poll said is ready.
+fn pump_or_flush(pairs: &mut [Pair], set: &PollSet, finish_slot: usize) -> bool {
+    if set.revents(finish_slot) != 0 {
+        let deadline = Instant::now() + FLUSH_WAIT;
+        for p in pairs.iter_mut() {
+            p.drain_into(1, deadline);
+        }
+        return true;
+    }
+    for p in pairs.iter_mut() {
+        p.service(set);
+    }
+    false
 }
 
 /// Our end of a preserved fd and its stream to the host: end 0 ours (toward the workload),
@@ -409,15 +418,8 @@ fn serve(ours: Vec<Ours>, finish: OwnedFd, listener: OwnedFd) -> anyhow::Result<
             p.register(&mut set);
         }
         set.wait(incoming.timeout()).context("poll")?;
-        if set.revents(finish_slot) != 0 {
-            let deadline = Instant::now() + FLUSH_WAIT;
-            for p in &mut pairs {
-                p.drain_into(1, deadline);
-            }
+        if pump_or_flush(&mut pairs, &set, finish_slot) {
             return Ok(());
-        }
-        for p in &mut pairs {
-            p.service(&set);
         }
         for (header, vsock) in incoming.service(&set) {
             let made = match header.role {

@@ -98,9 +98,10 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
     let bundle = with_kvm_allowed(bundle);
     let spec = &bundle.spec;
     let limit = boot_timeout + BOOT_GRACE;
-    let made = crate::native::backend::in_cgroup(cgroup, &bundle, dir, state, move |placement, state_for, _, _| {
-        spawn(vmm_init, new_pid_ns, placement, state_for, spec, limit)
-    });
+    let made =
+        crate::native::backend::in_cgroup(cgroup, &bundle, dir, state, move |placement, state_for, _, _| {
+            spawn(vmm_init, new_pid_ns, placement, state_for, spec, limit)
+        });
     if made.is_err() {
         // The VMM is gone; what it tied to the namespace's interfaces must go too.
         super::release_network(&format!("create {}", state.id), &dir.path, spec);
