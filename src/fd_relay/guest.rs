@@ -243,10 +243,6 @@ impl Running {
         [self.finish.as_raw_fd(), self.done.as_raw_fd()]
     }
 
-    pub fn pid(&self) -> i32 {
-        self.pid
-    }
-
     /// The workload ended: what it wrote last goes to the host, and the streams end, before
     /// its exit status does (bounded: [`FLUSH_WAIT`] and a second more).
     pub fn finish(self) {

@@ -68,7 +68,8 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
             listen_path.display()
         ))));
     }
-    // The preserved fds' relay listens on `<vsock>_<relay port>`, longer by one digit at most.
+    // The preserved fds' relay listens on `<vsock>_<relay port>`: a port of the agent's width,
+    // so within the limit checked above.
     let relay_path = PathBuf::from(format!("{}_{}", vsock_path.display(), crate::fd_relay::PORT));
     state.vm_socket = Some(vsock_path.clone());
     let vmm_init = VmmInit {
