@@ -99,3 +99,40 @@ now_us() {
     while :; do case "$_u" in 0?*) _u="${_u#0}" ;; *) break ;; esac; done
     _now=$(( $1 * 1000000 + _u ))
 }
+
+# oci_image_tar ROOTFS OUT CMD_JSON CREATED_BY: OUT becomes an OCI image layout in one tar, as
+# `ctr images import` takes it: one gzip layer holding ROOTFS, a config with CMD_JSON as its
+# Cmd (a JSON array) and the usual PATH, the manifest, an index whose manifest is tagged
+# `latest`. CREATED_BY goes into the config's history. Scratch files go next to OUT.
+oci_image_tar() {
+    case "$(uname -m)" in
+        x86_64) _arch=amd64 ;;
+        aarch64) _arch=arm64 ;;
+        *) _arch="$(dpkg --print-architecture)" ;;
+    esac
+    _work="$2.d"
+    _b="$_work/layout/blobs/sha256"
+    mkdir -p "$_b" || return 1
+    tar --numeric-owner --owner=0 --group=0 --sort=name --mtime=@0 -C "$1" -cf "$_work/layer.tar" . || return 1
+    _diff_id="$(sha256sum <"$_work/layer.tar" | cut -d' ' -f1)"
+    gzip -n -c "$_work/layer.tar" >"$_work/layer.tar.gz" || return 1
+    # blob FILE: moves FILE into the blobs by its digest; sets $_digest and $_size.
+    _blob() {
+        _digest="$(sha256sum <"$1" | cut -d' ' -f1)"
+        _size="$(stat -c %s "$1")"
+        mv "$1" "$_b/$_digest"
+    }
+    _blob "$_work/layer.tar.gz" || return 1
+    _layer="$_digest" _layer_size="$_size"
+    printf '%s' "{\"architecture\":\"$_arch\",\"os\":\"linux\",\"config\":{\"Env\":[\"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"],\"Cmd\":$3},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:$_diff_id\"]},\"history\":[{\"created_by\":\"hull $4\"}]}" \
+        >"$_work/config.json"
+    _blob "$_work/config.json" || return 1
+    printf '%s' "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:$_digest\",\"size\":$_size},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$_layer\",\"size\":$_layer_size}]}" \
+        >"$_work/manifest.json"
+    _blob "$_work/manifest.json" || return 1
+    printf '%s' "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"sha256:$_digest\",\"size\":$_size,\"platform\":{\"architecture\":\"$_arch\",\"os\":\"linux\"},\"annotations\":{\"org.opencontainers.image.ref.name\":\"latest\"}}]}" \
+        >"$_work/layout/index.json"
+    printf '%s' '{"imageLayoutVersion":"1.0.0"}' >"$_work/layout/oci-layout"
+    tar --numeric-owner --owner=0 --group=0 -C "$_work/layout" -cf "$2" oci-layout index.json blobs || return 1
+    rm -rf "$_work"
+}

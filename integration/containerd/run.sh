@@ -222,43 +222,8 @@ fi
 # and group), imported with ctr. No registry.
 
 build_image() {
-    local rootfs="$tmp/image/rootfs" layout="$tmp/image/layout" arch d
-    case "$(uname -m)" in
-        x86_64) arch=amd64 ;;
-        aarch64) arch=arm64 ;;
-        *) arch="$(dpkg --print-architecture)" ;;
-    esac
-    busybox_rootfs "$rootfs" || return 1
-
-    mkdir -p "$layout/blobs/sha256"
-    local b="$layout/blobs/sha256"
-    tar --numeric-owner --owner=0 --group=0 --sort=name --mtime=@0 -C "$rootfs" -cf "$tmp/image/layer.tar" .
-    local diff_id layer layer_size
-    diff_id="$(sha256sum <"$tmp/image/layer.tar" | cut -d' ' -f1)"
-    gzip -n -c "$tmp/image/layer.tar" >"$tmp/image/layer.tar.gz"
-    layer="$(sha256sum <"$tmp/image/layer.tar.gz" | cut -d' ' -f1)"
-    layer_size="$(stat -c %s "$tmp/image/layer.tar.gz")"
-    mv "$tmp/image/layer.tar.gz" "$b/$layer"
-
-    printf '%s' "{\"architecture\":\"$arch\",\"os\":\"linux\",\"config\":{\"Env\":[\"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"],\"Cmd\":[\"sh\"]},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:$diff_id\"]},\"history\":[{\"created_by\":\"hull integration/containerd/run.sh\"}]}" \
-        >"$tmp/image/config.json"
-    local config config_size
-    config="$(sha256sum <"$tmp/image/config.json" | cut -d' ' -f1)"
-    config_size="$(stat -c %s "$tmp/image/config.json")"
-    mv "$tmp/image/config.json" "$b/$config"
-
-    printf '%s' "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:$config\",\"size\":$config_size},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$layer\",\"size\":$layer_size}]}" \
-        >"$tmp/image/manifest.json"
-    local manifest manifest_size
-    manifest="$(sha256sum <"$tmp/image/manifest.json" | cut -d' ' -f1)"
-    manifest_size="$(stat -c %s "$tmp/image/manifest.json")"
-    mv "$tmp/image/manifest.json" "$b/$manifest"
-
-    printf '%s' "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"sha256:$manifest\",\"size\":$manifest_size,\"platform\":{\"architecture\":\"$arch\",\"os\":\"linux\"},\"annotations\":{\"org.opencontainers.image.ref.name\":\"latest\"}}]}" \
-        >"$layout/index.json"
-    printf '%s' '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
-    tar --numeric-owner --owner=0 --group=0 -C "$layout" -cf "$tmp/image/busybox-oci.tar" \
-        oci-layout index.json blobs
+    busybox_rootfs "$tmp/image/rootfs" || return 1
+    oci_image_tar "$tmp/image/rootfs" "$tmp/image/busybox-oci.tar" '["sh"]' "integration/containerd/run.sh"
 }
 build_image || die "building the busybox image failed"
 # Debian's ctr (containerd 1.6) names the index's "latest" ref <base-name>:latest.
