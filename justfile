@@ -217,17 +217,26 @@ oci-validation-vm *ARGS: build kernel
     @[ "$(id -u)" -eq 0 ] || { echo "oci-validation-vm: needs root" >&2; exit 1; }
     ./integration/oci-validation/run.sh --testvm --backend vm --hull "{{ hull }}" "$@"
 
-# Real clients drive hull: the containerd suite, then the podman suite; fails if either fails.
+# Real clients drive hull: containerd (ctr), podman, Kubernetes' CRI (containerd's CRI plugin) and Docker, each with its own private daemon; fails if any fails.
 conformance: build
     #!/usr/bin/env bash
     set -uo pipefail
     [ "$(id -u)" -eq 0 ] || { echo "conformance: needs root; run: sudo just conformance" >&2; exit 1; }
     rc=0
-    echo "=== containerd ==="
-    ./integration/containerd/run.sh --hull "{{ hull }}" || rc=1
-    echo "=== podman ==="
-    ./integration/podman/run.sh --hull "{{ hull }}" || rc=1
+    for suite in containerd podman cri docker; do
+        echo "=== $suite ==="
+        t0=$(date +%s)
+        ./integration/$suite/run.sh --hull "{{ hull }}" || rc=1
+        echo "=== $suite: $(($(date +%s) - t0)) s ==="
+    done
     exit "$rc"
+
+# ARGS: --keep, --handlers "hull runc" (integration/cri/README.md). Native backend only.
+# Kubernetes' CRI drives hull: containerd's CRI plugin with hull and runc as runtime handlers, pods over the CRI socket.
+[positional-arguments]
+cri *ARGS: build
+    @[ "$(id -u)" -eq 0 ] || { echo "cri: needs root; run: sudo just cri" >&2; exit 1; }
+    ./integration/cri/run.sh --hull "{{ hull }}" "$@"
 
 # ARGS: --keep, --runtimes "hull runc" (integration/docker/README.md). Native backend only.
 # Docker drives hull: a private dockerd (Debian's docker.io 20.10), hull registered as a runtime, the same checks on hull and runc.
@@ -270,7 +279,7 @@ conformance-vm: build kernel
     exit "$rc"
 
 # Everything CI runs (README's test command): clippy and rustfmt, a short run of each fuzz target, the cargo tests on this host (cgroup v1 hybrid),
-# the real clients (containerd, podman, docker), the OCI runtime-tools validation programs against their
+# the real clients (containerd, podman, Kubernetes' CRI, docker), the OCI runtime-tools validation programs against their
 # expectations, and in the nested test machine its smoke test, the
 # cargo integration tests again under pure cgroup v2, the validation programs again,
 # hull under a real systemd as PID 1,
@@ -288,7 +297,7 @@ ci:
     table=()
     failed=()
     t_all=$(date +%s)
-    for step in lint fuzz-smoke test conformance docker oci-validation testvm-smoke testvm-tests oci-validation-testvm systemd-test vm-e2e vm-backend vm-tests conformance-vm; do
+    for step in lint fuzz-smoke test conformance oci-validation testvm-smoke testvm-tests oci-validation-testvm systemd-test vm-e2e vm-backend vm-tests conformance-vm; do
         echo "=== just $step ==="
         t0=$(date +%s)
         "{{ just_executable() }}" "$step" 2>&1 | tee "$logs/$step"

@@ -3,13 +3,18 @@
 over its gRPC socket for one runtime handler, and what the containers saw, read from inside.
 
     checks.py --socket SOCK --handler NAME --image REF --work DIR --cgroup-parent PATH
-              [--limit S] [--tag T]
+              [--limit S] [--tag T] [--vm]
 
 run.sh starts containerd, imports the images, compiles cri.proto into the generated modules
 (on PYTHONPATH) and runs this once per handler. Prints "PASS  [handler] name (T s)" or
 "FAIL  [handler] name (T s)" with the reason, then "N passed, M failed" for the handler, and
 exits 1 when anything failed. Every pod it made is stopped and removed before it exits, even
 after a failure; what is left after that is run.sh's to find.
+
+--vm: the handler runs app containers in VMs (hull-vm; the sandbox stays native). A VM takes
+the pod's network interface for itself, so each check that needs a container of its own makes
+a pod of its own, and what only a shared kernel gives (namespace inodes, a shared pid
+namespace) is skipped with why.
 """
 
 import argparse
@@ -18,6 +23,7 @@ import os
 import re
 import sys
 import time
+import urllib.request
 import uuid
 
 import grpc
@@ -56,8 +62,10 @@ class Suite:
         self.args = args
         self.cri = Cri(args.socket, args.limit)
         self.handler = args.handler
+        self.vm = args.vm
         self.passed = 0
         self.failed = 0
+        self.skipped = 0
         self.pods = []  # (id, config) of every pod made, for the teardown
 
     # -- the lines CI reads --------------------------------------------------------------------
@@ -75,6 +83,10 @@ class Suite:
         else:
             self.passed += 1
             print(f"PASS  [{self.handler}] {name} ({time.monotonic() - start:.1f} s)", flush=True)
+
+    def skip(self, name, why):
+        self.skipped += 1
+        print(f"SKIP  [{self.handler}] {name}\n      why: {why}", flush=True)
 
     def fail(self, name, start, why):
         self.failed += 1
@@ -113,6 +125,10 @@ class Suite:
         ).pod_sandbox_id
         self.pods.append((pod, config))
         return pod, config
+
+    def pod_for(self, pod, config, name):
+        """The pod a check's own container goes in: the shared one, or on --vm a new one."""
+        return self.run_pod(name) if self.vm else (pod, config)
 
     def pod_info(self, pod):
         """PodSandboxStatus with its verbose info: the sandbox's pid and spec."""
@@ -193,7 +209,7 @@ class Suite:
             self.pod_checks()
         finally:
             self.teardown()
-        print(f"[{self.handler}] {self.passed} passed, {self.failed} failed", flush=True)
+        print(f"[{self.handler}] {self.passed} passed, {self.failed} failed, {self.skipped} skipped", flush=True)
         return self.failed == 0
 
     def pod_checks(self):
@@ -214,11 +230,22 @@ class Suite:
             return
         pod, config = st["pod"], st["config"]
 
-        def two_containers():
+        def server():
             st["server"] = self.create(pod, config, "server", [
                 "sh", "-c",
                 "mkdir -p /www && echo hello-from-server >/www/index.html && exec httpd -f -p 8080 -h /www",
             ])
+            got = self.wait_for(
+                "the host's fetch of the server at the pod IP",
+                lambda: urllib.request.urlopen(f"http://{st['ip']}:8080/", timeout=5).read().decode().strip(),
+            )
+            want(got == "hello-from-server", f"the host got {got!r}")
+
+        self.check("pod: a server in the pod answers the host at the pod IP", server)
+        if "server" not in st:
+            return
+
+        def client():
             st["client"] = self.create(pod, config, "client", ["sleep", "3600"])
             got = self.wait_for(
                 "the client's wget of the server on localhost",
@@ -226,10 +253,21 @@ class Suite:
             )
             want(got == "hello-from-server", f"client got {got!r}")
 
-        self.check("pod: two containers, the client reaches the server on localhost", two_containers)
+        if self.vm:
+            # One VM per app container: the server's VM holds the pod's interface.
+            self.skip("pod: a second container reaches the server on localhost",
+                      "each VM container has a kernel of its own, and the pod's eth0 is the first VM's")
+            st["client"] = st["server"]
+        else:
+            self.check("pod: a second container reaches the server on localhost", client)
         if "client" not in st:
             return
         server, client = st["server"], st["client"]
+
+        def uts_in_vm():
+            want(self.sh(server, "hostname").strip() == "web", "hostname is not the pod's")
+            init = self.sh(server, "tr '\\0' ' ' </proc/1/cmdline").strip()
+            want("pause" not in init, f"pid 1 is {init!r}")
 
         def shared_namespaces():
             ns = "for n in net ipc uts pid; do readlink /proc/self/ns/$n; done"
@@ -245,7 +283,10 @@ class Suite:
                 init = self.sh(cid, "tr '\\0' ' ' </proc/1/cmdline").strip()
                 want("pause" not in init, f"pid 1 is {init!r}: the pod's pid namespace")
 
-        self.check("pod: net, ipc and uts are the sandbox's (by path), pid is each container's", shared_namespaces)
+        if self.vm:
+            self.check("pod: the guest has the pod's hostname, a pid namespace of its own", uts_in_vm)
+        else:
+            self.check("pod: net, ipc and uts are the sandbox's (by path), pid is each container's", shared_namespaces)
 
         def network():
             addr = self.sh(client, "ip -o -4 addr show eth0")
@@ -308,7 +349,7 @@ class Suite:
         self.check("stats: cpu time and memory of a running container", stats)
 
         def logs():
-            cid = self.create(pod, config, "logger", ["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 4"])
+            cid = self.create(*self.pod_for(pod, config, "logger"), "logger", ["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 4"])
             s = self.wait_exited(cid)
             want(s.exit_code == 4, f"exit code {s.exit_code}")
             lines = open(s.log_path).read().splitlines()
@@ -323,7 +364,7 @@ class Suite:
         def resources():
             linux = pb.LinuxContainerConfig(resources=pb.LinuxContainerResources(
                 memory_limit_in_bytes=64 << 20, cpu_period=100000, cpu_quota=50000, cpu_shares=512))
-            cid = self.create(pod, config, "limited", ["sleep", "3600"], linux=linux)
+            cid = self.create(*self.pod_for(pod, config, "limited"), "limited", ["sleep", "3600"], linux=linux)
             got = self.sh(cid, "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max 2>/dev/null || "
                                "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us")
             want(got.split() in (["67108864", "50000", "100000"], ["67108864", "50000"]),
@@ -333,7 +374,7 @@ class Suite:
 
         def security():
             sc = pb.LinuxContainerSecurityContext(run_as_user=pb.Int64Value(value=65534), readonly_rootfs=True)
-            cid = self.create(pod, config, "locked", ["sleep", "3600"], linux=pb.LinuxContainerConfig(security_context=sc))
+            cid = self.create(*self.pod_for(pod, config, "locked"), "locked", ["sleep", "3600"], linux=pb.LinuxContainerConfig(security_context=sc))
             want(self.sh(cid, "id -u").strip() == "65534", "not running as 65534")
             out, err, rc = self.exec_sync(cid, ["sh", "-c", "touch /etc/x"])
             want(rc != 0 and "Read-only" in err, f"write to / gave rc {rc}: {err.strip()}")
@@ -341,7 +382,7 @@ class Suite:
         self.check("security: run_as_user and a read-only root filesystem", security)
 
         def stop_graceful():
-            cid = self.create(pod, config, "graceful", [
+            cid = self.create(*self.pod_for(pod, config, "graceful"), "graceful", [
                 "sh", "-c", "trap 'echo got-term; exit 0' TERM; while :; do sleep 0.1; done"])
             self.wait_for("the graceful container to run", lambda: self.status(cid).state == pb.CONTAINER_RUNNING)
             time.sleep(0.5)
@@ -356,7 +397,7 @@ class Suite:
         self.check("stop: TERM reaches the container's handler within the grace period", stop_graceful)
 
         def stop_kill():
-            cid = self.create(pod, config, "stubborn", ["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"])
+            cid = self.create(*self.pod_for(pod, config, "stubborn"), "stubborn", ["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"])
             self.wait_for("the stubborn container to run", lambda: self.status(cid).state == pb.CONTAINER_RUNNING)
             time.sleep(0.5)
             start = time.monotonic()
@@ -380,7 +421,11 @@ class Suite:
             for cid in (a, b):
                 want(self.status(cid).state == pb.CONTAINER_EXITED, f"{cid[:12]} still runs after the pod's stop")
 
-        self.check("pod: shareProcessNamespace puts pause at pid 1 and shows the other container", shared_pid)
+        if self.vm:
+            self.skip("pod: shareProcessNamespace puts pause at pid 1 and shows the other container",
+                      "a VM container's processes live in its guest's kernel, not in the pod's pid namespace")
+        else:
+            self.check("pod: shareProcessNamespace puts pause at pid 1 and shows the other container", shared_pid)
 
         def remove_pod():
             pod_status, info = self.pod_info(pod)
@@ -442,6 +487,7 @@ def main():
     p.add_argument("--cgroup-parent", required=True)
     p.add_argument("--tag", default="hull-cri")
     p.add_argument("--limit", type=float, default=60)
+    p.add_argument("--vm", action="store_true")
     ok = Suite(p.parse_args()).run()
     sys.exit(0 if ok else 1)
 

@@ -5,12 +5,18 @@
 # terminal over the streaming server, logs, stats, stop with a grace period) made over the
 # CRI socket by checks.py. The same checks run against Debian's runc as a reference.
 #
-#   integration/cri/run.sh [--hull PATH] [--keep] [--handlers "hull runc"]
+#   integration/cri/run.sh [--hull PATH] [--keep] [--handlers "hull runc"] [--testvm] [--kernel PATH]
 #
 #   --hull PATH        the hull binary (default: target/release/hull under the repository root)
 #   --keep             keep the temporary directory (containerd's root, its log, hull's argv log)
 #   --handlers LIST    the runtime handlers to run the checks against, in order (default
-#                      "hull runc"; runc is Debian's, the reference: a check it fails is broken)
+#                      "hull runc"; runc is Debian's, the reference: a check it fails is broken;
+#                      hull-vm: app containers in VMs, the sandbox native; needs /dev/kvm)
+#   --testvm           run inside the test machine (integration/testvm: pure cgroup v2, an
+#                      ordinary /dev/kvm), with containerd, the CNI plugins, Debian's python3.11
+#                      and the client's packages carried in; default handlers there "hull-vm hull"
+#   --kernel PATH      the guest kernel for hull-vm (default $HULL_KERNEL, else
+#                      /usr/local/share/hull/vmlinuz)
 #
 # Needs root. Installs containerd, containernetworking-plugins, busybox-static and gcc from
 # Debian when missing, and grpcio, grpcio-tools and websocket-client from PyPI into a venv kept
@@ -25,13 +31,23 @@ here="$repo/integration/cri"
 . "$repo/integration/lib.sh"
 hull="$repo/target/release/hull"
 keep=0
-handlers="hull runc"
+handlers=""
+testvm=0
+kernel="$(default_kernel)"
+python=""      # inside the test machine: the carried python3.11 (else the venv's)
+gen=""         # inside the test machine: cri.proto compiled on the host
+pause_bin=""   # inside the test machine: pause.c built on the host
 while [ $# -gt 0 ]; do
     case "$1" in
         --hull) hull="$2"; shift 2 ;;
         --keep) keep=1; shift ;;
         --handlers) handlers="$2"; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        --testvm) testvm=1; shift ;;
+        --kernel) kernel="$2"; shift 2 ;;
+        --python) python="$2"; shift 2 ;;
+        --gen) gen="$2"; shift 2 ;;
+        --pause) pause_bin="$2"; shift 2 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "cri: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -41,24 +57,35 @@ die() { log "error: $*"; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "needs root (containerd and hull both do)"
 hull="$(realpath "$hull" 2>/dev/null)" && [ -x "$hull" ] || die "no hull binary; run: cargo build --release"
+[ -n "$handlers" ] || { if [ "$testvm" -eq 1 ]; then handlers="hull-vm hull"; else handlers="hull runc"; fi; }
 for h in $handlers; do
-    case "$h" in hull|runc) ;; *) die "--handlers: hull or runc, not $h" ;; esac
+    case "$h" in
+        hull|runc) ;;
+        hull-vm) kernel="$(realpath "$kernel" 2>/dev/null)" && [ -f "$kernel" ] ||
+            die "hull-vm: no guest kernel at ${kernel:-?} (just kernel; --kernel, HULL_KERNEL)" ;;
+        *) die "--handlers: hull, hull-vm or runc, not $h" ;;
+    esac
 done
+inside=0
+[ -n "$python" ] && inside=1   # (run by the --testvm branch below, in the test machine)
 
 # ---------------------------------------------------------------------------------------------
 # What the checks need: Debian's packages, and the gRPC client from PyPI in a cached venv.
 
 need=()
-for b in containerd ctr containerd-shim-runc-v2; do
+[ "$inside" -eq 1 ] || for b in containerd ctr containerd-shim-runc-v2; do
     command -v "$b" >/dev/null 2>&1 || { need+=(containerd); break; }
 done
-command -v runc >/dev/null 2>&1 || need+=(runc)
-find_busybox >/dev/null || need+=(busybox-static)
-for p in bridge host-local loopback; do
-    [ -x "/usr/lib/cni/$p" ] || { need+=(containernetworking-plugins); break; }
-done
-command -v gcc >/dev/null 2>&1 && [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(gcc libc6-dev)
-command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
+if [ "$inside" -eq 0 ]; then
+    command -v runc >/dev/null 2>&1 || need+=(runc)
+    find_busybox >/dev/null || need+=(busybox-static)
+    for p in bridge host-local loopback; do
+        [ -x "/usr/lib/cni/$p" ] || { need+=(containernetworking-plugins); break; }
+    done
+    command -v gcc >/dev/null 2>&1 && [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(gcc libc6-dev)
+    command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
+    [ -x /usr/bin/python3.11 ] || need+=(python3.11)
+fi
 if [ "${#need[@]}" -gt 0 ]; then
     log "installing ${need[*]} from Debian"
     export DEBIAN_FRONTEND=noninteractive
@@ -71,15 +98,52 @@ fi
 cache="${HULL_CRI_CACHE:-/var/cache/hull-cri}"
 venv="$cache/venv"
 py_deps=(grpcio==1.85.4 grpcio-tools==1.85.4 websocket-client==1.9.2)
-if ! "$venv/bin/python" -c 'import grpc, grpc_tools, websocket' 2>/dev/null ||
-    [ "$(cat "$venv/.deps" 2>/dev/null)" != "${py_deps[*]}" ]; then
-    log "making the gRPC client's venv in $venv (${py_deps[*]})"
-    rm -rf "$venv"
-    mkdir -p "$cache"
-    python3 -m venv "$venv" || die "python3 -m venv $venv failed"
-    "$venv/bin/pip" install -q "${py_deps[@]}" || die "pip install ${py_deps[*]} failed"
-    echo "${py_deps[*]}" >"$venv/.deps"
+if [ "$inside" -eq 0 ]; then
+    if ! "$venv/bin/python" -c 'import grpc, grpc_tools, websocket' 2>/dev/null ||
+        [ "$(cat "$venv/.deps" 2>/dev/null)" != "${py_deps[*]}" ]; then
+        log "making the gRPC client's venv in $venv (${py_deps[*]})"
+        rm -rf "$venv"
+        mkdir -p "$cache"
+        python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+        "$venv/bin/pip" install -q "${py_deps[@]}" || die "pip install ${py_deps[*]} failed"
+        echo "${py_deps[*]}" >"$venv/.deps"
+    fi
+    python="$venv/bin/python"
+    # The client (cri.proto compiled) and the sandbox's pause, made here: the test machine
+    # has neither protoc nor a C compiler.
+    gen="$cache/gen"
+    rm -rf "$gen" && mkdir -p "$gen"
+    "$python" -m grpc_tools.protoc -I "$here" --python_out="$gen" --grpc_python_out="$gen" \
+        "$here/cri.proto" || die "compiling cri.proto failed"
+    pause_bin="$cache/pause"
+    gcc -static -Os -o "$pause_bin" "$here/pause.c" || die "building pause.c failed"
 fi
+
+# --testvm: this script again inside the test machine, with what it runs carried in: the
+# client runs on Debian's python3.11 with the venv's packages (the same CPython ABI); GNU
+# tools the script uses go to /usr/local/bin, first on its PATH, over busybox's.
+if [ "$testvm" -eq 1 ]; then
+    site="$("$python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+    args=(--hull /hull --handlers "$handlers" --python /usr/bin/python3.11 --gen /opt/cri/gen
+        --pause /opt/cri/pause)
+    [ "$keep" -eq 1 ] && args+=(--keep)
+    adds=(--add "$(readlink -f "$(command -v bash)")":/bin/bash --add "$here":/integration/cri
+        --add "$repo/integration/lib.sh":/integration/lib.sh --add "$gen":/opt/cri/gen
+        --add "$pause_bin":/opt/cri/pause --add /usr/bin/python3.11 --add /usr/lib/python3.11)
+    for p in grpc google websocket typing_extensions.py; do adds+=(--add "$site/$p":/opt/cri/site/$p); done
+    # The libraries of python's own extension modules (testvm follows only executables').
+    for l in $(ldd /usr/lib/python3.11/lib-dynload/*.so 2>/dev/null | grep -o '/[^ )]*\.so[^ )]*' | sort -u); do
+        adds+=(--add "$(readlink -f "$l")":"$l")
+    done
+    for b in containerd ctr containerd-shim-runc-v2; do adds+=(--add "$(command -v "$b")"); done
+    for b in timeout tar gzip comm; do adds+=(--add "$(readlink -f "$(command -v "$b")")":/usr/local/bin/$b); done
+    adds+=(--add "$(readlink -f "$(command -v ip)")":/usr/local/bin/ip)
+    for p in bridge host-local loopback; do adds+=(--add /usr/lib/cni/$p); done
+    case " $handlers " in *" hull-vm "*) adds+=(--add "$kernel"); args+=(--kernel "$kernel") ;; esac
+    exec "$repo/integration/testvm/testvm.sh" --hull "$hull" --timeout "${HULL_TESTVM_TIMEOUT:-1800}" \
+        --env PYTHONPATH=/opt/cri/site "${adds[@]}" -- /bin/bash /integration/cri/run.sh "${args[@]}"
+fi
+case " $handlers " in *" hull-vm "*) [ -e /dev/kvm ] || die "hull-vm needs /dev/kvm (run it with --testvm)" ;; esac
 log "$(containerd --version)"
 
 # ---------------------------------------------------------------------------------------------
@@ -100,7 +164,7 @@ netns_before="$(ls /run/netns 2>/dev/null | sort)"
 
 ctr_() { timeout -v -k 5 60 ctr -a "$sock" -n k8s.io "$@"; }
 runtime_root() { echo "$tmp/runtime-$1/k8s.io"; }   # the shim adds the namespace to Root
-runtime_bin() { if [ "$1" = hull ]; then echo "$tmp/hull"; else command -v runc; fi; }
+runtime_bin() { if [ "$1" = runc ]; then command -v runc; else echo "$tmp/$1"; fi; }
 
 cleanup() {
     local rc=$?
@@ -153,13 +217,20 @@ fi
 restrict_oom=false
 sh -c 'echo -1 >/proc/self/oom_score_adj' 2>/dev/null || restrict_oom=true
 
-# The wrapper the shim runs for the hull handler: records the argv, then becomes hull.
-cat >"$tmp/hull" <<EOF
+# The wrappers the shim runs for the hull handlers: record the argv, then become hull; for
+# hull-vm through a link named hull-vm (the name chooses the vm backend), with the kernel.
+mkdir -p "$tmp/bin"
+ln -s "$hull" "$tmp/bin/hull"
+ln -s "$hull" "$tmp/bin/hull-vm"
+for h in hull hull-vm; do
+    cat >"$tmp/$h" <<EOF
 #!/bin/sh
-printf '%s\n' "\$*" >>"$calls"
-exec "$hull" "\$@"
+printf '%s\n' "$h \$*" >>"$calls"
+export HULL_KERNEL='$kernel'
+exec "$tmp/bin/$h" "\$@"
 EOF
-chmod 755 "$tmp/hull"
+    chmod 755 "$tmp/$h"
+done
 
 {
     cat <<EOF
@@ -239,7 +310,7 @@ busybox_rootfs "$tmp/images/busybox" || die "building the busybox rootfs failed"
 oci_image_tar "$tmp/images/busybox" "$tmp/images/busybox.tar" '["sh"]' integration/cri/run.sh ||
     die "building the busybox image failed"
 mkdir -p "$tmp/images/pause"
-gcc -static -Os -o "$tmp/images/pause/pause" "$here/pause.c" || die "building pause.c failed"
+cp "$pause_bin" "$tmp/images/pause/pause" || die "no pause binary at $pause_bin"
 oci_image_tar "$tmp/images/pause" "$tmp/images/pause.tar" '["/pause"]' integration/cri/run.sh ||
     die "building the pause image failed"
 for i in busybox pause; do
@@ -248,16 +319,12 @@ for i in busybox pause; do
         { cat "$tmp/import.log" >&2; die "ctr images import $i failed"; }
 done
 
-# The client: cri.proto compiled for this run.
-mkdir -p "$tmp/gen"
-"$venv/bin/python" -m grpc_tools.protoc -I "$here" --python_out="$tmp/gen" --grpc_python_out="$tmp/gen" \
-    "$here/cri.proto" || die "compiling cri.proto failed"
-
 # ---------------------------------------------------------------------------------------------
 # The checks, a handler at a time, then what each handler left.
 
 passed=0
 failed=0
+skipped=0
 leftover() {
     local h="$1" what
     what="$("$(runtime_bin "$h")" --root "$(runtime_root "$h")" list -q 2>/dev/null)"
@@ -274,11 +341,16 @@ leftover() {
 for h in $handlers; do
     start=$SECONDS
     out="$tmp/checks-$h.out"
-    PYTHONPATH="$tmp/gen" "$venv/bin/python" "$here/checks.py" --socket "$sock" --handler "$h" \
-        --image "$busybox" --work "$tmp" --cgroup-parent "$cgroup_parent" --tag "$tag" --limit 60 |
+    vm=()
+    limit=60
+    [ "$h" = hull-vm ] && vm=(--vm) && limit=240   # a guest boots nested under emulation
+    PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$gen" "$python" "$here/checks.py" --socket "$sock" --handler "$h" \
+        --image "$busybox" --work "$tmp" --cgroup-parent "$cgroup_parent" --tag "$tag" --limit "$limit" "${vm[@]}" |
         tee "$out"
-    p="$(sed -n "s/^\[$h\] \([0-9]*\) passed, \([0-9]*\) failed$/\1/p" "$out")"
-    f="$(sed -n "s/^\[$h\] \([0-9]*\) passed, \([0-9]*\) failed$/\2/p" "$out")"
+    totals='^\['"$h"'\] \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped$'
+    p="$(sed -n "s/$totals/\1/p" "$out")"
+    f="$(sed -n "s/$totals/\2/p" "$out")"
+    skipped=$((skipped + $(sed -n "s/$totals/\3/p" "$out" | grep . || echo 0)))
     [ -n "$p" ] || { p=0; f=$((f + 1)); echo "FAIL  [$h] checks.py ended before its totals"; }
     passed=$((passed + p))
     failed=$((failed + f))
@@ -291,18 +363,18 @@ for h in $handlers; do
         echo "FAIL  [$h] nothing left: containers, cgroups, bridge ports, netns, mounts"
         printf '%s\n' "$what" | sed 's/^/      /'
     fi
-    if [ "$h" = hull ]; then
+    if [ "$h" != runc ]; then
         # The shim really ran hull, for every verb the checks need of a runtime.
         missing=""
         for verb in create start exec kill delete; do
-            grep -Eq "(^| )$verb( |$)" "$calls" 2>/dev/null || missing="$missing $verb"
+            grep -Eq "^$h (.* )?$verb( |$)" "$calls" 2>/dev/null || missing="$missing $verb"
         done
         if [ -z "$missing" ]; then
             passed=$((passed + 1))
-            echo "PASS  [hull] the shim ran hull for create, start, exec, kill, delete"
+            echo "PASS  [$h] the shim ran hull for create, start, exec, kill, delete"
         else
             failed=$((failed + 1))
-            echo "FAIL  [hull] the shim never ran hull for:$missing"
+            echo "FAIL  [$h] the shim never ran hull for:$missing"
         fi
     fi
     log "[$h] $((SECONDS - start)) s"
@@ -312,5 +384,5 @@ if [ "$failed" -gt 0 ]; then
     log "containerd's errors:"
     grep -E 'level=error' "$tmp/containerd.log" | tail -n 20 >&2
 fi
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -4,6 +4,11 @@
 //! `podman --runtime` choose with no flag); `backend` under `[runtime]` in the config file;
 //! else native. The config file is read only when nothing before it decided, so the native
 //! hot path does not pay for it.
+//!
+//! A Kubernetes pod sandbox (the pause container, marked so by containerd's and CRI-O's
+//! annotations) is native unless the flag or `hull.backend` say otherwise: it only holds the
+//! pod's namespaces, which the pod's VM containers then join by path (the network namespace
+//! whose interfaces the VM mirrors), as crun's krun handler does.
 
 use std::collections::HashMap;
 
@@ -12,6 +17,12 @@ use super::{Backend, RuntimeContext};
 
 /// The annotation in config.json that chooses the backend (and that `state` shows it in).
 use crate::state::BACKEND_ANNOTATION as ANNOTATION;
+
+/// The annotations by which containerd's and CRI-O's CRI mark a pod's sandbox container.
+const SANDBOX_ANNOTATIONS: [(&str, &str); 2] = [
+    ("io.kubernetes.cri.container-type", "sandbox"),
+    ("io.kubernetes.cri-o.ContainerType", "sandbox"),
+];
 
 /// The program name that means the vm backend.
 pub const VM_PROGRAM: &str = "hull-vm";
@@ -30,6 +41,9 @@ pub fn choose(rt: &RuntimeContext, annotations: Option<&HashMap<String, String>>
     if let Some(word) = annotations.and_then(|a| a.get(ANNOTATION)) {
         return Backend::parse(word).map_err(|e| Error::Invalid(format!("annotation {ANNOTATION}: {e}")));
     }
+    if annotations.is_some_and(is_pod_sandbox) {
+        return Ok(Backend::Native);
+    }
     if let Some(b) = rt.backend_of_program {
         return Ok(b);
     }
@@ -40,6 +54,10 @@ pub fn choose(rt: &RuntimeContext, annotations: Option<&HashMap<String, String>>
         }),
         Err(e) => Err(Error::Invalid(e)),
     }
+}
+
+fn is_pod_sandbox(annotations: &HashMap<String, String>) -> bool {
+    SANDBOX_ANNOTATIONS.iter().any(|(key, value)| annotations.get(*key).is_some_and(|v| v == value))
 }
 
 #[cfg(test)]
@@ -63,6 +81,26 @@ mod tests {
         assert_eq!(choose(&rt(None, Some(Backend::Vm)), Some(&native)).unwrap(), Backend::Native);
         assert_eq!(choose(&rt(None, None), Some(&vm)).unwrap(), Backend::Vm);
         assert_eq!(choose(&rt(None, Some(Backend::Vm)), None).unwrap(), Backend::Vm);
+    }
+
+    #[test]
+    fn a_pod_sandbox_is_native_unless_the_flag_or_hull_backend_says_vm() {
+        let sandbox = |extra: &[(&str, &str)]| -> HashMap<String, String> {
+            let mut a: HashMap<String, String> =
+                [("io.kubernetes.cri.container-type".to_string(), "sandbox".to_string())].into();
+            a.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            a
+        };
+        let crio: HashMap<String, String> =
+            [("io.kubernetes.cri-o.ContainerType".to_string(), "sandbox".to_string())].into();
+        let app: HashMap<String, String> =
+            [("io.kubernetes.cri.container-type".to_string(), "container".to_string())].into();
+        assert_eq!(choose(&rt(None, Some(Backend::Vm)), Some(&sandbox(&[]))).unwrap(), Backend::Native);
+        assert_eq!(choose(&rt(None, Some(Backend::Vm)), Some(&crio)).unwrap(), Backend::Native);
+        assert_eq!(choose(&rt(None, Some(Backend::Vm)), Some(&app)).unwrap(), Backend::Vm);
+        assert_eq!(choose(&rt(Some(Backend::Vm), None), Some(&sandbox(&[]))).unwrap(), Backend::Vm);
+        let asked = sandbox(&[(ANNOTATION, "vm")]);
+        assert_eq!(choose(&rt(None, Some(Backend::Vm)), Some(&asked)).unwrap(), Backend::Vm);
     }
 
     #[test]
