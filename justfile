@@ -248,14 +248,14 @@ docker *ARGS: build
 # Every container a VM container (hull's VMM boots a KVM microVM, the workload runs in the
 # guest), inside the test machine (ordinary /dev/kvm, pure cgroup v2): the shim's runc and
 # podman's runtime run hull as `hull-vm`. Prints each suite's PASS/FAIL/SKIP lines and totals.
-# The containerd suite, then the podman suite, on VM containers in the test machine; fails if either fails.
+# The containerd, podman and CRI suites on VM containers in the test machine (the CRI's also natively there, on cgroup v2); fails if any fails.
 conformance-vm: build kernel
     #!/usr/bin/env bash
     set -uo pipefail
     [ "$(id -u)" -eq 0 ] || { echo "conformance-vm: needs root; run: sudo just conformance-vm" >&2; exit 1; }
     rc=0
     summary=()
-    for suite in containerd podman; do
+    for suite in containerd podman cri; do
         echo "=== $suite (backend vm, in the test machine) ==="
         t0=$(date +%s)
         s=0

@@ -43,6 +43,9 @@ while [ $# -gt 0 ]; do
         --keep) keep=1; shift ;;
         --handlers) handlers="$2"; shift 2 ;;
         --testvm) testvm=1; shift ;;
+        # (as the other suites take it, for `just conformance-vm`: the test machine's default
+        # handlers already put app containers in VMs)
+        --backend) [ "$2" = vm ] && [ "$testvm" -eq 1 ] || { echo "cri: --backend vm goes with --testvm" >&2; exit 2; }; shift 2 ;;
         --kernel) kernel="$2"; shift 2 ;;
         --python) python="$2"; shift 2 ;;
         --gen) gen="$2"; shift 2 ;;
@@ -132,7 +135,7 @@ if [ "$testvm" -eq 1 ]; then
         --add "$pause_bin":/opt/cri/pause --add /usr/bin/python3.11 --add /usr/lib/python3.11)
     for p in grpc google websocket typing_extensions.py; do adds+=(--add "$site/$p":/opt/cri/site/$p); done
     # The libraries of python's own extension modules (testvm follows only executables').
-    for l in $(ldd /usr/lib/python3.11/lib-dynload/*.so 2>/dev/null | grep -o '/[^ )]*\.so[^ )]*' | sort -u); do
+    for l in $(ldd /usr/lib/python3.11/lib-dynload/*.so 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' | sort -u); do
         adds+=(--add "$(readlink -f "$l")":"$l")
     done
     for b in containerd ctr containerd-shim-runc-v2; do adds+=(--add "$(command -v "$b")"); done
@@ -163,7 +166,11 @@ containerd_pid=""
 netns_before="$(ls /run/netns 2>/dev/null | sort)"
 
 ctr_() { timeout -v -k 5 60 ctr -a "$sock" -n k8s.io "$@"; }
-runtime_root() { echo "$tmp/runtime-$1/k8s.io"; }   # the shim adds the namespace to Root
+# The handlers' runtime roots: short, under /run, since a VM container's sockets live in its
+# state directory, <root>/k8s.io/<64-hex id>/vsock_1024, and a unix socket's path holds at
+# most 107 bytes (hull-vm refuses a longer one).
+roots="/run/hc$tag"
+runtime_root() { echo "$roots/$1/k8s.io"; }   # the shim adds the namespace to Root
 runtime_bin() { if [ "$1" = runc ]; then command -v runc; else echo "$tmp/$1"; fi; }
 
 cleanup() {
@@ -199,7 +206,8 @@ cleanup() {
     find /sys/fs/cgroup -depth -type d -path "*$cgroup_parent*" -exec rmdir {} + 2>/dev/null
     awk -v t="$tmp/" 'index($2, t) == 1 { print $2 }' /proc/self/mounts | sort -r |
         while read -r m; do umount -l "$m"; done
-    if [ "$keep" -eq 1 ]; then log "kept $tmp"; else rm -rf --one-file-system "$tmp"; fi
+    rm -rf "$roots"
+    if [ "$keep" -eq 1 ]; then log "kept $tmp"; else rm -rf --one-file-system "$tmp" 2>/dev/null || rm -rf "$tmp"; fi  # (busybox rm: no --one-file-system)
     exit "$rc"
 }
 trap cleanup EXIT
@@ -255,7 +263,7 @@ state = "$tmp/state"
     conf_dir = "$tmp/net.d"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "$snapshotter"
-    default_runtime_name = "runc"
+    default_runtime_name = "${handlers%% *}"
 EOF
     for h in $handlers; do
         cat <<EOF
@@ -263,7 +271,7 @@ EOF
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.$h.options]
         BinaryName = "$(runtime_bin "$h")"
-        Root = "$tmp/runtime-$h"
+        Root = "$roots/$h"
 EOF
     done
 } >"$tmp/config.toml"
@@ -301,6 +309,11 @@ for _ in $(seq 150); do
     sleep 0.1
 done
 ctr -a "$sock" version >/dev/null 2>&1 || { tail -n 30 "$tmp/containerd.log" >&2; die "containerd did not come up"; }
+if ! ctr -a "$sock" plugins ls 2>/dev/null | grep -q 'io.containerd.grpc.v1 *cri .* ok'; then
+    ctr -a "$sock" plugins ls 2>&1 | grep -E 'cri|snapshotter' >&2
+    grep -E 'cri|level=(error|fatal)' "$tmp/containerd.log" | tail -n 20 >&2
+    die "containerd's CRI plugin did not load"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # The images, built by hand and imported into the CRI's namespace (no registry): busybox, and

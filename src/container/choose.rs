@@ -19,10 +19,8 @@ use super::{Backend, RuntimeContext};
 use crate::state::BACKEND_ANNOTATION as ANNOTATION;
 
 /// The annotations by which containerd's and CRI-O's CRI mark a pod's sandbox container.
-const SANDBOX_ANNOTATIONS: [(&str, &str); 2] = [
-    ("io.kubernetes.cri.container-type", "sandbox"),
-    ("io.kubernetes.cri-o.ContainerType", "sandbox"),
-];
+const SANDBOX_ANNOTATIONS: [(&str, &str); 2] =
+    [("io.kubernetes.cri.container-type", "sandbox"), ("io.kubernetes.cri-o.ContainerType", "sandbox")];
 
 /// The program name that means the vm backend.
 pub const VM_PROGRAM: &str = "hull-vm";

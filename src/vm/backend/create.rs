@@ -68,6 +68,10 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
             listen_path.display()
         ))));
     }
+    if read_only {
+        super::host_side::make_mount_targets(&bundle.spec, &bundle.rootfs, &binds)
+            .map_err(|m| Error::backend(VmError::Unsupported(m)))?;
+    }
     // The preserved fds' relay listens on `<vsock>_<relay port>`: a port of the agent's width,
     // so within the limit checked above.
     let relay_path = PathBuf::from(format!("{}_{}", vsock_path.display(), crate::fd_relay::PORT));

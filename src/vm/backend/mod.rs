@@ -14,6 +14,7 @@ mod create;
 mod error;
 mod exec;
 mod guest_spec;
+mod host_side;
 mod init;
 mod jail;
 mod monitor;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::binds::{self, Bind};
 use super::error::VmError;
 use super::guest_spec;
+use super::host_side;
 use super::sizing::{self, Size};
 use crate::agent::protocol::{GuestUser, RunRequest};
 use crate::container::backend::PrepareRequest;
@@ -74,8 +75,13 @@ pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
     let binds =
         binds::from_spec(spec, &req.bundle.dir).map_err(|m| Error::backend(VmError::Unsupported(m)))?;
     let cgroup = crate::native::backend::prepare(req)?;
-    let guest_spec =
+    let mut guest_spec =
         guest_spec::for_guest(spec, &binds).map_err(|m| Error::backend(VmError::Unsupported(m)))?;
+    if let Some(name) =
+        host_side::joined_hostname(spec).map_err(|m| Error::backend(VmError::Unsupported(m)))?
+    {
+        guest_spec.set_hostname(Some(name));
+    }
     let guest_spec = serde_json::to_value(guest_spec)
         .map_err(|e| Error::backend(VmError::Unsupported(format!("the spec for the guest: {e}"))))?;
     Ok(Plan {
