@@ -136,3 +136,20 @@ oci_image_tar() {
     tar --numeric-owner --owner=0 --group=0 -C "$_work/layout" -cf "$2" oci-layout index.json blobs || return 1
     rm -rf "$_work"
 }
+
+# stop_containerd SOCKET NAMESPACE PID: what a failed check left in containerd's NAMESPACE
+# killed and removed through containerd (which also stops their shims), then containerd
+# itself (SIGKILL after 5 s). Each ctr call is bounded: a VM container's kill takes a while.
+stop_containerd() {
+    kill -0 "$3" 2>/dev/null || return 0
+    for _c in $(timeout -k 5 150 ctr -a "$1" -n "$2" containers ls -q 2>/dev/null); do
+        timeout -k 5 150 ctr -a "$1" -n "$2" tasks kill -s SIGKILL "$_c" >/dev/null 2>&1
+        sleep 0.2
+        timeout -k 5 150 ctr -a "$1" -n "$2" tasks delete -f "$_c" >/dev/null 2>&1
+        timeout -k 5 150 ctr -a "$1" -n "$2" containers delete "$_c" >/dev/null 2>&1
+    done
+    kill "$3"
+    for _i in $(seq 50); do kill -0 "$3" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$3" 2>/dev/null
+    wait "$3" 2>/dev/null
+}

@@ -121,21 +121,7 @@ ctr_() { timeout -v -k 5 "$limit" ctr -a "$sock" -n "$ns" "$@"; }
 cleanup() {
     local rc=$?
     set +e
-    if [ -n "$containerd_pid" ] && kill -0 "$containerd_pid" 2>/dev/null; then
-        # Whatever a failed check left: kill and delete its tasks and containers (this also
-        # stops their shims), then containerd itself.
-        local c
-        for c in $(ctr_ containers ls -q 2>/dev/null); do
-            ctr_ tasks kill -s SIGKILL "$c" >/dev/null 2>&1
-            sleep 0.2
-            ctr_ tasks delete -f "$c" >/dev/null 2>&1
-            ctr_ containers delete "$c" >/dev/null 2>&1
-        done
-        kill "$containerd_pid"
-        for _ in $(seq 50); do kill -0 "$containerd_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$containerd_pid" 2>/dev/null
-        wait "$containerd_pid" 2>/dev/null
-    fi
+    [ -n "$containerd_pid" ] && stop_containerd "$sock" "$ns" "$containerd_pid"
     # Containers hull still holds (a check failed half-way): their processes and cgroups.
     local id
     for id in $("$hull" --root "$hull_root" list -q 2>/dev/null); do

@@ -176,21 +176,7 @@ runtime_bin() { if [ "$1" = runc ]; then command -v runc; else echo "$tmp/$1"; f
 cleanup() {
     local rc=$?
     set +e
-    if [ -n "$containerd_pid" ] && kill -0 "$containerd_pid" 2>/dev/null; then
-        # What a failed check left: tasks killed and removed through containerd (this also
-        # stops their shims; the CRI's sandboxes are plain containers in the k8s.io namespace).
-        local c
-        for c in $(ctr_ containers ls -q 2>/dev/null); do
-            ctr_ tasks kill -s SIGKILL "$c" >/dev/null 2>&1
-            sleep 0.2
-            ctr_ tasks delete -f "$c" >/dev/null 2>&1
-            ctr_ containers delete "$c" >/dev/null 2>&1
-        done
-        kill "$containerd_pid"
-        for _ in $(seq 50); do kill -0 "$containerd_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$containerd_pid" 2>/dev/null
-        wait "$containerd_pid" 2>/dev/null
-    fi
+    [ -n "$containerd_pid" ] && stop_containerd "$sock" k8s.io "$containerd_pid"
     local h id
     for h in $handlers; do
         for id in $("$(runtime_bin "$h")" --root "$(runtime_root "$h")" list -q 2>/dev/null); do
