@@ -166,10 +166,10 @@ containerd_pid=""
 netns_before="$(ls /run/netns 2>/dev/null | sort)"
 
 ctr_() { timeout -v -k 5 60 ctr -a "$sock" -n k8s.io "$@"; }
-# The handlers' runtime roots: short, under /run, since a VM container's sockets live in its
-# state directory, <root>/k8s.io/<64-hex id>/vsock_1024, and a unix socket's path holds at
-# most 107 bytes (hull-vm refuses a longer one).
-roots="/run/hc$tag"
+# The handlers' runtime roots. Long on purpose: a VM container's sockets live in its state
+# directory, <root>/k8s.io/<64-hex id>/vsock_1024 (115 bytes here, as Docker's 109), past
+# the 107 bytes a unix socket's address holds, which hull-vm must handle.
+roots="$tmp/runtime"
 runtime_root() { echo "$roots/$1/k8s.io"; }   # the shim adds the namespace to Root
 runtime_bin() { if [ "$1" = runc ]; then command -v runc; else echo "$tmp/$1"; fi; }
 
@@ -192,7 +192,6 @@ cleanup() {
     find /sys/fs/cgroup -depth -type d -path "*$cgroup_parent*" -exec rmdir {} + 2>/dev/null
     awk -v t="$tmp/" 'index($2, t) == 1 { print $2 }' /proc/self/mounts | sort -r |
         while read -r m; do umount -l "$m"; done
-    rm -rf "$roots"
     if [ "$keep" -eq 1 ]; then log "kept $tmp"; else rm -rf --one-file-system "$tmp" 2>/dev/null || rm -rf "$tmp"; fi  # (busybox rm: no --one-file-system)
     exit "$rc"
 }

@@ -30,8 +30,6 @@ use crate::state::State;
 /// /dev/kvm is the misc device 10:232 on every Linux.
 const KVM_MAJOR: i64 = 10;
 const KVM_MINOR: i64 = 232;
-/// The longest path a unix socket address holds (sun_path, with its NUL).
-const SUN_PATH_MAX: usize = 107;
 /// Beyond the boot timeout: how long the VMM gets to build the VM, and to stop it and say why
 /// after the timeout, before `create` kills it. A guest whose vcpu is stuck (the emulated test
 /// machine's nested SVM has done it) may never let the VMM stop in an orderly way.
@@ -58,22 +56,16 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
         guest_spec,
         preserved,
     } = plan;
-    // The VMM listens for the agent on `<vsock>_<port>`, in the state directory: delete
-    // removes it with the rest.
-    let vsock_path = dir.path.join("vsock");
-    let listen_path = PathBuf::from(format!("{}_{}", vsock_path.display(), crate::vm::AGENT_PORT));
-    if listen_path.as_os_str().len() > SUN_PATH_MAX {
-        return Err(Error::backend(VmError::Unsupported(format!(
-            "the agent's socket {} is over the {SUN_PATH_MAX}-byte limit of unix sockets: use a shorter --root",
-            listen_path.display()
-        ))));
-    }
     if read_only {
         super::host_side::make_mount_targets(&bundle.spec, &bundle.rootfs, &binds)
             .map_err(|m| Error::backend(VmError::Unsupported(m)))?;
     }
-    // The preserved fds' relay listens on `<vsock>_<relay port>`: a port of the agent's width,
-    // so within the limit checked above.
+    // The VMM listens for the agent on `<vsock>_<port>`, in the state directory: delete
+    // removes it with the rest. A path too long for a socket's address is reached through the
+    // directory's descriptor (`socket_dir`).
+    let vsock_path = dir.path.join("vsock");
+    let listen_path = PathBuf::from(format!("{}_{}", vsock_path.display(), crate::vm::AGENT_PORT));
+    // The preserved fds' relay listens on `<vsock>_<relay port>`.
     let relay_path = PathBuf::from(format!("{}_{}", vsock_path.display(), crate::fd_relay::PORT));
     state.vm_socket = Some(vsock_path.clone());
     let vmm_init = VmmInit {

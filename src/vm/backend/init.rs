@@ -30,6 +30,7 @@ use super::network;
 use super::oom_relay::OomRelay;
 use super::signals;
 use super::sizing::Size;
+use super::socket_dir::SocketDir;
 use crate::agent::protocol::RunRequest;
 use crate::agent::{AgentConfig, BINDS_TAG};
 use crate::fd_relay;
@@ -265,14 +266,19 @@ fn boot(
         shares.push(vmm::FsShare { tag: BINDS_TAG.to_string(), path: init.binds_dir, read_only: false });
     }
     let initramfs = initramfs::build(&agent).map_err(|e| format!("making the guest's initramfs: {e:#}"))?;
-    let listener = UnixListener::bind(&init.listen_path)
+    // The sockets' names, by the state directory's descriptor when their paths are too long
+    // for an address (`<vsock>_<port>` is the longest name).
+    let socket_dir = init.vsock_path.parent().unwrap_or(std::path::Path::new("/"));
+    let longest = format!("vsock_{}", AGENT_PORT.max(fd_relay::PORT));
+    let mut sockets = SocketDir::open(socket_dir, &longest)?;
+    let listener = UnixListener::bind(sockets.address(&init.listen_path))
         .map_err(|e| format!("listening on {}: {e}", init.listen_path.display()))?;
     // The guest's relay connects to its port once the container exists: the vsock device
     // connects to this path from inside the jail.
     let (fd_relay, preserved_drained) = if preserved.is_empty() {
         (None, None)
     } else {
-        let relay_listener = UnixListener::bind(&init.relay_path)
+        let relay_listener = UnixListener::bind(sockets.address(&init.relay_path))
             .map_err(|e| format!("listening on {}: {e}", init.relay_path.display()))?;
         kept.push(init.relay_path.clone());
         let (relay, drained) = fd_relay::host::relay(preserved, relay_listener)?;
@@ -294,7 +300,7 @@ fn boot(
         initramfs: Some(initramfs.image),
         cmdline: cmdline::build(init.serial, None),
         serial,
-        vsock: Some(vmm::VsockConfig { guest_cid: GUEST_CID, uds_path: init.vsock_path }),
+        vsock: Some(vmm::VsockConfig { guest_cid: GUEST_CID, uds_path: sockets.address(&init.vsock_path) }),
         shares,
         nets: network.nics,
         kernel_supports_pvm: init.kernel_pvm,
@@ -304,6 +310,7 @@ fn boot(
     // /dev/kvm, the kernel and the shares are open: into the jail, before any thread of the VMM
     // exists (each starts with what this one keeps).
     jail::root::enter(&init.jail_dir, &kept).map_err(|e| format!("jailing the VMM: {e}"))?;
+    sockets.reopen_in_jail().map_err(|e| format!("jailing the VMM: {e}"))?;
     jail::caps::drop_capabilities().map_err(|e| format!("jailing the VMM: {e}"))?;
     let (released_rx, released_tx) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;

@@ -24,6 +24,7 @@ mod pidns;
 mod prepare;
 mod signals;
 pub mod sizing;
+mod socket_dir;
 mod standin;
 
 use nix::sys::signal::Signal;

@@ -155,7 +155,7 @@ pub(super) fn connect(socket: &Path) -> Result<UnixStream, String> {
 
 /// Connects to a guest port through the VMM's vsock socket.
 fn connect_to(socket: &Path, port: u32) -> Result<UnixStream, String> {
-    let mut conn = UnixStream::connect(socket).map_err(|e| {
+    let mut conn = super::socket_dir::connect(socket).map_err(|e| {
         format!("connecting to the VM's socket {}: {e} (is the VM still running?)", socket.display())
     })?;
     conn.set_read_timeout(Some(START_TIMEOUT)).map_err(|e| e.to_string())?;
