@@ -231,14 +231,14 @@ conformance: build
     done
     exit "$rc"
 
-# ARGS: --keep, --handlers "hull runc" (integration/cri/README.md). Native backend only.
+# ARGS: --keep, --handlers "hull runc", --testvm (integration/cri/README.md); `just conformance-vm` runs it on hull-vm and hull in the test machine.
 # Kubernetes' CRI drives hull: containerd's CRI plugin with hull and runc as runtime handlers, pods over the CRI socket.
 [positional-arguments]
 cri *ARGS: build
     @[ "$(id -u)" -eq 0 ] || { echo "cri: needs root; run: sudo just cri" >&2; exit 1; }
     ./integration/cri/run.sh --hull "{{ hull }}" "$@"
 
-# ARGS: --keep, --runtimes "hull runc" (integration/docker/README.md). Native backend only.
+# ARGS: --keep, --runtimes "hull runc" (integration/docker/README.md); `just conformance-vm` runs it on hull-vm in the test machine.
 # Docker drives hull: a private dockerd (Debian's docker.io 20.10), hull registered as a runtime, the same checks on hull and runc.
 [positional-arguments]
 docker *ARGS: build
@@ -248,14 +248,14 @@ docker *ARGS: build
 # Every container a VM container (hull's VMM boots a KVM microVM, the workload runs in the
 # guest), inside the test machine (ordinary /dev/kvm, pure cgroup v2): the shim's runc and
 # podman's runtime run hull as `hull-vm`. Prints each suite's PASS/FAIL/SKIP lines and totals.
-# The containerd, podman and CRI suites on VM containers in the test machine (the CRI's also natively there, on cgroup v2); fails if any fails.
+# The containerd, podman, CRI and docker suites on VM containers in the test machine (the CRI's also natively there, on cgroup v2); fails if any fails.
 conformance-vm: build kernel
     #!/usr/bin/env bash
     set -uo pipefail
     [ "$(id -u)" -eq 0 ] || { echo "conformance-vm: needs root; run: sudo just conformance-vm" >&2; exit 1; }
     rc=0
     summary=()
-    for suite in containerd podman cri; do
+    for suite in containerd podman cri docker; do
         echo "=== $suite (backend vm, in the test machine) ==="
         t0=$(date +%s)
         s=0

@@ -3,11 +3,17 @@
 # a runtime in daemon.json, the same checks run with `--runtime hull` and with Debian's runc
 # as the reference, on a busybox image this script builds itself (`docker import`, no registry).
 #
-#   integration/docker/run.sh [--hull PATH] [--keep] [--runtimes "hull runc"]
+#   integration/docker/run.sh [--hull PATH] [--keep] [--runtimes "hull runc"] [--testvm] [--kernel PATH]
 #
 #   --hull PATH      the hull binary (default: target/release/hull under the repository root)
 #   --keep           keep the temporary directory (dockerd's data root, logs) for a post-mortem
-#   --runtimes LIST  the runtimes to check, in order (default "hull runc")
+#   --runtimes LIST  the runtimes to check, in order (default "hull runc"; hull-vm: every
+#                    container a VM container, hull's VMM booting a microVM; needs /dev/kvm)
+#   --testvm         run inside the test machine (integration/testvm: pure cgroup v2, an
+#                    ordinary /dev/kvm) with dockerd, containerd and the tools carried in;
+#                    default runtimes there "hull-vm"
+#   --kernel PATH    the guest kernel for hull-vm (default $HULL_KERNEL, else
+#                    /usr/local/share/hull/vmlinuz)
 #
 # Needs root. Installs docker.io and busybox-static from Debian when missing. A private dockerd:
 # its data root, exec root, pid file, socket, daemon.json and the containerd it starts all live
@@ -16,8 +22,6 @@
 # is left alone). A system docker, if any, is not touched. Everything is removed on exit.
 # Prints PASS/FAIL per check and "N passed, M failed" per runtime; exits non-zero when anything
 # failed with hull (runc's failures are printed for comparison, and fail the run too).
-#
-# The native backend only: the vm backend under Docker (hull-vm) is not covered yet.
 
 # Container commands are in single quotes on purpose: they expand inside the container.
 # shellcheck disable=SC2016
@@ -28,13 +32,19 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 . "$repo/integration/lib.sh"
 hull="$repo/target/release/hull"
 keep=0
-runtimes="hull runc"
+runtimes=""
+testvm=0
+kernel="$(default_kernel)"
 while [ $# -gt 0 ]; do
     case "$1" in
         --hull) hull="$2"; shift 2 ;;
         --keep) keep=1; shift ;;
         --runtimes) runtimes="$2"; shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --testvm) testvm=1; shift ;;
+        # (as the other suites take it, for `just conformance-vm`)
+        --backend) [ "$2" = vm ] && [ "$testvm" -eq 1 ] || { echo "docker: --backend vm goes with --testvm" >&2; exit 2; }; shift 2 ;;
+        --kernel) kernel="$2"; shift 2 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "docker: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -45,15 +55,28 @@ die() { log "error: $*"; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root (dockerd and hull both do)"
 hull="$(realpath "$hull" 2>/dev/null)" || die "hull binary not found; run: cargo build --release"
 [ -x "$hull" ] || die "$hull is not executable; run: cargo build --release"
+[ -n "$runtimes" ] || { if [ "$testvm" -eq 1 ]; then runtimes=hull-vm; else runtimes="hull runc"; fi; }
+vm=0
+for rt in $runtimes; do
+    case "$rt" in
+        hull|runc) ;;
+        hull-vm) vm=1
+            kernel="$(realpath "$kernel" 2>/dev/null)" && [ -f "$kernel" ] ||
+                die "hull-vm: no guest kernel at ${kernel:-?} (just kernel; --kernel, HULL_KERNEL)" ;;
+        *) die "--runtimes: hull, hull-vm or runc, not $rt" ;;
+    esac
+done
+inside=0
+[ -e /etc/testvm ] && inside=1   # (the test machine: nothing to install, all carried in)
 
 # ---------------------------------------------------------------------------------------------
 # Debian packages: docker.io (dockerd, docker, docker-init; it pulls containerd and runc) and a
 # static busybox. Installing docker.io enables its systemd units; this script never starts them.
 
 need=()
-{ [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] && [ -x /usr/sbin/runc ]; } || need+=(docker.io)
+[ "$inside" -eq 1 ] || { [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] && [ -x /usr/sbin/runc ]; } || need+=(docker.io)
 find_busybox >/dev/null || need+=(busybox-static)
-if [ "${#need[@]}" -gt 0 ]; then
+if [ "${#need[@]}" -gt 0 ] && [ "$inside" -eq 0 ]; then
     log "installing ${need[*]} from Debian"
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1 || {
@@ -67,6 +90,28 @@ find_busybox >/dev/null || die "no static busybox (install busybox-static)"
 # checks use the same one everywhere.
 docker_cli=/usr/bin/docker
 [ -x "$docker_cli" ] || die "no $docker_cli (the docker.io package)"
+
+# --testvm: this script again inside the test machine, with what it runs carried in; GNU and
+# util-linux tools the checks use go to /usr/local/bin, first on its PATH, over busybox's.
+if [ "$testvm" -eq 1 ]; then
+    here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+    args=(--hull /hull --runtimes "$runtimes")
+    [ "$keep" -eq 1 ] && args+=(--keep)
+    adds=(--add "$(readlink -f "$(command -v bash)")":/bin/bash --add "$here/run.sh":/integration/docker/run.sh
+        --add "$repo/integration/lib.sh":/integration/lib.sh)
+    # (the files themselves, at these paths: Debian's docker-init is a link to tini-static)
+    for b in /usr/sbin/dockerd /usr/bin/docker /usr/bin/docker-init /usr/sbin/docker-proxy /usr/sbin/runc; do
+        adds+=(--add "$(readlink -f "$b")":"$b")
+    done
+    for b in containerd containerd-shim-runc-v2; do adds+=(--add "$(command -v "$b")"); done
+    for b in timeout script tar ip; do adds+=(--add "$(readlink -f "$(command -v "$b")")":/usr/local/bin/$b); done
+    [ "$vm" -eq 1 ] && { adds+=(--add "$kernel"); args+=(--kernel "$kernel"); }
+    # apparmor=0: the test machine's kernel has AppArmor, which makes dockerd load its profile
+    # with apparmor_parser (not carried in); the host here has none.
+    exec "$repo/integration/testvm/testvm.sh" --hull "$hull" --timeout "${HULL_TESTVM_TIMEOUT:-1800}" \
+        --append apparmor=0 "${adds[@]}" -- /bin/bash /integration/docker/run.sh "${args[@]}"
+fi
+[ "$vm" -eq 1 ] && [ ! -e /dev/kvm ] && die "hull-vm needs /dev/kvm (run it with --testvm)"
 
 # ---------------------------------------------------------------------------------------------
 # A private dockerd.
@@ -89,8 +134,11 @@ unset DOCKER_CONTEXT DOCKER_TLS_VERIFY DOCKER_CERT_PATH DOCKER_API_VERSION
 # The CLI warns on each run on the bridge that IPv4 forwarding is off: this dockerd does not
 # turn it on (a host setting), and the checks need none (the container talks to the bridge's
 # own address). The warning is dropped so that outputs compare.
+# A VM container boots its guest during create (nested under emulation in the test machine:
+# seconds each), so with hull-vm the bounds and waits are longer.
+if [ "$vm" -eq 1 ]; then limit=180; waits=600; else limit=60; waits=100; fi
 d() {
-    timeout -v -k 5 60 "$docker_cli" "$@" 2> >(grep -v 'WARNING: IPv4 forwarding is disabled' >&2)
+    timeout -v -k 5 "$limit" "$docker_cli" "$@" 2> >(grep -v 'WARNING: IPv4 forwarding is disabled' >&2)
 }
 
 # A private /24 for the bridge: the first of a few that no route on this host uses yet.
@@ -142,16 +190,24 @@ mkdir -p "$tmp/data" "$tmp/exec" "$tmp/cli"
 ip link add "$bridge" type bridge && ip addr add "$subnet.1/24" dev "$bridge" && ip link set "$bridge" up \
     || die "creating the bridge $bridge failed"
 
-# The wrapper dockerd runs as the hull runtime: it records the argv, then becomes hull.
-cat >"$wrapper" <<EOF
+# The wrappers dockerd runs as the hull runtimes: they record the argv, then become hull; for
+# hull-vm through a link named hull-vm (the name chooses the vm backend), with the kernel.
+mkdir -p "$tmp/bin"
+ln -s "$hull" "$tmp/bin/hull"
+ln -s "$hull" "$tmp/bin/hull-vm"
+for h in hull hull-vm; do
+    cat >"$tmp/$h" <<EOF
 #!/bin/sh
-printf '%s\n' "\$*" >>"$calls"
-exec "$hull" "\$@"
+printf '%s\n' "$h \$*" >>"$calls"
+export HULL_KERNEL='$kernel'
+exec "$tmp/bin/$h" "\$@"
 EOF
-chmod 755 "$wrapper"
+    chmod 755 "$tmp/$h"
+done
 cat >"$tmp/daemon.json" <<EOF
 {
-  "runtimes": { "hull": { "path": "$wrapper" } },
+  "runtimes": { "hull": { "path": "$wrapper" }, "hull-vm": { "path": "$tmp/hull-vm" } },
+  "init-path": "/usr/bin/docker-init",
   "cgroup-parent": "/$cgroup_parent",
   "bridge": "$bridge",
   "iptables": false,
@@ -227,11 +283,11 @@ check_re() {
     shift 3
     if [[ "$got" =~ $re ]]; then pass "$name"; else fail "$name" "want: /$re/" "got:  $got" "$@"; fi
 }
-# wait_for CONTAINER FORMAT VALUE: until `docker inspect -f FORMAT` says VALUE (10 s); prints
-# what it said last.
+# wait_for CONTAINER FORMAT VALUE: until `docker inspect -f FORMAT` says VALUE (10 s, 60 s with
+# hull-vm); prints what it said last.
 wait_for() {
     local v=""
-    for _ in $(seq 100); do
+    for _ in $(seq "$waits"); do
         v="$(d inspect -f "$2" "$1" 2>&1)"
         [ "$v" = "$3" ] && break
         sleep 0.1
@@ -245,7 +301,7 @@ with_pty() {
     printf -v cmd '%q ' "$@"
     # (script echoes the terminal's end of file as a literal ^@: dropped.)
     # (and the CLI's forwarding warning, which goes to the terminal too, as in d()).
-    timeout -k 5 60 script -qec "$cmd" /dev/null </dev/null | tr -d '\r\0' |
+    timeout -k 5 "$limit" script -qec "$cmd" /dev/null </dev/null | tr -d '\r\0' |
         sed -e 's/\^@//g' -e '/WARNING: IPv4 forwarding is disabled/d'
     return "${PIPESTATUS[0]}"
 }
@@ -255,6 +311,10 @@ remember() { d inspect -f '{{.Id}}' "$1" >>"$ids_file" 2>/dev/null; }
 
 run_checks() {
     local R=(--runtime "$rt") n="hull-$rt" out rc st t0 t1 id
+    # A VM container's memory limit holds its guest and the VMM: hull-vm wants 96 MiB at least.
+    local mem=64m mem_bytes=67108864 oom_mem=32m oom_bs=64M
+    # (A guest with 128 MiB of RAM: 100 MiB touched at once is past what it has free.)
+    [ "$rt" = hull-vm ] && mem=256m mem_bytes=268435456 oom_mem=160m oom_bs=100M
 
     # 1. run --rm: output and exit codes.
     out="$(d run --rm "${R[@]}" "$image" echo hello from docker 2>&1)"
@@ -297,7 +357,13 @@ run_checks() {
 
     # 4. top, stats, logs, cp out of the running container.
     out="$(d top "$n-d" 2>&1)"
-    check_re "top: lists the container's shell" 'sh -c trap' "$(echo $out)"
+    if [ "$rt" = hull-vm ]; then
+        # docker top runs the host's ps on the pids the runtime's `ps` gives: a VM container's
+        # processes are the guest kernel's, and the host process is the VMM.
+        check_re "top: lists the VM container's host process, the VMM" 'hull-vm .*create --bundle' "$(echo $out)"
+    else
+        check_re "top: lists the container's shell" 'sh -c trap' "$(echo $out)"
+    fi
     out="$(d stats --no-stream --format '{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}' "$n-d" 2>&1)"
     check_re "stats --no-stream: cpu %, memory, pids" '^[0-9]+\.[0-9]+%\|[0-9.]+[KMG]i?B / [0-9.]+[KMG]i?B\|[1-9][0-9]*$' "$out"
     d exec "$n-d" sh -c 'echo copied out > /tmp/f; echo to stderr >&2' >/dev/null 2>&1
@@ -379,18 +445,19 @@ run_checks() {
     check_eq "run --restart on-failure:2: restarted twice, then exited 1 (3 runs logged)" "2 exited 1 3" "$st $out"
     d rm -f "$n-restart" >/dev/null 2>&1
 
-    # 11. --memory 64m: the container reads its limit (cgroup v1 memory.limit_in_bytes, or v2
-    # memory.max).
-    out="$(d run --rm "${R[@]}" --memory 64m "$image" sh -c '
+    # 11. --memory 64m (256m on hull-vm): the container reads its limit (cgroup v1
+    # memory.limit_in_bytes, or v2 memory.max).
+    out="$(d run --rm "${R[@]}" --memory "$mem" "$image" sh -c '
         cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max' 2>&1)"
-    check_eq "run --memory 64m: the container sees its limit" 67108864 "$out"
+    check_eq "run --memory $mem: the container sees its limit" "$mem_bytes" "$out"
 
-    # Outgrowing it: the kernel OOM-kills the process, docker sees the OOM kill.
-    d run "${R[@]}" --name "$n-oom" --network none --memory 32m "$image" \
-        dd if=/dev/zero of=/dev/null bs=64M count=1 >/dev/null 2>&1
+    # Outgrowing it: the kernel OOM-kills the process, docker sees the OOM kill (on hull-vm the
+    # guest's kernel kills, and the VMM relays the kill to the host cgroup: docs/vm.md).
+    d run "${R[@]}" --name "$n-oom" --network none --memory "$oom_mem" "$image" \
+        dd if=/dev/zero of=/dev/null bs="$oom_bs" count=1 >/dev/null 2>&1
     remember "$n-oom"
     st="$(d inspect -f '{{.State.OOMKilled}} {{.State.ExitCode}}' "$n-oom" 2>&1)"
-    check_eq "run --memory 32m, dd of 64 MiB: OOM-killed, docker says OOMKilled" "true 137" "$st"
+    check_eq "run --memory $oom_mem, dd of $oom_bs: OOM-killed, docker says OOMKilled" "true 137" "$st"
     d rm -f "$n-oom" >/dev/null 2>&1
 
     # 12. networks: none (only lo), the default bridge (an address on it, the host's bridge
@@ -429,10 +496,12 @@ run_checks() {
     check_re "run --read-only: the root filesystem refuses a write" 'Read-only file system rc=1$' "$(echo $out)"
     # Device rules: dockerd's spec allows a few devices; runc adds mknod of any node and
     # /dev/net/tun (a VPN client's), and images count on it. A block device's node can be
-    # made (not read), /dev/net/tun made and opened (its read then fails: no interface).
+    # made (not read), /dev/net/tun made and opened (its read then fails: no interface). In
+    # /dev, the container's tmpfs (on hull-vm the guest's: a node in the shared rootfs would be
+    # made on the host by the VMM, which keeps no CAP_MKNOD).
     out="$(d run --rm "${R[@]}" --network none "$image" sh -c '
-        mknod /tmp/loop b 7 0 && echo mknod-b-ok; head -c1 /tmp/loop >/dev/null 2>&1 || echo read-b-refused
-        mknod /tmp/tun c 10 200 && echo mknod-tun-ok; head -c1 /tmp/tun 2>&1 | grep -c "not permitted"' 2>&1)"
+        mknod /dev/hull-loop b 7 0 && echo mknod-b-ok; head -c1 /dev/hull-loop >/dev/null 2>&1 || echo read-b-refused
+        mknod /dev/hull-tun c 10 200 && echo mknod-tun-ok; head -c1 /dev/hull-tun 2>&1 | grep -c "not permitted"' 2>&1)"
     check_eq "mknod of a block device (not readable) and of /dev/net/tun (opens)" \
         "mknod-b-ok read-b-refused mknod-tun-ok 0" "$(echo $out)"
     # -it: a terminal both ways, and the exit code.
@@ -465,19 +534,19 @@ for rt in $runtimes; do
 done
 
 # hull really ran the hull containers: the wrapper saw the shim's calls.
-rt=hull
-if [[ " $runtimes " == *" hull "* ]]; then
+for rt in $runtimes; do
+    [ "$rt" = runc ] && continue
     missing=""
     for c in "create --bundle" "start" "exec" "kill" "delete" "pause" "resume" "update"; do
-        grep -Eq -- "(^| )$c( |\$)" "$calls" 2>/dev/null || missing="$missing, $c"
+        grep -Eq -- "^$rt (.* )?$c( |\$)" "$calls" 2>/dev/null || missing="$missing, $c"
     done
     if [ -z "$missing" ]; then
-        pass "hull was called by the shim: $(wc -l <"$calls") calls, all of create, start, exec, kill, delete, pause, resume, update"
+        pass "hull was called by the shim: $(grep -c "^$rt " "$calls") calls, all of create, start, exec, kill, delete, pause, resume, update"
     else
         fail "hull was called by the shim for each command" "not seen: ${missing#, }" \
             "first calls:" "$(head -n 3 "$calls" 2>/dev/null)"
     fi
-fi
+done
 
 # Nothing left: no container in the runtime root, no cgroup named after a container.
 rt=all
