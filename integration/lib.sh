@@ -153,3 +153,17 @@ stop_containerd() {
     kill -9 "$3" 2>/dev/null
     wait "$3" 2>/dev/null
 }
+
+# hull_wrappers DIR HULL KERNEL CALLS: DIR/hull and DIR/hull-vm, the programs a client is told
+# to run as its runtime: each appends "NAME ARGS" to CALLS (the proof the client ran hull),
+# then execs HULL through a link named like itself in DIR/bin (the name hull-vm chooses the
+# vm backend), with the guest kernel in HULL_KERNEL.
+hull_wrappers() {
+    mkdir -p "$1/bin" || return 1
+    for _h in hull hull-vm; do
+        ln -sf "$2" "$1/bin/$_h" || return 1
+        printf '#!/bin/sh\nprintf '"'"'%%s\\n'"'"' "%s $*" >>"%s"\nexport HULL_KERNEL='"'"'%s'"'"'\nexec "%s" "$@"\n' \
+            "$_h" "$4" "$3" "$1/bin/$_h" >"$1/$_h" || return 1
+        chmod 755 "$1/$_h" || return 1
+    done
+}

@@ -212,18 +212,7 @@ sh -c 'echo -1 >/proc/self/oom_score_adj' 2>/dev/null || restrict_oom=true
 
 # The wrappers the shim runs for the hull handlers: record the argv, then become hull; for
 # hull-vm through a link named hull-vm (the name chooses the vm backend), with the kernel.
-mkdir -p "$tmp/bin"
-ln -s "$hull" "$tmp/bin/hull"
-ln -s "$hull" "$tmp/bin/hull-vm"
-for h in hull hull-vm; do
-    cat >"$tmp/$h" <<EOF
-#!/bin/sh
-printf '%s\n' "$h \$*" >>"$calls"
-export HULL_KERNEL='$kernel'
-exec "$tmp/bin/$h" "\$@"
-EOF
-    chmod 755 "$tmp/$h"
-done
+hull_wrappers "$tmp" "$hull" "$kernel" "$calls" || die "making the runtime wrappers in $tmp failed"
 
 {
     cat <<EOF

@@ -192,18 +192,7 @@ ip link add "$bridge" type bridge && ip addr add "$subnet.1/24" dev "$bridge" &&
 
 # The wrappers dockerd runs as the hull runtimes: they record the argv, then become hull; for
 # hull-vm through a link named hull-vm (the name chooses the vm backend), with the kernel.
-mkdir -p "$tmp/bin"
-ln -s "$hull" "$tmp/bin/hull"
-ln -s "$hull" "$tmp/bin/hull-vm"
-for h in hull hull-vm; do
-    cat >"$tmp/$h" <<EOF
-#!/bin/sh
-printf '%s\n' "$h \$*" >>"$calls"
-export HULL_KERNEL='$kernel'
-exec "$tmp/bin/$h" "\$@"
-EOF
-    chmod 755 "$tmp/$h"
-done
+hull_wrappers "$tmp" "$hull" "$kernel" "$calls" || die "making the runtime wrappers in $tmp failed"
 cat >"$tmp/daemon.json" <<EOF
 {
   "runtimes": { "hull": { "path": "$wrapper" }, "hull-vm": { "path": "$tmp/hull-vm" } },
