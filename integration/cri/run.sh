@@ -87,7 +87,10 @@ if [ "$inside" -eq 0 ]; then
     done
     command -v gcc >/dev/null 2>&1 && [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(gcc libc6-dev)
     command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
-    [ -x /usr/bin/python3.11 ] || need+=(python3.11)
+    # Debian's python3.11 with venv: the client's venv is made with it, so that the packages
+    # also run on the same python carried into the test machine (one CPython ABI).
+    { [ -x /usr/bin/python3.11 ] && /usr/bin/python3.11 -c 'import ensurepip' 2>/dev/null; } ||
+        need+=(python3.11 python3.11-venv)
 fi
 if [ "${#need[@]}" -gt 0 ]; then
     log "installing ${need[*]} from Debian"
@@ -103,13 +106,13 @@ venv="$cache/venv"
 py_deps=(grpcio==1.85.4 grpcio-tools==1.85.4 websocket-client==1.9.2)
 if [ "$inside" -eq 0 ]; then
     if ! "$venv/bin/python" -c 'import grpc, grpc_tools, websocket' 2>/dev/null ||
-        [ "$(cat "$venv/.deps" 2>/dev/null)" != "${py_deps[*]}" ]; then
+        [ "$(cat "$venv/.deps" 2>/dev/null)" != "/usr/bin/python3.11 ${py_deps[*]}" ]; then
         log "making the gRPC client's venv in $venv (${py_deps[*]})"
         rm -rf "$venv"
         mkdir -p "$cache"
-        python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+        /usr/bin/python3.11 -m venv "$venv" || die "python3.11 -m venv $venv failed"
         "$venv/bin/pip" install -q "${py_deps[@]}" || die "pip install ${py_deps[*]} failed"
-        echo "${py_deps[*]}" >"$venv/.deps"
+        echo "/usr/bin/python3.11 ${py_deps[*]}" >"$venv/.deps"
     fi
     python="$venv/bin/python"
     # The client (cri.proto compiled) and the sandbox's pause, made here: the test machine

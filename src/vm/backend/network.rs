@@ -10,7 +10,7 @@
 //! ```
 //!
 //! For each interface other than lo (one with an Ethernet address: a veth, a macvlan), a tap
-//! (`hulltapN`), an ingress qdisc on both and a u32 filter on each that redirects every frame
+//! (`hulltapN`, the first N free: the kernel picks it), an ingress qdisc on both and a u32 filter on each that redirects every frame
 //! out of the other ([`crate::netlink::tc`]): what reaches the interface goes to the guest,
 //! what the guest sends leaves through the interface. The guest's NIC gets the interface's
 //! MAC and MTU; its addresses and the routes out of it go to the agent
@@ -56,11 +56,15 @@ impl Plumbing {
     }
 }
 
+/// The taps' names: the kernel gives each the first `hulltapN` free in the namespace (another
+/// VM's taps may be there: a pod's second VM container then learns why it cannot have the
+/// interfaces from [`tie_error`], not from a clash of tap names).
+const TAP_NAME: &str = "hulltap%d";
+
 /// Adds a spare NIC: a tap in this thread's network namespace tied to nothing yet, with a
 /// random locally administered MAC, which the guest parks until [`at_start`].
 pub fn spare(plumbing: &mut Plumbing) -> Result<(), String> {
-    let name = format!("hulltap{}", plumbing.nics.len());
-    let tap = vmm::devices::virtio::net::Tap::open(&name)
+    let tap = vmm::devices::virtio::net::Tap::open(TAP_NAME)
         .map_err(|e| format!("the container's network: a spare tap: {e}"))?;
     let mac = random_mac()?;
     plumbing.spares.push((tap.name().to_string(), mac));
@@ -94,8 +98,7 @@ pub fn plumb() -> Result<Plumbing, String> {
     let mut host_indexes = Vec::new();
     for l in links.iter().filter(|l| wanted(l)) {
         let Ok(mac) = <[u8; 6]>::try_from(l.mac.as_slice()) else { continue };
-        let name = format!("hulltap{}", plumbing.nics.len());
-        let tap = vmm::devices::virtio::net::Tap::open(&name)
+        let tap = vmm::devices::virtio::net::Tap::open(TAP_NAME)
             .map_err(|e| format!("the container's network: a tap for {}: {e}", l.name))?;
         let tap_index = link::list(&mut sock)
             .map_err(err)?
@@ -103,7 +106,7 @@ pub fn plumb() -> Result<Plumbing, String> {
             .find(|t| t.name == tap.name())
             .map(|t| t.index)
             .ok_or_else(|| format!("the container's network: the tap {} is not listed", tap.name()))?;
-        tie(&mut sock, l, tap_index, &mut undo).map_err(err)?;
+        tie(&mut sock, l, tap_index, &mut undo).map_err(|e| tie_error(e, l))?;
         let mtu = u16::try_from(l.mtu).ok();
         plumbing.nics.push(vmm::NetConfig { tap, mac, mtu });
         plumbing.guest.nics.push(guest_nic(l, &addresses, None));
@@ -125,6 +128,22 @@ fn tie(sock: &mut Socket, l: &link::Link, tap_index: u32, undo: &mut Undo) -> cr
     }
     tc::redirect_ingress(sock, l.index, tap_index)?;
     tc::redirect_ingress(sock, tap_index, l.index)
+}
+
+/// Why `l` could not be tied. An ingress qdisc already on it is, most likely, another VM
+/// container's in the same network namespace (a pod's second VM container): only one VM can
+/// take an interface's traffic.
+fn tie_error(e: crate::netlink::Error, l: &link::Link) -> String {
+    if e.errno() == Some(libc::EEXIST) {
+        format!(
+            "the container's network: {} already has an ingress qdisc: another VM container in this network \
+             namespace (a pod's) or a tc rule of the host's holds its traffic, and one VM container takes a \
+             namespace's interfaces",
+            l.name
+        )
+    } else {
+        format!("the container's network: {e}")
+    }
 }
 
 /// What the guest's NIC for `l` takes: its name, MAC, MTU and addresses (not the link-local
@@ -201,7 +220,7 @@ pub fn at_start(state_dir: &Path, init_pid: i32, socket: &Path) -> Result<(), St
                     .find(|t| t.name == tap)
                     .map(|t| t.index)
                     .ok_or_else(|| format!("the container's network: the spare tap {tap} is gone"))?;
-                tie(&mut sock, l, tap_index, &mut undo).map_err(err)?;
+                tie(&mut sock, l, tap_index, &mut undo).map_err(|e| tie_error(e, l))?;
                 guest.nics.push(guest_nic(l, &addresses, Some(mac)));
                 host_indexes.push(l.index);
                 names.push(l.name.clone());
@@ -336,8 +355,10 @@ mod tests {
             let mut sock = Socket::open().unwrap();
             let ceth = container_namespace(&mut sock);
             let plumbing = plumb().unwrap();
-            // The qdisc is there: a second one cannot be added.
+            // The qdisc is there: a second one cannot be added, and a second VM's plumbing
+            // says why it cannot have the interface.
             let tied = tc::add_ingress(&mut sock, ceth.index).map_err(|e| e.errno());
+            let second = plumb().err().unwrap_or_default();
             let tap_up = link::list(&mut sock).unwrap().iter().any(|l| l.name == "hulltap0" && l.is_up());
             let dir = std::env::temp_dir().join(format!("hull-net-test-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
@@ -347,12 +368,12 @@ mod tests {
             release(&dir, Path::new(&format!("/proc/self/task/{tid}/ns/net"))).unwrap();
             let untied = tc::add_ingress(&mut sock, ceth.index).map_err(|e| e.errno());
             let _ = std::fs::remove_dir_all(&dir);
-            (ceth, plumbing.guest, plumbing.links, plumbing.nics.len(), tied, tap_up, untied)
+            (ceth, plumbing.guest, plumbing.links, plumbing.nics.len(), tied, tap_up, untied, second)
         }) else {
             eprintln!("skipped: no network namespace for this test (not root?)");
             return;
         };
-        let (ceth, guest, links, nics, tied, tap_up, untied) = outcome;
+        let (ceth, guest, links, nics, tied, tap_up, untied, second) = outcome;
         // Both ends of the test's veth are in the namespace: each is an interface to tie.
         assert_eq!(nics, 2);
         let i = links.iter().position(|l| l == "ceth0").unwrap();
@@ -365,6 +386,7 @@ mod tests {
             (i, Some("10.5.0.1".parse().unwrap()))
         );
         assert_eq!(tied, Err(Some(libc::EEXIST)), "the interface has its ingress qdisc");
+        assert!(second.contains("already has an ingress qdisc: another VM container"), "{second}");
         assert!(tap_up, "the tap is up");
         assert_eq!(untied, Ok(()), "release removed the qdisc");
     }
