@@ -27,7 +27,7 @@ const MAX_HANDSHAKES: usize = 64;
 const FIRST_HOST_PORT: u32 = 1 << 30;
 /// RST packets waiting for rx buffers. A guest that floods unknown ports without giving rx
 /// buffers loses the RSTs past this; each is only an answer to its own bad packet.
-const MAX_QUEUED_RESETS: usize = 4096;
+pub(super) const MAX_QUEUED_RESETS: usize = 4096;
 
 /// An epoll change for the device to apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

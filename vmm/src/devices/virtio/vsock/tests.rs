@@ -20,6 +20,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::connection::HOST_BUF_SIZE;
 use super::device::{RX_QUEUE, TX_QUEUE};
+use super::muxer::MAX_QUEUED_RESETS;
 use super::packet::{op, Header, HEADER_SIZE, HOST_CID, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM};
 use super::{Error, Vsock};
 use crate::devices::virtio::test_driver::{self, DriverQueue, QUEUE_SIZE};
@@ -111,6 +112,13 @@ impl Harness {
     /// Puts a packet on the tx queue (header and payload in separate descriptors, as Linux 6.1
     /// does) and runs the event loop.
     fn send(&mut self, hdr: Header, payload: &[u8]) {
+        self.post_tx(hdr, payload);
+        self.notify(TX_QUEUE);
+        self.pump();
+    }
+
+    /// Puts a packet on the tx queue, without telling the device.
+    fn post_tx(&mut self, hdr: Header, payload: &[u8]) {
         let hdr = Header { len: payload.len() as u32, ..hdr };
         let lens: Vec<u32> = if payload.is_empty() {
             vec![HEADER_SIZE as u32]
@@ -122,8 +130,6 @@ impl Harness {
         if !payload.is_empty() {
             self.mem.write_slice(payload, GuestAddress(addrs[1])).unwrap();
         }
-        self.notify(TX_QUEUE);
-        self.pump();
     }
 
     /// The packets the device put in rx buffers so far.
@@ -418,6 +424,52 @@ fn packets_for_unknown_connections_are_reset() {
     h.send(Header { src_cid: 9, ..guest(op::REQUEST, 3, 4) }, &[]);
     h.pump();
     assert!(h.received().is_empty());
+}
+
+/// A hostile guest that sprays packets for connections that do not exist, and never posts the
+/// rx buffers their resets need, costs the VMM a bounded queue: at most MAX_QUEUED_RESETS
+/// resets wait, the rest are dropped; once the guest posts buffers it gets that many, and the
+/// device goes on serving (a further stray packet is reset, a host client connects).
+#[test]
+fn a_flood_of_stray_packets_queues_a_bounded_number_of_resets() {
+    let mut h = Harness::new("flood");
+    let flood = MAX_QUEUED_RESETS + 1000;
+    let batch = usize::from(QUEUE_SIZE) - 16;
+    let mut sent = 0;
+    while sent < flood {
+        let n = batch.min(flood - sent);
+        for i in sent..sent + n {
+            let port = 10_000 + i as u32;
+            h.post_tx(guest(op::RW, port, 7), b"x");
+        }
+        sent += n;
+        h.notify(TX_QUEUE);
+        h.pump();
+        assert_eq!(h.tx_pending(), 0, "the device left tx chains of the flood unread");
+    }
+    assert_eq!(h.connections(), 0);
+    // (Each rx chain takes two descriptors of the queue's ring.)
+    let rx_batch = usize::from(QUEUE_SIZE) / 2 - 8;
+    let mut resets = 0;
+    loop {
+        h.give_rx_buffers(rx_batch);
+        h.pump();
+        let got = h.received();
+        assert!(got.iter().all(|(hdr, _)| hdr.op == op::RST && hdr.src_port == 7));
+        resets += got.len();
+        if got.len() < rx_batch {
+            break;
+        }
+    }
+    assert_eq!(resets, MAX_QUEUED_RESETS, "resets delivered for a flood of {flood}");
+    // Served as before: the queue of resets is empty again.
+    h.send(guest(op::RW, 1, 2), b"data");
+    h.pump();
+    let after = h.received();
+    assert_eq!(after.len(), 1, "{:?}", after.iter().map(|p| p.0).collect::<Vec<_>>());
+    assert_eq!(after[0].0.op, op::RST);
+    let (_client, _) = h.host_connect(1234);
+    assert_eq!(h.connections(), 1);
 }
 
 #[test]
