@@ -398,15 +398,19 @@ class Suite:
 
         self.check("security: run_as_user and a read-only root filesystem", security)
 
-        def stop_graceful():
-            cid = self.create(*self.pod_for(pod, config, "graceful"), "graceful", [
-                "sh", "-c", "trap 'echo got-term; exit 0' TERM; while :; do sleep 0.1; done"])
-            self.wait_for("the graceful container to run", lambda: self.status(cid).state == pb.CONTAINER_RUNNING)
+        def stopped(name, trap, grace):
+            """A running container whose shell traps TERM with TRAP, stopped with GRACE
+            seconds: its final status and how long StopContainer took."""
+            cid = self.create(*self.pod_for(pod, config, name), name,
+                              ["sh", "-c", f"trap {trap} TERM; while :; do sleep 0.1; done"])
+            self.wait_for(f"the {name} container to run", lambda: self.status(cid).state == pb.CONTAINER_RUNNING)
             time.sleep(0.5)
             start = time.monotonic()
-            self.cri.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=30))
-            took = time.monotonic() - start
-            s = self.status(cid)
+            self.cri.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=grace))
+            return self.status(cid), time.monotonic() - start
+
+        def stop_graceful():
+            s, took = stopped("graceful", "'echo got-term; exit 0'", 30)
             want(s.state == pb.CONTAINER_EXITED and s.exit_code == 0, f"state {s.state}, exit code {s.exit_code}")
             want(took < 20, f"took {took:.1f} s: TERM was not handled")
             want("got-term" in open(s.log_path).read(), "the TERM handler's line is not in the log")
@@ -414,13 +418,7 @@ class Suite:
         self.check("stop: TERM reaches the container's handler within the grace period", stop_graceful)
 
         def stop_kill():
-            cid = self.create(*self.pod_for(pod, config, "stubborn"), "stubborn", ["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"])
-            self.wait_for("the stubborn container to run", lambda: self.status(cid).state == pb.CONTAINER_RUNNING)
-            time.sleep(0.5)
-            start = time.monotonic()
-            self.cri.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=2))
-            took = time.monotonic() - start
-            s = self.status(cid)
+            s, took = stopped("stubborn", "''", 2)
             want(s.state == pb.CONTAINER_EXITED and s.exit_code == 137, f"state {s.state}, exit code {s.exit_code}")
             want(took >= 2, f"killed after {took:.1f} s, before the 2 s grace period")
 
