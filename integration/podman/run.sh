@@ -108,10 +108,9 @@ fi
 work="$(mktemp -d /tmp/hull-podman.XXXXXX)"
 log="$work/hull-argv.log"
 rootfs="$work/rootfs"
-# hull's state root. Short: podman's container ids are 64 characters, and a VM container's
-# state directory holds unix sockets (ROOT/ID/vsock_1024: at most 107 bytes), which hull refuses
-# to make under a longer root ("use a shorter --root"); podman's own default for hull, /run/hull,
-# is shorter still.
+# hull's state root. Short, from when hull refused a VM container's sockets (ROOT/ID/vsock_1024)
+# past 107 bytes; it now reaches longer ones through the directory's descriptor, which the CRI
+# and docker suites' long roots test.
 hullroot="$work/r"
 
 cleanup() {
