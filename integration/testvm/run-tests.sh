@@ -139,10 +139,12 @@ runner="$work/run-tests"
 # message below; about one VM container in a hundred there, with nothing on the guest console,
 # integration/testvm/README.md), or one that gave up on one of its own waits (a guest that
 # stalls in the emulated machine outlasts them: the tests wait 80 s where the boot limit is
-# 240 s), is run once more on its own, and the summary says so (RETRY, with the reason). Any
+# 240 s; `hung: killed after` is tests/common's bounded runner giving up on a hull command),
+# is run once more on its own, and the summary says so (RETRY, with the reason and the soft
+# lockups the test machine's kernel logged meanwhile: a stalled nested guest leaves one). Any
 # other failure stands, a guest kernel panic included.
 if [ "$backend" = vm ]; then
-    guest_flake='triple-faulted \(KVM_EXIT_SHUTDOWN|timed out waiting for|hull run did not return'
+    guest_flake='triple-faulted \(KVM_EXIT_SHUTDOWN|timed out waiting for|hull run did not return|hung: killed after [0-9]+ s'
 else
     guest_flake=''
 fi
@@ -160,10 +162,13 @@ retry() {
     names=$(awk '/^failures:$/ { n++; next } n == 2 && /^    [^ ]/ { print $1 }' /tmp/testvm-out)
     [ -n "$names" ] || return 1
     dir=$1; exe=$2; shift 2
+    lockups=$(dmesg 2>/dev/null | grep -c 'soft lockup')
     for t in $names; do
         echo "# RETRY $t: the run's output says '$why' (a guest CPU's triple fault or a wait run out: the emulated machine); once more, alone"
+        echo "# the test machine's kernel has logged $lockups soft lockups so far"
+        [ "$lockups" = 0 ] || dmesg 2>/dev/null | grep -A3 'soft lockup' | tail -n 4 | sed 's/^/#   /'
         CARGO_MANIFEST_DIR="$dir" "$exe" "$@" --exact "$t" || return 1
-        echo "  RETRY $t: passed the second time (first: '$why')" >>/tmp/testvm-summary
+        echo "  RETRY $t: passed the second time (first: '$why'; soft lockups logged so far: $lockups)" >>/tmp/testvm-summary
     done
 }
 RETRY
