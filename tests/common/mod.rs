@@ -298,21 +298,65 @@ pub fn run_bounded_to(mut cmd: Command, o: PathBuf, e: PathBuf, stdin: Option<&s
     }
     let deadline = std::time::Instant::now() + patience(secs);
     let secs = patience(secs).as_secs();
-    let (status, timed_out) = loop {
+    let (status, stuck) = loop {
         if let Some(s) = child.try_wait().unwrap() {
-            break (s, false);
+            break (s, None);
         }
         if std::time::Instant::now() > deadline {
+            let stuck = describe_tree(child.id() as i32);
             let _ = child.kill();
-            break (child.wait().unwrap(), true);
+            break (child.wait().unwrap(), Some(stuck));
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     };
     let mut stderr = std::fs::read(&e).unwrap_or_default();
-    if timed_out {
-        stderr.extend_from_slice(format!("\n[test] {what} hung: killed after {secs} s\n").as_bytes());
+    if let Some(stuck) = stuck {
+        stderr.extend_from_slice(
+            format!("\n[test] {what} hung: killed after {secs} s; then:\n{stuck}").as_bytes(),
+        );
     }
     Output { status, stdout: std::fs::read(&o).unwrap_or_default(), stderr }
+}
+
+/// `pid` and its descendants, a line for each thread: its name, state, where it sleeps and
+/// the CPU time it used. Printed when a command hangs, to tell a deadlock (every thread asleep)
+/// from a guest that spins or stalls (a VMM's vcpu thread running, its time growing).
+pub fn describe_tree(pid: i32) -> String {
+    let parent_of = |p: i32| -> Option<i32> {
+        let text = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        text[text.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+    };
+    let pids = all_pids();
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(pids.iter().copied().filter(|&c| parent_of(c) == Some(p)));
+        i += 1;
+    }
+    let mut out = String::new();
+    for p in tree {
+        out += &format!("  [{p}] {}\n", cmdline(p).chars().take(160).collect::<String>());
+        let tasks = std::fs::read_dir(format!("/proc/{p}/task")).into_iter().flatten().flatten();
+        for t in tasks {
+            let dir = t.path();
+            let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+            let stat = read("stat");
+            let fields: Vec<&str> =
+                stat.rfind(')').map(|e| stat[e + 1..].split_whitespace().collect()).unwrap_or_default();
+            let field = |n: usize| fields.get(n).copied().unwrap_or("?");
+            out += &format!(
+                "    {} {}: state {} wchan {} utime {} stime {} (ticks)\n",
+                t.file_name().to_string_lossy(),
+                read("comm").trim(),
+                field(0),
+                read("wchan"),
+                field(11),
+                field(12)
+            );
+        }
+    }
+    out
 }
 
 /// A process's command line, NULs as spaces.
