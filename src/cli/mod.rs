@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::container::{backend_of_program, Backend, CreateRequest, RuntimeContext};
+use crate::container::{backend_of_program, Backend, CreateRequest, RootlessFlag, RuntimeContext};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const COMMIT: &str = match option_env!("HULL_COMMIT") {
@@ -45,9 +45,10 @@ pub struct Cli {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct GlobalOpts {
-    /// Directory holding the containers' state.
-    #[arg(long, global = true, default_value = "/run/hull")]
-    pub root: PathBuf,
+    /// Directory holding the containers' state [default: /run/hull; rootless:
+    /// $XDG_RUNTIME_DIR/hull].
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
     /// Also write log lines to this file.
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,
@@ -60,9 +61,13 @@ pub struct GlobalOpts {
     /// Use systemd's cgroup path form (slice:prefix:name).
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
-    /// Accepted for compatibility with callers that pass it (true, false or auto).
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
-    pub rootless: Option<String>,
+    /// Rootless mode: true, false or auto (the default: rootless when not root, or in a user
+    /// namespace). A rootless hull keeps its state under $XDG_RUNTIME_DIR/hull and runs a
+    /// container without a cgroup where it may not make one. `spec --rootless` writes a spec
+    /// for an ordinary user.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true", require_equals = true,
+          value_name = "true|false|auto", value_parser = RootlessFlag::parse)]
+    pub rootless: Option<RootlessFlag>,
     /// The backend of the containers `create` and `run` make: native or vm. Without it: the
     /// bundle's hull.backend annotation, then the program's name (hull-vm), then `backend`
     /// under [runtime] in /etc/hull/config.toml, then native. Other commands use the
@@ -74,8 +79,10 @@ pub struct GlobalOpts {
 impl GlobalOpts {
     /// The lifecycle's view of the global flags, and of the program's name.
     pub fn runtime(&self) -> RuntimeContext {
+        let rootless = RootlessFlag::resolve(self.rootless);
         RuntimeContext {
-            root: self.root.clone(),
+            root: self.root.clone().unwrap_or_else(|| crate::container::default_root(rootless)),
+            rootless,
             systemd_cgroup: self.systemd_cgroup,
             backend_flag: self.backend,
             backend_of_program: std::env::args_os().next().and_then(|a| backend_of_program(&a)),

@@ -16,7 +16,9 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<u8> {
     if path.exists() {
         bail!("File {} exists. Remove it first", path.display());
     }
-    let spec = crate::spec::default_spec(g.rootless.as_deref().is_some_and(|v| v != "false"));
+    // As runc's: the rootless spec only when asked for (`--rootless`, or `auto` resolving so).
+    let rootless = g.rootless.is_some_and(|f| crate::container::RootlessFlag::resolve(Some(f)));
+    let spec = crate::spec::default_spec(rootless);
     let text = serde_json::to_string_pretty(&spec)?;
     std::fs::write(&path, text + "\n").with_context(|| format!("write {}", path.display()))?;
     Ok(0)

@@ -59,6 +59,8 @@ pub struct PrepareRequest<'a> {
     pub systemd_cgroup: bool,
     /// The fds past stdio that go to the container (`--preserve-fds`, LISTEN_FDS).
     pub preserve_fds: u32,
+    /// Rootless mode: a cgroup hull may not make is done without.
+    pub rootless: bool,
 }
 
 /// What a backend worked out in [`Backend::prepare`]; [`Plan::create`] carries it out.

@@ -65,6 +65,7 @@ mod tests {
     fn rt(flag: Option<Backend>, program: Option<Backend>) -> RuntimeContext {
         RuntimeContext {
             root: "/nonexistent".into(),
+            rootless: false,
             systemd_cgroup: false,
             backend_flag: flag,
             backend_of_program: program,

@@ -10,6 +10,9 @@ use super::Backend;
 pub struct RuntimeContext {
     /// Directory holding the containers' state (`--root`).
     pub root: PathBuf,
+    /// Rootless mode (`--rootless`, container/rootless.rs): a cgroup hull may not make is
+    /// done without, not an error.
+    pub rootless: bool,
     /// `--systemd-cgroup`: cgroups paths in systemd's slice:prefix:name form.
     pub systemd_cgroup: bool,
     /// `--backend`: the backend new containers get, above every other choice.

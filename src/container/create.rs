@@ -7,7 +7,7 @@ use std::path::Path;
 use super::backend::{InitSpec, PrepareRequest};
 use super::error::{During, Error, IoContext, Result};
 use super::{choose, systemd, CreateRequest, RuntimeContext};
-use crate::state::{ContainerDir, Phase, ProcStat, State, Store};
+use crate::state::{ContainerDir, Phase, ProcStat, State, Store, StoreError};
 
 /// A created container: its directory (still locked) and state.
 pub struct Created {
@@ -59,10 +59,18 @@ fn create_inner(rt: &RuntimeContext, id: &str, req: &CreateRequest, interactive:
         bundle: &bundle,
         systemd_cgroup: rt.systemd_cgroup,
         preserve_fds,
+        rootless: rt.rootless,
     })?;
     let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let (console, keep) = console_socket(terminal, req.console_socket.as_deref(), interactive)?;
-    let store = Store::open(&rt.root)?;
+    let store = Store::open(&rt.root).map_err(|e| match e {
+        StoreError::Io { ref source, .. } if rt.rootless && source.kind() == std::io::ErrorKind::PermissionDenied => {
+            Error::Invalid(format!(
+                "{e} (rootless, hull keeps its state in $XDG_RUNTIME_DIR/hull: set XDG_RUNTIME_DIR, or --root)"
+            ))
+        }
+        e => e.into(),
+    })?;
     let dir = store.create(id)?;
     let mut state = State {
         id: id.to_string(),

@@ -164,7 +164,18 @@ impl Prepared {
         }
         self.caps.before_setuid()?;
         let gids: Vec<Gid> = self.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-        setgroups(&gids).ctx(|| "setgroups (process.user.additionalGids)".to_string())?;
+        match setgroups(&gids) {
+            // A user namespace whose gid map an ordinary user wrote has setgroups denied
+            // (native/idmap.rs): with no groups asked for, the ones it has stay, as in runc.
+            Err(nix::errno::Errno::EPERM) if gids.is_empty() && setgroups_denied() => {}
+            Err(nix::errno::Errno::EPERM) if setgroups_denied() => {
+                return msg(
+                    "process.user.additionalGids: setgroups is denied in this user namespace (an ordinary \
+                     user's own gid mapped alone; map ranges from /etc/subgid to allow it)",
+                )
+            }
+            r => r.ctx(|| "setgroups (process.user.additionalGids)".to_string())?,
+        }
         setresgid(Gid::from_raw(self.gid), Gid::from_raw(self.gid), Gid::from_raw(self.gid))
             .ctx(|| format!("setgid {}", self.gid))?;
         setresuid(Uid::from_raw(self.uid), Uid::from_raw(self.uid), Uid::from_raw(self.uid))
@@ -221,4 +232,9 @@ fn close_fds_from(first: u32) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// True when this process's user namespace refuses setgroups (/proc/self/setgroups "deny").
+fn setgroups_denied() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
 }

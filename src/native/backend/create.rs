@@ -17,6 +17,8 @@ pub struct Plan {
     cgroup_path: String,
     /// The systemd scope that makes the cgroup, with `--systemd-cgroup` and systemd as init.
     scope: Option<systemd_cgroups::Scope>,
+    /// Rootless: a cgroup hull may not make is done without (see [`without_cgroup`]).
+    rootless: bool,
 }
 
 /// Checks linux.cgroupsPath (and the scope it names) before the id is claimed.
@@ -36,7 +38,7 @@ pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
     } else {
         None
     };
-    Ok(Plan { cgroup_path, scope })
+    Ok(Plan { cgroup_path, scope, rootless: req.rootless })
 }
 
 /// Makes the cgroup and the init in it. What it made is recorded in `state` (saved before
@@ -57,7 +59,7 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
             no_pivot,
             preserve_fds,
             console,
-            cgroup: Some(placement),
+            cgroup: placement,
             state_for,
         })
         .map_err(Error::backend)
@@ -76,16 +78,20 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
 /// returns the init's pid. The vm backend makes its VMM init in
 /// the same cgroup through this. What it made is recorded in `state` (saved before the init
 /// exists, so `delete` of a create that died finds it); on error it is removed again.
+/// Rootless, a cgroup hull may not make means none: `make_init` gets no placement.
 pub fn in_cgroup(
     plan: Plan,
     bundle: &Bundle,
     dir: &ContainerDir,
     state: &mut State,
-    make_init: impl for<'p> FnOnce(Placement<'p>, StateFor<'p>, &'p Bundle, &'p ContainerDir) -> Result<i32>,
+    make_init: impl for<'p> FnOnce(
+        Option<Placement<'p>>,
+        StateFor<'p>,
+        &'p Bundle,
+        &'p ContainerDir,
+    ) -> Result<i32>,
 ) -> Result<i32> {
-    let Plan { cgroup_path, scope } = plan;
-    state.cgroup = Some(cgroup_path.clone());
-    state.systemd_unit = scope.as_ref().map(|s| s.unit.clone());
+    let Plan { cgroup_path, scope, rootless } = plan;
     let mut cgroup: Option<Cgroup> = None;
     // Set once systemd has started the scope: only then is stopping it ours to do.
     let scope_started = Cell::new(false);
@@ -93,12 +99,19 @@ pub fn in_cgroup(
         dir.save(state)?;
         let resources = crate::cgroups::with_default_devices(&bundle.spec);
         let cg = match &scope {
-            None => {
-                let (cg, created_from) =
-                    Cgroup::create(&cgroup_path, resources.as_ref()).map_err(Error::backend)?;
-                state.cgroup_created_from = created_from;
-                cgroup.insert(cg)
-            }
+            None => match Cgroup::create(&cgroup_path, resources.as_ref()) {
+                Ok((cg, created_from)) => {
+                    state.cgroup_created_from = created_from;
+                    cgroup.insert(cg)
+                }
+                Err(e) if rootless && not_permitted(&e) => {
+                    without_cgroup(bundle, &cgroup_path, &e);
+                    state.cgroup = None;
+                    dir.save(state)?;
+                    return make_init(None, &creating_state(state), bundle, dir);
+                }
+                Err(e) => return Err(Error::backend(e)),
+            },
             // systemd makes the scope once stage 1 exists (`place`); the slices above it are
             // systemd's, so cgroup_created_from stays None and delete removes none of them.
             Some(_) => {
@@ -118,15 +131,10 @@ pub fn in_cgroup(
                 Ok(path)
             }
         });
-        let snapshot = state.clone();
-        let for_hooks = |pid: i32| {
-            let mut st = snapshot.clone();
-            st.pid = pid;
-            st.oci_as(Status::Creating)
-        };
+        let for_hooks = creating_state(state);
         let placement = match place.as_mut() {
-            None => Placement::Join(cg),
-            Some(f) => Placement::AfterFork(cg, f),
+            None => Some(Placement::Join(cg)),
+            Some(f) => Some(Placement::AfterFork(cg, f)),
         };
         make_init(placement, &for_hooks, bundle, dir)
     })();
@@ -157,4 +165,73 @@ pub fn in_cgroup(
         }
     }
     result
+}
+
+/// The OCI state the createRuntime and prestart hooks get, for the init with this host pid.
+fn creating_state(state: &State) -> impl Fn(i32) -> serde_json::Value {
+    let snapshot = state.clone();
+    move |pid| {
+        let mut st = snapshot.clone();
+        st.pid = pid;
+        st.oci_as(Status::Creating)
+    }
+}
+
+/// True when the kernel refused hull the cgroup for want of privilege: an ordinary user's
+/// mkdir in a hierarchy they do not own (EACCES), a read-only cgroupfs (EROFS), EPERM.
+fn not_permitted(e: &crate::cgroups::CgroupError) -> bool {
+    let denied = [libc::EACCES, libc::EPERM, libc::EROFS];
+    e.io_error().and_then(|io| io.raw_os_error()).is_some_and(|n| denied.contains(&n))
+}
+
+/// A rootless container without a cgroup: nothing to say unless the spec asked for limits,
+/// which then are not applied (a warning names them and the missing privilege, as crun and
+/// runc do for a rootless container they cannot put in a cgroup).
+fn without_cgroup(bundle: &Bundle, cgroup_path: &str, e: &crate::cgroups::CgroupError) {
+    let asked = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .map(limits_asked)
+        .unwrap_or_default();
+    let why = crate::container::Chain(e);
+    crate::logging::debug(&format!("rootless: no cgroup {cgroup_path}: {why}"));
+    if !asked.is_empty() {
+        crate::logging::warn(&format!(
+            "rootless: {} not applied: setting them needs a cgroup this user may write (a delegated cgroup v2 \
+             subtree, named by linux.cgroupsPath): {why}",
+            asked.join(", ")
+        ));
+    }
+}
+
+/// The limits linux.resources asks for, by the spec's names (device rules are not limits: a
+/// user namespace cannot make device nodes anyway).
+fn limits_asked(r: &oci_spec::runtime::LinuxResources) -> Vec<&'static str> {
+    let mut asked = Vec::new();
+    let mut note = |set: bool, name: &'static str| {
+        if set {
+            asked.push(name);
+        }
+    };
+    note(
+        r.memory()
+            .as_ref()
+            .is_some_and(|m| m.limit().is_some() || m.reservation().is_some() || m.swap().is_some()),
+        "memory limit",
+    );
+    note(
+        r.cpu().as_ref().is_some_and(|c| {
+            c.quota().is_some() || c.shares().is_some() || c.cpus().is_some() || c.mems().is_some()
+        }),
+        "cpu limit",
+    );
+    note(r.pids().as_ref().is_some_and(|p| p.limit() > 0), "pids limit");
+    note(r.block_io().is_some(), "blockIO");
+    note(r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()), "hugepage limits");
+    note(r.unified().as_ref().is_some_and(|u| !u.is_empty()), "unified settings");
+    note(r.network().is_some(), "network priorities");
+    note(r.rdma().as_ref().is_some_and(|m| !m.is_empty()), "rdma limits");
+    asked
 }

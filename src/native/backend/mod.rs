@@ -18,10 +18,14 @@ pub use create::{create, in_cgroup, prepare, Plan};
 pub use signal::{pids, signal, stop};
 pub use user::{resolve_user, resolve_user_in};
 
-/// The container's cgroup; every container hull made has one.
+/// The container's cgroup; every container hull made has one, but a rootless one it could
+/// not make.
 fn cgroup_of(st: &State) -> Result<Cgroup> {
     let Some(path) = st.cgroup.as_deref() else {
-        return Err(Error::backend("the container has no cgroup"));
+        return Err(Error::backend(
+            "the container has no cgroup: it was created rootless, by a user who may not make one (a \
+             delegated cgroup v2 subtree named by linux.cgroupsPath gives it one)",
+        ));
     };
     Cgroup::open(path).map_err(Error::backend)
 }

@@ -130,7 +130,7 @@ fn with_kvm_allowed(bundle: &Bundle) -> Bundle {
 fn spawn(
     vmm_init: VmmInit,
     new_pid_ns: bool,
-    placement: Placement,
+    placement: Option<Placement>,
     state_for: StateFor,
     spec: &oci_spec::runtime::Spec,
     limit: Duration,
@@ -177,23 +177,25 @@ fn spawn(
 fn talk(
     sock: &SyncSocket,
     pid: Pid,
-    placement: Placement,
+    placement: Option<Placement>,
     state_for: StateFor,
     spec: &oci_spec::runtime::Spec,
     limit: Duration,
 ) -> Result<()> {
     let (cgroup, path) = match placement {
-        Placement::Join(cg) => {
+        Some(Placement::Join(cg)) => {
             cg.join(pid.as_raw() as u32).map_err(Error::backend)?;
             let path = cg.path.clone();
-            (cg, path)
+            (Some(cg), path)
         }
         // systemd starts the scope with the init in it.
-        Placement::AfterFork(cg, place) => {
+        Some(Placement::AfterFork(cg, place)) => {
             let path = place(pid.as_raw()).map_err(|e| vmm_failed(Chain(&e).to_string()))?;
             cg.path = path.clone();
-            (cg, path)
+            (Some(cg), path)
         }
+        // Rootless without a cgroup: the VMM stays in hull's.
+        None => (None, String::new()),
     };
     // The init waits for this before anything else: it is in the cgroup before any vcpu
     // thread (or any other thread) exists.
@@ -224,6 +226,7 @@ fn talk(
             }
             Some(Msg::Ready) => {
                 // The VM exists, and with it KVM's worker thread in the container's cgroup.
+                let Some(cgroup) = cgroup else { return Ok(()) };
                 match cgroup.evict_kernel_threads() {
                     Ok(moved) if !moved.is_empty() => crate::logging::debug(&format!(
                         "moved KVM's kernel threads {moved:?} out of the cgroup"
