@@ -35,6 +35,8 @@ command -v cargo >/dev/null 2>&1 \
 # Debian packages
 
 apt_packages=(busybox-static jq runc golang-github-containers-common)
+# newuidmap/newgidmap, which rootless hull uses for subordinate id ranges (tests/rootless.rs).
+apt_packages+=(uidmap)
 # ip and tc, which the vm backend's network checks carry into the test machine.
 command -v tc >/dev/null 2>&1 || apt_packages+=(iproute2)
 # cargo links through `cc`; a Rust toolchain from rustup does not bring one.

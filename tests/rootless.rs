@@ -1,0 +1,469 @@
+//! Rootless: hull run by an ordinary user (issue 17), as rootless podman runs runc and crun.
+//! Each test runs the real binary as a user that is not root (a user made for the tests where
+//! `useradd` exists, else a bare uid with no passwd entry), on a bundle written by that user's
+//! `hull spec --rootless`, with the state in its $XDG_RUNTIME_DIR, and looks at what the
+//! container saw and what the host has afterwards.
+
+mod common;
+use common::*;
+
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
+
+/// The name of the user the tests make, with ranges in /etc/subuid and /etc/subgid.
+const USER: &str = "hull-rootless";
+/// Its subordinate ids: the ranges the tests' second line of each map uses.
+const SUB_START: u32 = 400000;
+const SUB_COUNT: u32 = 65536;
+/// A uid and gid with no passwd entry and no subordinate ids.
+const BARE: u32 = 61999;
+
+/// The tests' user: (uid, gid, has a name and subordinate ids). Made once, with useradd where
+/// it exists (this host, CI); in the test machine, which has no useradd, a bare uid.
+fn user() -> (u32, u32, bool) {
+    static USER_IDS: OnceLock<(u32, u32, bool)> = OnceLock::new();
+    *USER_IDS.get_or_init(|| {
+        let exists = || Command::new("id").args(["-u", USER]).output().is_ok_and(|o| o.status.success());
+        if !exists() {
+            let made =
+                Command::new("useradd").args(["--no-create-home", "--shell", "/bin/false", USER]).status();
+            if !made.is_ok_and(|s| s.success()) && !exists() {
+                return (BARE, BARE, false);
+            }
+        }
+        for file in ["/etc/subuid", "/etc/subgid"] {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            let line = format!("{USER}:{SUB_START}:{SUB_COUNT}");
+            if !text.lines().any(|l| l == line) {
+                let kept: String = text
+                    .lines()
+                    .filter(|l| !l.starts_with(&format!("{USER}:")))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                std::fs::write(file, format!("{kept}{line}\n")).unwrap();
+            }
+        }
+        let id = |flag: &str| -> u32 {
+            let o = Command::new("id").args([flag, USER]).output().unwrap();
+            stdout(&o).trim().parse().unwrap()
+        };
+        (id("-u"), id("-g"), true)
+    })
+}
+
+/// One test's rootless sandbox: the bundle (its config.json from the user's own `hull spec
+/// --rootless`), a copy of hull any user may run, and the user's runtime directory.
+struct Rootless {
+    // Fields drop in this order: the reaper before the Env removes the directory.
+    _reaper: Reaper,
+    env: Env,
+    uid: u32,
+    gid: u32,
+    hull: PathBuf,
+    xdg: PathBuf,
+}
+
+impl Rootless {
+    fn new(args: &[&str]) -> Rootless {
+        let (uid, gid, _) = user();
+        Rootless::as_ids(uid, gid, args)
+    }
+
+    fn as_ids(uid: u32, gid: u32, args: &[&str]) -> Rootless {
+        let env = Env::new(args);
+        // The checkout may sit under a home only root may enter.
+        let hull = env.dir.join("hull");
+        std::fs::copy(HULL, &hull).unwrap();
+        std::fs::set_permissions(&hull, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&env.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let xdg = env.dir.join("xdg");
+        std::fs::create_dir(&xdg).unwrap();
+        std::os::unix::fs::chown(&xdg, Some(uid), Some(gid)).unwrap();
+        std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&env.bundle, Some(uid), Some(gid)).unwrap();
+        std::fs::remove_file(env.bundle.join("config.json")).unwrap();
+        let reaper = Reaper(xdg.join("hull"));
+        let mut r = Rootless { _reaper: reaper, env, uid, gid, hull, xdg };
+        let o = r.hull(&["spec", "--rootless", "--bundle", r.env.bundle.to_str().unwrap()]);
+        assert!(o.status.success(), "spec --rootless: {}", stderr(&o));
+        r.env.config =
+            serde_json::from_slice(&std::fs::read(r.env.bundle.join("config.json")).unwrap()).unwrap();
+        r.env.config["process"]["args"] = json!(args);
+        r.env.config["process"]["terminal"] = json!(false);
+        r.env.config["hostname"] = json!("rootless-test");
+        r.env.write_config();
+        r
+    }
+
+    /// The state root a rootless hull picks by itself.
+    fn root(&self) -> PathBuf {
+        self.xdg.join("hull")
+    }
+
+    /// `hull ARGS` as the user, XDG_RUNTIME_DIR set, no --root.
+    fn cmd(&self, args: &[&str]) -> Command {
+        self.cmd_in(None, args)
+    }
+
+    /// [`Rootless::cmd`], the process first moved into the cgroup whose cgroup.procs `join` is
+    /// (while still root: an ordinary user may move a process only within a subtree it owns).
+    fn cmd_in(&self, join: Option<&Path>, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.hull);
+        c.args(args).env("XDG_RUNTIME_DIR", &self.xdg).current_dir(&self.env.dir);
+        let procs = join.map(|p| std::fs::OpenOptions::new().write(true).open(p).unwrap());
+        let (uid, gid) = (self.uid, self.gid);
+        // SAFETY: the closure runs in the forked child before exec and makes only
+        // async-signal-safe system calls on values made before the fork.
+        unsafe {
+            c.pre_exec(move || {
+                if let Some(f) = &procs {
+                    // "0": the writing process itself (cgroup v2).
+                    if libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setresgid(gid, gid, gid) != 0
+                    || libc::setresuid(uid, uid, uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        c
+    }
+
+    fn hull(&self, args: &[&str]) -> Output {
+        run_bounded(&self.env.dir, self.cmd(args), None, 20)
+    }
+
+    fn bundle(&self) -> &str {
+        self.env.bundle.to_str().unwrap()
+    }
+
+    /// `create`, the container's stdio in files (`ID.out`, `ID.err`).
+    fn create(&self, id: &str) -> Output {
+        self.create_in(None, id)
+    }
+
+    fn create_in(&self, join: Option<&Path>, id: &str) -> Output {
+        let mut c = self.cmd_in(join, &["create", "--bundle", self.bundle(), id]);
+        c.stdin(Stdio::null());
+        let (o, e) = (self.env.dir.join(format!("{id}.out")), self.env.dir.join(format!("{id}.err")));
+        run_bounded_to(c, o, e, None, 20)
+    }
+
+    fn state(&self, id: &str) -> Value {
+        let o = self.hull(&["state", id]);
+        assert!(o.status.success(), "state {id}: {}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
+    fn wait_stopped(&self, id: &str) {
+        let deadline = std::time::Instant::now() + patience(10);
+        while self.state(id)["status"] != "stopped" {
+            assert!(std::time::Instant::now() < deadline, "{id} never stopped");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// What is left of container `id`: its state directory, a cgroup named after it, a process
+    /// of the user's.
+    fn leftovers(&self, id: &str) -> Vec<String> {
+        let mut left = Vec::new();
+        if self.root().join(id).exists() {
+            left.push(format!("state dir {}", self.root().join(id).display()));
+        }
+        left.extend(cgroup_dirs_named(id).iter().map(|d| format!("cgroup {}", d.display())));
+        left.extend(processes_of(self.uid).iter().map(|p| format!("process {p}: {}", cmdline(*p))));
+        left
+    }
+}
+
+impl Drop for Rootless {
+    fn drop(&mut self) {
+        for e in std::fs::read_dir(self.root()).into_iter().flatten().flatten() {
+            let id = e.file_name().to_string_lossy().to_string();
+            let _ = self.cmd(&["delete", "--force", &id]).output();
+        }
+    }
+}
+
+/// Live processes whose real uid is `uid` (the tests' user runs nothing else). A zombie is
+/// not one: a killed init that the host's init has yet to reap.
+fn processes_of(uid: u32) -> Vec<i32> {
+    let zombie = |p: i32| {
+        std::fs::read_to_string(format!("/proc/{p}/status"))
+            .is_ok_and(|s| s.lines().any(|l| l.starts_with("State:\tZ")))
+    };
+    all_pids().into_iter().filter(|p| host_uid(*p) == Some(uid) && !zombie(*p)).collect()
+}
+
+/// A process's real uid as the host sees it.
+fn host_uid(pid: i32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The tests share one user: one at a time, so that each one's leftovers check is its own.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---- the tests ----
+
+#[test]
+fn an_ordinary_user_runs_a_container() {
+    let _one = serial();
+    let r = Rootless::new(&[
+        "sh",
+        "-c",
+        "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; hostname; \
+         touch /x 2>/dev/null || echo root-ro; exit 3",
+    ]);
+    // `spec --rootless`: a user namespace mapping the caller to root, no network namespace.
+    let linux = &r.env.config["linux"];
+    let nss: Vec<&str> =
+        linux["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
+    assert!(nss.contains(&"user") && !nss.contains(&"network"), "{nss:?}");
+    assert_eq!(linux["uidMappings"], json!([{"containerID": 0, "hostID": r.uid, "size": 1}]));
+    assert_eq!(linux["gidMappings"], json!([{"containerID": 0, "hostID": r.gid, "size": 1}]));
+    let o = run_bounded(&r.env.dir, r.cmd(&["run", "--bundle", r.bundle(), "rl-run"]), None, 20);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    let (uid, gid) = (r.uid.to_string(), r.gid.to_string());
+    assert_eq!(
+        lines,
+        vec![
+            vec!["0"],
+            vec!["0"],
+            vec!["0", uid.as_str(), "1"],
+            vec!["0", gid.as_str(), "1"],
+            vec!["deny"],
+            vec!["rootless-test"],
+            vec!["root-ro"],
+        ],
+        "{out}"
+    );
+    // The state went to $XDG_RUNTIME_DIR/hull, and nothing is left.
+    assert!(r.root().is_dir());
+    assert_eq!(r.leftovers("rl-run"), Vec::<String>::new());
+}
+
+#[test]
+fn lifecycle_and_exec_as_an_ordinary_user() {
+    let _one = serial();
+    let r = Rootless::new(&["sleep", "300"]);
+    let o = r.create("rl-life");
+    assert!(o.status.success(), "create: {}", stderr(&o));
+    let st = r.state("rl-life");
+    assert_eq!(st["status"], "created");
+    let pid = st["pid"].as_i64().unwrap() as i32;
+    // The container's root is the user on the host.
+    assert_eq!(host_uid(pid), Some(r.uid));
+    let o = r.hull(&["start", "rl-life"]);
+    assert!(o.status.success(), "start: {}", stderr(&o));
+    assert_eq!(r.state("rl-life")["status"], "running");
+    let o = r.hull(&["exec", "rl-life", "sh", "-c", "id -u; cat /proc/1/cmdline | tr '\\0' ' '"]);
+    assert!(o.status.success(), "exec: {}", stderr(&o));
+    assert_eq!(stdout(&o), "0\nsleep 300 ");
+    let o = r.hull(&["ps", "--format", "json", "rl-life"]);
+    assert!(o.status.success(), "ps: {}", stderr(&o));
+    assert!(serde_json::from_slice::<Vec<i32>>(&o.stdout).unwrap().contains(&pid));
+    let o = r.hull(&["list", "--format", "json"]);
+    assert!(stdout(&o).contains("\"rl-life\""), "{}", stdout(&o));
+    // KILL: the init is pid 1 of its namespace, where a signal it has no handler for is ignored.
+    let o = r.hull(&["kill", "rl-life", "KILL"]);
+    assert!(o.status.success(), "kill: {}", stderr(&o));
+    r.wait_stopped("rl-life");
+    let o = r.hull(&["delete", "rl-life"]);
+    assert!(o.status.success(), "delete: {}", stderr(&o));
+    assert_eq!(r.leftovers("rl-life"), Vec::<String>::new());
+}
+
+#[test]
+fn limits_without_a_cgroup_are_warned_about_and_pause_says_why() {
+    let _one = serial();
+    let mut r = Rootless::new(&["sleep", "300"]);
+    r.env.config["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 64}});
+    r.env.write_config();
+    let o = r.create("rl-nocg");
+    assert!(o.status.success(), "create: {}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("memory limit, pids limit not applied") && err.contains("delegated cgroup v2 subtree"),
+        "{err}"
+    );
+    let o = r.hull(&["pause", "rl-nocg"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no cgroup: it was created rootless"), "{}", stderr(&o));
+    let o = r.hull(&["delete", "--force", "rl-nocg"]);
+    assert!(o.status.success(), "delete: {}", stderr(&o));
+    assert_eq!(r.leftovers("rl-nocg"), Vec::<String>::new());
+}
+
+#[test]
+fn subordinate_ranges_are_mapped_through_newuidmap() {
+    let _one = serial();
+    let (_, _, named) = user();
+    if !named || Command::new("newuidmap").arg("--help").output().is_err() {
+        // The test machine has neither useradd nor Debian's uidmap: this host's run covers it.
+        eprintln!("[test] skipped: needs useradd and newuidmap (Debian's uidmap)");
+        return;
+    }
+    let mut r = Rootless::new(&["sh", "-c", "id; cat /proc/self/uid_map; exec sleep 300"]);
+    let l = &mut r.env.config["linux"];
+    let maps = |own: u32| json!([{"containerID": 0, "hostID": own, "size": 1}, {"containerID": 1, "hostID": SUB_START, "size": SUB_COUNT}]);
+    l["uidMappings"] = maps(r.uid);
+    l["gidMappings"] = maps(r.gid);
+    r.env.config["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [5]});
+    r.env.write_config();
+    let o = r.create("rl-sub");
+    assert!(o.status.success(), "create: {}", stderr(&o));
+    let pid = r.state("rl-sub")["pid"].as_i64().unwrap() as i32;
+    assert!(r.hull(&["start", "rl-sub"]).status.success());
+    // Container uid 1000 is subordinate id SUB_START + 999 on the host.
+    let want = SUB_START + 999;
+    let deadline = std::time::Instant::now() + patience(10);
+    while host_uid(pid) != Some(want) {
+        assert!(std::time::Instant::now() < deadline, "init's host uid {:?}, not {want}", host_uid(pid));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The program prints after its setuid: wait for its last line.
+    let out_file = r.env.dir.join("rl-sub.out");
+    let read = || std::fs::read_to_string(&out_file).unwrap_or_default();
+    while read().lines().count() < 3 {
+        assert!(std::time::Instant::now() < deadline, "the program printed {:?}", read());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = read();
+    let lines: Vec<String> =
+        out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "uid=1000 gid=1000 groups=5".to_string(),
+            format!("0 {} 1", r.uid),
+            format!("1 {SUB_START} {SUB_COUNT}"),
+        ],
+        "{out}"
+    );
+    let o = r.hull(&["delete", "--force", "rl-sub"]);
+    assert!(o.status.success(), "delete: {}", stderr(&o));
+    assert_eq!(r.leftovers("rl-sub"), Vec::<String>::new());
+    assert!(processes_of(want).is_empty());
+}
+
+#[test]
+fn a_user_without_subordinate_ids_is_told_which_file_lacks_them() {
+    let _one = serial();
+    let mut r = Rootless::as_ids(BARE, BARE, &["true"]);
+    let maps = json!([{"containerID": 0, "hostID": BARE, "size": 1}, {"containerID": 1, "hostID": SUB_START, "size": 10}]);
+    r.env.config["linux"]["uidMappings"] = maps.clone();
+    r.env.config["linux"]["gidMappings"] = maps;
+    r.env.write_config();
+    let o = r.create("rl-nosub");
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("uid {BARE} has no range in /etc/subuid"))
+            && err.contains("linux.uidMappings maps host uids other than the caller's own"),
+        "{err}"
+    );
+    assert_eq!(r.leftovers("rl-nosub"), Vec::<String>::new());
+}
+
+#[test]
+fn the_rootless_flag() {
+    let _one = serial();
+    let r = Rootless::new(&["true"]);
+    let o = r.hull(&["--rootless=maybe", "list"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("true, false or auto"), "{}", stderr(&o));
+    // Without XDG_RUNTIME_DIR a rootless hull's default root is /run/hull, which the user may
+    // not write: the error says what to set.
+    let mut c = r.cmd(&["create", "--bundle", r.bundle(), "rl-flag"]);
+    c.env_remove("XDG_RUNTIME_DIR");
+    let o = run_bounded(&r.env.dir, c, None, 20);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("set XDG_RUNTIME_DIR, or --root"), "{}", stderr(&o));
+    // --rootless=false: hull as root would, so the cgroup it may not make is an error.
+    let root = r.xdg.join("explicit");
+    let o = r.hull(&[
+        "--rootless=false",
+        "--root",
+        root.to_str().unwrap(),
+        "create",
+        "--bundle",
+        r.bundle(),
+        "rl-flag",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("Permission denied"), "{}", stderr(&o));
+    assert!(std::fs::read_dir(&root).map(|mut d| d.next().is_none()).unwrap_or(true));
+    assert_eq!(r.leftovers("rl-flag"), Vec::<String>::new());
+}
+
+/// cgroup v2 only (the test machine): a subtree delegated to the user, as systemd's
+/// Delegate=yes does (the directory and its cgroup.procs, cgroup.subtree_control and
+/// cgroup.threads owned by the user); the user's hull runs in a leaf of it, and a container
+/// whose linux.cgroupsPath is below it gets its limits.
+#[test]
+fn a_delegated_cgroup_v2_subtree_gets_the_limits() {
+    let _one = serial();
+    let top = Path::new("/sys/fs/cgroup");
+    if !top.join("cgroup.controllers").exists() {
+        eprintln!("[test] skipped: needs a pure cgroup v2 host (the test machine runs it)");
+        return;
+    }
+    let mut r = Rootless::new(&["sh", "-c", "cat /proc/self/cgroup; exec sleep 300"]);
+    let name = format!("hull-rootless-{}", std::process::id());
+    let deleg = top.join(&name);
+    let leaf = deleg.join("hull");
+    std::fs::create_dir_all(&leaf).unwrap();
+    struct Remove(PathBuf, PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.1);
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _gone = Remove(deleg.clone(), leaf.clone());
+    for d in [&deleg, &leaf] {
+        for f in ["", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"] {
+            std::os::unix::fs::chown(d.join(f), Some(r.uid), Some(r.gid)).unwrap();
+        }
+    }
+    let path = format!("/{name}/rl-deleg");
+    r.env.config["linux"]["cgroupsPath"] = json!(path);
+    r.env.config["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 64}});
+    r.env.write_config();
+    let o = r.create_in(Some(&leaf.join("cgroup.procs")), "rl-deleg");
+    assert!(o.status.success(), "create: {}", stderr(&o));
+    assert!(!stderr(&o).contains("not applied"), "{}", stderr(&o));
+    assert!(r.hull(&["start", "rl-deleg"]).status.success());
+    let cg = deleg.join("rl-deleg");
+    assert_eq!(std::fs::read_to_string(cg.join("memory.max")).unwrap().trim(), "67108864");
+    assert_eq!(std::fs::read_to_string(cg.join("pids.max")).unwrap().trim(), "64");
+    let pid = r.state("rl-deleg")["pid"].as_i64().unwrap() as i32;
+    let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|l| l == pid.to_string()), "{procs}");
+    // pause works: the freezer is the user's.
+    let o = r.hull(&["pause", "rl-deleg"]);
+    assert!(o.status.success(), "pause: {}", stderr(&o));
+    assert_eq!(r.state("rl-deleg")["status"], "paused");
+    let o = r.hull(&["delete", "--force", "rl-deleg"]);
+    assert!(o.status.success(), "delete: {}", stderr(&o));
+    assert!(!cg.exists(), "{} left", cg.display());
+    assert_eq!(r.leftovers("rl-deleg"), Vec::<String>::new());
+}
