@@ -184,6 +184,13 @@ podman *ARGS: build
     @[ "$(id -u)" -eq 0 ] || { echo "podman: needs root; run: sudo just podman" >&2; exit 1; }
     ./integration/podman/run.sh --hull "{{ hull }}" "$@"
 
+# The user hull-rootless is made with ranges in /etc/subuid and /etc/subgid; checks ids, slirp4netns
+# networking and -p, exec, stop, rm, leftovers (integration/podman/README.md). Needs root to set up.
+# Rootless podman: an ordinary user's podman runs its containers on hull.
+podman-rootless *ARGS: build
+    @[ "$(id -u)" -eq 0 ] || { echo "podman-rootless: needs root to make the user; run: sudo just podman-rootless" >&2; exit 1; }
+    ./integration/podman/rootless.sh --hull "{{ hull }}" {{ ARGS }}
+
 # Checks run --rm (output, exit codes, stdin, -t), -d + task exec (output, exit code, -t), task
 # ps/metrics, pause/resume, kill (TERM, KILL, --all) + delete, --memory-limit (read inside, OOM)
 # through containerd-shim-runc-v2 with hull as its runc, on a busybox image built on the fly;
@@ -217,16 +224,19 @@ oci-validation-vm *ARGS: build kernel
     @[ "$(id -u)" -eq 0 ] || { echo "oci-validation-vm: needs root" >&2; exit 1; }
     ./integration/oci-validation/run.sh --testvm --backend vm --hull "{{ hull }}" "$@"
 
-# Real clients drive hull: containerd (ctr), podman, Kubernetes' CRI (containerd's CRI plugin) and Docker, each with its own private daemon; fails if any fails.
+# Real clients drive hull: containerd (ctr), podman (as root and rootless), Kubernetes' CRI (containerd's CRI plugin) and Docker, each with its own private daemon; fails if any fails.
 conformance: build
     #!/usr/bin/env bash
     set -uo pipefail
     [ "$(id -u)" -eq 0 ] || { echo "conformance: needs root; run: sudo just conformance" >&2; exit 1; }
     rc=0
-    for suite in containerd podman cri docker; do
+    for suite in containerd podman podman-rootless cri docker; do
         echo "=== $suite ==="
         t0=$(date +%s)
-        ./integration/$suite/run.sh --hull "{{ hull }}" || rc=1
+        case "$suite" in
+            podman-rootless) ./integration/podman/rootless.sh --hull "{{ hull }}" || rc=1 ;;
+            *) ./integration/$suite/run.sh --hull "{{ hull }}" || rc=1 ;;
+        esac
         echo "=== $suite: $(($(date +%s) - t0)) s ==="
     done
     exit "$rc"

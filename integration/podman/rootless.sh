@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Rootless podman on hull (issue 17): an ordinary user's podman, as most podman users run it,
+# with hull as its runtime. podman makes its own user namespace from the user's /etc/subuid and
+# /etc/subgid ranges (newuidmap, newgidmap), gives each container slirp4netns networking, and
+# has no cgroup to give on this host; it calls hull as that user, inside that namespace.
+#
+#   integration/podman/rootless.sh [--hull PATH] [--keep]
+#
+# Needs root to set up, then runs every podman command as the user hull-rootless (made here with
+# useradd when missing, as tests/rootless.rs makes it, with ranges in /etc/subuid and
+# /etc/subgid): private storage (vfs), config, runtime directory and home under one work
+# directory. The runtime is a wrapper named hull that logs its uid and argv, then runs hull with
+# no --root, so hull's own rootless default ($XDG_RUNTIME_DIR/hull) is what holds the state.
+# Prints PASS/FAIL per check and `N passed, M failed`; exits non-zero on any failure.
+#
+# slirp4netns opens /dev/net/tun as the user: Debian's udev makes it 0666; where it is not
+# (a machine without udev, like these), the script makes it so for the run and puts it back.
+# shellcheck disable=SC2016  # quoted $(...) is for the container's shell
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+# shellcheck source=integration/lib.sh
+. "$repo/integration/lib.sh"
+hull="$repo/target/release/hull"
+keep=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --hull) hull="$2"; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" | sed '$d'; exit 0 ;;
+    *) echo "rootless.sh: unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+[ "$(id -u)" -eq 0 ] || { echo "podman-rootless: needs root (to make the user)" >&2; exit 1; }
+hull="$(readlink -f "$hull")"
+[ -x "$hull" ] || { echo "podman-rootless: no hull binary at $hull (cargo build --release)" >&2; exit 1; }
+
+apt_install() {
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y "$@" >&2 || {
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update >&2 &&
+            DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y "$@" >&2
+    }
+}
+need=()
+command -v podman >/dev/null || need+=(podman)
+command -v conmon >/dev/null || need+=(conmon)
+command -v newuidmap >/dev/null || need+=(uidmap)
+command -v slirp4netns >/dev/null || need+=(slirp4netns)
+if [ "${#need[@]}" -gt 0 ]; then
+    echo "podman-rootless: installing ${need[*]} (apt)" >&2
+    apt_install "${need[@]}" || { echo "podman-rootless: could not install ${need[*]}" >&2; exit 1; }
+fi
+
+# ---------------------------------------------------------------- the user
+user=hull-rootless
+sub_start=400000
+sub_count=65536
+id -u "$user" >/dev/null 2>&1 || useradd --no-create-home --shell /bin/false "$user" \
+    || { echo "podman-rootless: useradd $user failed" >&2; exit 1; }
+for f in /etc/subuid /etc/subgid; do
+    grep -qx "$user:$sub_start:$sub_count" "$f" 2>/dev/null && continue
+    { grep -v "^$user:" "$f" 2>/dev/null; echo "$user:$sub_start:$sub_count"; } >"$f.hull-new" && mv "$f.hull-new" "$f"
+done
+uid="$(id -u "$user")"
+gid="$(id -g "$user")"
+
+work="$(mktemp -d /tmp/hull-podman-rootless.XXXXXX)"
+chmod 755 "$work"
+xdg="$work/xdg"
+log="$work/hull-argv.log"
+tun_mode="$(stat -c %a /dev/net/tun 2>/dev/null || true)"
+
+# as_user CMD...: CMD as the user, with its own HOME and XDG_RUNTIME_DIR and the private
+# podman configuration.
+as_user() {
+    setpriv --reuid "$uid" --regid "$gid" --init-groups \
+        env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$work/home" XDG_RUNTIME_DIR="$xdg" \
+        CONTAINERS_CONF="$work/containers.conf" CONTAINERS_STORAGE_CONF="$work/storage.conf" "$@"
+}
+pm() { as_user timeout -k 10 120 podman --runtime "$work/bin/hull" "$@"; }
+
+cleanup() {
+    local rc=$?
+    if [ "$keep" -eq 1 ]; then
+        echo "podman-rootless: kept $work" >&2
+        return "$rc"
+    fi
+    pm rm -af -t 0 >/dev/null 2>&1 || true
+    # The user's podman keeps a pause process holding its user namespace.
+    pkill -KILL -u "$uid" 2>/dev/null || true
+    [ -n "$tun_mode" ] && chmod "$tun_mode" /dev/net/tun 2>/dev/null
+    awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+    done
+    rm -rf --one-file-system "$work" 2>/dev/null || rm -rf "$work"
+    return "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+[ "$tun_mode" = 666 ] || chmod 666 /dev/net/tun
+
+mkdir -p "$work"/{home,bin,graph,runroot,tmp} "$xdg"
+chmod 700 "$xdg"
+# hull, where the user may run it (the checkout may sit under a home only root may enter).
+cp "$hull" "$work/bin/hull.real"
+cat >"$work/bin/hull" <<EOF
+#!/bin/sh
+printf 'uid=%s %s\n' "\$(id -u)" "\$*" >>"$log"
+exec "$work/bin/hull.real" "\$@"
+EOF
+chmod 755 "$work/bin/hull" "$work/bin/hull.real"
+: >"$log"
+chmod 666 "$log"
+
+cat >"$work/containers.conf" <<EOF
+[containers]
+log_driver = "k8s-file"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$work/tmp/events.log"
+tmp_dir = "$work/tmp"
+runtime = "hull"
+runtime_supports_json = ["crun", "runc", "hull"]
+
+[engine.runtimes]
+hull = ["$work/bin/hull"]
+
+[network]
+default_rootless_network_cmd = "slirp4netns"
+EOF
+cat >"$work/storage.conf" <<EOF
+[storage]
+driver = "vfs"
+graphroot = "$work/graph"
+runroot = "$work/runroot"
+EOF
+chown -R "$uid:$gid" "$work/home" "$work/graph" "$work/runroot" "$work/tmp" "$xdg"
+
+# The image: a busybox rootfs imported by the user (its files then belong to the container's
+# root, which is the user).
+busybox_rootfs "$work/rootfs" || { echo "podman-rootless: cannot make a busybox rootfs" >&2; exit 1; }
+tar -C "$work/rootfs" -cf "$work/rootfs.tar" . && chmod 644 "$work/rootfs.tar"
+image=localhost/hull-rootless-busybox
+pm import "$work/rootfs.tar" "$image" >"$work/import.log" 2>&1 || {
+    echo "podman-rootless: podman import failed:" >&2
+    cat "$work/import.log" >&2
+    exit 1
+}
+
+# ---------------------------------------------------------------- checks
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "PASS  $1"; }
+fail() {
+    failed=$((failed + 1)); echo "FAIL  $1"
+    shift
+    [ $# -gt 0 ] && printf '%s\n' "$@" | tail -n 15 | sed 's/^/      /'
+    return 0
+}
+run_opts=(--ulimit nofile=1024:1024 --ulimit nproc=4096:4096)
+prun() { pm run "${run_opts[@]}" "$@" </dev/null; }
+
+# 1. the container's root is the user; its other ids are the user's subordinate range; hull ran
+#    as the user (not as root), inside podman's user namespace.
+out="$(prun --rm --network none "$image" sh -c 'id -u; cat /proc/self/uid_map' 2>&1)"
+map="$(printf '%s\n' "$out" | sed -n '2,$p' | awk '{ print $1, $2, $3 }' | tr '\n' ';')"
+# podman's namespace maps its root to the user and 1.. to the range; the container's map is
+# the namespace hull was run in, as the kernel shows it from inside.
+if [ "$(printf '%s\n' "$out" | head -n1)" = 0 ] && [ "$map" = "0 $uid 1;1 $sub_start $sub_count;" ] &&
+    grep -q "^uid=0 .*create" "$log" && ! grep -q "^uid=[1-9]" "$log"; then
+    pass "run: container root is uid $uid, ids 1.. are $sub_start..; hull ran in podman's user namespace"
+else
+    fail "run: ids" "$out" "map: $map" "$(head -n 3 "$log")"
+fi
+
+# 2. the exit code
+prun --rm --network none "$image" sh -c 'exit 7' >/dev/null 2>&1
+s=$?
+[ "$s" = 7 ] && pass "exit code 7" || fail "exit code 7" "status $s"
+
+# 3. slirp4netns networking: the address, route and DNS slirp4netns gives.
+out="$(prun --rm "$image" sh -c 'ip -4 addr show tap0; ip route; cat /etc/resolv.conf' 2>&1)"
+if printf '%s\n' "$out" | grep -q 'inet 10.0.2.100/24' && printf '%s\n' "$out" | grep -q '^default via 10.0.2.2' &&
+    printf '%s\n' "$out" | grep -q '^nameserver 10.0.2.3'; then
+    pass "slirp4netns: 10.0.2.100/24, default via 10.0.2.2, DNS 10.0.2.3"
+else
+    fail "slirp4netns network" "$out"
+fi
+
+# 4. -p: a port published through slirp4netns's forwarder, served to the host.
+if pm run -d --name web -p 127.0.0.1:18081:8080 "${run_opts[@]}" "$image" \
+    sh -c 'mkdir /www && echo rootless-served >/www/index.html && exec httpd -f -p 8080 -h /www' >/dev/null 2>&1 </dev/null; then
+    got=""
+    for _ in $(seq 1 50); do
+        got="$(wget -qO- -T 2 http://127.0.0.1:18081/ 2>/dev/null)" && [ -n "$got" ] && break
+        sleep 0.2
+    done
+    [ "$got" = rootless-served ] && pass "-p 18081:8080 served to the host" || fail "-p" "got: $got" "$(pm logs web 2>&1)"
+else
+    fail "-p: run -d" "$(pm logs web 2>&1)"
+fi
+
+# 5. exec into the running container: output, exit code, the same namespaces.
+out="$(pm exec web sh -c 'id -u; wget -qO- http://127.0.0.1:8080/' 2>&1)"
+pm exec web sh -c 'exit 3' >/dev/null 2>&1
+s=$?
+if [ "$out" = "$(printf '0\nrootless-served')" ] && [ "$s" = 3 ] && grep -q "exec " "$log"; then
+    pass "exec: output, exit code 3, the container's network"
+else
+    fail "exec" "$out" "status $s"
+fi
+
+# 6. stop: httpd as pid 1 has no TERM handler (ignored in its namespace), so stop -t 2 kills it.
+pm stop -t 2 web >/dev/null 2>&1
+st="$(pm inspect -f '{{.State.Status}} {{.State.ExitCode}}' web 2>&1)"
+[ "$st" = "exited 137" ] && pass "stop -t 2: KILL after the grace (137)" || fail "stop" "$st"
+
+# 7. stop with a TERM handler: the program's own exit status.
+pm run -d --name trap "${run_opts[@]}" --network none "$image" \
+    sh -c 'trap "echo got-term; exit 0" TERM; echo ready; while :; do sleep 0.1; done' >/dev/null 2>&1 </dev/null
+for _ in $(seq 1 50); do pm logs trap 2>/dev/null | grep -q ready && break; sleep 0.1; done
+pm stop -t 10 trap >/dev/null 2>&1
+st="$(pm inspect -f '{{.State.Status}} {{.State.ExitCode}}' trap 2>&1)"
+if [ "$st" = "exited 0" ] && pm logs trap 2>&1 | grep -q got-term; then
+    pass "stop: TERM reaches the handler (exit 0, log got-term)"
+else
+    fail "stop with a handler" "$st" "$(pm logs trap 2>&1)"
+fi
+
+# 8. rm, and nothing left: no container, no hull state, no container process of the user's
+#    (podman's own pause process, which holds its user namespace, stays until cleanup).
+pm rm -f web trap >/dev/null 2>&1
+left="$(pm ps -aq 2>&1)"
+state="$(ls -A "$xdg/hull" 2>/dev/null)"
+# Zombies do not count: podman's helpers (conmon, slirp4netns) exit before their parent reaps.
+procs="$(ps -o pid=,stat=,args= -u "$uid" 2>/dev/null | awk '$2 !~ /^Z/' | grep -v -e 'catatonit' -e 'podman pause' || true)"
+if [ -z "$left" ] && [ -z "$state" ] && [ -d "$xdg/hull" ] && [ -z "$procs" ]; then
+    pass "rm: no container, \$XDG_RUNTIME_DIR/hull empty, no process left"
+else
+    fail "leftovers" "containers: $left" "hull state: $state" "processes: $procs"
+fi
+
+echo "$passed passed, $failed failed (rootless podman, uid $uid)"
+[ "$failed" -eq 0 ]
