@@ -236,11 +236,13 @@ fi
 #    (podman's own pause process, which holds its user namespace, stays until cleanup).
 pm rm -f web trap >/dev/null 2>&1
 left="$(pm ps -aq 2>&1)"
-state="$(ls -A "$xdg/hull" 2>/dev/null)"
+# A rootless runtime's default root: $XDG_RUNTIME_DIR/hull (runc's and crun's: .../runc, .../crun).
+state_dir="$xdg/$(basename "$hull")"
+state="$(ls -A "$state_dir" 2>/dev/null)"
 # Zombies do not count: podman's helpers (conmon, slirp4netns) exit before their parent reaps.
 procs="$(ps -o pid=,stat=,args= -u "$uid" 2>/dev/null | awk '$2 !~ /^Z/' | grep -v -e 'catatonit' -e 'podman pause' || true)"
-if [ -z "$left" ] && [ -z "$state" ] && [ -d "$xdg/hull" ] && [ -z "$procs" ]; then
-    pass "rm: no container, \$XDG_RUNTIME_DIR/hull empty, no process left"
+if [ -z "$left" ] && [ -z "$state" ] && [ -d "$state_dir" ] && [ -z "$procs" ]; then
+    pass "rm: no container, \$XDG_RUNTIME_DIR/$(basename "$hull") empty, no process left"
 else
     fail "leftovers" "containers: $left" "hull state: $state" "processes: $procs"
 fi
