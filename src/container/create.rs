@@ -87,6 +87,7 @@ fn create_inner(rt: &RuntimeContext, id: &str, req: &CreateRequest, interactive:
         cgroup: None,
         cgroup_created_from: None,
         systemd_unit: None,
+        systemd_manager: Default::default(),
         vm_socket: None,
         host_root: None,
     };

@@ -88,6 +88,9 @@ pub struct State {
     /// init), stopped with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd_unit: Option<String>,
+    /// Whose systemd that scope is: the system's, or (rootless) the user's own.
+    #[serde(default, skip_serializing_if = "crate::cgroups::systemd::Manager::is_system")]
+    pub systemd_manager: crate::cgroups::systemd::Manager,
     /// A VM container's: the VMM's vsock socket, through which `exec` reaches the guest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_socket: Option<PathBuf>,

@@ -15,6 +15,7 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 use zbus::MatchRule;
 
 use super::properties::Properties;
+use super::Manager;
 
 const DESTINATION: &str = "org.freedesktop.systemd1";
 const PATH: &str = "/org/freedesktop/systemd1";
@@ -65,7 +66,41 @@ impl BusError {
 
 type R<T> = Result<T, BusError>;
 
-/// A connection to systemd's manager, over the system bus.
+/// The user's session bus, where its systemd (`systemd --user`) answers.
+fn user_bus_address() -> R<String> {
+    if let Some(a) = std::env::var("DBUS_SESSION_BUS_ADDRESS").ok().filter(|a| !a.is_empty()) {
+        return Ok(a);
+    }
+    match std::env::var("XDG_RUNTIME_DIR").ok().filter(|d| !d.is_empty()) {
+        Some(dir) => Ok(format!("unix:path={dir}/bus")),
+        None => Err(BusError::other(
+            "rootless --systemd-cgroup: the user's systemd is on the session bus, but neither \
+             DBUS_SESSION_BUS_ADDRESS nor XDG_RUNTIME_DIR says where it is",
+        )),
+    }
+}
+
+/// Our uid as the parent user namespace sees it (the bus daemon's view): in rootless
+/// podman's namespace 0 is the user's own uid outside.
+fn host_uid() -> u32 {
+    let uid = nix::unistd::geteuid().as_raw();
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    outside_id(&map, uid)
+}
+
+fn outside_id(map: &str, id: u32) -> u32 {
+    for line in map.lines() {
+        let f: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        if let [inside, outside, count] = f[..] {
+            if (inside..inside + count).contains(&u64::from(id)) {
+                return u32::try_from(outside + (u64::from(id) - inside)).unwrap_or(id);
+            }
+        }
+    }
+    id
+}
+
+/// A connection to systemd's manager, over the system bus (or the user's session bus).
 ///
 /// Not over systemd's private socket (/run/systemd/private), though root may use it: systemd
 /// marks every message there as sent by "org.freedesktop.systemd1", which is not a unique
@@ -77,13 +112,33 @@ pub struct Systemd {
 }
 
 impl Systemd {
-    /// Connects to $DBUS_SYSTEM_BUS_ADDRESS, else /run/dbus/system_bus_socket.
-    pub fn connect() -> R<Systemd> {
-        let address = std::env::var("DBUS_SYSTEM_BUS_ADDRESS").unwrap_or_else(|_| SYSTEM_BUS.to_string());
-        match Builder::address(address.as_str()).and_then(|b| b.method_timeout(TIMEOUT).build()) {
-            Ok(conn) => Ok(Systemd { conn }),
-            Err(e) => Err(BusError::other(format!(
+    /// The system's manager: $DBUS_SYSTEM_BUS_ADDRESS, else /run/dbus/system_bus_socket. The
+    /// user's: $DBUS_SESSION_BUS_ADDRESS, else $XDG_RUNTIME_DIR/bus.
+    pub fn connect(manager: Manager) -> R<Systemd> {
+        let (address, uid) = match manager {
+            Manager::System => {
+                (std::env::var("DBUS_SYSTEM_BUS_ADDRESS").unwrap_or_else(|_| SYSTEM_BUS.to_string()), None)
+            }
+            Manager::User => (user_bus_address()?, Some(host_uid())),
+        };
+        let built = Builder::address(address.as_str()).and_then(|b| {
+            // The bus daemon checks EXTERNAL authentication against the uid it sees, the
+            // user's; inside rootless podman's user namespace ours is 0.
+            let b = match uid {
+                Some(uid) => b.user_id(uid),
+                None => b,
+            };
+            b.method_timeout(TIMEOUT).build()
+        });
+        match (built, manager) {
+            (Ok(conn), _) => Ok(Systemd { conn }),
+            (Err(e), Manager::System) => Err(BusError::other(format!(
                 "systemd is the init, but its D-Bus API is not reachable on the system bus {address}: {e}"
+            ))),
+            (Err(e), Manager::User) => Err(BusError::other(format!(
+                "rootless --systemd-cgroup: the user's systemd is not reachable on the session bus {address}: \
+                 {e} (a rootless container's scope is the user's own systemd's: run in a user session, \
+                 or without --systemd-cgroup)"
             ))),
         }
     }
@@ -202,6 +257,17 @@ mod tests {
     use zbus::zvariant::Value;
 
     #[test]
+    fn ids_seen_from_outside() {
+        assert_eq!(
+            outside_id("         0       1000          1\n         1     100000      65536\n", 0),
+            1000
+        );
+        assert_eq!(outside_id("0 1000 1\n1 100000 65536\n", 5), 100004);
+        assert_eq!(outside_id("         0          0 4294967295\n", 1000), 1000);
+        assert_eq!(outside_id("", 7), 7);
+    }
+
+    #[test]
     fn versions() {
         assert_eq!(major_version("252.38-1~deb12u1"), Some(252));
         assert_eq!(major_version("v245-1.fc32"), Some(245));
@@ -213,7 +279,7 @@ mod tests {
     /// what is read back is what was meant.
     #[test]
     fn start_transient_unit_message() {
-        let scope = Scope::new(Some("system.slice:hull:c1"), "c1").unwrap();
+        let scope = Scope::new(Some("system.slice:hull:c1"), "c1", Manager::System).unwrap();
         let props = for_scope(&scope, 4242, None, true, Some(252)).unwrap();
         let aux: Vec<(&str, Properties)> = Vec::new();
         let msg = zbus::Message::method_call(PATH, "StartTransientUnit")

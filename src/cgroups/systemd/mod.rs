@@ -12,8 +12,27 @@ mod properties;
 mod unit;
 
 use oci_spec::runtime::LinuxResources;
+use serde::{Deserialize, Serialize};
 
 pub use unit::Scope;
+
+/// Whose systemd makes and owns the scope: the system's, or for a rootless hull the user's own
+/// manager (`systemd --user`, reached on the user's session bus), as runc and crun do for
+/// rootless podman with its systemd cgroup manager. The user's manager owns a delegated
+/// subtree (user@UID.service), so the scope and its files are the user's to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Manager {
+    #[default]
+    System,
+    User,
+}
+
+impl Manager {
+    pub fn is_system(&self) -> bool {
+        *self == Manager::System
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdError {
@@ -51,8 +70,8 @@ pub fn start(
     expected: &str,
 ) -> Result<String, SystemdError> {
     let unified = matches!(super::Layout::detect(), super::Layout::Unified);
-    let sd = bus::Systemd::connect().map_err(|e| SystemdError::Connect(e.to_string()))?;
-    crate::logging::debug(&format!("systemd: starting {} for pid {pid}", scope.unit));
+    let sd = bus::Systemd::connect(scope.manager).map_err(|e| SystemdError::Connect(e.to_string()))?;
+    crate::logging::debug(&format!("systemd ({:?}): starting {} for pid {pid}", scope.manager, scope.unit));
     let props = properties::for_scope(scope, pid, resources, unified, sd.version())
         .map_err(|m| SystemdError::Config(format!("linux.resources: {m}")))?;
     let refused = |msg: String| SystemdError::Start {
@@ -100,9 +119,9 @@ pub fn start(
 /// Gives systemd a running scope's new resources (`update`), as runc does: systemd writes
 /// its properties into the cgroup again whenever it reloads, and would otherwise put the
 /// create-time values back over what `update` wrote through cgroupfs.
-pub fn set_resources(unit: &str, r: &LinuxResources) -> Result<(), SystemdError> {
+pub fn set_resources(unit: &str, manager: Manager, r: &LinuxResources) -> Result<(), SystemdError> {
     let failed = |msg: String| SystemdError::Update { unit: unit.into(), msg };
-    let sd = bus::Systemd::connect().map_err(|e| failed(e.to_string()))?;
+    let sd = bus::Systemd::connect(manager).map_err(|e| failed(e.to_string()))?;
     let unified = matches!(super::Layout::detect(), super::Layout::Unified);
     let props = properties::for_update(r, unified, sd.version()).map_err(failed)?;
     if props.is_empty() {
@@ -112,9 +131,9 @@ pub fn set_resources(unit: &str, r: &LinuxResources) -> Result<(), SystemdError>
 }
 
 /// Stops the unit and waits for it; a unit systemd no longer has is already stopped.
-pub fn stop(unit: &str) -> Result<(), SystemdError> {
-    let sd =
-        bus::Systemd::connect().map_err(|e| SystemdError::Stop { unit: unit.into(), msg: e.to_string() })?;
+pub fn stop(unit: &str, manager: Manager) -> Result<(), SystemdError> {
+    let sd = bus::Systemd::connect(manager)
+        .map_err(|e| SystemdError::Stop { unit: unit.into(), msg: e.to_string() })?;
     stop_with(&sd, unit)
 }
 

@@ -182,10 +182,11 @@ fn cpu_mask(list: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cgroups::systemd::Manager;
     use oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
 
     fn scope() -> Scope {
-        Scope::new(Some("hull-test.slice:hull:c1"), "c1").unwrap()
+        Scope::new(Some("hull-test.slice:hull:c1"), "c1", Manager::System).unwrap()
     }
 
     fn get<'a>(p: &'a Properties, name: &str) -> Option<&'a Value<'static>> {

@@ -21,11 +21,13 @@ pub struct Scope {
     pub cgroups_path: String,
     /// The container's id, for the unit's description.
     pub id: String,
+    /// The system's systemd, or (rootless) the user's.
+    pub manager: super::Manager,
 }
 
 impl Scope {
     /// The scope for container `id` whose spec has `cgroups_path`.
-    pub fn new(cgroups_path: Option<&str>, id: &str) -> Result<Scope, SystemdError> {
+    pub fn new(cgroups_path: Option<&str>, id: &str, manager: super::Manager) -> Result<Scope, SystemdError> {
         let p = cgroups_path.unwrap_or("").trim();
         let SystemdName { slice, unit } = systemd_name(p, id).map_err(SystemdError::Config)?;
         let bad = |msg: String| SystemdError::Config(format!("linux.cgroupsPath {p:?}: {msg}"));
@@ -38,7 +40,7 @@ impl Scope {
         }
         check_name(&unit).map_err(bad)?;
         check_name(&slice).map_err(bad)?;
-        Ok(Scope { unit, slice, cgroups_path: p.to_string(), id: id.to_string() })
+        Ok(Scope { unit, slice, cgroups_path: p.to_string(), id: id.to_string(), manager })
     }
 }
 
@@ -60,24 +62,25 @@ fn check_name(name: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Manager;
     use super::Scope;
 
     #[test]
     fn default_and_forms() {
-        let s = Scope::new(None, "c1").unwrap();
+        let s = Scope::new(None, "c1", Manager::System).unwrap();
         assert_eq!((s.unit.as_str(), s.slice.as_str()), ("hull-c1.scope", "system.slice"));
-        let s = Scope::new(Some("machine-pod1.slice:libpod:abc"), "c1").unwrap();
+        let s = Scope::new(Some("machine-pod1.slice:libpod:abc"), "c1", Manager::System).unwrap();
         assert_eq!((s.unit.as_str(), s.slice.as_str()), ("libpod-abc.scope", "machine-pod1.slice"));
         assert_eq!(s.cgroups_path, "machine-pod1.slice:libpod:abc");
-        let s = Scope::new(Some(":crio:x"), "c1").unwrap();
+        let s = Scope::new(Some(":crio:x"), "c1", Manager::System).unwrap();
         assert_eq!((s.unit.as_str(), s.slice.as_str()), ("crio-x.scope", "system.slice"));
         // '@' is left to systemd (it refuses a template instance as a slice, with its reason).
-        assert!(Scope::new(Some("hull@x.slice:hull:c1"), "c1").is_ok());
+        assert!(Scope::new(Some("hull@x.slice:hull:c1"), "c1", Manager::System).is_ok());
     }
 
     #[test]
     fn refused() {
-        let err = |p: &str| Scope::new(Some(p), "c1").unwrap_err().to_string();
+        let err = |p: &str| Scope::new(Some(p), "c1", Manager::System).unwrap_err().to_string();
         assert!(err("system.slice:hull:a b").contains("' ' is not allowed"));
         assert!(err("bad!.slice:hull:c1").contains("'!' is not allowed"));
         assert!(err("system.slice:k:pod.slice").contains("is a slice"));

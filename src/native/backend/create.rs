@@ -34,7 +34,10 @@ pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
     // With systemd as init, --systemd-cgroup makes the cgroup a transient scope of systemd's;
     // without it the same name maps to the path systemd would use (cgroupfs, as before).
     let scope = if req.systemd_cgroup && systemd_cgroups::booted() {
-        Some(systemd_cgroups::Scope::new(spec_cgroups_path, req.id).map_err(|e| bad_config(&e))?)
+        // A rootless hull's scope is the user's own systemd's, on its session bus.
+        let manager =
+            if req.rootless { systemd_cgroups::Manager::User } else { systemd_cgroups::Manager::System };
+        Some(systemd_cgroups::Scope::new(spec_cgroups_path, req.id, manager).map_err(|e| bad_config(&e))?)
     } else {
         None
     };
@@ -92,6 +95,9 @@ pub fn in_cgroup(
     ) -> Result<i32>,
 ) -> Result<i32> {
     let Plan { cgroup_path, scope, rootless } = plan;
+    state.cgroup = Some(cgroup_path.clone());
+    state.systemd_unit = scope.as_ref().map(|s| s.unit.clone());
+    state.systemd_manager = scope.as_ref().map(|s| s.manager).unwrap_or_default();
     let mut cgroup: Option<Cgroup> = None;
     // Set once systemd has started the scope: only then is stopping it ours to do.
     let scope_started = Cell::new(false);
@@ -146,7 +152,7 @@ pub fn in_cgroup(
         // The first error is what the user sees; cleanup is best effort. The scope first:
         // systemd kills what is left in it and removes its cgroup.
         if let (true, Some(unit)) = (scope_started.get(), &state.systemd_unit) {
-            if let Err(se) = systemd_cgroups::stop(unit) {
+            if let Err(se) = systemd_cgroups::stop(unit, state.systemd_manager) {
                 crate::logging::warn(&format!("create {}: cleanup: {se}", state.id));
             }
         }

@@ -56,7 +56,7 @@ pub fn release(st: &State) -> Result<()> {
     // unreachable) is not worth keeping the container for: with nothing left in it, systemd
     // stops it by itself.
     if let Some(unit) = &st.systemd_unit {
-        if let Err(e) = crate::cgroups::systemd::stop(unit) {
+        if let Err(e) = crate::cgroups::systemd::stop(unit, st.systemd_manager) {
             crate::logging::warn(&format!("delete {}: {e}", st.id));
         }
     }
@@ -90,7 +90,8 @@ pub fn freeze(st: &State, frozen: bool) -> Result<()> {
 pub fn update(st: &State, resources: &LinuxResources) -> Result<()> {
     let cg = cgroup_of(st)?;
     if let Some(unit) = &st.systemd_unit {
-        crate::cgroups::systemd::set_resources(unit, resources).map_err(Error::backend)?;
+        crate::cgroups::systemd::set_resources(unit, st.systemd_manager, resources)
+            .map_err(Error::backend)?;
     }
     cg.set(resources).map_err(Error::backend)
 }
