@@ -66,8 +66,34 @@ pub fn open_dir(dir: &std::path::Path) -> Option<std::os::fd::OwnedFd> {
 /// inherit locks other threads held; it must not take them (no allocation, no stdio) unless
 /// the caller is single-threaded.
 pub(crate) unsafe fn fork3(cgroup: Option<BorrowedFd>) -> nix::Result<ForkResult> {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { clone_fork(cgroup, 0) }
+}
+
+/// fork(2) whose child is born in new namespaces (`flags`: CLONE_NEW* only). With
+/// CLONE_NEWUSER the other namespaces are made by the new user namespace, and so owned by it:
+/// that is how an ordinary user's child becomes pid 1 of a pid namespace in which it may
+/// mount a procfs (the vm backend's rootless VMM, `vm/backend/userns.rs`); unshare would move
+/// the caller itself into the user namespace, for good.
+///
+/// # Safety
+///
+/// As for [`fork3`].
+pub(crate) unsafe fn fork_into_namespaces(flags: nix::sched::CloneFlags) -> nix::Result<ForkResult> {
+    // CloneFlags' bits are c_int; the namespace flags are all positive.
+    let bits = u64::try_from(flags.bits()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: the caller's promise, passed on.
+    unsafe { clone_fork(None, bits) }
+}
+
+/// clone3 as fork, with `extra` flags.
+///
+/// # Safety
+///
+/// As for [`fork3`].
+unsafe fn clone_fork(cgroup: Option<BorrowedFd>, extra: u64) -> nix::Result<ForkResult> {
     let args = CloneArgs {
-        flags: if cgroup.is_some() { CLONE_INTO_CGROUP } else { 0 },
+        flags: extra | if cgroup.is_some() { CLONE_INTO_CGROUP } else { 0 },
         exit_signal: libc::SIGCHLD as u64,
         cgroup: cgroup.map_or(0, |fd| fd.as_raw_fd() as u64),
         ..Default::default()

@@ -113,7 +113,10 @@ pub fn for_guest(binds: &[Bind]) -> Vec<GuestBind> {
 
 /// Makes the staging directory `dir` with an entry per bind mount ([`entry_name`]), bound
 /// onto its source. Runs in the VMM init's own mount namespace.
-pub fn stage(binds: &[Bind], dir: &Path) -> Result<(), String> {
+/// In a user namespace (`in_userns`: the rootless VMM's) a read-only remount must keep the
+/// flags the source's mount has that the namespace cannot clear (nosuid, nodev, noexec...:
+/// the kernel locks them, and refuses a remount without them with EPERM), as runc does.
+pub fn stage(binds: &[Bind], dir: &Path, in_userns: bool) -> Result<(), String> {
     std::fs::create_dir(dir).map_err(|e| format!("making {}: {e}", dir.display()))?;
     for (i, b) in binds.iter().enumerate() {
         let entry = dir.join(entry_name(i, &b.source));
@@ -127,12 +130,31 @@ pub fn stage(binds: &[Bind], dir: &Path) -> Result<(), String> {
         mount(Some(&b.source), &entry, None::<&str>, bind, None::<&str>)
             .map_err(|e| format!("bind mount {}: {}: {e}", b.dest, b.source.display()))?;
         if b.read_only {
-            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            let locked = if in_userns { locked_flags(&entry) } else { MsFlags::empty() };
+            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked;
             mount(None::<&str>, &entry, None::<&str>, flags, None::<&str>)
                 .map_err(|e| format!("bind mount {}: read-only: {e}", b.dest))?;
         }
     }
     Ok(())
+}
+
+/// The mount flags of `path`'s mount that a user namespace may not clear on a remount.
+fn locked_flags(path: &Path) -> MsFlags {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let Ok(st) = statvfs(path) else { return MsFlags::empty() };
+    let f = st.flags();
+    [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ]
+    .into_iter()
+    .filter(|(st, _)| f.contains(*st))
+    .fold(MsFlags::empty(), |acc, (_, ms)| acc | ms)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
@@ -55,6 +56,7 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
         binds,
         guest_spec,
         preserved,
+        own_userns,
     } = plan;
     if read_only {
         super::host_side::make_mount_targets(&bundle.spec, &bundle.rootfs, &binds)
@@ -90,6 +92,7 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
         serial: std::env::var_os(init::SERIAL_ENV).is_some_and(|v| v == "1"),
         console,
         console_size,
+        own_userns,
     };
     let new_pid_ns = vmm_init.namespaces.create.contains(nix::sched::CloneFlags::CLONE_NEWPID);
     let bundle = with_kvm_allowed(bundle);
@@ -97,7 +100,7 @@ pub fn create(plan: Plan, spec: InitSpec, state: &mut State) -> Result<i32> {
     let limit = boot_timeout + BOOT_GRACE;
     let made =
         crate::native::backend::in_cgroup(cgroup, &bundle, dir, state, move |placement, state_for, _, _| {
-            spawn(vmm_init, new_pid_ns, placement, state_for, spec, limit)
+            spawn(vmm_init, Forking { new_pid_ns, own_userns }, placement, state_for, spec, limit)
         });
     if made.is_err() {
         // The VMM is gone; what it tied to the namespace's interfaces must go too.
@@ -125,21 +128,44 @@ fn with_kvm_allowed(bundle: &Bundle) -> Bundle {
     bundle
 }
 
+/// How the VMM init is forked.
+struct Forking {
+    /// The VMM is pid 1 of a pid namespace of its own ([`pidns`]).
+    new_pid_ns: bool,
+    /// hull is an ordinary user: the VMM is born in a user namespace of its own, which makes
+    /// its pid namespace too ([`super::userns`]).
+    own_userns: bool,
+}
+
 /// Forks the VMM init and sees it through setup; its pid once the guest is up.
-/// With `new_pid_ns` the VMM is pid 1 of a pid namespace of its own ([`pidns`]).
 fn spawn(
     vmm_init: VmmInit,
-    new_pid_ns: bool,
+    how: Forking,
     placement: Option<Placement>,
     state_for: StateFor,
     spec: &oci_spec::runtime::Spec,
     limit: Duration,
 ) -> Result<i32> {
     let (parent, child) = sync::pair().map_err(|e| vmm_failed(format!("sync socket: {e}")))?;
-    let own_pid_ns = if new_pid_ns { Some(pidns::next_child_in_new().map_err(vmm_failed)?) } else { None };
-    // SAFETY: hull is single-threaded here: nothing starts a thread before create, and the
-    // VMM's threads start only in the child.
-    let forked = unsafe { fork() };
+    // An ordinary user may not unshare a pid namespace here (it needs CAP_SYS_ADMIN): the
+    // child's user namespace makes it instead, at the fork.
+    let own_pid_ns = if how.new_pid_ns && !how.own_userns {
+        Some(pidns::next_child_in_new().map_err(vmm_failed)?)
+    } else {
+        None
+    };
+    let forked = if how.own_userns {
+        let mut flags = CloneFlags::CLONE_NEWUSER;
+        if how.new_pid_ns {
+            flags |= CloneFlags::CLONE_NEWPID;
+        }
+        // SAFETY: hull is single-threaded here (as below); clone3 without a stack is fork.
+        unsafe { crate::native::clone_into::fork_into_namespaces(flags) }
+    } else {
+        // SAFETY: hull is single-threaded here: nothing starts a thread before create, and the
+        // VMM's threads start only in the child.
+        unsafe { fork() }
+    };
     if !matches!(forked, Ok(ForkResult::Child)) {
         // Whatever the fork did: the hooks `create` runs, and anything after, are the runtime's.
         if let Some(own) = &own_pid_ns {
@@ -160,7 +186,13 @@ fn spawn(
         ForkResult::Parent { child: pid } => {
             drop(child);
             drop(vmm_init);
-            match talk(&parent, pid, placement, state_for, spec, limit) {
+            // The init waits for CgroupReady before anything: its maps are written by then.
+            let mapped = if how.own_userns {
+                super::userns::write_maps(pid.as_raw()).map_err(vmm_failed)
+            } else {
+                Ok(())
+            };
+            match mapped.and_then(|()| talk(&parent, pid, placement, state_for, spec, limit)) {
                 Ok(()) => Ok(pid.as_raw()),
                 Err(e) => {
                     let _ = kill(pid, Signal::SIGKILL);

@@ -56,8 +56,15 @@ pub fn exec(st: &State, spec: ProcessSpec) -> Result<i32> {
     let standin = StandIn { socket, request, console: spec.console, console_size, cgroup_procs, preserved };
     let (report_rx, report_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| Error::backend(VmError::Exec(format!("pipe: {e}"))))?;
-    // `ps` and `podman top` read the VMM's /proc: the stand-in is in its pid namespace.
-    super::pidns::next_child_in_vmms(st.pid).map_err(|e| Error::backend(VmError::Exec(e)))?;
+    // `ps` and `podman top` read the VMM's /proc: the stand-in is in its pid namespace. An
+    // ordinary user may not join it: it belongs to the VMM's user namespace, whose
+    // /proc/PID/ns the non-dumpable VMM keeps from its own user, and setns needs
+    // CAP_SYS_ADMIN. The stand-in stays in hull's (the process still runs in the guest).
+    if super::userns::unprivileged() {
+        crate::logging::debug("rootless: the exec stand-in stays out of the VMM's pid namespace");
+    } else {
+        super::pidns::next_child_in_vmms(st.pid).map_err(|e| Error::backend(VmError::Exec(e)))?;
+    }
     // SAFETY: `hull exec` is single-threaded: no other thread holds a lock the child could
     // need.
     match unsafe { fork() }.map_err(|e| Error::backend(VmError::Exec(format!("fork: {e}"))))? {

@@ -85,6 +85,8 @@ pub struct VmmInit {
     pub console: Option<OwnedFd>,
     /// process.consoleSize: (rows, cols).
     pub console_size: Option<(u16, u16)>,
+    /// Born in a user namespace of its own, hull being an ordinary user (`userns`).
+    pub own_userns: bool,
 }
 
 /// How the workload ended, as the VMM must end.
@@ -117,11 +119,12 @@ pub fn main(sock: SyncSocket, init: VmmInit) -> ! {
 }
 
 fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
-    match sock.recv() {
-        Ok(Some(Msg::CgroupReady { .. })) => {}
+    let in_own_cgroup = match sock.recv() {
+        // Rootless without a cgroup of its own, the path is empty: the VMM is in its caller's.
+        Ok(Some(Msg::CgroupReady { path })) => !path.is_empty(),
         Ok(Some(Msg::Error { msg })) => return Err(msg),
         _ => return Err("create gave up before the VMM was placed in the cgroup".into()),
-    }
+    };
     // The VMM holds guest memory: no core dumps, no ptrace by the container's users. It never
     // execs, and no_new_privs says so to the kernel; the rest of the jail comes once the VM is
     // built (`jail`).
@@ -136,9 +139,17 @@ fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
         None => false,
     };
     // In the cgroup, with its capabilities, before a cgroup namespace hides the cgroup's path.
-    let oom_relay = match OomRelay::prepare() {
-        Ok(relay) => Some(relay),
-        Err(why) => {
+    // Not in a cgroup that is not the container's: the relay would fill the caller's own
+    // (a rootless user's session) until the host killed something of theirs.
+    let oom_relay = match in_own_cgroup.then(OomRelay::prepare) {
+        None => {
+            crate::logging::debug(
+                "the guest's OOMs are not relayed: the VMM has no cgroup of its own (rootless)",
+            );
+            None
+        }
+        Some(Ok(relay)) => Some(relay),
+        Some(Err(why)) => {
             crate::logging::debug(&format!("the guest's OOMs are not relayed to the host cgroup: {why}"));
             None
         }
@@ -169,6 +180,15 @@ fn run(sock: &Arc<SyncSocket>, mut init: VmmInit) -> Result<Outcome, String> {
             network::spare(&mut plumbing)?;
         }
         plumbing
+    } else if init.own_userns {
+        // An ordinary user's spec (`hull spec --rootless`) has no network namespace: there is
+        // nothing the VMM may tie to a tap, and no tap it may make (CAP_NET_ADMIN in the
+        // host's namespace). Said once, as a fact of rootless VM containers.
+        crate::logging::warn(
+            "rootless: the VM container's guest has loopback only (an ordinary user's VMM can tie no host \
+             interface to the guest: that needs CAP_NET_ADMIN in a network namespace the spec names)",
+        );
+        network::Plumbing::none()
     } else {
         crate::logging::warn(
             "the container shares the host's network namespace; a VM container's guest cannot: it has loopback only",
@@ -261,7 +281,7 @@ fn boot(
     let mut kept = vec![canonical(&init.share)?, init.listen_path.clone(), init.fifo_path.clone()];
     if !init.binds.is_empty() {
         // In the VMM's own mount namespace: the host never sees these mounts.
-        binds::stage(&init.binds, &init.binds_dir)?;
+        binds::stage(&init.binds, &init.binds_dir, init.own_userns)?;
         kept.push(canonical(&init.binds_dir)?);
         shares.push(vmm::FsShare { tag: BINDS_TAG.to_string(), path: init.binds_dir, read_only: false });
     }

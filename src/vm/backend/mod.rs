@@ -26,6 +26,7 @@ mod signals;
 pub mod sizing;
 mod socket_dir;
 mod standin;
+mod userns;
 
 use nix::sys::signal::Signal;
 use oci_spec::runtime::{LinuxResources, User};
@@ -102,7 +103,12 @@ pub fn before_start(st: &State) -> Result<()> {
 }
 
 /// `ps`: the VMM and the stand-ins of exec'd processes, all in the container's cgroup.
+/// Rootless without a cgroup: the VMM alone while it lives (the native way reads the init's
+/// /proc/PID/ns, which a non-dumpable VMM keeps from an ordinary user).
 pub fn pids(st: &State) -> Result<Vec<i32>> {
+    if st.cgroup.is_none() {
+        return Ok(if st.init_alive() { vec![st.pid] } else { Vec::new() });
+    }
     crate::native::backend::pids(st)
 }
 

@@ -11,6 +11,7 @@ use super::error::VmError;
 use super::guest_spec;
 use super::host_side;
 use super::sizing::{self, Size};
+use super::userns;
 use crate::agent::protocol::{GuestUser, RunRequest};
 use crate::container::backend::PrepareRequest;
 use crate::container::{Error, Result};
@@ -39,6 +40,8 @@ pub struct Plan {
     pub(super) guest_spec: serde_json::Value,
     /// The fds past stdio the workload gets, relayed ([`crate::fd_relay`]).
     pub(super) preserved: Vec<crate::fd_relay::Preserved>,
+    /// hull runs as an ordinary user: the VMM makes a user namespace of its own ([`userns`]).
+    pub(super) own_userns: bool,
 }
 
 pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
@@ -66,6 +69,7 @@ pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
              virtualization)"
         ))));
     }
+    kvm_usable()?;
     // A stock kernel on a PVM host hangs without a word: refuse, as vm-run does.
     vmm::pvm::check(&choice.path, choice.pvm)
         .map_err(|e| Error::backend(VmError::Unavailable(e.to_string())))?;
@@ -82,6 +86,11 @@ pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
     {
         guest_spec.set_hostname(Some(name));
     }
+    let own_userns = userns::unprivileged();
+    if own_userns {
+        userns::guest_ids(&mut guest_spec).map_err(|m| Error::backend(VmError::Unsupported(m)))?;
+        userns::guest_sys(spec, &mut guest_spec);
+    }
     let guest_spec = serde_json::to_value(guest_spec)
         .map_err(|e| Error::backend(VmError::Unsupported(format!("the spec for the guest: {e}"))))?;
     Ok(Plan {
@@ -96,7 +105,24 @@ pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
         binds,
         guest_spec,
         preserved,
+        own_userns,
     })
+}
+
+/// /dev/kvm opened for reading and writing, as the VMM will: a user who may not gets told
+/// which privilege is missing now, before anything is made, not by the VMM later.
+fn kvm_usable() -> Result<()> {
+    match std::fs::OpenOptions::new().read(true).write(true).open(KVM_DEVICE) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(Error::backend(VmError::Unavailable(format!(
+                "{KVM_DEVICE}: {e}: the user (uid {}) needs to be in the kvm group (or otherwise allowed to \
+                 read and write {KVM_DEVICE}) to run VM containers",
+                nix::unistd::geteuid()
+            ))))
+        }
+        Err(e) => Err(Error::backend(VmError::Unavailable(format!("{KVM_DEVICE}: {e}")))),
+    }
 }
 
 /// The container's process as the agent's Run request.
