@@ -23,6 +23,20 @@ const SUB_START: u32 = 400000;
 const SUB_COUNT: u32 = 65536;
 /// A uid and gid with no passwd entry and no subordinate ids.
 const BARE: u32 = 61999;
+/// On the vm backend: a uid and gid that may not use /dev/kvm (the tests' users may).
+const NO_KVM: u32 = 61998;
+
+/// On the vm backend, the tests' users get /dev/kvm as a member of the kvm group would: its
+/// group becomes the tests' gid (the test machine has no groupadd, and a bare uid is in no
+/// group), mode 0660. Root's VM containers are unaffected.
+fn give_kvm(gid: u32) {
+    if !on_vm() {
+        return;
+    }
+    let kvm = Path::new("/dev/kvm");
+    std::os::unix::fs::chown(kvm, None, Some(gid)).unwrap();
+    std::fs::set_permissions(kvm, std::fs::Permissions::from_mode(0o660)).unwrap();
+}
 
 /// The tests' user: (uid, gid, has a name and subordinate ids). Made once, with useradd where
 /// it exists (this host, CI); in the test machine, which has no useradd, a bare uid.
@@ -76,6 +90,9 @@ impl Rootless {
     }
 
     fn as_ids(uid: u32, gid: u32, args: &[&str]) -> Rootless {
+        if uid != NO_KVM {
+            give_kvm(gid);
+        }
         let env = Env::new(args);
         // The checkout may sit under a home only root may enter.
         let hull = env.dir.join("hull");
@@ -97,6 +114,9 @@ impl Rootless {
         r.env.config["process"]["args"] = json!(args);
         r.env.config["process"]["terminal"] = json!(false);
         r.env.config["hostname"] = json!("rootless-test");
+        if on_vm() {
+            r.env.config["annotations"] = json!({"hull.backend": "vm"});
+        }
         r.env.write_config();
         r
     }
@@ -157,7 +177,7 @@ impl Rootless {
         let mut c = self.cmd_in(join, &["create", "--bundle", self.bundle(), id]);
         c.stdin(Stdio::null());
         let (o, e) = (self.env.dir.join(format!("{id}.out")), self.env.dir.join(format!("{id}.err")));
-        run_bounded_to(c, o, e, None, 20)
+        run_bounded_to(c, o, e, None, 30)
     }
 
     fn state(&self, id: &str) -> Value {
@@ -237,11 +257,18 @@ fn an_ordinary_user_runs_a_container() {
     assert!(nss.contains(&"user") && !nss.contains(&"network"), "{nss:?}");
     assert_eq!(linux["uidMappings"], json!([{"containerID": 0, "hostID": r.uid, "size": 1}]));
     assert_eq!(linux["gidMappings"], json!([{"containerID": 0, "hostID": r.gid, "size": 1}]));
-    let o = run_bounded(&r.env.dir, r.cmd(&["run", "--bundle", r.bundle(), "rl-run"]), None, 20);
+    let o = run_bounded(&r.env.dir, r.cmd(&["run", "--bundle", r.bundle(), "rl-run"]), None, 30);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let out = stdout(&o);
     let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
-    let (uid, gid) = (r.uid.to_string(), r.gid.to_string());
+    // In a VM the guest makes the container's user namespace: its ids are the guest's, where
+    // the caller's are 0 (the VMM's user namespace maps them so), and the guest's root, which
+    // writes the maps, leaves setgroups allowed.
+    let (uid, gid, setgroups) = if on_vm() {
+        ("0".to_string(), "0".to_string(), "allow")
+    } else {
+        (r.uid.to_string(), r.gid.to_string(), "deny")
+    };
     assert_eq!(
         lines,
         vec![
@@ -249,7 +276,7 @@ fn an_ordinary_user_runs_a_container() {
             vec!["0"],
             vec!["0", uid.as_str(), "1"],
             vec!["0", gid.as_str(), "1"],
-            vec!["deny"],
+            vec![setgroups],
             vec!["rootless-test"],
             vec!["root-ro"],
         ],
@@ -295,7 +322,9 @@ fn lifecycle_and_exec_as_an_ordinary_user() {
 fn limits_without_a_cgroup_are_warned_about_and_pause_says_why() {
     let _one = serial();
     let mut r = Rootless::new(&["sleep", "300"]);
-    r.env.config["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 64}});
+    // A VM needs 96 MiB at least (the guest and the VMM): four times the native limit.
+    let limit: u64 = if on_vm() { 4 * 67108864 } else { 67108864 };
+    r.env.config["linux"]["resources"] = json!({"memory": {"limit": limit}, "pids": {"limit": 64}});
     r.env.write_config();
     let o = r.create("rl-nocg");
     assert!(o.status.success(), "create: {}", stderr(&o));
@@ -315,6 +344,12 @@ fn limits_without_a_cgroup_are_warned_about_and_pause_says_why() {
 #[test]
 fn subordinate_ranges_are_mapped_through_newuidmap() {
     let _one = serial();
+    if native_only(
+        "a rootless VM's VMM maps only the caller's ids, so subordinate ranges are refused \
+         (a_user_without_subordinate_ids_is_told_which_file_lacks_them checks the message)",
+    ) {
+        return;
+    }
     let (_, _, named) = user();
     if !named || Command::new("newuidmap").arg("--help").output().is_err() {
         // The test machine has neither useradd nor Debian's uidmap: this host's run covers it.
@@ -375,9 +410,14 @@ fn a_user_without_subordinate_ids_is_told_which_file_lacks_them() {
     let o = r.create("rl-nosub");
     assert!(!o.status.success());
     let err = stderr(&o);
+    // A VM container refuses any host id but the caller's own, subordinate ranges or not.
+    let why = if on_vm() {
+        "a rootless VM container's VMM".to_string()
+    } else {
+        format!("uid {BARE} has no range in /etc/subuid")
+    };
     assert!(
-        err.contains(&format!("uid {BARE} has no range in /etc/subuid"))
-            && err.contains("linux.uidMappings maps host uids other than the caller's own"),
+        err.contains(&why) && err.contains("linux.uidMappings maps host uids other than the caller's own"),
         "{err}"
     );
     assert_eq!(r.leftovers("rl-nosub"), Vec::<String>::new());
@@ -421,6 +461,13 @@ fn the_rootless_flag() {
 #[test]
 fn a_delegated_cgroup_v2_subtree_gets_the_limits() {
     let _one = serial();
+    if native_only(
+        "KVM's worker thread (kvm-nx-lpage-recovery) starts in the VM's cgroup, and an ordinary user may \
+         not move it to the root cgroup as create does for root: the frozen cgroup never reaches frozen, \
+         so pause cannot complete (create warns so)",
+    ) {
+        return;
+    }
     let top = Path::new("/sys/fs/cgroup");
     if !top.join("cgroup.controllers").exists() {
         eprintln!("[test] skipped: needs a pure cgroup v2 host (the test machine runs it)");
@@ -446,14 +493,16 @@ fn a_delegated_cgroup_v2_subtree_gets_the_limits() {
     }
     let path = format!("/{name}/rl-deleg");
     r.env.config["linux"]["cgroupsPath"] = json!(path);
-    r.env.config["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 64}});
+    // A VM needs 96 MiB at least (the guest and the VMM): four times the native limit.
+    let limit: u64 = if on_vm() { 4 * 67108864 } else { 67108864 };
+    r.env.config["linux"]["resources"] = json!({"memory": {"limit": limit}, "pids": {"limit": 64}});
     r.env.write_config();
     let o = r.create_in(Some(&leaf.join("cgroup.procs")), "rl-deleg");
     assert!(o.status.success(), "create: {}", stderr(&o));
     assert!(!stderr(&o).contains("not applied"), "{}", stderr(&o));
     assert!(r.hull(&["start", "rl-deleg"]).status.success());
     let cg = deleg.join("rl-deleg");
-    assert_eq!(std::fs::read_to_string(cg.join("memory.max")).unwrap().trim(), "67108864");
+    assert_eq!(std::fs::read_to_string(cg.join("memory.max")).unwrap().trim(), limit.to_string());
     assert_eq!(std::fs::read_to_string(cg.join("pids.max")).unwrap().trim(), "64");
     let pid = r.state("rl-deleg")["pid"].as_i64().unwrap() as i32;
     let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap();
@@ -466,4 +515,26 @@ fn a_delegated_cgroup_v2_subtree_gets_the_limits() {
     assert!(o.status.success(), "delete: {}", stderr(&o));
     assert!(!cg.exists(), "{} left", cg.display());
     assert_eq!(r.leftovers("rl-deleg"), Vec::<String>::new());
+}
+
+/// The vm backend only: a user who may not open /dev/kvm is told which privilege is missing,
+/// and nothing is left.
+#[test]
+fn a_user_without_kvm_access_is_told_to_join_the_kvm_group() {
+    let _one = serial();
+    if !on_vm() {
+        eprintln!("[test] skipped: a VM container's check (HULL_TEST_BACKEND=vm)");
+        return;
+    }
+    // /dev/kvm is the tests' gid's, 0660 (give_kvm): this user is in neither.
+    give_kvm(user().1);
+    let r = Rootless::as_ids(NO_KVM, NO_KVM, &["true"]);
+    let o = r.create("rl-nokvm");
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("/dev/kvm: Permission denied") && err.contains("needs to be in the kvm group"),
+        "{err}"
+    );
+    assert_eq!(r.leftovers("rl-nokvm"), Vec::<String>::new());
 }

@@ -36,7 +36,7 @@ die() { log "error: $*"; exit 2; }
 
 # The test files that run on VM containers (the others test the CLI, the spec's validation,
 # the backend choice, vm-run and seccomp profiles: nothing a VM container changes).
-vm_tests="lifecycle exec process rootfs namespaces hooks cve cgroups"
+vm_tests="lifecycle exec process rootfs namespaces hooks cve cgroups rootless"
 
 all=0
 backend=native
@@ -71,6 +71,8 @@ case "$backend" in
         # four times the default 60 s for the agent, as the tests' own deadlines (patience).
         vm_config="$(mktemp "${TMPDIR:-/tmp}/hull-testvm-config.XXXXXX")"
         printf '[vm]\nboot_timeout_s = 240\n' >"$vm_config"
+        # mktemp's 0600 would keep it from tests/rootless.rs's ordinary user.
+        chmod 0644 "$vm_config"
         extra_adds+=(--add "$vm_config:/etc/hull/config.toml")
         if [ "$all" = 0 ] && [ "${#tests[@]}" = 0 ]; then read -r -a tests <<<"$vm_tests"; fi
         ;;
