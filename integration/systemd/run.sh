@@ -18,7 +18,8 @@
 # root, busybox-static, systemd, dbus-daemon and util-linux on the host (Debian 12).
 #
 # Internal modes: --inside (in the test machine: start systemd, run the checks),
-# --checks bus|nobus (in systemd's transient service: the checks themselves).
+# --checks bus|nobus|rootless (in systemd's transient service, or for rootless in the test
+# user's own systemd's: the checks themselves).
 # shellcheck disable=SC2016  # single-quoted $ is for the container's shell
 set -uo pipefail
 
@@ -83,6 +84,8 @@ if [ "$mode" = host ]; then
         vmconf="$(mktemp)"
         trap 'rm -f "$vmconf"' EXIT
         printf '[vm]\nboot_timeout_s = 240\n' >"$vmconf"
+        # Readable by all, as /etc files are: the rootless round's hull reads it as a user.
+        chmod 644 "$vmconf"
         args+=(--add "$(readlink -f "$kernel")":/usr/local/share/hull/vmlinuz --add "$vmconf":/etc/hull/config.toml)
     else
         say "no guest kernel at $kernel: the VM container check is skipped (just kernel)"
@@ -145,6 +148,45 @@ EOF
             -p Delegate=yes -E PATH=/usr/sbin:/usr/bin:/sbin:/bin \
             /bin/bash "$tools/run.sh" --checks "$1" || rc=1
     }
+    # Rootless, as rootless podman with its systemd cgroup manager runs its runtime: an ordinary
+    # user's own systemd (`systemd --user`, started the way user@.service starts it: as the
+    # user, Delegate=yes, without PAM here), its session bus socket-activated by that manager
+    # (dbus-user-session's dbus.socket), and the checks run by the user as a transient service
+    # of that manager, so hull and its container start inside the user's delegated subtree.
+    run_rootless_checks() {
+        local u=hull-rl uid=1500 xdg=/run/user/1500
+        grep -q "^$u:" /etc/passwd || echo "$u:x:$uid:$uid::/tmp:/bin/sh" >>/etc/passwd
+        grep -q "^$u:" /etc/group || echo "$u:x:$uid:" >>/etc/group
+        insd sh -c "mkdir -p $xdg && chown $uid:$uid $xdg && chmod 700 $xdg"
+        local uenv=(-E "XDG_RUNTIME_DIR=$xdg" -E "DBUS_SESSION_BUS_ADDRESS=unix:path=$xdg/bus"
+            -E PATH=/usr/sbin:/usr/bin:/sbin:/bin)
+        if ! insd systemd-run --quiet --unit=hull-user-manager --uid="$uid" --gid="$uid" -p Delegate=yes \
+            -p Type=notify "${uenv[@]}" /usr/lib/systemd/systemd --user; then
+            say "the user's systemd did not start"
+            insd systemctl status --no-pager hull-user-manager.service >&2
+            rc=1
+            return
+        fi
+        as_user() { insd systemd-run --quiet --wait --pipe --collect --uid="$uid" --gid="$uid" "${uenv[@]}" "$@"; }
+        local ustate=""
+        for _ in $(seq 1 60); do
+            ustate="$(as_user systemctl --user is-system-running 2>/dev/null)"
+            case "$ustate" in running | degraded) break ;; esac
+            sleep 1
+        done
+        case "$ustate" in
+        running | degraded) say "the user's systemd (uid $uid) is up: $ustate" ;;
+        *)
+            say "the user's systemd did not come up (state: ${ustate:-none})"
+            insd systemctl status --no-pager hull-user-manager.service >&2
+            rc=1
+            return
+            ;;
+        esac
+        as_user systemd-run --user --quiet --wait --pipe --collect --unit=hull-checks-rootless \
+            -p Delegate=yes "${uenv[@]}" /bin/bash "$tools/run.sh" --checks rootless || rc=1
+        insd systemctl stop hull-user-manager.service 2>/dev/null
+    }
     if ! insd systemctl start dbus.socket dbus.service; then
         say "dbus-daemon did not start"
         insd systemctl status --no-pager dbus.service >&2
@@ -152,6 +194,7 @@ EOF
     fi
     run_checks bus
     run_checks nobus
+    run_rootless_checks
     [ "$rc" -eq 0 ] || insd systemctl --failed --no-pager --plain >&2
     exit "$rc"
 fi
@@ -231,6 +274,68 @@ if [ "$checks_mode" = nobus ]; then
     fi
     check "$id: no scope left" bash -c "! systemctl is-active -q hull-$id.scope"
     check "$id: no cgroup left" [ ! -e "/sys/fs/cgroup/system.slice/hull-$id.scope" ]
+    check "$id: no state left" [ ! -e "$root/$id" ]
+    echo "$pass passed, $fail failed"
+    [ "$fail" -eq 0 ]
+    exit
+fi
+
+# --- rootless: the user's scope in the user's own systemd (run as the user, in its manager)
+if [ "$checks_mode" = rootless ]; then
+    id=rl1
+    unit="hull-$id.scope"
+    uprop() { systemctl --user show -p "$2" --value "$1" 2>/dev/null; }
+    bundle "$work/$id" "user.slice:hull:$id" 'cat /proc/self/cgroup /proc/self/uid_map; echo started; exec sleep 1000'
+    # A user namespace mapping the user to root, as `hull spec --rootless` writes it.
+    sed -i "s|\"namespaces\": \[|\"uidMappings\": [{\"containerID\": 0, \"hostID\": $(id -u), \"size\": 1}], \"gidMappings\": [{\"containerID\": 0, \"hostID\": $(id -g), \"size\": 1}], \"namespaces\": [{\"type\": \"user\"}, |" \
+        "$work/$id/config.json"
+    if h create --bundle "$work/$id" "$id" >"$work/$id.out" 2>"$work/$id.err"; then
+        ok "$id: create as uid $(id -u), rootless, --systemd-cgroup"
+        check "$id: no limit left unapplied" bash -c "! grep -q 'not applied' $work/$id.err"
+        check "$id: $unit is active in the user's systemd" [ "$(uprop "$unit" ActiveState)" = active ]
+        cg="$(uprop "$unit" ControlGroup)"
+        pid="$(h state "$id" | grep -o '"pid": *[0-9]*' | grep -o '[0-9]*$')"
+        check "$id: the init (pid $pid) is in the user's scope ($cg)" grep -qx "0::$cg" "/proc/$pid/cgroup"
+        check "$id: the scope is below the user manager's service" bash -c "case '$cg' in */hull-user-manager.service/*) true ;; *) false ;; esac"
+        check "$id: memory.max is the spec's 64 MiB, the user's MemoryMax agrees" \
+            [ "$(cat "/sys/fs/cgroup$cg/memory.max")/$(uprop "$unit" MemoryMax)" = 67108864/67108864 ]
+        check "$id: pids.max is 64" [ "$(cat "/sys/fs/cgroup$cg/pids.max")" = 64 ]
+        h start "$id" 2>>"$work/$id.err"
+        if wait_for "$work/$id.out" started; then
+            check "$id: the container is root mapped to uid $(id -u)" grep -q "^ *0 *$(id -u) *1$" "$work/$id.out"
+        else
+            ko "$id: the container did not start: $(cat "$work/$id.out" "$work/$id.err")"
+        fi
+        if h update --memory 134217728 "$id" 2>>"$work/$id.err"; then ok "$id: update"; else ko "$id: update: $(cat "$work/$id.err")"; fi
+        check "$id: after update, memory.max and the user's MemoryMax are 128 MiB" \
+            [ "$(cat "/sys/fs/cgroup$cg/memory.max")/$(uprop "$unit" MemoryMax)" = 134217728/134217728 ]
+        if h pause "$id" 2>>"$work/$id.err" && h state "$id" | grep -q '"paused"'; then
+            ok "$id: pause (the user's cgroup freezer)"
+            h resume "$id" 2>>"$work/$id.err"
+        else
+            ko "$id: pause: $(cat "$work/$id.err")"
+        fi
+        if h delete --force "$id" 2>>"$work/$id.err"; then ok "$id: delete"; else ko "$id: delete: $(cat "$work/$id.err")"; fi
+        check "$id: delete stopped $unit" bash -c "[ \"\$(systemctl --user show -p ActiveState --value $unit)\" != active ]"
+        check "$id: the scope's cgroup is removed" [ ! -e "/sys/fs/cgroup$cg" ]
+        check "$id: no state left" [ ! -e "$root/$id" ]
+    else
+        ko "$id: create as uid $(id -u), rootless, --systemd-cgroup: $(cat "$work/$id.err")"
+        h delete --force "$id" 2>/dev/null
+    fi
+    # No session bus where the environment says: a clear error, nothing left.
+    id=rl2
+    bundle "$work/$id" "user.slice:hull:$id" 'echo never'
+    sed -i "s|\"namespaces\": \[|\"uidMappings\": [{\"containerID\": 0, \"hostID\": $(id -u), \"size\": 1}], \"gidMappings\": [{\"containerID\": 0, \"hostID\": $(id -g), \"size\": 1}], \"namespaces\": [{\"type\": \"user\"}, |" \
+        "$work/$id/config.json"
+    if DBUS_SESSION_BUS_ADDRESS="unix:path=$work/no-bus" h create --bundle "$work/$id" "$id" >/dev/null 2>"$work/$id.err"; then
+        ko "$id: create without the user's bus succeeded"
+        h delete --force "$id"
+    else
+        check "$id: the error says the user's systemd is not reachable ($(tail -n1 "$work/$id.err"))" \
+            grep -q "the user's systemd is not reachable on the session bus" "$work/$id.err"
+    fi
+    check "$id: no scope left" bash -c "[ \"\$(systemctl --user show -p ActiveState --value hull-$id.scope)\" != active ]"
     check "$id: no state left" [ ! -e "$root/$id" ]
     echo "$pass passed, $fail failed"
     [ "$fail" -eq 0 ]
