@@ -282,13 +282,17 @@ fi
 
 # --- rootless: the user's scope in the user's own systemd (run as the user, in its manager)
 if [ "$checks_mode" = rootless ]; then
+    # bundle_rootless DIR CGROUPS_PATH SH_SCRIPT: bundle's, with a user namespace mapping the
+    # user to root, as `hull spec --rootless` writes it.
+    bundle_rootless() {
+        bundle "$@"
+        sed -i "s|\"namespaces\": \[|\"uidMappings\": [{\"containerID\": 0, \"hostID\": $(id -u), \"size\": 1}], \"gidMappings\": [{\"containerID\": 0, \"hostID\": $(id -g), \"size\": 1}], \"namespaces\": [{\"type\": \"user\"}, |" \
+            "$1/config.json"
+    }
     id=rl1
     unit="hull-$id.scope"
     uprop() { systemctl --user show -p "$2" --value "$1" 2>/dev/null; }
-    bundle "$work/$id" "user.slice:hull:$id" 'cat /proc/self/cgroup /proc/self/uid_map; echo started; exec sleep 1000'
-    # A user namespace mapping the user to root, as `hull spec --rootless` writes it.
-    sed -i "s|\"namespaces\": \[|\"uidMappings\": [{\"containerID\": 0, \"hostID\": $(id -u), \"size\": 1}], \"gidMappings\": [{\"containerID\": 0, \"hostID\": $(id -g), \"size\": 1}], \"namespaces\": [{\"type\": \"user\"}, |" \
-        "$work/$id/config.json"
+    bundle_rootless "$work/$id" "user.slice:hull:$id" 'cat /proc/self/cgroup /proc/self/uid_map; echo started; exec sleep 1000'
     if h create --bundle "$work/$id" "$id" >"$work/$id.out" 2>"$work/$id.err"; then
         ok "$id: create as uid $(id -u), rootless, --systemd-cgroup"
         check "$id: no limit left unapplied" bash -c "! grep -q 'not applied' $work/$id.err"
@@ -325,9 +329,7 @@ if [ "$checks_mode" = rootless ]; then
     fi
     # No session bus where the environment says: a clear error, nothing left.
     id=rl2
-    bundle "$work/$id" "user.slice:hull:$id" 'echo never'
-    sed -i "s|\"namespaces\": \[|\"uidMappings\": [{\"containerID\": 0, \"hostID\": $(id -u), \"size\": 1}], \"gidMappings\": [{\"containerID\": 0, \"hostID\": $(id -g), \"size\": 1}], \"namespaces\": [{\"type\": \"user\"}, |" \
-        "$work/$id/config.json"
+    bundle_rootless "$work/$id" "user.slice:hull:$id" 'echo never'
     if DBUS_SESSION_BUS_ADDRESS="unix:path=$work/no-bus" h create --bundle "$work/$id" "$id" >/dev/null 2>"$work/$id.err"; then
         ko "$id: create without the user's bus succeeded"
         h delete --force "$id"

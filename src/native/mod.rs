@@ -20,7 +20,7 @@ mod lsm;
 mod mempolicy;
 mod mountattr;
 mod mountopts;
-mod mounts;
+pub(crate) mod mounts;
 pub(crate) mod namespaces;
 pub(crate) mod paths;
 mod process;

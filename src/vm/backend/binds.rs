@@ -130,31 +130,18 @@ pub fn stage(binds: &[Bind], dir: &Path, in_userns: bool) -> Result<(), String> 
         mount(Some(&b.source), &entry, None::<&str>, bind, None::<&str>)
             .map_err(|e| format!("bind mount {}: {}: {e}", b.dest, b.source.display()))?;
         if b.read_only {
-            let locked = if in_userns { locked_flags(&entry) } else { MsFlags::empty() };
+            // The native backend's list (nosuid, nodev, noexec, the atime flags; ro too, which
+            // this remount sets anyway).
+            let locked = match (in_userns, entry.to_str()) {
+                (true, Some(p)) => crate::native::mounts::locked_flags(p),
+                _ => MsFlags::empty(),
+            };
             let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked;
             mount(None::<&str>, &entry, None::<&str>, flags, None::<&str>)
                 .map_err(|e| format!("bind mount {}: read-only: {e}", b.dest))?;
         }
     }
     Ok(())
-}
-
-/// The mount flags of `path`'s mount that a user namespace may not clear on a remount.
-fn locked_flags(path: &Path) -> MsFlags {
-    use nix::sys::statvfs::{statvfs, FsFlags};
-    let Ok(st) = statvfs(path) else { return MsFlags::empty() };
-    let f = st.flags();
-    [
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-    ]
-    .into_iter()
-    .filter(|(st, _)| f.contains(*st))
-    .fold(MsFlags::empty(), |acc, (_, ms)| acc | ms)
 }
 
 #[cfg(test)]
