@@ -132,11 +132,11 @@ vm-backend: build kernel
 testvm-tests-vm *ARGS: kernel
     ./integration/testvm/run-tests.sh --backend vm "$@"
 
-# One container at a time: lifecycle, exec, namespaces, cgroups, hooks, cve, process, rootfs and
+# One container at a time: lifecycle, exec, namespaces, cgroups, hooks, cve, process, rootfs, rootless and
 # abuse (CI runs this; testvm-tests-vm runs every file, cli, validation and the rest too: docs/vm.md).
 # The cargo tests on VM containers, in the test machine (the CI subset).
 vm-tests: kernel
-    ./integration/testvm/run-tests.sh --backend vm --test lifecycle --test exec --test namespaces --test cgroups --test hooks --test cve --test process --test rootfs --test abuse -- --test-threads 1
+    ./integration/testvm/run-tests.sh --backend vm --test lifecycle --test exec --test namespaces --test cgroups --test hooks --test cve --test process --test rootfs --test abuse --test rootless -- --test-threads 1
 
 # Transient scopes over D-Bus, limits, update, delete, failure cleanup, a VM container, in the test machine
 # (cgroup v2; integration/systemd/README.md).
