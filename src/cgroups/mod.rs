@@ -114,6 +114,17 @@ pub fn own_cgroups() -> Vec<(String, String)> {
         .collect()
 }
 
+/// True when the kernel refused a write for want of permission.
+fn denied(f: &Fault) -> bool {
+    f.io_error().and_then(|e| e.raw_os_error()).is_some_and(|n| n == libc::EACCES || n == libc::EPERM)
+}
+
+/// The directory of this process's own cgroup on cgroup v2.
+fn own_unified_dir(layout: &Layout) -> Option<PathBuf> {
+    let (_, path) = own_cgroups().into_iter().find(|(key, _)| key.is_empty())?;
+    layout.dirs(&path).into_iter().next()
+}
+
 /// A container's cgroup.
 pub struct Cgroup {
     /// Path below each hierarchy's root, e.g. "/hull/c1".
@@ -236,8 +247,19 @@ impl Cgroup {
             for root in self.layout.dirs("/") {
                 // A hierarchy the thread is not in below the root (v1: one without this
                 // cgroup) takes the write as a no-op.
-                write(&root, "cgroup.procs", &pid.to_string())
-                    .map_err(|f| self.err("", Fault::KernelThread { pid: *pid, source: Box::new(f) }))?;
+                let moved = match write(&root, "cgroup.procs", &pid.to_string()) {
+                    // An ordinary user (rootless, in a subtree delegated to it) may not write the
+                    // root's cgroup.procs; the cgroup it runs in is its own to write, and out
+                    // of the container's all the same (cgroup v2, where delegation exists).
+                    Err(f) if denied(&f) && matches!(self.layout, Layout::Unified) => {
+                        match own_unified_dir(&self.layout) {
+                            Some(own) => write(&own, "cgroup.procs", &pid.to_string()),
+                            None => Err(f),
+                        }
+                    }
+                    other => other,
+                };
+                moved.map_err(|f| self.err("", Fault::KernelThread { pid: *pid, source: Box::new(f) }))?;
             }
         }
         Ok(kthreads)
