@@ -4,7 +4,13 @@
 # /etc/subgid ranges (newuidmap, newgidmap), gives each container slirp4netns networking, and
 # has no cgroup to give on this host; it calls hull as that user, inside that namespace.
 #
-#   integration/podman/rootless.sh [--hull PATH] [--keep]
+#   integration/podman/rootless.sh [--hull PATH] [--keep] [--testvm] [--backend native|vm] [--kernel PATH]
+#
+# --testvm runs the same checks inside the test machine (integration/testvm: pure cgroup v2),
+# with the host's podman, conmon, catatonit, slirp4netns, newuidmap/newgidmap (setuid) and
+# setpriv carried in; the user is written into its /etc (it has no useradd). --backend vm (with
+# --testvm: it needs an ordinary /dev/kvm) makes every container a VM container: the wrapper
+# runs hull through a link named hull-vm, and the user is given /dev/kvm (group, 0660).
 #
 # Needs root to set up, then runs every podman command as the user hull-rootless (made here with
 # useradd when missing, as tests/rootless.rs makes it, with ranges in /etc/subuid and
@@ -24,10 +30,16 @@ repo="$(cd "$here/../.." && pwd)"
 . "$repo/integration/lib.sh"
 hull="$repo/target/release/hull"
 keep=0
+testvm=0
+backend=native
+kernel="$(default_kernel)"
 while [ $# -gt 0 ]; do
     case "$1" in
     --hull) hull="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
+    --testvm) testvm=1; shift ;;
+    --backend) backend="$2"; shift 2 ;;
+    --kernel) kernel="$2"; shift 2 ;;
     -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" | sed '$d'; exit 0 ;;
     *) echo "rootless.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -43,6 +55,12 @@ apt_install() {
             DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y "$@" >&2
     }
 }
+case "$backend" in native | vm) ;; *) echo "podman-rootless: --backend: native or vm, not $backend" >&2; exit 2 ;; esac
+if [ "$backend" = vm ]; then
+    kernel="$(readlink -f "$kernel")"
+    [ -f "$kernel" ] || { echo "podman-rootless: no guest kernel at $kernel (just kernel; --kernel, HULL_KERNEL)" >&2; exit 1; }
+fi
+
 need=()
 command -v podman >/dev/null || need+=(podman)
 command -v conmon >/dev/null || need+=(conmon)
@@ -53,12 +71,38 @@ if [ "${#need[@]}" -gt 0 ]; then
     apt_install "${need[@]}" || { echo "podman-rootless: could not install ${need[*]}" >&2; exit 1; }
 fi
 
+if [ "$testvm" -eq 1 ]; then
+    args=(--backend "$backend")
+    [ "$keep" -eq 1 ] && args+=(--keep)
+    adds=()
+    [ "$backend" = vm ] && { adds+=(--add "$kernel"); args+=(--kernel "$kernel"); }
+    [ -e /etc/containers/policy.json ] && adds+=(--add /etc/containers/policy.json)
+    exec "$repo/integration/testvm/testvm.sh" --hull "$hull" --timeout "${HULL_TESTVM_TIMEOUT:-1800}" \
+        --add "$(readlink -f "$(command -v bash)")":/bin/bash \
+        --add "$(command -v podman)" --add "$(command -v conmon)" \
+        --add "$(readlink -f /usr/libexec/podman/catatonit)":/usr/libexec/podman/catatonit \
+        --add /usr/lib/podman/rootlessport \
+        --add "$(command -v slirp4netns)" --add "$(command -v newuidmap)" --add "$(command -v newgidmap)" \
+        --add /usr/bin/setpriv:/usr/local/bin/setpriv \
+        --add /usr/share/containers/seccomp.json \
+        --add "$here/rootless.sh" --add "$repo/integration/lib.sh" "${adds[@]}" \
+        -- bash "$here/rootless.sh" --hull /hull "${args[@]}"
+fi
+[ "$backend" = vm ] && [ ! -e /dev/kvm ] && { echo "podman-rootless: --backend vm needs /dev/kvm (run it with --testvm)" >&2; exit 1; }
+
 # ---------------------------------------------------------------- the user
 user=hull-rootless
 sub_start=400000
 sub_count=65536
-id -u "$user" >/dev/null 2>&1 || useradd --no-create-home --shell /bin/false "$user" \
-    || { echo "podman-rootless: useradd $user failed" >&2; exit 1; }
+if ! id -u "$user" >/dev/null 2>&1; then
+    if command -v useradd >/dev/null; then
+        useradd --no-create-home --shell /bin/false "$user" || { echo "podman-rootless: useradd $user failed" >&2; exit 1; }
+    else
+        # The test machine: no useradd, an /etc of its own to write.
+        echo "$user:x:1500:1500::/nonexistent:/bin/false" >>/etc/passwd
+        echo "$user:x:1500:" >>/etc/group
+    fi
+fi
 for f in /etc/subuid /etc/subgid; do
     grep -qx "$user:$sub_start:$sub_count" "$f" 2>/dev/null && continue
     { grep -v "^$user:" "$f" 2>/dev/null; echo "$user:$sub_start:$sub_count"; } >"$f.hull-new" && mv "$f.hull-new" "$f"
@@ -72,10 +116,23 @@ xdg="$work/xdg"
 log="$work/hull-argv.log"
 tun_mode="$(stat -c %a /dev/net/tun 2>/dev/null || true)"
 
+# The user's processes, zombies left out (busybox's ps and pkill know no -u).
+user_pids() {
+    for st in /proc/[0-9]*/status; do
+        awk -v u="$uid" '$1 == "Uid:" && $2 == u { uid_ok = 1 } $1 == "State:" && $2 == "Z" { z = 1 }
+            END { exit !(uid_ok && !z) }' "$st" 2>/dev/null || continue
+        p="${st#/proc/}"
+        echo "${p%/status}"
+    done
+}
+
 # as_user CMD...: CMD as the user, with its own HOME and XDG_RUNTIME_DIR and the private
 # podman configuration.
+# util-linux's setpriv (in the test machine at /usr/local/bin: busybox's knows no --reuid).
+setpriv_bin=/usr/local/bin/setpriv
+[ -x "$setpriv_bin" ] || setpriv_bin="$(command -v setpriv)"
 as_user() {
-    setpriv --reuid "$uid" --regid "$gid" --init-groups \
+    "$setpriv_bin" --reuid "$uid" --regid "$gid" --init-groups \
         env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$work/home" XDG_RUNTIME_DIR="$xdg" \
         CONTAINERS_CONF="$work/containers.conf" CONTAINERS_STORAGE_CONF="$work/storage.conf" "$@"
 }
@@ -89,7 +146,7 @@ cleanup() {
     fi
     pm rm -af -t 0 >/dev/null 2>&1 || true
     # The user's podman keeps a pause process holding its user namespace.
-    pkill -KILL -u "$uid" 2>/dev/null || true
+    for p in $(user_pids); do kill -KILL "$p" 2>/dev/null; done
     [ -n "$tun_mode" ] && chmod "$tun_mode" /dev/net/tun 2>/dev/null
     awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r m; do
         umount -l "$m" 2>/dev/null || true
@@ -104,12 +161,23 @@ trap 'exit 130' INT TERM
 
 mkdir -p "$work"/{home,bin,graph,runroot,tmp} "$xdg"
 chmod 700 "$xdg"
-# hull, where the user may run it (the checkout may sit under a home only root may enter).
+# hull, where the user may run it (the checkout may sit under a home only root may enter). On
+# the vm backend through a link named hull-vm, which makes create choose it, with the kernel.
 cp "$hull" "$work/bin/hull.real"
+real="$work/bin/hull.real"
+env_line=""
+if [ "$backend" = vm ]; then
+    ln -s hull.real "$work/bin/hull-vm"
+    real="$work/bin/hull-vm"
+    env_line="export HULL_KERNEL='$kernel'"
+    # The user needs /dev/kvm, as a member of the kvm group would have it.
+    chgrp "$gid" /dev/kvm && chmod 660 /dev/kvm
+fi
 cat >"$work/bin/hull" <<EOF
 #!/bin/sh
 printf 'uid=%s %s\n' "\$(id -u)" "\$*" >>"$log"
-exec "$work/bin/hull.real" "\$@"
+$env_line
+exec "$real" "\$@"
 EOF
 chmod 755 "$work/bin/hull" "$work/bin/hull.real"
 : >"$log"
@@ -194,15 +262,17 @@ fi
 
 # 4. -p: a port published through slirp4netns's forwarder, served to the host.
 if pm run -d --name web -p 127.0.0.1:18081:8080 "${run_opts[@]}" "$image" \
-    sh -c 'mkdir /www && echo rootless-served >/www/index.html && exec httpd -f -p 8080 -h /www' >/dev/null 2>&1 </dev/null; then
+    sh -c 'mkdir /www && echo rootless-served >/www/index.html && exec httpd -f -p 8080 -h /www' >"$work/web.run" 2>&1 </dev/null; then
     got=""
-    for _ in $(seq 1 50); do
+    # Up to 30 s: in the emulated test machine the port forwarder takes a while.
+    for _ in $(seq 1 100); do
         got="$(wget -qO- -T 2 http://127.0.0.1:18081/ 2>/dev/null)" && [ -n "$got" ] && break
-        sleep 0.2
+        sleep 0.3
     done
-    [ "$got" = rootless-served ] && pass "-p 18081:8080 served to the host" || fail "-p" "got: $got" "$(pm logs web 2>&1)"
+    [ "$got" = rootless-served ] && pass "-p 18081:8080 served to the host" ||
+        fail "-p" "got: $got" "$(wget -O- -T 2 http://127.0.0.1:18081/ 2>&1)" "$(netstat -ltn 2>&1 | grep 18081)" "$(pm logs web 2>&1)"
 else
-    fail "-p: run -d" "$(pm logs web 2>&1)"
+    fail "-p: run -d" "$(cat "$work/web.run")" "$(pm logs web 2>&1)"
 fi
 
 # 5. exec into the running container: output, exit code, the same namespaces.
@@ -240,12 +310,13 @@ left="$(pm ps -aq 2>&1)"
 state_dir="$xdg/$(basename "$hull")"
 state="$(ls -A "$state_dir" 2>/dev/null)"
 # Zombies do not count: podman's helpers (conmon, slirp4netns) exit before their parent reaps.
-procs="$(ps -o pid=,stat=,args= -u "$uid" 2>/dev/null | awk '$2 !~ /^Z/' | grep -v -e 'catatonit' -e 'podman pause' || true)"
+procs="$(for p in $(user_pids); do printf '%s %s\n' "$p" "$(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline")"; done 2>/dev/null |
+    grep -v -e 'catatonit' -e 'podman pause' -e '^[0-9]* $' || true)"
 if [ -z "$left" ] && [ -z "$state" ] && [ -d "$state_dir" ] && [ -z "$procs" ]; then
     pass "rm: no container, \$XDG_RUNTIME_DIR/$(basename "$hull") empty, no process left"
 else
     fail "leftovers" "containers: $left" "hull state: $state" "processes: $procs"
 fi
 
-echo "$passed passed, $failed failed (rootless podman, uid $uid)"
+echo "$passed passed, $failed failed (rootless podman, uid $uid, backend $backend)"
 [ "$failed" -eq 0 ]
