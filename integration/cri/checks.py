@@ -179,7 +179,8 @@ class Suite:
                 last = fn()
                 if last:
                     return last
-            except (CheckFailed, grpc.RpcError) as e:
+            # OSError: urllib's URLError, e.g. a server not listening yet (connection refused).
+            except (CheckFailed, grpc.RpcError, OSError) as e:
                 last = e
             time.sleep(0.2)
         raise CheckFailed(f"{what}: not within {seconds or self.args.limit} s (last: {last})")
