@@ -20,58 +20,49 @@ pub fn write(pid: i32, spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
     let uids = linux.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
     let gids = linux.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
-    write_map(pid, Ids::User, &uids)?;
-    write_map(pid, Ids::Group, &gids)
+    write_map(pid, Ids::USER, &uids)?;
+    write_map(pid, Ids::GROUP, &gids)
 }
 
+/// One kind of id (user or group): its /proc map file, its spec field, the setuid helper and
+/// the subordinate-id file that go with it.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Ids {
-    User,
-    Group,
+struct Ids {
+    map_file: &'static str,
+    field: &'static str,
+    word: &'static str,
+    helper: &'static str,
+    ranges_file: &'static str,
 }
 
 impl Ids {
-    fn map_file(self) -> &'static str {
-        match self {
-            Ids::User => "uid_map",
-            Ids::Group => "gid_map",
-        }
-    }
-    fn field(self) -> &'static str {
-        match self {
-            Ids::User => "linux.uidMappings",
-            Ids::Group => "linux.gidMappings",
-        }
-    }
-    fn word(self) -> &'static str {
-        match self {
-            Ids::User => "uid",
-            Ids::Group => "gid",
-        }
-    }
-    fn helper(self) -> &'static str {
-        match self {
-            Ids::User => "newuidmap",
-            Ids::Group => "newgidmap",
-        }
-    }
-    fn ranges_file(self) -> &'static str {
-        match self {
-            Ids::User => "/etc/subuid",
-            Ids::Group => "/etc/subgid",
-        }
-    }
+    const USER: Ids = Ids {
+        map_file: "uid_map",
+        field: "linux.uidMappings",
+        word: "uid",
+        helper: "newuidmap",
+        ranges_file: "/etc/subuid",
+    };
+    const GROUP: Ids = Ids {
+        map_file: "gid_map",
+        field: "linux.gidMappings",
+        word: "gid",
+        helper: "newgidmap",
+        ranges_file: "/etc/subgid",
+    };
+
     /// The caller's own (effective) id of this kind.
     fn own(self) -> u32 {
-        match self {
-            Ids::User => nix::unistd::geteuid().as_raw(),
-            Ids::Group => nix::unistd::getegid().as_raw(),
+        if self == Ids::USER {
+            nix::unistd::geteuid().as_raw()
+        } else {
+            nix::unistd::getegid().as_raw()
         }
     }
 }
 
 fn write_map(pid: i32, ids: Ids, maps: &[LinuxIdMapping]) -> Result<()> {
-    let path = format!("/proc/{pid}/{}", ids.map_file());
+    let path = format!("/proc/{pid}/{}", ids.map_file);
     let text = render(maps);
     // A refused write leaves the map unwritten: it can be tried another way.
     match std::fs::write(&path, &text) {
@@ -83,7 +74,7 @@ fn write_map(pid: i32, ids: Ids, maps: &[LinuxIdMapping]) -> Result<()> {
         if m.host_id() == own && m.size() == 1 {
             // An unprivileged writer's own gid needs setgroups off in the namespace first
             // (else the group could drop itself from a group that denies it access).
-            if ids == Ids::Group {
+            if ids == Ids::GROUP {
                 let setgroups = format!("/proc/{pid}/setgroups");
                 std::fs::write(&setgroups, "deny").ctx(|| format!("write {setgroups}"))?;
             }
@@ -97,17 +88,16 @@ fn write_map(pid: i32, ids: Ids, maps: &[LinuxIdMapping]) -> Result<()> {
 /// /etc/subuid or /etc/subgid.
 fn through_helper(pid: i32, ids: Ids, maps: &[LinuxIdMapping], own: u32) -> Result<()> {
     let who = user_name(own, ids);
-    let beyond = format!("{} maps host {}s other than the caller's own ({own})", ids.field(), ids.word());
+    let beyond = format!("{} maps host {}s other than the caller's own ({own})", ids.field, ids.word);
     let ranges = own_ranges(ids, own, who.as_deref());
     if ranges.is_empty() {
         let name = who.map(|n| format!(" ({n})")).unwrap_or_default();
         return msg(format!(
             "{beyond}: {} {own}{name} has no range in {}, which an ordinary user needs for that",
-            ids.word(),
-            ids.ranges_file()
+            ids.word, ids.ranges_file
         ));
     }
-    let mut cmd = Command::new(ids.helper());
+    let mut cmd = Command::new(ids.helper);
     cmd.arg(pid.to_string());
     for m in maps {
         cmd.args([m.container_id().to_string(), m.host_id().to_string(), m.size().to_string()]);
@@ -117,19 +107,19 @@ fn through_helper(pid: i32, ids: Ids, maps: &[LinuxIdMapping], own: u32) -> Resu
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return msg(format!(
                 "{beyond}: that needs {} (Debian's uidmap package), not found in PATH",
-                ids.helper()
+                ids.helper
             ))
         }
-        Err(e) => return Err(e).ctx(|| format!("run {}", ids.helper())),
+        Err(e) => return Err(e).ctx(|| format!("run {}", ids.helper)),
     };
     if !out.status.success() {
         let said = String::from_utf8_lossy(&out.stderr).trim().replace('\n', "; ");
         return msg(format!(
             "{beyond}: {} refused ({}): {said} ({} gives {} {own}: {})",
-            ids.helper(),
+            ids.helper,
             out.status,
-            ids.ranges_file(),
-            ids.word(),
+            ids.ranges_file,
+            ids.word,
             ranges.join(", ")
         ));
     }
@@ -139,16 +129,13 @@ fn through_helper(pid: i32, ids: Ids, maps: &[LinuxIdMapping], own: u32) -> Resu
 /// The caller's name, for /etc/subuid lines that name the user rather than the uid (and for
 /// /etc/subgid, the user's name too: shadow's tools list groups there under the user's name).
 fn user_name(own: u32, ids: Ids) -> Option<String> {
-    let uid = match ids {
-        Ids::User => own,
-        Ids::Group => nix::unistd::geteuid().as_raw(),
-    };
+    let uid = if ids == Ids::USER { own } else { nix::unistd::geteuid().as_raw() };
     nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
 }
 
 /// "start-end" for each range the subordinate-id file gives the caller.
 fn own_ranges(ids: Ids, own: u32, name: Option<&str>) -> Vec<String> {
-    let text = std::fs::read_to_string(ids.ranges_file()).unwrap_or_default();
+    let text = std::fs::read_to_string(ids.ranges_file).unwrap_or_default();
     ranges_of(&text, own, name)
 }
 
