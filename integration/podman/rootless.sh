@@ -234,16 +234,26 @@ run_opts=(--ulimit nofile=1024:1024 --ulimit nproc=4096:4096)
 prun() { pm run "${run_opts[@]}" "$@" </dev/null; }
 
 # 1. the container's root is the user; its other ids are the user's subordinate range; hull ran
-#    as the user (not as root), inside podman's user namespace.
-out="$(prun --rm --network none "$image" sh -c 'id -u; cat /proc/self/uid_map' 2>&1)"
+#    as the user (not as root), inside podman's user namespace. Seen on the host: what the
+#    container's root and its uid 1 write to a volume belongs to the user and to the first
+#    subordinate id.
+vol="$work/vol"
+mkdir -p "$vol" && chown "$uid:$gid" "$vol"
+out="$(prun --rm --network none -v "$vol:/vol" "$image" \
+    sh -c 'id -u; touch /vol/by-root /vol/by-1 && chown 1:1 /vol/by-1; cat /proc/self/uid_map' 2>&1)"
 map="$(printf '%s\n' "$out" | sed -n '2,$p' | awk '{ print $1, $2, $3 }' | tr '\n' ';')"
-# podman's namespace maps its root to the user and 1.. to the range; the container's map is
-# the namespace hull was run in, as the kernel shows it from inside.
-if [ "$(printf '%s\n' "$out" | head -n1)" = 0 ] && [ "$map" = "0 $uid 1;1 $sub_start $sub_count;" ] &&
+owners="$(stat -c %u:%g "$vol/by-root" "$vol/by-1" 2>&1 | tr '\n' ' ')"
+# podman's namespace maps its root to the user and 1.. to the range. Natively the container's
+# map is the namespace hull was run in, as the kernel shows it from inside; a VM container's
+# guest has a kernel, and a map, of its own.
+map_ok=1
+[ "$backend" = native ] && [ "$map" != "0 $uid 1;1 $sub_start $sub_count;" ] && map_ok=0
+if [ "$(printf '%s\n' "$out" | head -n1)" = 0 ] && [ "$map_ok" = 1 ] &&
+    [ "$owners" = "$uid:$gid $sub_start:$sub_start " ] &&
     grep -q "^uid=0 .*create" "$log" && ! grep -q "^uid=[1-9]" "$log"; then
-    pass "run: container root is uid $uid, ids 1.. are $sub_start..; hull ran in podman's user namespace"
+    pass "run: container root is uid $uid, ids 1.. are $sub_start.. (a volume's files); hull ran in podman's user namespace"
 else
-    fail "run: ids" "$out" "map: $map" "$(head -n 3 "$log")"
+    fail "run: ids" "$out" "map: $map" "owners on the host (want $uid:$gid $sub_start:$sub_start): $owners" "$(head -n 3 "$log")"
 fi
 
 # 2. the exit code

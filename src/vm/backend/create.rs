@@ -147,24 +147,34 @@ fn spawn(
     limit: Duration,
 ) -> Result<i32> {
     let (parent, child) = sync::pair().map_err(|e| vmm_failed(format!("sync socket: {e}")))?;
-    // An ordinary user may not unshare a pid namespace here (it needs CAP_SYS_ADMIN): the
-    // child's user namespace makes it instead, at the fork.
-    let own_pid_ns = if how.new_pid_ns && !how.own_userns {
-        Some(pidns::next_child_in_new().map_err(vmm_failed)?)
-    } else {
-        None
-    };
-    let forked = if how.own_userns {
-        let mut flags = CloneFlags::CLONE_NEWUSER;
-        if how.new_pid_ns {
-            flags |= CloneFlags::CLONE_NEWPID;
-        }
-        // SAFETY: hull is single-threaded here (as below); clone3 without a stack is fork.
-        unsafe { crate::native::clone_into::fork_into_namespaces(flags) }
-    } else {
+    // The VMM's namespaces are made at the fork (clone3), so hull itself never leaves its own:
+    // root of a user namespace (rootless podman's) could unshare a pid namespace but not
+    // setns back to the host's, which its user namespace does not own. An ordinary user's
+    // VMM gets a user namespace of its own too, which owns the pid namespace.
+    let mut flags = CloneFlags::empty();
+    if how.own_userns {
+        flags |= CloneFlags::CLONE_NEWUSER;
+    }
+    if how.new_pid_ns {
+        flags |= CloneFlags::CLONE_NEWPID;
+    }
+    let mut own_pid_ns = None;
+    let forked = if flags.is_empty() {
         // SAFETY: hull is single-threaded here: nothing starts a thread before create, and the
         // VMM's threads start only in the child.
         unsafe { fork() }
+    } else {
+        // SAFETY: as for fork above; clone3 without a stack is fork.
+        match unsafe { crate::native::clone_into::fork_into_namespaces(flags) } {
+            // A seccomp filter that refuses clone3 (an older container engine's): the pid
+            // namespace by unshare, and back, as root of the host may.
+            Err(nix::errno::Errno::ENOSYS) if !how.own_userns => {
+                own_pid_ns = Some(pidns::next_child_in_new().map_err(vmm_failed)?);
+                // SAFETY: as above.
+                unsafe { fork() }
+            }
+            other => other,
+        }
     };
     if !matches!(forked, Ok(ForkResult::Child)) {
         // Whatever the fork did: the hooks `create` runs, and anything after, are the runtime's.

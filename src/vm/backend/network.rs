@@ -238,10 +238,20 @@ pub fn at_start(state_dir: &Path, init_pid: i32, socket: &Path) -> Result<(), St
     Ok(())
 }
 
-/// The interfaces a NIC stands for: not lo, not a tun, with an Ethernet address (an L3 device
-/// such as wireguard has none and cannot be bridged to a NIC).
+/// The interfaces a NIC stands for: not lo, with an Ethernet address (an L3 device such as
+/// wireguard, or a tun in tun mode, has none and cannot be bridged to a NIC), and not a tap of
+/// hull's own (another VM container's in the same namespace). Another program's tap is
+/// wanted: rootless podman's slirp4netns gives the container a `tap0` whose other end is
+/// slirp4netns itself, and mirroring works on it as on a veth.
 fn wanted(l: &link::Link) -> bool {
-    !l.is_loopback() && l.kind.as_deref() != Some("tun") && l.mac.len() == 6
+    !l.is_loopback() && l.mac.len() == 6 && !is_hulls_tap(l)
+}
+
+/// A tap made by [`Tap::open`](vmm::devices::virtio::net::Tap::open) with [`TAP_NAME`].
+fn is_hulls_tap(l: &link::Link) -> bool {
+    let prefix = TAP_NAME.trim_end_matches("%d");
+    l.kind.as_deref() == Some("tun")
+        && l.name.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The guest makes its own link-local addresses (from the same MAC, so the same ones).
@@ -389,6 +399,41 @@ mod tests {
         assert!(second.contains("already has an ingress qdisc: another VM container"), "{second}");
         assert!(tap_up, "the tap is up");
         assert_eq!(untied, Ok(()), "release removed the qdisc");
+    }
+
+    #[test]
+    fn another_programs_tap_is_tied_and_hulls_own_are_not() {
+        let link = |name: &str, kind: Option<&str>, mac: &[u8]| link::Link {
+            index: 2,
+            name: name.to_string(),
+            mac: mac.to_vec(),
+            mtu: 1500,
+            flags: 0,
+            kind: kind.map(str::to_string),
+        };
+        let mac = [2, 0, 0, 0, 0, 1];
+        assert!(wanted(&link("tap0", Some("tun"), &mac)), "slirp4netns's tap");
+        assert!(wanted(&link("eth0", Some("veth"), &mac)));
+        assert!(!wanted(&link("hulltap0", Some("tun"), &mac)), "another VM container's tap");
+        assert!(!wanted(&link("hulltap12", Some("tun"), &mac)));
+        assert!(wanted(&link("hulltap12", Some("veth"), &mac)), "only a tap is hull's");
+        assert!(!wanted(&link("tun0", Some("tun"), &[])), "a tun in tun mode has no MAC");
+
+        // In a namespace: a tap held open by another program (as slirp4netns holds its tap0),
+        // with an address, gets a NIC of its own.
+        let Some(outcome) = in_new_netns(|| {
+            let mut sock = Socket::open().unwrap();
+            let tap = vmm::devices::virtio::net::Tap::open("tap0").unwrap();
+            let l = link::list(&mut sock).unwrap().into_iter().find(|l| l.name == tap.name()).unwrap();
+            link::set_up(&mut sock, l.index, None).unwrap();
+            addr::add(&mut sock, l.index, &"10.0.2.100".parse().unwrap(), 24).unwrap();
+            let plumbing = plumb().unwrap();
+            (plumbing.links, plumbing.guest.nics[0].addresses.clone(), tap)
+        }) else {
+            return;
+        };
+        assert_eq!(outcome.0, ["tap0"]);
+        assert_eq!(outcome.1, [NicAddress { ip: "10.0.2.100".parse().unwrap(), prefix: 24 }]);
     }
 
     #[test]
