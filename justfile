@@ -258,29 +258,37 @@ docker *ARGS: build
 # Every container a VM container (hull's VMM boots a KVM microVM, the workload runs in the
 # guest), inside the test machine (ordinary /dev/kvm, pure cgroup v2): the shim's runc and
 # podman's runtime run hull as `hull-vm`. Prints each suite's PASS/FAIL/SKIP lines and totals.
-# The containerd, podman, CRI and docker suites on VM containers in the test machine (the CRI's also natively there, on cgroup v2); fails if any fails.
+# The containerd, podman, CRI, docker and rootless podman suites on VM containers in the test machine (the CRI's and rootless podman's also natively there, on cgroup v2); fails if any fails.
 conformance-vm: build kernel
     #!/usr/bin/env bash
     set -uo pipefail
     [ "$(id -u)" -eq 0 ] || { echo "conformance-vm: needs root; run: sudo just conformance-vm" >&2; exit 1; }
     rc=0
     summary=()
-    for suite in containerd podman cri docker; do
-        echo "=== $suite (backend vm, in the test machine) ==="
+    # podman-rootless: an ordinary user's podman, on VM containers, then natively on cgroup v2.
+    run_suite() {
+        case "$1" in
+            podman-rootless) ./integration/podman/rootless.sh --testvm --backend vm --hull "{{ hull }}" ;;
+            podman-rootless-native) ./integration/podman/rootless.sh --testvm --hull "{{ hull }}" ;;
+            *) ./integration/$1/run.sh --testvm --backend vm --hull "{{ hull }}" ;;
+        esac
+    }
+    for suite in containerd podman cri docker podman-rootless podman-rootless-native; do
+        echo "=== $suite (in the test machine) ==="
         t0=$(date +%s)
         s=0
         out="$(mktemp /tmp/hull-conformance-vm.XXXXXX)"
-        ./integration/$suite/run.sh --testvm --backend vm --hull "{{ hull }}" 2>&1 | tee "$out" || s=$?
+        run_suite "$suite" 2>&1 | tee "$out" || s=$?
         # A guest whose CPU triple-faulted in the emulated machine (about one VM container in a
         # hundred there, integration/testvm/README.md) fails the checks after it too: the suite
         # runs once more.
         if [ "$s" != 0 ] && grep -q 'triple-faulted (KVM_EXIT_SHUTDOWN' "$out"; then
             echo "RETRY $suite: a guest's CPU triple-faulted (hull's message above); the whole suite once more"
             s=0
-            ./integration/$suite/run.sh --testvm --backend vm --hull "{{ hull }}" 2>&1 | tee "$out" || s=$?
+            run_suite "$suite" 2>&1 | tee "$out" || s=$?
         fi
         [ "$s" = 0 ] || rc=1
-        summary+=("$(printf '%-11s %-10s %5d s  %s' "$suite" "$([ "$s" = 0 ] && echo ok || echo "FAILED($s)")" $(($(date +%s) - t0)) \
+        summary+=("$(printf '%-22s %-10s %5d s  %s' "$suite" "$([ "$s" = 0 ] && echo ok || echo "FAILED($s)")" $(($(date +%s) - t0)) \
             "$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n1)")")
         rm -f "$out"
     done
