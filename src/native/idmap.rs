@@ -11,7 +11,8 @@ use oci_spec::runtime::{LinuxIdMapping, Spec};
 
 use super::error::{msg, Context, Result};
 
-fn render(maps: &[LinuxIdMapping]) -> String {
+/// The lines of a uid_map or gid_map file: `containerID hostID size` each.
+pub(super) fn render(maps: &[LinuxIdMapping]) -> String {
     maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
 }
 

@@ -128,7 +128,9 @@ fn stage1_inner(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<()> 
 fn close_inherited(cfg: &InitConfig, sock: &SyncSocket) -> Result<()> {
     let console = cfg.console.as_ref().map(|c| c.as_raw_fd()).unwrap_or(-1);
     let log = crate::logging::log_fd().unwrap_or(-1);
-    let keep = [sock.as_fd().as_raw_fd(), cfg.state_dir.as_raw_fd(), cfg.fifo.as_raw_fd(), console, log];
+    let mut keep =
+        vec![sock.as_fd().as_raw_fd(), cfg.state_dir.as_raw_fd(), cfg.fifo.as_raw_fd(), console, log];
+    keep.extend(cfg.idmapped.raw_fds());
     let first = 3 + cfg.preserve_fds as i32;
     let entries = std::fs::read_dir("/proc/self/fd").ctx(|| "list /proc/self/fd".to_string())?;
     let fds: Vec<i32> = entries
@@ -204,7 +206,7 @@ fn stage2_setup(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<Setu
     rootfs::setup(
         spec,
         &cfg.bundle.rootfs,
-        &cfg.bundle.dir,
+        &rootfs::Sources { bundle: &cfg.bundle.dir, idmapped: &cfg.idmapped },
         cfg.no_pivot,
         plan.in_userns(),
         plan.has(CloneFlags::CLONE_NEWNS),

@@ -15,6 +15,7 @@ mod error;
 mod exec;
 pub(crate) mod hostroot;
 mod idmap;
+mod idmapmount;
 mod init;
 mod lsm;
 mod mempolicy;
@@ -65,6 +66,9 @@ pub struct InitConfig<'a> {
     pub cgroup_after_fork: bool,
     /// Stage 1 was forked straight into the cgroup (cgroup v2): nothing to join.
     pub born_in_cgroup: bool,
+    /// The idmapped mounts, made by `hull create` before the fork (idmapmount.rs): inherited
+    /// by stage 1 and stage 2, which attaches them.
+    pub idmapped: idmapmount::Prepared,
 }
 
 /// Makes the container's cgroup once stage 1 exists, for a cgroup that needs a live process
@@ -136,11 +140,14 @@ pub fn create(config: CreateConfig) -> Result<i32> {
         cgroup,
         cgroup_after_fork,
         born_in_cgroup: false,
+        idmapped: idmapmount::Prepared::default(),
     };
     if let Some(p) = bundle.spec.process() {
         lsm::check(p)?;
     }
     let plan = namespaces::Plan::from_spec(&bundle.spec);
+    // With the host's privilege, before anything of the container exists (idmapmount.rs).
+    cfg.idmapped = idmapmount::prepare(&bundle.spec, &bundle.dir, &plan)?;
     let (parent, child) = sync::pair().ctx(|| "create sync socket".to_string())?;
     // On cgroup v2 stage 1 is born in the cgroup (where the cgroup is made before the fork);
     // where the kernel refuses, it forks and joins as on v1.
@@ -162,6 +169,8 @@ pub fn create(config: CreateConfig) -> Result<i32> {
         }
         ForkResult::Parent { child: stage1 } => {
             drop(child);
+            // Stage 1 has its copies; the detached trees go with the last of them.
+            drop(std::mem::take(&mut cfg.idmapped));
             if cfg.born_in_cgroup {
                 crate::logging::debug(&format!("stage 1 ({stage1}) was born in its cgroup (clone3)"));
             }

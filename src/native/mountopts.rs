@@ -18,6 +18,31 @@ pub struct MountOpts {
     pub data: Vec<String>,
     /// `rro`, `rnosuid`, ...: set on the mount and its submounts once it is made.
     pub recursive: RecursiveAttrs,
+    /// `idmap` or `ridmap`: the bind is an idmapped mount (idmapmount.rs).
+    pub idmap: Idmap,
+}
+
+/// Whether a bind is idmapped, and how far down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Idmap {
+    #[default]
+    No,
+    /// `idmap`: the bind's top mount only; the submounts an rbind brings keep their ids
+    /// (runc's reading: ridmap is how a caller asks for more).
+    Top,
+    /// `ridmap`: the top mount and every submount an rbind brings.
+    Recursive,
+}
+
+impl Idmap {
+    /// The idmap option `opt` names, if it is one.
+    pub fn of_option(opt: &str) -> Option<Idmap> {
+        match opt {
+            "idmap" => Some(Idmap::Top),
+            "ridmap" => Some(Idmap::Recursive),
+            _ => None,
+        }
+    }
 }
 
 impl Default for MountOpts {
@@ -29,6 +54,7 @@ impl Default for MountOpts {
             bind: false,
             data: Vec::new(),
             recursive: RecursiveAttrs::default(),
+            idmap: Idmap::No,
         }
     }
 }
@@ -80,6 +106,13 @@ impl MountOpts {
                     o.propagation.push(base | rec);
                     continue;
                 }
+                // Not data for the filesystem (a bind ignores data, which is how these were
+                // once silently dropped): ridmap wins over idmap whatever their order, as
+                // asking for the submounts too is the larger request.
+                "idmap" | "ridmap" => {
+                    o.idmap = o.idmap.max(Idmap::of_option(opt).unwrap_or_default());
+                    continue;
+                }
                 // Options other runtimes accept that mean nothing to mount(2).
                 "defaults" | "tmpcopyup" | "norbind" | "recursive" => continue,
                 _ => {
@@ -127,6 +160,13 @@ mod tests {
         assert_eq!(o.recursive.set, libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOEXEC);
         assert_eq!(o.data().as_deref(), Some("mode=755"));
         assert_eq!(o.remount_flags(), MsFlags::empty());
+    }
+    #[test]
+    fn idmap_options_are_not_data() {
+        assert_eq!(p(&["bind", "idmap"]).idmap, Idmap::Top);
+        assert_eq!(p(&["rbind", "ridmap", "idmap"]).idmap, Idmap::Recursive);
+        assert_eq!(p(&["rbind"]).idmap, Idmap::No);
+        assert_eq!(p(&["bind", "idmap", "ridmap"]).data(), None);
     }
     #[test]
     fn later_option_wins() {

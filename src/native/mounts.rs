@@ -10,8 +10,9 @@ use oci_spec::runtime::Mount;
 
 use super::cgroupfs;
 use super::error::{Context, Result};
+use super::idmapmount;
 use super::mountattr;
-use super::mountopts::MountOpts;
+use super::mountopts::{Idmap, MountOpts};
 use super::paths::{open_in_root, proc_fd_path, Create};
 
 /// What every mount needs to know about the container around it.
@@ -22,22 +23,24 @@ pub struct MountCtx<'a> {
     /// The container has a cgroup namespace of its own (a fresh cgroup mount then starts
     /// at its cgroup).
     pub in_cgroupns: bool,
+    /// The idmapped mounts `hull create` made for the spec's mounts (idmapmount.rs).
+    pub idmapped: &'a idmapmount::Prepared,
 }
 
-fn describe(m: &Mount) -> String {
+pub(super) fn describe(m: &Mount) -> String {
     let typ = m.typ().as_deref().unwrap_or("bind");
     format!("mount {typ} on {}", m.destination().display())
 }
 
-/// Makes one mount of the spec, then sets its recursive options (`rro`, ...) on it and on
-/// every mount below it.
-pub fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
+/// Makes `mounts[index]` of the spec, then sets its recursive options (`rro`, ...) on it and
+/// on every mount below it.
+pub fn mount_one(ctx: &MountCtx, index: usize, m: &Mount) -> Result<()> {
     let opts = MountOpts::parse(m.options().as_deref().unwrap_or(&[]));
-    make(ctx, m, &opts)?;
+    make(ctx, index, m, &opts)?;
     mountattr::apply(ctx.root, m.destination(), &opts).map_err(|e| prefix(e, &describe(m)))
 }
 
-fn make(ctx: &MountCtx, m: &Mount, opts: &MountOpts) -> Result<()> {
+fn make(ctx: &MountCtx, index: usize, m: &Mount, opts: &MountOpts) -> Result<()> {
     let typ = m.typ().as_deref().unwrap_or("none");
     let dest = m.destination();
     let what = || describe(m);
@@ -45,7 +48,11 @@ fn make(ctx: &MountCtx, m: &Mount, opts: &MountOpts) -> Result<()> {
         refuse_symlink(ctx, dest).map_err(|e| prefix(e, &what()))?;
     }
     if opts.bind || typ == "bind" {
-        return bind(ctx, m, opts);
+        return bind(ctx, index, m, opts);
+    }
+    if opts.idmap != Idmap::No {
+        // Validation refuses it; never taken as a mount without its idmapping.
+        return super::error::msg(format!("{}: idmap and ridmap apply to bind mounts only", what()));
     }
     match typ {
         "cgroup" | "cgroup2" => return cgroupfs::mount(ctx, dest, opts),
@@ -104,7 +111,11 @@ fn mount_fs(target: &OwnedFd, source: &str, typ: &str, opts: &MountOpts) -> nix:
 }
 
 /// A bind mount: the source is a host path (relative ones are relative to the bundle).
-fn bind(ctx: &MountCtx, m: &Mount, opts: &MountOpts) -> Result<()> {
+fn bind(ctx: &MountCtx, index: usize, m: &Mount, opts: &MountOpts) -> Result<()> {
+    if opts.idmap != Idmap::No {
+        attach_idmapped(ctx, index, m.destination(), opts).map_err(|e| prefix(e, &describe(m)))?;
+        return apply_propagation(ctx, m.destination(), opts).map_err(|e| prefix(e, &describe(m)));
+    }
     let src = m.source().clone().unwrap_or_default();
     let src = if src.is_absolute() { src } else { ctx.bundle.join(src) };
     let mut o = opts.clone();
@@ -122,6 +133,21 @@ pub fn bind_source(ctx: &MountCtx, src: &Path, dest: &Path, o: &MountOpts) -> Re
     let bind_flags = MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC);
     mount(Some(src), proc_fd_path(&target).as_str(), None::<&str>, bind_flags, None::<&str>)
         .ctx(|| format!("bind {}", src.display()))?;
+    let extra = o.remount_flags();
+    if !extra.is_empty() {
+        remount_bind(ctx, dest, extra, o.cleared)?;
+    }
+    Ok(())
+}
+
+/// Puts the idmapped mount `hull create` made for `mounts[index]` on `dest` inside the rootfs,
+/// then remounts for flags like `ro`, as for any bind.
+fn attach_idmapped(ctx: &MountCtx, index: usize, dest: &Path, o: &MountOpts) -> Result<()> {
+    let Some(d) = ctx.idmapped.get(index) else {
+        return super::error::msg("the idmapped mount was not made (an error of hull's)");
+    };
+    let target = open_in_root(ctx.root, dest, if d.is_dir { Create::Dir } else { Create::File })?;
+    idmapmount::attach(d, &target)?;
     let extra = o.remount_flags();
     if !extra.is_empty() {
         remount_bind(ctx, dest, extra, o.cleared)?;

@@ -11,6 +11,7 @@ use oci_spec::runtime::Spec;
 
 use super::devices;
 use super::error::{msg, Context, Result};
+use super::idmapmount::Prepared;
 use super::mounts::{locked_flags, mount_one, remount_bind, MountCtx};
 use super::paths::{open_in_root, proc_fd_path, Create};
 
@@ -32,13 +33,21 @@ fn propagation(spec: &Spec) -> Result<Option<MsFlags>> {
     Ok(Some(f))
 }
 
+/// Where the spec's bind mounts come from, beside the host's paths.
+pub struct Sources<'a> {
+    /// The bundle: a relative source is relative to it.
+    pub bundle: &'a Path,
+    /// The idmapped mounts `hull create` made (idmapmount.rs).
+    pub idmapped: &'a Prepared,
+}
+
 /// Sets up the root filesystem and enters it: in the init's own mount namespace, or (without
 /// one) below the bind of the rootfs that `hull create` made in the host's (hostroot.rs).
 /// `before_pivot` runs once the mounts are made, before the host's root goes away (hooks).
 pub fn setup(
     spec: &Spec,
     rootfs: &Path,
-    bundle: &Path,
+    sources: &Sources,
     no_pivot: bool,
     in_userns: bool,
     own_mount_ns: bool,
@@ -58,10 +67,11 @@ pub fn setup(
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())
         .is_some_and(|n| n.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup));
-    let ctx = MountCtx { root: &root, bundle, in_userns, in_cgroupns };
+    let ctx =
+        MountCtx { root: &root, bundle: sources.bundle, in_userns, in_cgroupns, idmapped: sources.idmapped };
     let mounts = spec.mounts().clone().unwrap_or_default();
-    for m in &mounts {
-        mount_one(&ctx, m)?;
+    for (i, m) in mounts.iter().enumerate() {
+        mount_one(&ctx, i, m)?;
     }
     let dev_is_bind = mounts.iter().any(|m| {
         m.destination() == Path::new("/dev")
@@ -90,7 +100,8 @@ pub fn setup(
     super::sysctl::apply(&linux.and_then(|l| l.sysctl().clone()).unwrap_or_default())?;
     let slash = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| "open new root".to_string())?;
-    let ctx = MountCtx { root: &slash, bundle, in_userns, in_cgroupns };
+    let none = Prepared::default();
+    let ctx = MountCtx { root: &slash, bundle: sources.bundle, in_userns, in_cgroupns, idmapped: &none };
     for p in linux.and_then(|l| l.masked_paths().clone()).unwrap_or_default() {
         mask(&ctx, Path::new(&p))?;
     }
