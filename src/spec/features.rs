@@ -7,9 +7,9 @@ use serde_json::{json, Value};
 const HOOKS: &[&str] =
     &["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"];
 
-/// Mount options hull turns into mount(2) flags, propagation or (the r* forms of the flags)
-/// recursive mount_setattr(2) attributes; any other option is passed to the filesystem as
-/// data.
+/// Mount options hull turns into mount(2) flags, propagation, (the r* forms of the flags)
+/// recursive mount_setattr(2) attributes or (`idmap`, `ridmap`) an idmapped bind mount
+/// (native/idmapmount.rs); any other option is passed to the filesystem as data.
 const MOUNT_OPTIONS: &[&str] = &[
     "async",
     "atime",
@@ -18,6 +18,7 @@ const MOUNT_OPTIONS: &[&str] = &[
     "diratime",
     "dirsync",
     "exec",
+    "idmap",
     "mand",
     "noatime",
     "nodev",
@@ -35,6 +36,7 @@ const MOUNT_OPTIONS: &[&str] = &[
     "relatime",
     "remount",
     "rexec",
+    "ridmap",
     "rnoatime",
     "rnodev",
     "rnodiratime",
@@ -142,7 +144,9 @@ pub fn features() -> Value {
                 "modes": ["MPOL_BIND", "MPOL_DEFAULT", "MPOL_INTERLEAVE", "MPOL_LOCAL", "MPOL_PREFERRED",
                     "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE"],
                 "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]
-            }
+            },
+            // idmap and ridmap on bind mounts, natively; the vm backend refuses them.
+            "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {"io.github.hull.backends": "native"}
     })
@@ -160,7 +164,16 @@ mod tests {
             assert!(keys.contains(&k), "{k} missing from {keys:?}");
         }
         let linux = f["linux"].as_object().unwrap();
-        for k in ["namespaces", "capabilities", "cgroup", "seccomp", "apparmor", "selinux", "intelRdt"] {
+        for k in [
+            "namespaces",
+            "capabilities",
+            "cgroup",
+            "seccomp",
+            "apparmor",
+            "selinux",
+            "intelRdt",
+            "mountExtensions",
+        ] {
             assert!(linux.contains_key(k), "linux.{k} missing");
         }
         for k in ["v1", "v2", "systemd", "systemdUser"] {
@@ -192,6 +205,28 @@ mod tests {
         }
         assert_eq!(mpol.modes().as_ref().unwrap().len(), 7);
         assert_eq!(mpol.flags().as_ref().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn idmapped_mounts_are_advertised() {
+        let f = features();
+        let options: Vec<&str> =
+            f["mountOptions"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+        for o in ["idmap", "ridmap"] {
+            assert!(options.contains(&o), "mountOptions lacks {o}");
+        }
+        let parsed: oci_spec::runtime::Features = serde_json::from_value(f).unwrap();
+        let ext =
+            parsed.linux().as_ref().unwrap().mount_extensions().as_ref().expect("linux.mountExtensions");
+        assert_eq!(ext.idmap().as_ref().expect("mountExtensions.idmap").enabled(), &Some(true));
+    }
+
+    #[test]
+    fn mount_options_are_sorted_and_unique() {
+        let mut sorted = MOUNT_OPTIONS.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, MOUNT_OPTIONS);
     }
 
     #[test]
