@@ -67,6 +67,30 @@ pub fn staged(m: &oci_spec::runtime::Mount) -> Option<bool> {
     Some(!guest_owned(&m.destination().display().to_string()) && m.source().is_some())
 }
 
+/// Refuses an idmapped mount (`idmap`, `ridmap`, or a mount's own uidMappings/gidMappings),
+/// naming it: the binds share serves the host's owners as they are, and nothing idmaps a bind
+/// on its way into the guest yet. Taken as a plain bind, the mount would show the container
+/// other owners than the config asked for, and let it write files as other host ids.
+pub fn refuse_idmapped(spec: &Spec) -> Result<(), String> {
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        let options = m.options().as_deref().unwrap_or_default();
+        let idmap = options.iter().find(|o| *o == "idmap" || *o == "ridmap");
+        let maps = m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+            || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty());
+        let what = match (idmap, maps) {
+            (Some(o), _) => format!("option {o}"),
+            (None, true) => "uidMappings/gidMappings".to_string(),
+            (None, false) => continue,
+        };
+        return Err(format!(
+            "mounts[{i}] (on {}): {what}: idmapped mounts are not supported by the vm backend yet (the native \
+             backend makes them)",
+            m.destination().display()
+        ));
+    }
+    Ok(())
+}
+
 /// The spec's bind mounts of host paths; an error names a source that is not there.
 pub fn from_spec(spec: &Spec, bundle_dir: &Path) -> Result<Vec<Bind>, String> {
     let mut binds = Vec::new();
@@ -205,6 +229,35 @@ mod tests {
         use std::os::unix::ffi::OsStrExt;
         let not_utf8 = Path::new(std::ffi::OsStr::from_bytes(b"/srv/\xff"));
         assert_eq!(entry_name(6, not_utf8), "6/root");
+    }
+
+    #[test]
+    fn idmapped_mounts_are_refused_by_name() {
+        let spec = |m: serde_json::Value| -> Spec {
+            serde_json::from_value(json!({"ociVersion": "1.2.0", "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"}, m
+            ]}))
+            .unwrap()
+        };
+        let maps = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        for (m, needle) in [
+            (
+                json!({"destination": "/d", "type": "bind", "source": "/srv", "options": ["rbind", "idmap"]}),
+                "idmap",
+            ),
+            (json!({"destination": "/d", "type": "bind", "source": "/srv", "options": ["ridmap"]}), "ridmap"),
+            (
+                json!({"destination": "/d", "type": "bind", "source": "/srv", "uidMappings": maps, "gidMappings": maps}),
+                "uidMappings",
+            ),
+        ] {
+            let err = refuse_idmapped(&spec(m)).unwrap_err();
+            for n in ["mounts[1]", "/d", needle, "not supported by the vm backend"] {
+                assert!(err.contains(n), "{n} missing from {err}");
+            }
+        }
+        let plain = json!({"destination": "/d", "type": "bind", "source": "/srv", "options": ["rbind"]});
+        assert_eq!(refuse_idmapped(&spec(plain)), Ok(()));
     }
 
     #[test]

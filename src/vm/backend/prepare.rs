@@ -46,6 +46,8 @@ pub struct Plan {
 
 pub fn prepare(req: &PrepareRequest) -> Result<Plan> {
     let spec = &req.bundle.spec;
+    // Refused before anything is looked at, as on a host without KVM it is refused too.
+    binds::refuse_idmapped(spec).map_err(|m| Error::backend(VmError::Unsupported(m)))?;
     // Looked at before anything is made: an fd that cannot be relayed into the guest is
     // refused, naming it, rather than dropped (a program that counts on fd 3, socket
     // activation above all, would find nothing there, or another file).
