@@ -1,7 +1,7 @@
 //! The container's root filesystem as the container sees it: every kind of mount, /dev and its
 //! devices, masked and read-only paths, a read-only root, --no-pivot, rootfs propagation, a
-//! symlink in the image that tries to send a mount to the host, and mounts that fail (which
-//! must leave nothing behind).
+//! symlink in the image that tries to send a mount to the host, idmapped mounts, and mounts
+//! that fail (which must leave nothing behind).
 
 mod common;
 use common::*;
@@ -277,6 +277,159 @@ fn recursive_mount_attributes_reach_submounts() {
     let host = host_mountinfo();
     let line = host.lines().find(|l| l.split(' ').nth(4) == Some(sub.0.to_str().unwrap())).unwrap();
     assert!(line.split(' ').nth(5).unwrap().split(',').any(|o| o == "rw"), "{line}");
+    drop(sub);
+}
+
+// ---- idmapped mounts ----
+
+/// The container's user namespace of the idmap tests: its root is host uid and gid 100000.
+fn idmap_userns(env: &mut Env) {
+    env.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    env.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    env.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    env.write_config();
+}
+
+/// Mount points made in the image beforehand: the root of a user namespace cannot make them
+/// in a rootfs that host root owns.
+fn mount_points(env: &Env, dirs: &[&str]) {
+    for d in dirs {
+        std::fs::create_dir_all(env.rootfs().join(d)).unwrap();
+    }
+}
+
+/// A host file owned by `uid`:`gid`.
+fn owned_file(path: &Path, uid: u32, gid: u32) {
+    std::fs::write(path, "x\n").unwrap();
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+}
+
+fn host_owner(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (m.uid(), m.gid())
+}
+
+/// On the vm backend an idmapped mount is refused, naming it (docs/vm.md): checks that and
+/// returns true there, false natively.
+#[track_caller]
+fn refused_on_vm(env: &Env, id: &str, dest: &str) -> bool {
+    if !on_vm() {
+        return false;
+    }
+    let o = env.create(id);
+    fails(&o, &format!("create {id}"));
+    let e = stderr(&o);
+    for n in [dest, "not supported by the vm backend"] {
+        assert!(e.contains(n), "the message should name {n:?}: {e}");
+    }
+    assert!(env.root_is_empty(), "state dir left after a refused create");
+    true
+}
+
+/// `idmap` with the container's mappings (0 -> 100000): a host file owned by 1000 shows as
+/// 1000 in the container (a plain bind of the same directory shows the overflow id), and a
+/// file the container's uid 5 makes through it is stored as host uid 5 (through the plain
+/// bind: 100005).
+#[test]
+fn idmap_maps_host_owners_into_the_container() {
+    let (mut env, _r) = env_of(&["true"]);
+    idmap_userns(&mut env);
+    let src = host_dir(&env, "idsrc", &[]);
+    std::fs::set_permissions(&src, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    owned_file(&src.join("f"), 1000, 1000);
+    let s = src.to_str().unwrap();
+    add_mount(
+        &mut env,
+        json!({"destination": "/data", "type": "bind", "source": s, "options": ["bind", "idmap"]}),
+    );
+    add_mount(&mut env, json!({"destination": "/plain", "type": "bind", "source": s, "options": ["bind"]}));
+    if refused_on_vm(&env, "rf-idmap", "/data") {
+        return;
+    }
+    mount_points(&env, &["data", "plain"]);
+    env.config["process"]["user"] = json!({"uid": 5, "gid": 6});
+    let script =
+        "stat -c %u:%g /data/f /plain/f; touch /data/by-5 /plain/by-5-plain; stat -c %u:%g /data/by-5";
+    let (out, mounts) = run_script(&mut env, "rf-idmap", script, &[]);
+    assert_eq!(out, "1000:1000\n65534:65534\n5:6\n");
+    assert_eq!(host_owner(&src.join("by-5")), (5, 6), "a file made through the idmapped mount");
+    assert_eq!(host_owner(&src.join("by-5-plain")), (100005, 100006), "a file made through the plain bind");
+    assert!(at(&mounts, "/data").has("idmapped"), "{:?}", at(&mounts, "/data"));
+    assert!(!at(&mounts, "/plain").has("idmapped"), "{:?}", at(&mounts, "/plain"));
+}
+
+/// A mount's own uidMappings/gidMappings win over the container's: on-disk 2000 is host id
+/// 100007 at the mount, the container's 7; an owner outside them shows as the overflow id.
+/// Without a user namespace in the container, the mount's mappings are all there is.
+#[test]
+fn idmap_with_the_mounts_own_mappings() {
+    let (mut env, _r) = env_of(&["true"]);
+    idmap_userns(&mut env);
+    let src = host_dir(&env, "own-src", &[]);
+    owned_file(&src.join("g"), 2000, 2000);
+    owned_file(&src.join("f"), 1000, 1000);
+    let maps = json!([{"containerID": 2000, "hostID": 100007, "size": 1}]);
+    add_mount(
+        &mut env,
+        json!({"destination": "/own", "type": "bind", "source": src.to_str().unwrap(),
+               "options": ["rbind", "idmap"], "uidMappings": maps, "gidMappings": maps}),
+    );
+    if refused_on_vm(&env, "rf-idmap-own", "/own") {
+        return;
+    }
+    mount_points(&env, &["own"]);
+    let (out, _) = run_script(&mut env, "rf-idmap-own", "stat -c %u:%g /own/g /own/f", &[]);
+    assert_eq!(out, "7:7\n65534:65534\n");
+
+    // No user namespace: the container's ids are the host's.
+    let (mut env, _r2) = env_of(&["true"]);
+    let src = host_dir(&env, "own-src-2", &[]);
+    owned_file(&src.join("root-owned"), 0, 0);
+    let maps = json!([{"containerID": 0, "hostID": 5000, "size": 10}]);
+    add_mount(
+        &mut env,
+        json!({"destination": "/own", "type": "bind", "source": src.to_str().unwrap(),
+               "options": ["bind", "idmap"], "uidMappings": maps, "gidMappings": maps}),
+    );
+    let (out, mounts) = run_script(&mut env, "rf-idmap-own-2", "stat -c %u:%g /own/root-owned", &[]);
+    assert_eq!(out, "5000:5000\n");
+    assert!(at(&mounts, "/own").has("idmapped"), "{:?}", at(&mounts, "/own"));
+}
+
+/// `ridmap` on an rbind idmaps the submounts it brings too; plain `idmap` on an rbind idmaps
+/// the top mount only (as runc does: AT_RECURSIVE for ridmap alone), so a file owned by 1000
+/// in the submount shows as the overflow id there. Flags like `ro` apply to an idmapped bind
+/// as to any.
+#[test]
+fn ridmap_reaches_submounts_and_idmap_does_not() {
+    let (mut env, _r) = env_of(&["true"]);
+    idmap_userns(&mut env);
+    let tree = host_dir(&env, "idtree", &[]);
+    owned_file(&tree.join("top"), 1000, 1000);
+    let sub = HostMount::tmpfs(&tree.join("sub"));
+    owned_file(&sub.0.join("marker"), 1000, 1000);
+    let t = tree.to_str().unwrap();
+    add_mount(
+        &mut env,
+        json!({"destination": "/r", "type": "bind", "source": t, "options": ["rbind", "ridmap"]}),
+    );
+    add_mount(
+        &mut env,
+        json!({"destination": "/i", "type": "bind", "source": t, "options": ["rbind", "idmap", "ro"]}),
+    );
+    if refused_on_vm(&env, "rf-ridmap", "/r") {
+        return;
+    }
+    mount_points(&env, &["r", "i"]);
+    let script = "stat -c %u:%g /r/top /r/sub/marker /i/top /i/sub/marker";
+    let (out, mounts) = run_script(&mut env, "rf-ridmap", script, &[]);
+    assert_eq!(out, "1000:1000\n1000:1000\n1000:1000\n65534:65534\n");
+    for p in ["/r", "/r/sub", "/i"] {
+        assert!(at(&mounts, p).has("idmapped"), "{p}: {:?}", at(&mounts, p));
+    }
+    assert!(!at(&mounts, "/i/sub").has("idmapped"), "{:?}", at(&mounts, "/i/sub"));
+    assert!(at(&mounts, "/i").has("ro"), "{:?}", at(&mounts, "/i"));
     drop(sub);
 }
 
@@ -777,4 +930,39 @@ fn failing_mount_after_good_ones_leaves_nothing() {
         &["/bad", "/no/such/late/source"],
     );
     assert_eq!(list_dir(&src), vec!["f"]);
+}
+
+/// Mappings on a mount without `idmap` or `ridmap` are refused, naming the mount (runc would
+/// take them as idmap; the spec asks for the option).
+#[test]
+fn mount_mappings_without_idmap_leave_nothing() {
+    let (mut env, _r) = env_of(&["touch", "/ran"]);
+    let src = host_dir(&env, "maps-src", &[("f", "x")]);
+    let maps = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    create_fails_cleanly(
+        &mut env,
+        "rf-fail-maps",
+        json!({"destination": "/mapped", "type": "bind", "source": src.to_str().unwrap(), "options": ["rbind"],
+               "uidMappings": maps, "gidMappings": maps}),
+        &["mounts[6].uidMappings", "/mapped", "neither idmap nor ridmap"],
+    );
+    assert!(!env.rootfs().join("ran").exists());
+}
+
+/// idmap on a filesystem the kernel cannot idmap (procfs): the kernel's EINVAL, with the
+/// mount and the likely reason named, and nothing left (the user namespace made for the
+/// mappings included: its holder process is a fork of `hull create`).
+#[test]
+fn idmap_on_a_filesystem_without_support_leaves_nothing() {
+    let (mut env, _r) = env_of(&["touch", "/ran"]);
+    let maps = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let mount = json!({"destination": "/psys", "type": "bind", "source": "/proc/sys", "options": ["rbind", "idmap"],
+                       "uidMappings": maps, "gidMappings": maps});
+    let needles: &[&str] = if on_vm() {
+        &["/psys", "not supported by the vm backend"]
+    } else {
+        &["mounts[6]", "/psys", "/proc/sys", "may not support idmapped mounts"]
+    };
+    create_fails_cleanly(&mut env, "rf-fail-idmap-fs", mount, needles);
+    assert!(!env.rootfs().join("ran").exists());
 }
