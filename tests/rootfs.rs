@@ -310,11 +310,43 @@ fn host_owner(path: &Path) -> (u32, u32) {
     (m.uid(), m.gid())
 }
 
+/// Why the filesystem holding `dir` cannot be idmapped on this kernel, if it cannot: ramfs
+/// never, tmpfs before Linux 6.3 (the test machine's initramfs root, on Debian 12's 6.1).
+/// The tests then skip, saying so, rather than test the kernel.
+fn idmap_unsupported(dir: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statfs writes one struct statfs, zeroed here, and reads the NUL-terminated path.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; both pointers are valid for the call.
+    if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut v = release.trim().split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    // linux/magic.h's RAMFS_MAGIC, which the libc crate does not define.
+    const RAMFS_MAGIC: libc::c_long = 0x8584_58f6;
+    match st.f_type {
+        RAMFS_MAGIC => Some("the test directory is on ramfs, which cannot be idmapped".to_string()),
+        libc::TMPFS_MAGIC if (major, minor) < (6, 3) => Some(format!(
+            "the test directory is on tmpfs, which Linux {} cannot idmap (6.3 can)",
+            release.trim()
+        )),
+        _ => None,
+    }
+}
+
 /// On the vm backend an idmapped mount is refused, naming it (docs/vm.md): checks that and
-/// returns true there, false natively.
+/// returns true there. Natively: true, after saying why, where the test directory's
+/// filesystem cannot be idmapped; else false.
 #[track_caller]
 fn refused_on_vm(env: &Env, id: &str, dest: &str) -> bool {
     if !on_vm() {
+        if let Some(why) = idmap_unsupported(&env.dir) {
+            common::skipped(&format!("skipped: {why}"));
+            return true;
+        }
         return false;
     }
     let o = env.create(id);

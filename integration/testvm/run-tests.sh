@@ -60,7 +60,7 @@ test_args=("$@")
 
 vm_env=()
 case "$backend" in
-    native) ;;
+    native) vm_env=(--env HULL_TEST_SKIP_LOG=/tmp/testvm-skips) ;;
     vm)
         kernel="${HULL_KERNEL:-/usr/local/share/hull/vmlinuz}"
         [ -f "$kernel" ] || die "--backend vm: no guest kernel at $kernel (just kernel, or HULL_KERNEL)"
@@ -187,7 +187,7 @@ RETRY
         printf 'echo "  %s: $r, $took s" >>/tmp/testvm-summary\n' "$label"
     done
     echo 'echo; echo "===== summary (guest time):"; cat /tmp/testvm-summary'
-    echo 'if [ -s /tmp/testvm-skips ]; then echo "===== skipped on this backend ($(wc -l </tmp/testvm-skips)):"; sed "s/^/  /" /tmp/testvm-skips; fi'
+    echo 'if [ -s /tmp/testvm-skips ]; then echo "===== skipped ($(wc -l </tmp/testvm-skips)):"; sed "s/^/  /" /tmp/testvm-skips; fi'
     echo 'if [ -n "$failed" ]; then echo "===== FAILED:$failed"; exit 1; fi'
     echo 'echo "===== all $passed test executables passed"'
 }>"$runner"

@@ -52,15 +52,21 @@ pub fn native_only(why: &str) -> bool {
     if !on_vm() {
         return false;
     }
+    skipped(&format!("skipped on the vm backend: {why}"));
+    true
+}
+
+/// Says that the calling test skips, and why (a host that lacks what it needs): on stderr
+/// and, with HULL_TEST_SKIP_LOG, in that file, which run-tests.sh prints after the run.
+pub fn skipped(why: &str) {
     let test = std::thread::current().name().unwrap_or("?").to_string();
-    eprintln!("[test] {test}: skipped on the vm backend: {why}");
+    eprintln!("[test] {test}: {why}");
     if let Some(log) = std::env::var_os("HULL_TEST_SKIP_LOG") {
         use std::io::Write;
         let line = format!("{test}: {why}\n");
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&log);
         let _ = file.and_then(|mut f| f.write_all(line.as_bytes()));
     }
-    true
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
