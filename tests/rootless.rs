@@ -8,7 +8,7 @@ mod common;
 use common::*;
 
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -23,6 +23,8 @@ const SUB_START: u32 = 400000;
 const SUB_COUNT: u32 = 65536;
 /// A uid and gid with no passwd entry and no subordinate ids.
 const BARE: u32 = 61999;
+/// The user's uid and gid where the tests write it into /etc themselves (no useradd).
+const WRITTEN_ID: u32 = 1500;
 /// On the vm backend: a uid and gid that may not use /dev/kvm (the tests' users may).
 const NO_KVM: u32 = 61998;
 
@@ -47,7 +49,8 @@ fn user() -> (u32, u32, bool) {
         if !exists() {
             let made =
                 Command::new("useradd").args(["--no-create-home", "--shell", "/bin/false", USER]).status();
-            if !made.is_ok_and(|s| s.success()) && !exists() {
+            // No useradd (the test machine): the user is written into /etc, as useradd would.
+            if !made.is_ok_and(|s| s.success()) && !exists() && !written_into_etc() {
                 return (BARE, BARE, false);
             }
         }
@@ -69,6 +72,19 @@ fn user() -> (u32, u32, bool) {
         };
         (id("-u"), id("-g"), true)
     })
+}
+
+/// Where useradd is missing: the user (uid and gid WRITTEN_ID) appended to /etc/passwd and
+/// /etc/group; true when `id` then knows it.
+fn written_into_etc() -> bool {
+    let append = |file: &str, line: String| {
+        use std::io::Write;
+        std::fs::OpenOptions::new().append(true).open(file).and_then(|mut f| f.write_all(line.as_bytes()))
+    };
+    let written =
+        append("/etc/passwd", format!("{USER}:x:{WRITTEN_ID}:{WRITTEN_ID}::/nonexistent:/bin/false\n"))
+            .and_then(|()| append("/etc/group", format!("{USER}:x:{WRITTEN_ID}:\n")));
+    written.is_ok() && Command::new("id").args(["-u", USER]).output().is_ok_and(|o| o.status.success())
 }
 
 /// One test's rootless sandbox: the bundle (its config.json from the user's own `hull spec
@@ -341,22 +357,25 @@ fn limits_without_a_cgroup_are_warned_about_and_pause_says_why() {
     assert_eq!(r.leftovers("rl-nocg"), Vec::<String>::new());
 }
 
+/// A spec that maps a subordinate range too: the ids go through newuidmap/newgidmap. The
+/// container's uid 1000 is host uid SUB_START + 999: its process natively, and on both
+/// backends the owner on the host of the file it writes (a VM container's VMM maps the range
+/// in its own user namespace, at the same ids, and serves the guest's files as them).
 #[test]
 fn subordinate_ranges_are_mapped_through_newuidmap() {
     let _one = serial();
-    if native_only(
-        "a rootless VM's VMM maps only the caller's ids, so subordinate ranges are refused \
-         (a_user_without_subordinate_ids_is_told_which_file_lacks_them checks the message)",
-    ) {
-        return;
-    }
     let (_, _, named) = user();
     if !named || Command::new("newuidmap").arg("--help").output().is_err() {
-        // The test machine has neither useradd nor Debian's uidmap: this host's run covers it.
-        eprintln!("[test] skipped: needs useradd and newuidmap (Debian's uidmap)");
+        common::skipped("skipped: needs a named user (useradd, or a writable /etc/passwd) and newuidmap (Debian's uidmap)");
         return;
     }
-    let mut r = Rootless::new(&["sh", "-c", "id; cat /proc/self/uid_map; exec sleep 300"]);
+    let script = "id; cat /proc/self/uid_map; touch /w/by-1000 2>&1; exec sleep 300";
+    let mut r = Rootless::new(&["sh", "-c", script]);
+    // A directory the container's uid 1000 may write.
+    let w = r.env.rootfs().join("w");
+    std::fs::create_dir_all(&w).unwrap();
+    std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    r.env.config["root"]["readonly"] = json!(false);
     let l = &mut r.env.config["linux"];
     let maps = |own: u32| json!([{"containerID": 0, "hostID": own, "size": 1}, {"containerID": 1, "hostID": SUB_START, "size": SUB_COUNT}]);
     l["uidMappings"] = maps(r.uid);
@@ -367,32 +386,38 @@ fn subordinate_ranges_are_mapped_through_newuidmap() {
     assert!(o.status.success(), "create: {}", stderr(&o));
     let pid = r.state("rl-sub")["pid"].as_i64().unwrap() as i32;
     assert!(r.hull(&["start", "rl-sub"]).status.success());
-    // Container uid 1000 is subordinate id SUB_START + 999 on the host.
+    // Container uid 1000 is subordinate id SUB_START + 999 on the host. A VM container's
+    // pid is its VMM's: root of its own user namespace, the caller on the host.
     let want = SUB_START + 999;
     let deadline = std::time::Instant::now() + patience(10);
-    while host_uid(pid) != Some(want) {
+    while !on_vm() && host_uid(pid) != Some(want) {
         assert!(std::time::Instant::now() < deadline, "init's host uid {:?}, not {want}", host_uid(pid));
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     // The program prints after its setuid: wait for its last line.
     let out_file = r.env.dir.join("rl-sub.out");
     let read = || std::fs::read_to_string(&out_file).unwrap_or_default();
-    while read().lines().count() < 3 {
+    while read().lines().count() < 3 || !w.join("by-1000").exists() {
         assert!(std::time::Instant::now() < deadline, "the program printed {:?}", read());
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let out = read();
     let lines: Vec<String> =
         out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    // The container's map as its kernel shows it: natively the host's ids; a guest's are the
+    // VMM's, in which the caller is 0 and the range keeps its ids.
+    let own = if on_vm() { 0 } else { r.uid };
     assert_eq!(
         lines,
         vec![
             "uid=1000 gid=1000 groups=5".to_string(),
-            format!("0 {} 1", r.uid),
+            format!("0 {own} 1"),
             format!("1 {SUB_START} {SUB_COUNT}"),
         ],
         "{out}"
     );
+    let owner = std::fs::metadata(w.join("by-1000")).map(|m| (m.uid(), m.gid())).unwrap();
+    assert_eq!(owner, (want, want), "the host owner of what the container's uid 1000 wrote");
     let o = r.hull(&["delete", "--force", "rl-sub"]);
     assert!(o.status.success(), "delete: {}", stderr(&o));
     assert_eq!(r.leftovers("rl-sub"), Vec::<String>::new());
@@ -410,12 +435,8 @@ fn a_user_without_subordinate_ids_is_told_which_file_lacks_them() {
     let o = r.create("rl-nosub");
     assert!(!o.status.success());
     let err = stderr(&o);
-    // A VM container refuses any host id but the caller's own, subordinate ranges or not.
-    let why = if on_vm() {
-        "a rootless VM container's VMM".to_string()
-    } else {
-        format!("uid {BARE} has no range in /etc/subuid")
-    };
+    // The same on both backends: a VM container's VMM maps the range through newuidmap too.
+    let why = format!("uid {BARE} has no range in /etc/subuid");
     assert!(
         err.contains(&why) && err.contains("linux.uidMappings maps host uids other than the caller's own"),
         "{err}"

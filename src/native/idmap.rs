@@ -21,8 +21,14 @@ pub fn write(pid: i32, spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
     let uids = linux.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
     let gids = linux.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
-    write_map(pid, Ids::USER, &uids)?;
-    write_map(pid, Ids::GROUP, &gids)
+    write_maps(pid, &uids, &gids)
+}
+
+/// Writes /proc/<pid>/uid_map and gid_map: directly where hull may, else through
+/// newuidmap/newgidmap (the vm backend's rootless VMM too, `vm::backend::userns`).
+pub(crate) fn write_maps(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<()> {
+    write_map(pid, Ids::USER, uids)?;
+    write_map(pid, Ids::GROUP, gids)
 }
 
 /// One kind of id (user or group): its /proc map file, its spec field, the setuid helper and

@@ -14,7 +14,7 @@ mod devices;
 mod error;
 mod exec;
 pub(crate) mod hostroot;
-mod idmap;
+pub(crate) mod idmap;
 mod idmapmount;
 mod init;
 mod lsm;

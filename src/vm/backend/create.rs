@@ -198,7 +198,7 @@ fn spawn(
             drop(vmm_init);
             // The init waits for CgroupReady before anything: its maps are written by then.
             let mapped = if how.own_userns {
-                super::userns::write_maps(pid.as_raw()).map_err(vmm_failed)
+                super::userns::write_maps(pid.as_raw(), spec).map_err(vmm_failed)
             } else {
                 Ok(())
             };

@@ -11,7 +11,12 @@
 //! are the VMM's, and a file the caller owns on the host is root's in the guest. The spec's
 //! own user namespace, which the guest makes, maps the caller's host ids: they are 0 in the
 //! guest ([`guest_ids`]), and the container's root is the caller on the host as natively.
-//! Other host ids cannot be named: the VMM's namespace maps no other.
+//!
+//! A spec that maps subordinate ranges too (`/etc/subuid`, as natively: `hull spec
+//! --rootless` plus a range) gets them in the VMM's namespace as well, each at its own host
+//! ids ([`vmm_maps`]), written through newuidmap/newgidmap as natively: so the guest names
+//! them by their host ids, its file server acts as them, and what the container's uid 1 writes
+//! belongs on the host to the subordinate id the spec maps it to.
 
 use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder, Mount, Spec};
 
@@ -21,23 +26,77 @@ pub fn unprivileged() -> bool {
     !nix::unistd::geteuid().is_root()
 }
 
-/// Writes the VMM's id maps (caller's uid and gid → 0), from the parent, before the VMM
-/// does anything. An ordinary user may write a gid map only once setgroups is denied in the
-/// namespace (else dropping a group that denies access could grant it).
-pub fn write_maps(pid: i32) -> Result<(), String> {
-    let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
-    let write = |file: &str, text: String| {
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, text).map_err(|e| format!("the VMM's user namespace: write {path}: {e}"))
-    };
-    write("uid_map", format!("0 {uid} 1\n"))?;
-    write("setgroups", "deny".to_string())?;
-    write("gid_map", format!("0 {gid} 1\n"))
+/// Writes the VMM's id maps ([`vmm_maps`]), from the parent, before the VMM does anything:
+/// the one-line maps directly (an ordinary user may write a gid map only once setgroups is
+/// denied in the namespace, else dropping a group that denies access could grant it),
+/// subordinate ranges through newuidmap/newgidmap.
+pub fn write_maps(pid: i32, spec: &Spec) -> Result<(), String> {
+    let (uids, gids) = vmm_maps(spec)?;
+    crate::native::idmap::write_maps(pid, &uids, &gids).map_err(|e| format!("the VMM's user namespace: {e}"))
 }
 
-/// The spec the guest gets, its user namespace's maps seen from the guest: the caller's host
-/// uid and gid are the guest's 0 (the VMM's user namespace maps them so). A map naming any
-/// other host id is refused, saying why: the VMM could not act as that id on the host.
+/// The VMM's user namespace's maps: the caller's uid and gid are its 0, and each range of the
+/// spec's maps that is not the caller's own id (a subordinate range) is mapped to the same ids
+/// there. A range that holds the caller's id among others is refused: the caller's id is the
+/// VMM's 0, not an id of its own.
+pub fn vmm_maps(spec: &Spec) -> Result<(Vec<LinuxIdMapping>, Vec<LinuxIdMapping>), String> {
+    let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let linux = spec.linux().as_ref();
+    let uids = linux.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
+    let gids = linux.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
+    Ok((vmm_map(&uids, uid, "linux.uidMappings", "uid")?, vmm_map(&gids, gid, "linux.gidMappings", "gid")?))
+}
+
+fn vmm_map(
+    maps: &[LinuxIdMapping],
+    own: u32,
+    field: &str,
+    word: &str,
+) -> Result<Vec<LinuxIdMapping>, String> {
+    let mut out = vec![mapping(0, own, 1, field)?];
+    for m in maps {
+        if is_own(m, own) {
+            continue;
+        }
+        check_range(m, own, field, word)?;
+        out.push(mapping(m.host_id(), m.host_id(), m.size(), field)?);
+    }
+    Ok(out)
+}
+
+fn is_own(m: &LinuxIdMapping, own: u32) -> bool {
+    m.host_id() == own && m.size() == 1
+}
+
+/// A range other than the caller's own id: neither host id 0 (the VMM's namespace has its 0
+/// already) nor a range that holds the caller's id.
+fn check_range(m: &LinuxIdMapping, own: u32, field: &str, word: &str) -> Result<(), String> {
+    let end = u64::from(m.host_id()) + u64::from(m.size());
+    if m.host_id() == 0 || (u64::from(m.host_id()) <= u64::from(own) && u64::from(own) < end) {
+        return Err(format!(
+            "{field}: the range of host {word}s {}-{} holds {}: a rootless VM container's VMM is the caller's \
+             {word} ({own}) as root of its own user namespace, so map the caller's {word} alone (size 1) and \
+             subordinate ranges apart",
+            m.host_id(),
+            end.saturating_sub(1),
+            if m.host_id() == 0 { format!("host {word} 0") } else { format!("the caller's own ({own})") }
+        ));
+    }
+    Ok(())
+}
+
+fn mapping(container: u32, host: u32, size: u32, field: &str) -> Result<LinuxIdMapping, String> {
+    LinuxIdMappingBuilder::default()
+        .container_id(container)
+        .host_id(host)
+        .size(size)
+        .build()
+        .map_err(|e| format!("{field}: {e}"))
+}
+
+/// The spec the guest gets, its user namespace's maps seen from the guest, whose ids are the
+/// VMM's ([`vmm_maps`]): the caller's host uid and gid are the guest's 0, a subordinate range
+/// keeps its ids. What the VMM's namespace could not map is refused, saying why.
 pub fn guest_ids(spec: &mut Spec) -> Result<(), String> {
     let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
     let Some(linux) = spec.linux_mut().as_mut() else { return Ok(()) };
@@ -75,20 +134,11 @@ pub fn guest_sys(spec: &Spec, guest: &mut Spec) {
 
 fn to_guest(maps: &mut [LinuxIdMapping], own: u32, field: &str, word: &str) -> Result<(), String> {
     for m in maps.iter_mut() {
-        if m.host_id() != own || m.size() != 1 {
-            return Err(format!(
-                "{field} maps host {word}s other than the caller's own ({own}): a rootless VM container's VMM \
-                 has only the caller's {word} (root of its user namespace) to serve the guest's files as, so \
-                 the guest can map no other (a rootless VM container takes the map `hull spec --rootless` \
-                 writes)"
-            ));
+        if is_own(m, own) {
+            *m = mapping(m.container_id(), 0, 1, field)?;
+        } else {
+            check_range(m, own, field, word)?;
         }
-        *m = LinuxIdMappingBuilder::default()
-            .container_id(m.container_id())
-            .host_id(0u32)
-            .size(1u32)
-            .build()
-            .map_err(|e| format!("{field}: {e}"))?;
     }
     Ok(())
 }
@@ -149,11 +199,32 @@ mod tests {
     }
 
     #[test]
-    fn other_host_ids_are_refused_naming_the_field() {
+    fn a_subordinate_range_keeps_its_host_ids_in_the_vmm_and_the_guest() {
         let own = nix::unistd::geteuid().as_raw();
-        let err = guest_ids(&mut spec(own.wrapping_add(100000), 1)).unwrap_err();
-        assert!(err.contains("linux.uidMappings maps host uids other than the caller's own"), "{err}");
+        let mut s = spec(own, 1);
+        let linux = s.linux_mut().as_mut().unwrap();
+        let mut uids = linux.uid_mappings().clone().unwrap();
+        uids.push(mapping(1, 400000, 65536, "t").unwrap());
+        linux.set_uid_mappings(Some(uids));
+        let (vmm_uids, vmm_gids) = vmm_maps(&s).unwrap();
+        let triples = |m: &[LinuxIdMapping]| {
+            m.iter().map(|m| (m.container_id(), m.host_id(), m.size())).collect::<Vec<_>>()
+        };
+        assert_eq!(triples(&vmm_uids), [(0, own, 1), (400000, 400000, 65536)]);
+        assert_eq!(triples(&vmm_gids), [(0, nix::unistd::getegid().as_raw(), 1)]);
+        guest_ids(&mut s).unwrap();
+        let linux = s.linux().as_ref().unwrap();
+        assert_eq!(triples(linux.uid_mappings().as_ref().unwrap()), [(0, 0, 1), (1, 400000, 65536)]);
+    }
+
+    #[test]
+    fn a_range_holding_the_callers_id_or_host_root_is_refused_naming_the_field() {
+        let own = nix::unistd::geteuid().as_raw();
         let err = guest_ids(&mut spec(own, 65536)).unwrap_err();
-        assert!(err.contains("linux.uidMappings"), "{err}");
+        assert!(err.contains("linux.uidMappings: the range of host uids"), "{err}");
+        // As root (the tests' usual user) the range starts at host 0, which is said first.
+        assert!(err.contains(&format!("holds the caller's own ({own})")) || own == 0, "{err}");
+        let err = vmm_maps(&spec(0, 10)).unwrap_err();
+        assert!(err.contains("holds host uid 0") || own == 0, "{err}");
     }
 }
