@@ -439,6 +439,32 @@ fn user_namespace_with_mappings() {
     assert!(!env.rootfs().join("etc/hull-x").exists());
 }
 
+/// A container that joins another's user namespace by path (a Kubernetes pod with user
+/// namespaces: each app container joins the sandbox's), with mount, pid, network and the
+/// other namespaces of its own: it is root of that namespace, and its /dev, devpts and /proc
+/// are made there (each mount owned by the joined namespace's root, host 100000).
+#[test]
+fn join_user_namespace_by_path() {
+    if native_only("namespaces by path are the host's: the guest makes its own (guest_spec.rs; docs/vm.md)") {
+        return;
+    }
+    let (mut env_a, _ra) = env_of(&["sleep", "1000"]);
+    userns_config(&mut env_a);
+    let a = "ns-userjoin-a";
+    let pid_a = run_detached(&env_a, a);
+    let a_user = std::fs::read_link(format!("/proc/{pid_a}/ns/user")).unwrap().display().to_string();
+
+    let script = "id -u; id -g; cat /proc/self/uid_map; readlink /proc/self/ns/user; \
+                  ls /dev/pts >/dev/null && touch /dev/shm/x && echo dev-ok";
+    let (mut env_b, _rb) = env_of(&["sh", "-c", script]);
+    add_ns(&mut env_b, json!({"type": "user", "path": format!("/proc/{pid_a}/ns/user")}));
+    let out = run_ok(&env_b, "ns-userjoin-b");
+    stop(&env_a, a);
+    let lines: Vec<String> =
+        out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    assert_eq!(lines, ["0", "0", "0 100000 65536", a_user.as_str(), "dev-ok"], "{out}");
+}
+
 #[test]
 fn user_namespace_with_proc_sys_and_dev() {
     // The usual mounts work inside a user namespace: proc, sysfs (own netns), devices (bound

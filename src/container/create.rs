@@ -63,15 +63,20 @@ fn create_inner(rt: &RuntimeContext, id: &str, req: &CreateRequest, interactive:
     })?;
     let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let (console, keep) = console_socket(terminal, req.console_socket.as_deref(), interactive)?;
-    let store = Store::open(&rt.root).map_err(|e| match e {
+    // A root the user may not write: /run/hull (made by root before, or not) without
+    // XDG_RUNTIME_DIR. Said whether the root itself or the container's directory was refused.
+    let hint = |e: StoreError| {
+        match e {
         StoreError::Io { ref source, .. } if rt.rootless && source.kind() == std::io::ErrorKind::PermissionDenied => {
             Error::Invalid(format!(
                 "{e} (rootless, hull keeps its state in $XDG_RUNTIME_DIR/hull: set XDG_RUNTIME_DIR, or --root)"
             ))
         }
         e => e.into(),
-    })?;
-    let dir = store.create(id)?;
+    }
+    };
+    let store = Store::open(&rt.root).map_err(hint)?;
+    let dir = store.create(id).map_err(hint)?;
     let mut state = State {
         id: id.to_string(),
         backend,

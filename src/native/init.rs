@@ -81,7 +81,14 @@ fn stage1_inner(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<()> 
     }
     let joins = plan.open_joins()?;
     namespaces::join(&joins)?;
+    let joined_userns = joins.iter().any(|j| j.flag == CloneFlags::CLONE_NEWUSER);
     drop(joins);
+    if joined_userns {
+        // setns into a user namespace keeps the host ids, which that namespace may not map
+        // (a pod's, whose root is host 100000): files made in the mounts it owns would fail
+        // with EOVERFLOW. Its root is who the container's setup runs as, as in one made here.
+        become_root_in_userns()?;
+    }
     if plan.create.contains(CloneFlags::CLONE_NEWUSER) {
         nix::sched::unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "create user namespace".to_string())?;
         sock.send(&Msg::WriteIdMaps { pid: nix::unistd::getpid().as_raw() })
@@ -91,13 +98,7 @@ fn stage1_inner(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<()> 
             Some(Msg::Error { msg: m }) => return msg(m),
             other => return msg(format!("unexpected message from parent: {other:?}")),
         }
-        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-            .ctx(|| "become root in the user namespace (setgid 0)".to_string())?;
-        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-            .ctx(|| "become root in the user namespace (setuid 0)".to_string())?;
-        // Changing credentials made us non-dumpable, which hands /proc/self to the host's
-        // root; we still write there (timens_offsets) before the real lock-down below.
-        nix::sys::prctl::set_dumpable(true).ctx(|| "make the init dumpable again".to_string())?;
+        become_root_in_userns()?;
     }
     namespaces::create(plan.create)?;
     if plan.create.contains(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)) {
@@ -122,6 +123,17 @@ fn stage1_inner(cfg: &InitConfig, plan: &Plan, sock: &SyncSocket) -> Result<()> 
             sock.send(&Msg::InitPid { pid: child.as_raw() }).ctx(|| "sync with parent".to_string())
         }
     }
+}
+
+/// Takes uid and gid 0 of the user namespace this process is in (one it made or joined).
+fn become_root_in_userns() -> Result<()> {
+    setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .ctx(|| "become root in the user namespace (setgid 0: does its gid map have 0?)".to_string())?;
+    setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        .ctx(|| "become root in the user namespace (setuid 0: does its uid map have 0?)".to_string())?;
+    // Changing credentials made us non-dumpable, which hands /proc/self to the host's root; we
+    // still write there (timens_offsets) before the real lock-down below.
+    nix::sys::prctl::set_dumpable(true).ctx(|| "make the init dumpable again".to_string())
 }
 
 /// Closes every fd above stdio and the preserved ones, except those the init needs.
