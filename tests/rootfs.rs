@@ -429,6 +429,69 @@ fn idmap_with_the_mounts_own_mappings() {
     assert!(at(&mounts, "/own").has("idmapped"), "{:?}", at(&mounts, "/own"));
 }
 
+/// A process holding a user namespace whose root is host 100000 (the maps written here), as a
+/// pod's sandbox holds the one its containers join; killed on drop.
+struct UsernsHolder(std::process::Child);
+
+impl UsernsHolder {
+    fn new() -> UsernsHolder {
+        let child = Command::new("unshare").args(["--user", "sleep", "1000"]).spawn().unwrap();
+        let holder = UsernsHolder(child);
+        let pid = holder.0.id();
+        let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/user")).ok();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while ns(&pid.to_string()) == ns("self") || ns(&pid.to_string()).is_none() {
+            assert!(std::time::Instant::now() < deadline, "unshare --user did not make its namespace");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for f in ["uid_map", "gid_map"] {
+            std::fs::write(format!("/proc/{pid}/{f}"), "0 100000 65536\n").unwrap();
+        }
+        holder
+    }
+
+    fn path(&self) -> String {
+        format!("/proc/{}/ns/user", self.0.id())
+    }
+}
+
+impl Drop for UsernsHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `idmap` without mappings of its own in a container that joins a user namespace by path
+/// takes that namespace's (runc's reading): a host file owned by 1000 shows as 1000.
+#[test]
+fn idmap_takes_a_joined_user_namespaces_mappings() {
+    if native_only("namespaces by path are the host's: the guest makes its own (docs/vm.md)") {
+        return;
+    }
+    let (mut env, _r) = env_of(&["true"]);
+    if let Some(why) = idmap_unsupported(&env.dir) {
+        common::skipped(&format!("skipped: {why}"));
+        return;
+    }
+    let holder = UsernsHolder::new();
+    env.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user", "path": holder.path()}));
+    let src = host_dir(&env, "idsrc", &[]);
+    owned_file(&src.join("f"), 1000, 1000);
+    let s = src.to_str().unwrap();
+    add_mount(
+        &mut env,
+        json!({"destination": "/data", "type": "bind", "source": s, "options": ["bind", "idmap"]}),
+    );
+    mount_points(&env, &["data"]);
+    let (out, mounts) = run_script(&mut env, "rf-idmap-joined", "id -u; stat -c %u:%g /data/f", &[]);
+    assert_eq!(out, "0\n1000:1000\n");
+    assert!(at(&mounts, "/data").has("idmapped"), "{:?}", at(&mounts, "/data"));
+}
+
 /// `ridmap` on an rbind idmaps the submounts it brings too; plain `idmap` on an rbind idmaps
 /// the top mount only (as runc does: AT_RECURSIVE for ridmap alone), so a file owned by 1000
 /// in the submount shows as the overflow id there. Flags like `ro` apply to an idmapped bind
