@@ -19,7 +19,8 @@ use nix::sys::stat::Mode;
 pub struct Own(OwnedFd);
 
 /// Makes this process's next child pid 1 of a new pid namespace (this process stays where it
-/// is); [`restore`] puts the children after it back in this process's namespace.
+/// is); [`restore`] puts the children after it back in this process's namespace. The fallback
+/// of `create.rs`, which makes the namespace at the fork (clone3) where it can.
 pub fn next_child_in_new() -> Result<Own, String> {
     let own = open("/proc/self/ns/pid", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| format!("open /proc/self/ns/pid: {e}"))?;
