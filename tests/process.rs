@@ -94,11 +94,11 @@ fn an_rlimit_the_kernel_refuses_is_named() {
     env.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 1 << 30, "hard": 1 << 30}]);
     env.write_config();
     let out = env.run("rl");
+    let e = stderr(&out);
     if !out.status.success() {
-        let e = stderr(&out);
         assert!(e.contains("RLIMIT_NOFILE"), "{e}");
     }
-    assert!(env.root_is_empty());
+    assert!(env.root_is_empty(), "{}; run's stderr: {e}", env.root_left());
 }
 
 #[test]

@@ -17,9 +17,10 @@ check() { # NAME CONDITION...
     else failed=$((failed + 1)); echo "FAIL $name"; sed 's/^/  | /' "$work/err" | tail -n 40; fi
 }
 
-# Stops the heartbeat on the tries named in STALL_TRIES, then prints ok and exits 3.
+# Says it finished a part of its work (HULL-TESTVM-DONE), stops the heartbeat on the tries named
+# in STALL_TRIES, then prints which try it ran on and what earlier tries finished, and exits 3.
 # shellcheck disable=SC2016 # expanded in the guest
-cmd='case " $STALL_TRIES " in *" $HULL_TESTVM_TRY "*) kill -STOP "$(cat /run/testvm-heartbeat.pid)"; sleep 600 ;; esac; echo ran-on-try-$HULL_TESTVM_TRY; exit 3'
+cmd='echo HULL-TESTVM-DONE part-of-try-$HULL_TESTVM_TRY=ok; case " $STALL_TRIES " in *" $HULL_TESTVM_TRY "*) kill -STOP "$(cat /run/testvm-heartbeat.pid)"; sleep 600 ;; esac; echo ran-on-try-$HULL_TESTVM_TRY; echo "earlier-tries-did:$HULL_TESTVM_DONE"; exit 3'
 
 run() { # STALL_TRIES RETRIES
     local rc=0
@@ -35,6 +36,8 @@ check "the stall is reported loudly, with the vcpus' instruction pointers" \
     grep -q 'STALL: the test machine stopped making progress (try 1 of 2)' "$work/err"
 check "the report names where the vcpus were" grep -q 'cpu 0 rip 0x' "$work/err"
 check "the stall log has one line" test "$(wc -l <"$work/stalls")" = 1
+check "the rerun knows what the first try finished (HULL_TESTVM_DONE)" \
+    grep -qx 'earlier-tries-did:part-of-try-1=ok' "$work/out"
 
 rm -f "$work/stalls"
 run 1 0

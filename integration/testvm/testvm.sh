@@ -36,7 +36,11 @@
 #                        (default 1; HULL_TESTVM_STALL_RETRIES). Each stall is reported
 #                        loudly, with what QEMU's monitor says the vcpus were doing. A panic
 #                        of the test machine's own kernel (not a nested guest's: the command's
-#                        exit status never came) counts as a stall.
+#                        exit status never came) counts as a stall. A command may print
+#                        `HULL-TESTVM-DONE WORD` lines (WORD: letters, digits, `._=-`) for the
+#                        parts of its work it has finished: a rerun finds them, from every
+#                        earlier try, in $HULL_TESTVM_DONE (space-separated), and can go on
+#                        from there instead of doing them again (run-tests.sh does).
 #   --mem SIZE           guest memory (default 4G; HULL_TESTVM_MEM).
 #   --cpus N             guest vcpus (default 2; HULL_TESTVM_CPUS).
 #   --append ARGS        extra kernel command line arguments.
@@ -592,7 +596,7 @@ stall_report() {
 }
 
 boot_once() { # ATTEMPT
-    local line qemu_rc=0 killed p
+    local line qemu_rc=0 killed p done_word
     state="$work/state.$1"
     mkdir "$state"
     heartbeat="$state/heartbeat"
@@ -602,6 +606,10 @@ boot_once() { # ATTEMPT
     mkfifo "$fifo"
     # The kernel's symbols for stall reports, sent once per kernel by the guest (guest/init).
     local ksyms=() kappend_try="$kappend testvm.try=$1"
+    # What earlier tries finished (HULL-TESTVM-DONE lines), for the command to go on from.
+    if [ -s "$work/done" ]; then
+        kappend_try+=" testvm.done=$(paste -sd, "$work/done")"
+    fi
     if [ ! -s "$kdir/kallsyms.map" ]; then
         ksyms=(-serial "file:$state/kallsyms.b64")
         kappend_try+=" testvm.kallsyms=1"
@@ -637,6 +645,13 @@ boot_once() { # ATTEMPT
                 guest_rc="${guest_rc%%[!0-9]*}"
                 line="${line%%"$exit_marker"*}"
                 [ -z "$line" ] && continue
+                ;;
+            "HULL-TESTVM-DONE "*)
+                done_word="${line#HULL-TESTVM-DONE }"
+                case "$done_word" in
+                    *[!A-Za-z0-9._=-]* | '') ;;
+                    *) echo "$done_word" >>"$work/done" ;;
+                esac
                 ;;
             *": terminating on signal "*)
                 # QEMU's own word when a watchdog stops it; the watchdog says why, below.

@@ -183,6 +183,18 @@ impl Env {
             Err(_) => true,
         }
     }
+
+    /// What is left in the state root, for a failed `root_is_empty` to show.
+    pub fn root_left(&self) -> String {
+        match std::fs::read_dir(&self.root) {
+            Ok(d) => {
+                let names: Vec<String> =
+                    d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+                format!("left in {}: {names:?}", self.root.display())
+            }
+            Err(e) => format!("{}: {e}", self.root.display()),
+        }
+    }
 }
 
 impl Drop for Env {
