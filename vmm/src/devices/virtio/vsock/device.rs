@@ -83,6 +83,12 @@ impl Vsock {
         self.muxer.connection_count()
     }
 
+    /// The items waiting in the muxer's rx queue, stale ones included.
+    #[cfg(test)]
+    pub(super) fn rx_queue_len(&self) -> usize {
+        self.muxer.rx_queue_len()
+    }
+
     /// Moves the guest's packets from the tx queue to their connections: a queue's worth at
     /// most per pass, then the queue's event is raised again, so a guest that keeps the queue
     /// full (or whose rings alias so that the avail index never runs out) cannot hold the

@@ -28,6 +28,13 @@ const FIRST_HOST_PORT: u32 = 1 << 30;
 /// RST packets waiting for rx buffers. A guest that floods unknown ports without giving rx
 /// buffers loses the RSTs past this; each is only an answer to its own bad packet.
 pub(super) const MAX_QUEUED_RESETS: usize = 4096;
+/// Items in the rx queue at most. A connection that ends leaves its item behind, to be skipped
+/// when it comes up; a guest that opens and resets connections (or repeats a REQUEST, which
+/// resets the connection it names) without posting rx buffers would grow the queue with those
+/// for ever. Live items are at most MAX_QUEUED_RESETS resets and one per connection, so past
+/// this many the queue is compacted ([`Muxer::drop_stale_rx_items`]), which frees at least
+/// half of it: its cost spreads over the pushes that filled it.
+pub(super) const MAX_RX_ITEMS: usize = 2 * (MAX_QUEUED_RESETS + MAX_CONNECTIONS);
 
 /// An epoll change for the device to apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,7 +250,7 @@ impl Muxer {
     fn queue_reset(&mut self, hdr: Header) {
         if self.resets_queued < MAX_QUEUED_RESETS {
             self.resets_queued += 1;
-            self.rx_queue.push_back(RxItem::Reset(hdr));
+            self.push_rx(RxItem::Reset(hdr));
         }
     }
 
@@ -256,7 +263,7 @@ impl Muxer {
             Verdict::Keep => {
                 self.touched.push(conn.stream().as_raw_fd());
                 if conn.owes_guest() && self.queued.insert(key) {
-                    self.rx_queue.push_back(RxItem::Conn(key));
+                    self.push_rx(RxItem::Conn(key));
                 }
             }
             Verdict::Reset | Verdict::Closed => {
@@ -279,6 +286,31 @@ impl Muxer {
                 }
             }
         }
+    }
+
+    fn push_rx(&mut self, item: RxItem) {
+        self.rx_queue.push_back(item);
+        if self.rx_queue.len() > MAX_RX_ITEMS {
+            self.drop_stale_rx_items();
+        }
+    }
+
+    /// Takes out of the rx queue the items of connections that ended: those whose key is not
+    /// queued, and for a key that is, every item after its first (left from an earlier
+    /// connection with the same key; the first is the one the key is served at).
+    fn drop_stale_rx_items(&mut self) {
+        let queued = &self.queued;
+        let mut kept = HashSet::new();
+        self.rx_queue.retain(|item| match item {
+            RxItem::Reset(_) => true,
+            RxItem::Conn(key) => queued.contains(key) && kept.insert(*key),
+        });
+    }
+
+    /// The items waiting in the rx queue, stale ones included.
+    #[cfg(test)]
+    pub fn rx_queue_len(&self) -> usize {
+        self.rx_queue.len()
     }
 
     /// Whether anything waits for an rx buffer.

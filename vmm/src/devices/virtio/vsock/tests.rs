@@ -3,8 +3,11 @@
 //! event manager, and host programs on real unix sockets.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -20,9 +23,9 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::connection::HOST_BUF_SIZE;
 use super::device::{RX_QUEUE, TX_QUEUE};
-use super::muxer::MAX_QUEUED_RESETS;
+use super::muxer::{MAX_QUEUED_RESETS, MAX_RX_ITEMS};
 use super::packet::{op, Header, HEADER_SIZE, HOST_CID, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM};
-use super::{Error, Vsock};
+use super::{Error, Vsock, MAX_CONNECTIONS};
 use crate::devices::virtio::test_driver::{self, DriverQueue, QUEUE_SIZE};
 use crate::devices::virtio::{Interrupt, VirtioDevice, TYPE_VSOCK};
 use crate::memory::GuestMemoryMmap;
@@ -469,6 +472,310 @@ fn a_flood_of_stray_packets_queues_a_bounded_number_of_resets() {
     assert_eq!(after.len(), 1, "{:?}", after.iter().map(|p| p.0).collect::<Vec<_>>());
     assert_eq!(after[0].0.op, op::RST);
     let (_client, _) = h.host_connect(1234);
+    assert_eq!(h.connections(), 1);
+}
+
+/// Fds that other tests of this binary, running meanwhile, may open: the counts of all the
+/// process's fds are only this exact.
+const FD_SLACK: usize = 128;
+
+/// Held by the tests that count the process's fds, so that none of them sees another's flood.
+static FD_COUNTING: Mutex<()> = Mutex::new(());
+
+fn fd_counting() -> std::sync::MutexGuard<'static, ()> {
+    // A test that failed holding it leaves it poisoned; the others still run.
+    FD_COUNTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The process's open fds, and of those, the sockets connected to one of `paths`: the device's
+/// ends of guest connections to those host ports (a connected unix socket's peer name is the
+/// path its listener is bound to). Other tests use other paths, so that count is exact.
+fn open_fds(paths: &[PathBuf]) -> (usize, usize) {
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let connected = fds.iter().filter(|&&fd| peer_path(fd).is_some_and(|p| paths.contains(&p))).count();
+    (fds.len(), connected)
+}
+
+/// The path the unix socket `fd` is connected to; `None` for anything else.
+fn peer_path(fd: RawFd) -> Option<PathBuf> {
+    let mut addr = libc::sockaddr_un { sun_family: 0, sun_path: [0; 108] };
+    let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: `addr` and `len` are valid for writes and `len` is `addr`'s size. `fd` is any
+    // number, maybe closed (or reused) since it was listed: the call then fails or names
+    // another socket's peer, and has no effect on it either way.
+    let rc = unsafe { libc::getpeername(fd, (&mut addr as *mut libc::sockaddr_un).cast(), &mut len) };
+    if rc != 0 || addr.sun_family != libc::AF_UNIX as libc::sa_family_t {
+        return None;
+    }
+    let path: Vec<u8> = addr.sun_path.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    Some(PathBuf::from(OsString::from_vec(path)))
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard one where fewer than `more` fds can be opened
+/// beyond those open now; false when even the hard limit does not allow that many.
+fn make_fd_room(more: usize) -> bool {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is valid for writes.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return false;
+    }
+    let want = (open_fds(&[]).0 + more) as libc::rlim_t;
+    if limit.rlim_cur >= want {
+        return true;
+    }
+    if limit.rlim_max < want {
+        return false;
+    }
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: `limit` is a valid rlimit that outlives the call.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 }
+}
+
+/// Puts `packets` (no payload) on the tx queue in batches that fit the ring, running the loop
+/// after each and calling `check` then; the device must take every chain.
+fn send_batched(
+    h: &mut Harness,
+    packets: impl IntoIterator<Item = Header>,
+    mut check: impl FnMut(&mut Harness),
+) {
+    let batch = usize::from(QUEUE_SIZE) - 16;
+    let mut packets = packets.into_iter().peekable();
+    while packets.peek().is_some() {
+        for hdr in packets.by_ref().take(batch) {
+            h.post_tx(hdr, &[]);
+        }
+        h.notify(TX_QUEUE);
+        h.pump();
+        assert_eq!(h.tx_pending(), 0, "the device left tx chains unread");
+        check(h);
+    }
+}
+
+/// Posts rx buffers until the device has nothing more to put in them; the headers it sent.
+fn drain_rx(h: &mut Harness) -> Vec<Header> {
+    // (Each rx chain takes two descriptors of the queue's ring.)
+    let rx_batch = usize::from(QUEUE_SIZE) / 2 - 8;
+    let mut headers = Vec::new();
+    loop {
+        h.received(); // updates what is outstanding
+        h.give_rx_buffers(rx_batch.saturating_sub(usize::from(h.rx.outstanding())));
+        h.pump();
+        let got = h.received();
+        let n = got.len();
+        headers.extend(got.into_iter().map(|(hdr, _)| hdr));
+        if n < rx_batch {
+            return headers;
+        }
+    }
+}
+
+/// A guest that floods listening host ports with REQUESTs, each from a port of its own, while
+/// the host programs never accept: the device opens MAX_CONNECTIONS streams (one socket each)
+/// and no more, answers them RESPONSE and the rest RST (at most MAX_QUEUED_RESETS of those
+/// wait for rx buffers), closes every socket once the guest resets the streams, and serves a
+/// new connection after.
+#[test]
+fn a_flood_of_requests_to_listening_ports_opens_at_most_max_connections() {
+    let _fds = fd_counting();
+    if !make_fd_room(MAX_CONNECTIONS + 4 * FD_SLACK) {
+        eprintln!("skipped: RLIMIT_NOFILE's hard limit is below {} fds", MAX_CONNECTIONS + 4 * FD_SLACK);
+        return;
+    }
+    let mut h = Harness::new("reqflood");
+    // Eight ports: a listen backlog holds net.core.somaxconn connections (128 on older
+    // kernels), so that it is the device's limit that stops the flood, not the backlogs.
+    let ports: Vec<u32> = (5200..5208).collect();
+    let paths: Vec<PathBuf> = ports.iter().map(|p| h.dir.join(&format!("v.sock_{p}"))).collect();
+    let listeners: Vec<UnixListener> = paths.iter().map(|p| UnixListener::bind(p).unwrap()).collect();
+    for listener in &listeners {
+        listener.set_nonblocking(true).unwrap();
+    }
+    let port_of = |i: usize| ports[i % ports.len()];
+    let guest_port = |i: usize| 10_000 + i as u32;
+    let (fds_before, _) = open_fds(&paths);
+
+    let flood = MAX_CONNECTIONS + MAX_QUEUED_RESETS + 1000;
+    send_batched(&mut h, (0..flood).map(|i| guest(op::REQUEST, guest_port(i), port_of(i))), |h| {
+        assert!(h.connections() <= MAX_CONNECTIONS);
+        assert!(h.device.lock().unwrap().rx_queue_len() <= MAX_RX_ITEMS);
+    });
+    assert_eq!(h.connections(), MAX_CONNECTIONS);
+    let (fds_flooded, sockets) = open_fds(&paths);
+    assert_eq!(sockets, MAX_CONNECTIONS, "sockets connected to the flooded ports");
+    assert!(
+        fds_flooded <= fds_before + MAX_CONNECTIONS + FD_SLACK,
+        "{fds_before} fds before a flood of {flood} requests, {fds_flooded} after"
+    );
+
+    // The first MAX_CONNECTIONS requests are accepted, the rest refused, as far as the queue
+    // of resets holds them.
+    let answers = drain_rx(&mut h);
+    let (responses, resets): (Vec<&Header>, Vec<&Header>) =
+        answers.iter().partition(|hdr| hdr.op == op::RESPONSE);
+    assert_eq!((responses.len(), resets.len()), (MAX_CONNECTIONS, MAX_QUEUED_RESETS));
+    for (i, hdr) in responses.iter().enumerate() {
+        assert_eq!((hdr.src_port, hdr.dst_port), (port_of(i), guest_port(i)), "response {i}");
+    }
+    for (i, hdr) in resets.iter().enumerate() {
+        let k = MAX_CONNECTIONS + i;
+        assert_eq!((hdr.op, hdr.src_port, hdr.dst_port), (op::RST, port_of(k), guest_port(k)), "reset {i}");
+    }
+
+    // The guest resets them all: every socket is closed, and an RST gets no answer.
+    send_batched(&mut h, (0..MAX_CONNECTIONS).map(|i| guest(op::RST, guest_port(i), port_of(i))), |_| {});
+    assert_eq!(h.connections(), 0);
+    let (fds_after, sockets) = open_fds(&paths);
+    assert_eq!(sockets, 0, "sockets left connected to the flooded ports");
+    assert!(
+        fds_after <= fds_before + FD_SLACK,
+        "{fds_before} fds before the flood, {fds_after} after the resets"
+    );
+    assert!(drain_rx(&mut h).is_empty());
+    assert_eq!(h.device.lock().unwrap().rx_queue_len(), 0);
+    // The host programs, accepting at last, find each connection closed.
+    let mut accepted = 0;
+    for listener in &listeners {
+        while let Ok((stream, _)) = listener.accept() {
+            assert!(closed(&stream));
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, MAX_CONNECTIONS);
+
+    // Served as before (drain_rx left rx buffers posted).
+    h.send(guest(op::REQUEST, 999, ports[0]), &[]);
+    let (resp, _) = h.expect_one();
+    assert_eq!((resp.op, resp.src_port, resp.dst_port), (op::RESPONSE, ports[0], 999));
+    let (server, _) = listeners[0].accept().unwrap();
+    h.send(guest(op::RW, 999, ports[0]), b"after the flood");
+    assert_eq!(read_available(&server), b"after the flood");
+    // Dropping the device closes the rest.
+    drop(h);
+    assert_eq!(open_fds(&paths).1, 0);
+    assert!(closed(&server));
+}
+
+/// A guest that repeats one REQUEST (the same ports) over and over. A REQUEST on an open
+/// stream is a protocol violation: it resets the stream (RST, socket closed), and the next
+/// opens a new one. So the key never has more than one stream and one socket, and the answers
+/// stay bounded: the resets by MAX_QUEUED_RESETS, the rx queue items the reset streams leave
+/// behind by MAX_RX_ITEMS.
+#[test]
+fn a_repeated_request_never_holds_more_than_one_stream() {
+    let _fds = fd_counting();
+    let mut h = Harness::new("dupreq");
+    let paths = [h.dir.join("v.sock_52")];
+    let listener = UnixListener::bind(&paths[0]).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let (fds_before, _) = open_fds(&paths);
+    let request = guest(op::REQUEST, 999, 52);
+
+    // One at a time, the exact answers.
+    h.give_rx_buffers(1);
+    h.send(request, &[]);
+    assert_eq!(h.expect_one().0.op, op::RESPONSE);
+    assert_eq!((h.connections(), open_fds(&paths).1), (1, 1));
+    h.give_rx_buffers(1);
+    h.send(request, &[]);
+    let (rst, _) = h.expect_one();
+    assert_eq!((rst.op, rst.src_port, rst.dst_port), (op::RST, 52, 999));
+    assert_eq!((h.connections(), open_fds(&paths).1), (0, 0));
+    let (first, _) = listener.accept().unwrap();
+    assert!(closed(&first));
+    h.give_rx_buffers(1);
+    h.send(request, &[]);
+    assert_eq!(h.expect_one().0.op, op::RESPONSE);
+    assert_eq!((h.connections(), open_fds(&paths).1), (1, 1));
+
+    // A flood of it, without rx buffers; odd, so that it ends with the stream reset. The host
+    // program takes (and closes) what reaches it, so that its listen backlog never fills and
+    // every other repeat does open a stream.
+    let repeats = 2 * MAX_RX_ITEMS + 1;
+    send_batched(&mut h, std::iter::repeat_n(request, repeats), |h| {
+        assert!(h.connections() <= 1);
+        let sockets = open_fds(&paths).1;
+        assert!(sockets <= 1, "{sockets} sockets for one key");
+        let items = h.device.lock().unwrap().rx_queue_len();
+        assert!(items <= MAX_RX_ITEMS, "{items} items in the rx queue");
+        while let Ok((stream, _)) = listener.accept() {
+            drop(stream);
+        }
+    });
+    assert_eq!(h.connections(), 0);
+    let answers = drain_rx(&mut h);
+    assert_eq!(answers.len(), MAX_QUEUED_RESETS);
+    assert!(answers.iter().all(|a| (a.op, a.src_port, a.dst_port) == (op::RST, 52, 999)));
+    assert_eq!(h.device.lock().unwrap().rx_queue_len(), 0);
+    let (fds_after, sockets) = open_fds(&paths);
+    assert_eq!(sockets, 0);
+    assert!(fds_after <= fds_before + FD_SLACK, "{fds_before} fds before, {fds_after} after");
+
+    // Served as before (drain_rx left rx buffers posted).
+    while let Ok((stream, _)) = listener.accept() {
+        assert!(closed(&stream));
+    }
+    h.send(request, &[]);
+    assert_eq!(h.expect_one().0.op, op::RESPONSE);
+    let (server, _) = listener.accept().unwrap();
+    h.send(guest(op::RW, 999, 52), b"one stream");
+    assert_eq!(read_available(&server), b"one stream");
+}
+
+/// REQUESTs to host ports where nothing listens (no socket file; a socket file whose listener
+/// is gone): each is answered RST and costs no fd; a flood of them without rx buffers queues
+/// at most MAX_QUEUED_RESETS.
+#[test]
+fn a_flood_of_requests_to_ports_nobody_listens_on_is_reset() {
+    let _fds = fd_counting();
+    let mut h = Harness::new("reqnolisten");
+    let ports = [77, 78];
+    drop(UnixListener::bind(h.dir.join("v.sock_78")).unwrap());
+    let port_of = |i: usize| ports[i % ports.len()];
+    let guest_port = |i: usize| 10_000 + i as u32;
+    let (fds_before, _) = open_fds(&[]);
+
+    // With rx buffers: one RST each, to the port that asked.
+    let rx_batch = usize::from(QUEUE_SIZE) / 2 - 8;
+    for round in 0..4 {
+        h.give_rx_buffers(rx_batch);
+        let first = round * rx_batch;
+        send_batched(
+            &mut h,
+            (first..first + rx_batch).map(|i| guest(op::REQUEST, guest_port(i), port_of(i))),
+            |_| {},
+        );
+        let got = h.received();
+        assert_eq!(got.len(), rx_batch);
+        for (k, (hdr, _)) in (first..).zip(&got) {
+            assert_eq!((hdr.op, hdr.src_port, hdr.dst_port), (op::RST, port_of(k), guest_port(k)));
+        }
+    }
+
+    // Without: the queue of resets stops growing at MAX_QUEUED_RESETS.
+    let flood = MAX_QUEUED_RESETS + 1000;
+    send_batched(&mut h, (0..flood).map(|i| guest(op::REQUEST, guest_port(i), port_of(i))), |h| {
+        assert_eq!(h.connections(), 0);
+        assert!(h.device.lock().unwrap().rx_queue_len() <= MAX_QUEUED_RESETS);
+    });
+    let (fds_after, _) = open_fds(&[]);
+    assert!(
+        fds_after <= fds_before + FD_SLACK,
+        "{fds_before} fds before a flood of {flood}, {fds_after} after"
+    );
+    let answers = drain_rx(&mut h);
+    assert_eq!(answers.len(), MAX_QUEUED_RESETS);
+    for (k, hdr) in answers.iter().enumerate() {
+        assert_eq!((hdr.op, hdr.src_port, hdr.dst_port), (op::RST, port_of(k), guest_port(k)));
+    }
+
+    // Once a program listens there, the port serves (drain_rx left rx buffers posted).
+    let listener = UnixListener::bind(h.dir.join("v.sock_77")).unwrap();
+    h.send(guest(op::REQUEST, 999, 77), &[]);
+    assert_eq!(h.expect_one().0.op, op::RESPONSE);
+    assert!(listener.accept().is_ok());
     assert_eq!(h.connections(), 1);
 }
 
