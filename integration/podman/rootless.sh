@@ -5,6 +5,7 @@
 # has no cgroup to give on this host; it calls hull as that user, inside that namespace.
 #
 #   integration/podman/rootless.sh [--hull PATH] [--keep] [--testvm] [--backend native|vm] [--kernel PATH]
+#                                  [--systemd USER]
 #
 # --testvm runs the same checks inside the test machine (integration/testvm: pure cgroup v2),
 # with the host's podman, conmon, catatonit, slirp4netns, newuidmap/newgidmap (setuid) and
@@ -21,6 +22,14 @@
 #
 # slirp4netns opens /dev/net/tun as the user: Debian's udev makes it 0666; where it is not
 # (a machine without udev, like these), the script makes it so for the run and puts it back.
+#
+# --systemd USER: podman's systemd cgroup manager, the default on a systemd host, with a
+# delegated cgroup v2 subtree. Run as root on a systemd host where USER's own `systemd --user`
+# runs with its session bus at /run/user/UID/bus (integration/systemd/run.sh sets that up in
+# the test machine and runs this). Every podman command then runs as a transient service of
+# the user's systemd (`systemd-run --user`), as in a login session, so that podman, conmon
+# and hull reach that manager and its subtree; podman passes hull --systemd-cgroup. One more
+# check: --memory and --pids-limit reach the container's cgroup, a scope of the user's systemd.
 # shellcheck disable=SC2016  # quoted $(...) is for the container's shell
 set -uo pipefail
 
@@ -33,6 +42,7 @@ keep=0
 testvm=0
 backend=native
 kernel="$(default_kernel)"
+systemd_user=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --hull) hull="$2"; shift 2 ;;
@@ -40,6 +50,7 @@ while [ $# -gt 0 ]; do
     --testvm) testvm=1; shift ;;
     --backend) backend="$2"; shift 2 ;;
     --kernel) kernel="$2"; shift 2 ;;
+    --systemd) systemd_user="$2"; shift 2 ;;
     -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" | sed '$d'; exit 0 ;;
     *) echo "rootless.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -91,7 +102,12 @@ fi
 [ "$backend" = vm ] && [ ! -e /dev/kvm ] && { echo "podman-rootless: --backend vm needs /dev/kvm (run it with --testvm)" >&2; exit 1; }
 
 # ---------------------------------------------------------------- the user
-user=hull-rootless
+user="${systemd_user:-hull-rootless}"
+if [ -n "$systemd_user" ]; then
+    id -u "$user" >/dev/null 2>&1 || { echo "podman-rootless: --systemd: no user $user" >&2; exit 1; }
+    [ -S "/run/user/$(id -u "$user")/bus" ] ||
+        { echo "podman-rootless: --systemd: no session bus at /run/user/$(id -u "$user")/bus (the user's systemd)" >&2; exit 1; }
+fi
 sub_start=400000
 sub_count=65536
 if ! id -u "$user" >/dev/null 2>&1; then
@@ -113,6 +129,11 @@ gid="$(id -g "$user")"
 work="$(mktemp -d /tmp/hull-podman-rootless.XXXXXX)"
 chmod 755 "$work"
 xdg="$work/xdg"
+cgroup_manager=cgroupfs
+if [ -n "$systemd_user" ]; then
+    xdg="/run/user/$uid"
+    cgroup_manager=systemd
+fi
 log="$work/hull-argv.log"
 tun_mode="$(stat -c %a /dev/net/tun 2>/dev/null || true)"
 
@@ -132,6 +153,20 @@ user_pids() {
 setpriv_bin=/usr/local/bin/setpriv
 [ -x "$setpriv_bin" ] || setpriv_bin="$(command -v setpriv)"
 as_user() {
+    if [ -n "$systemd_user" ]; then
+        # A service of the user's systemd, started from a system service running as the user
+        # (which finds the user's bus through its environment). What podman leaves running
+        # (slirp4netns, rootlessport) stays when the command is done, as it stays in a login
+        # session's scope: KillMode=process.
+        systemd-run --quiet --wait --pipe --collect --uid="$uid" --gid="$gid" \
+            -E XDG_RUNTIME_DIR="$xdg" -E DBUS_SESSION_BUS_ADDRESS="unix:path=$xdg/bus" \
+            -E PATH=/usr/local/bin:/usr/bin:/bin \
+            systemd-run --user --quiet --wait --pipe --collect -p KillMode=process \
+            -E PATH=/usr/local/bin:/usr/bin:/bin -E HOME="$work/home" -E XDG_RUNTIME_DIR="$xdg" \
+            -E DBUS_SESSION_BUS_ADDRESS="unix:path=$xdg/bus" \
+            -E CONTAINERS_CONF="$work/containers.conf" -E CONTAINERS_STORAGE_CONF="$work/storage.conf" "$@"
+        return
+    fi
     "$setpriv_bin" --reuid "$uid" --regid "$gid" --init-groups \
         env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$work/home" XDG_RUNTIME_DIR="$xdg" \
         CONTAINERS_CONF="$work/containers.conf" CONTAINERS_STORAGE_CONF="$work/storage.conf" "$@"
@@ -145,8 +180,9 @@ cleanup() {
         return "$rc"
     fi
     pm rm -af -t 0 >/dev/null 2>&1 || true
-    # The user's podman keeps a pause process holding its user namespace.
-    for p in $(user_pids); do kill -KILL "$p" 2>/dev/null; done
+    # The user's podman keeps a pause process holding its user namespace. (Under --systemd it
+    # lives in the user's manager, which is the caller's to stop.)
+    [ -n "$systemd_user" ] || for p in $(user_pids); do kill -KILL "$p" 2>/dev/null; done
     [ -n "$tun_mode" ] && chmod "$tun_mode" /dev/net/tun 2>/dev/null
     awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r m; do
         umount -l "$m" 2>/dev/null || true
@@ -159,8 +195,8 @@ trap 'exit 130' INT TERM
 
 [ "$tun_mode" = 666 ] || chmod 666 /dev/net/tun
 
-mkdir -p "$work"/{home,bin,graph,runroot,tmp} "$xdg"
-chmod 700 "$xdg"
+mkdir -p "$work"/{home,bin,graph,runroot,tmp}
+[ -n "$systemd_user" ] || { mkdir -p "$xdg" && chmod 700 "$xdg"; }
 # hull, where the user may run it (the checkout may sit under a home only root may enter). On
 # the vm backend through a link named hull-vm, which makes create choose it, with the kernel.
 cp "$hull" "$work/bin/hull.real"
@@ -188,7 +224,7 @@ cat >"$work/containers.conf" <<EOF
 log_driver = "k8s-file"
 
 [engine]
-cgroup_manager = "cgroupfs"
+cgroup_manager = "$cgroup_manager"
 events_logger = "file"
 events_logfile_path = "$work/tmp/events.log"
 tmp_dir = "$work/tmp"
@@ -207,7 +243,8 @@ driver = "vfs"
 graphroot = "$work/graph"
 runroot = "$work/runroot"
 EOF
-chown -R "$uid:$gid" "$work/home" "$work/graph" "$work/runroot" "$work/tmp" "$xdg"
+chown -R "$uid:$gid" "$work/home" "$work/graph" "$work/runroot" "$work/tmp"
+[ -n "$systemd_user" ] || chown "$uid:$gid" "$xdg"
 
 # The image: a busybox rootfs imported by the user (its files then belong to the container's
 # root, which is the user).
@@ -323,6 +360,38 @@ else
     fail "stop with a handler" "$st" "$(pm logs trap 2>&1)"
 fi
 
+# 9. (--systemd) limits through the user's systemd: podman asks for a scope of the user's
+#    manager (hull --systemd-cgroup, cgroupsPath user.slice:libpod:ID); the limits are set in
+#    it, seen from inside (the container's cgroup namespace) and by the user's systemd.
+if [ -n "$systemd_user" ]; then
+    cid="$(pm run -d --name lim --memory 64m --pids-limit 64 --network none "${run_opts[@]}" "$image" \
+        sh -c 'echo ready; exec sleep 1000' 2>"$work/lim.err" </dev/null)"
+    for _ in $(seq 1 50); do pm logs lim 2>/dev/null | grep -q ready && break; sleep 0.2; done
+    inside="$(pm exec lim sh -c 'cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max' 2>&1 | tr '\n' ' ')"
+    pid="$(pm inspect -f '{{.State.Pid}}' lim 2>/dev/null)"
+    cg="$(sed -n 's/^0:://p' "/proc/$pid/cgroup" 2>/dev/null)"
+    unit="${cg##*/}"
+    host="$(cat "/sys/fs/cgroup$cg/memory.max" "/sys/fs/cgroup$cg/pids.max" 2>&1 | tr '\n' ' ')"
+    umax="$(as_user systemctl --user show -p MemoryMax --value "$unit" 2>&1)"
+    if [ "$inside" = "67108864 64 " ] && [ "$host" = "67108864 64 " ] && [ "$unit" = "libpod-$cid.scope" ] &&
+        [ "$umax" = 67108864 ] && grep -q -- "--systemd-cgroup.* create" "$log" &&
+        case "$cg" in *"/user@"* | */hull-user-manager.service/*) true ;; *) false ;; esac; then
+        pass "--memory 64m --pids-limit 64: in the user's systemd scope $unit (MemoryMax $umax), seen inside"
+    else
+        fail "limits through the user's systemd" "inside: $inside" "host ($cg): $host" "unit $unit, MemoryMax: $umax" \
+            "$(cat "$work/lim.err")" "$(grep create "$log" | tail -n 1)"
+    fi
+    pm rm -f -t 0 lim >/dev/null 2>&1
+    sleep 1
+    if [ -n "$cg" ] && [ ! -e "/sys/fs/cgroup$cg" ] &&
+        [ "$(as_user systemctl --user show -p ActiveState --value "$unit" 2>&1)" != active ]; then
+        pass "rm: the scope $unit and its cgroup are gone"
+    else
+        fail "rm: the scope" "cgroup $cg: $(ls -d "/sys/fs/cgroup$cg" 2>&1)" \
+            "$(as_user systemctl --user show -p ActiveState --value "$unit" 2>&1)"
+    fi
+fi
+
 # 8. rm, and nothing left: no container, no hull state, no container process of the user's
 #    (podman's own pause process, which holds its user namespace, stays until cleanup).
 pm rm -f web trap >/dev/null 2>&1
@@ -332,12 +401,12 @@ state_dir="$xdg/$(basename "$hull")"
 state="$(ls -A "$state_dir" 2>/dev/null)"
 # Zombies do not count: podman's helpers (conmon, slirp4netns) exit before their parent reaps.
 procs="$(for p in $(user_pids); do printf '%s %s\n' "$p" "$(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline")"; done 2>/dev/null |
-    grep -v -e 'catatonit' -e 'podman pause' -e '^[0-9]* $' || true)"
+    grep -v -e 'catatonit' -e 'podman pause' -e '^[0-9]* $' -e 'systemd --user' -e 'dbus-daemon --session' || true)"
 if [ -z "$left" ] && [ -z "$state" ] && [ -d "$state_dir" ] && [ -z "$procs" ]; then
     pass "rm: no container, \$XDG_RUNTIME_DIR/$(basename "$hull") empty, no process left"
 else
     fail "leftovers" "containers: $left" "hull state: $state" "processes: $procs"
 fi
 
-echo "$passed passed, $failed failed (rootless podman, uid $uid, backend $backend)"
+echo "$passed passed, $failed failed (rootless podman, uid $uid, backend $backend, cgroup manager $cgroup_manager)"
 [ "$failed" -eq 0 ]

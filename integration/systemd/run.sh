@@ -12,7 +12,8 @@
 # look at is systemd's and the kernel's view (systemctl, /proc/PID/cgroup, cgroupfs), not
 # hull's words. hull talks to systemd over the system bus (dbus-daemon, socket-activated by
 # this systemd); one more round points it at a bus that is not there and checks for a clear
-# error and nothing left behind.
+# error and nothing left behind. The rootless round runs hull, then rootless podman with its
+# systemd cgroup manager (integration/podman/rootless.sh --systemd), on a user's own systemd.
 #
 # Prints PASS/FAIL per check and `N passed, M failed`; exits non-zero on any failure. Needs
 # root, busybox-static, systemd, dbus-daemon and util-linux on the host (Debian 12).
@@ -52,7 +53,7 @@ if [ "$mode" = host ]; then
     # What is carried in comes from the host's packages: install them when missing (only the
     # files are used; nothing of systemd runs on the host).
     missing=()
-    for p in systemd dbus-daemon util-linux busybox-static; do
+    for p in systemd dbus-daemon util-linux busybox-static podman conmon uidmap slirp4netns; do
         [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" = installed ] || missing+=("$p")
     done
     if [ "${#missing[@]}" -gt 0 ]; then
@@ -76,6 +77,16 @@ if [ "$mode" = host ]; then
         --add /usr/bin/systemctl --add /usr/bin/systemd-run --add /usr/bin/busctl
         --add /usr/bin/dbus-daemon --add /usr/share/dbus-1)
     [ -d /etc/dbus-1 ] && args+=(--add /etc/dbus-1)
+    # Rootless podman under the user's systemd (integration/podman/rootless.sh --systemd): what
+    # its --testvm carries in.
+    args+=(--add /usr/bin/podman --add /usr/bin/conmon
+        --add "$(readlink -f /usr/libexec/podman/catatonit)":/usr/libexec/podman/catatonit
+        --add /usr/lib/podman/rootlessport --add /usr/bin/slirp4netns
+        --add /usr/bin/newuidmap --add /usr/bin/newgidmap --add /usr/share/containers/seccomp.json
+        --add "$repo/integration/podman/rootless.sh":"$tools/integration/podman/rootless.sh"
+        --add "$repo/integration/lib.sh":"$tools/integration/lib.sh")
+    [ -e /etc/containers/policy.json ] && args+=(--add /etc/containers/policy.json)
+    [ -n "${HULL_SYSTEMD_ROUNDS:-}" ] && args+=(--env "HULL_SYSTEMD_ROUNDS=$HULL_SYSTEMD_ROUNDS")
     # A VM container under the systemd driver too, when there is a guest kernel (`just
     # kernel`): carried in where hull looks for it, with the boot timeout the other test
     # machine runs give (each guest boots nested under emulation).
@@ -185,6 +196,16 @@ EOF
         esac
         as_user systemd-run --user --quiet --wait --pipe --collect --unit=hull-checks-rootless \
             -p Delegate=yes "${uenv[@]}" /bin/bash "$tools/run.sh" --checks rootless || rc=1
+        # Rootless podman with its systemd cgroup manager on this user's systemd: set up as root
+        # (the user's subordinate ids, podman's storage, an image), each podman command a
+        # service of the user's manager (integration/podman/rootless.sh --systemd).
+        if [ -x /usr/bin/podman ]; then
+            insd systemd-run --quiet --wait --pipe --collect --unit=hull-podman-rootless \
+                -E PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+                /bin/bash "$tools/integration/podman/rootless.sh" --hull /hull --systemd "$u" || rc=1
+        else
+            say "no podman carried in: the rootless podman round is skipped"
+        fi
         insd systemctl stop hull-user-manager.service 2>/dev/null
     }
     if ! insd systemctl start dbus.socket dbus.service; then
@@ -192,9 +213,11 @@ EOF
         insd systemctl status --no-pager dbus.service >&2
         exit 1
     fi
-    run_checks bus
-    run_checks nobus
-    run_rootless_checks
+    # HULL_SYSTEMD_ROUNDS picks some of the rounds (a developer's shortcut; default all three).
+    rounds=" ${HULL_SYSTEMD_ROUNDS:-bus nobus rootless} "
+    case "$rounds" in *" bus "*) run_checks bus ;; esac
+    case "$rounds" in *" nobus "*) run_checks nobus ;; esac
+    case "$rounds" in *" rootless "*) run_rootless_checks ;; esac
     [ "$rc" -eq 0 ] || insd systemctl --failed --no-pager --plain >&2
     exit "$rc"
 fi
