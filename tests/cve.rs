@@ -305,3 +305,64 @@ fn racing_symlink_swap_cannot_send_mounts_or_files_to_the_host() {
     assert!(!mounts.contains(&victim_s), "a mount landed on the host directory: {mounts}");
     assert!(env.root_is_empty(), "state left behind");
 }
+
+/// CVE-2023-25809 as root: a container in a user namespace (its root host uid 100000) with no
+/// cgroup namespace, whose cgroup mount hull can only make by binding the host's cgroups; /sys
+/// as a fresh sysfs, and as a `rbind,ro` of the host's /sys (whose /sys/fs/cgroup submounts
+/// the recursive bind brings along), with the spec's cgroup mount and without it. The
+/// container's own cgroups are given to its root (as a delegated one would be), so that only a
+/// read-only mount stops it writing there; the probe (common/cgroup_ro.rs) must find every
+/// mount under /sys read-only and no directory under /sys/fs/cgroup writable.
+#[test]
+fn cve_2023_25809_root_in_a_user_namespace_gets_a_read_only_cgroup_mount() {
+    if on_vm() {
+        common::skipped("skipped: a VM container's cgroups are the guest's (native check)");
+        return;
+    }
+    const HOST_ROOT: u32 = 100000;
+    // (A fresh sysfs without a cgroup mount has nothing at /sys/fs/cgroup.)
+    let variants = [("sysfs", true), ("rbind", true), ("rbind", false)];
+    for (i, (sys, with_cgroup_mount)) in variants.into_iter().enumerate() {
+        let id = format!("cve25809-{i}");
+        // The container's cgroups at the top of each hierarchy, where the probe looks for them
+        // in the host's tree.
+        let cgroup = format!("hull-cve25809-{}-{i}", std::process::id());
+        let (mut env, _reaper) = env_of(&["sh", "-c", &cgroup_ro::probe(&cgroup)]);
+        let c = &mut env.config;
+        c["linux"]["cgroupsPath"] = json!(format!("/{cgroup}"));
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        let map = json!([{"containerID": 0, "hostID": HOST_ROOT, "size": 65536}]);
+        c["linux"]["uidMappings"] = map.clone();
+        c["linux"]["gidMappings"] = map;
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        if sys == "rbind" {
+            let m = mounts.iter_mut().find(|m| m["destination"] == "/sys").unwrap();
+            *m = json!({"destination": "/sys", "type": "none", "source": "/sys",
+                        "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+        }
+        if with_cgroup_mount {
+            mounts.push(json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                               "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}));
+        }
+        mounts.push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+        env.write_config();
+        let what = format!("/sys {sys}, cgroup mount {with_cgroup_mount}");
+        let out = env.create(&id);
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        let owned = cgroup_dirs_named(&cgroup);
+        assert!(!owned.is_empty(), "{what}: no cgroup named {cgroup}");
+        for d in &owned {
+            std::os::unix::fs::chown(d, Some(HOST_ROOT), Some(HOST_ROOT)).unwrap();
+        }
+        let out = env.hull(&["start", &id]);
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        env.wait_status(&id, "stopped");
+        let got = std::fs::read_to_string(env.dir.join(format!("{id}.out"))).unwrap_or_default();
+        for d in &owned {
+            let _ = std::fs::remove_dir(d.join("probe"));
+        }
+        let del = env.hull(&["delete", "--force", &id]);
+        assert!(del.status.success(), "{what}: delete: {}", stderr(&del));
+        cgroup_ro::assert_cgroup_read_only(&got, true, &what);
+    }
+}

@@ -144,22 +144,24 @@ impl Rootless {
 
     /// `hull ARGS` as the user, XDG_RUNTIME_DIR set, no --root.
     fn cmd(&self, args: &[&str]) -> Command {
-        self.cmd_in(None, args)
+        self.cmd_in(&[], args)
     }
 
-    /// [`Rootless::cmd`], the process first moved into the cgroup whose cgroup.procs `join` is
-    /// (while still root: an ordinary user may move a process only within a subtree it owns).
-    fn cmd_in(&self, join: Option<&Path>, args: &[&str]) -> Command {
+    /// [`Rootless::cmd`], the process first moved into the cgroups whose cgroup.procs files
+    /// `join` names (while still root: an ordinary user may move a process only within a
+    /// subtree it owns).
+    fn cmd_in(&self, join: &[PathBuf], args: &[&str]) -> Command {
         let mut c = Command::new(&self.hull);
         c.args(args).env("XDG_RUNTIME_DIR", &self.xdg).current_dir(&self.env.dir);
-        let procs = join.map(|p| std::fs::OpenOptions::new().write(true).open(p).unwrap());
+        let procs: Vec<std::fs::File> =
+            join.iter().map(|p| std::fs::OpenOptions::new().write(true).open(p).unwrap()).collect();
         let (uid, gid) = (self.uid, self.gid);
         // SAFETY: the closure runs in the forked child before exec and makes only
         // async-signal-safe system calls on values made before the fork.
         unsafe {
             c.pre_exec(move || {
-                if let Some(f) = &procs {
-                    // "0": the writing process itself (cgroup v2).
+                for f in &procs {
+                    // "0": the writing process itself (cgroup v1 and v2).
                     if libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
                         return Err(std::io::Error::last_os_error());
                     }
@@ -186,10 +188,10 @@ impl Rootless {
 
     /// `create`, the container's stdio in files (`ID.out`, `ID.err`).
     fn create(&self, id: &str) -> Output {
-        self.create_in(None, id)
+        self.create_in(&[], id)
     }
 
-    fn create_in(&self, join: Option<&Path>, id: &str) -> Output {
+    fn create_in(&self, join: &[PathBuf], id: &str) -> Output {
         let mut c = self.cmd_in(join, &["create", "--bundle", self.bundle(), id]);
         c.stdin(Stdio::null());
         let (o, e) = (self.env.dir.join(format!("{id}.out")), self.env.dir.join(format!("{id}.err")));
@@ -518,7 +520,7 @@ fn a_delegated_cgroup_v2_subtree_gets_the_limits() {
     let limit: u64 = if on_vm() { 4 * 67108864 } else { 67108864 };
     r.env.config["linux"]["resources"] = json!({"memory": {"limit": limit}, "pids": {"limit": 64}});
     r.env.write_config();
-    let o = r.create_in(Some(&leaf.join("cgroup.procs")), "rl-deleg");
+    let o = r.create_in(&[leaf.join("cgroup.procs")], "rl-deleg");
     assert!(o.status.success(), "create: {}", stderr(&o));
     let create_said = stderr(&o);
     assert!(!stderr(&o).contains("not applied"), "{}", stderr(&o));
@@ -562,4 +564,75 @@ fn a_user_without_kvm_access_is_told_to_join_the_kvm_group() {
         "{err}"
     );
     assert_eq!(r.leftovers("rl-nokvm"), Vec::<String>::new());
+}
+
+/// A rootless container whose spec [`Rootless::new`] wrote, edited by `edit`, with a tmpfs at
+/// /tmp, run in cgroups the user owns (as a systemd user session's are): the probe's output
+/// (common/cgroup_ro.rs).
+fn cve_2023_25809_probe(id: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let (uid, gid, _) = user();
+    // Declared before the sandbox, so it is removed after the container is gone.
+    let cgroups = cgroup_ro::OwnedCgroups::new(uid, gid);
+    let mut r = Rootless::new(&["sh", "-c", &cgroup_ro::probe(cgroup_ro::CG_NAME)]);
+    r.env.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]
+    }));
+    edit(&mut r.env.config);
+    r.env.write_config();
+    let c = r.cmd_in(&cgroups.procs(), &["run", "--bundle", r.bundle(), id]);
+    let o = run_bounded(&r.env.dir, c, None, 30);
+    assert!(o.status.success(), "{id}: {}\n{}", stderr(&o), stdout(&o));
+    assert_eq!(r.leftovers(id), Vec::<String>::new());
+    stdout(&o)
+}
+
+fn without_cgroup_namespace(config: &mut Value) {
+    config["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "cgroup");
+}
+
+/// The spec's mount at /sys/fs/cgroup.
+fn cgroup_mount(config: &mut Value) -> &mut Value {
+    let mounts = config["mounts"].as_array_mut().unwrap();
+    mounts.iter_mut().find(|m| m["destination"] == "/sys/fs/cgroup").expect("a mount at /sys/fs/cgroup")
+}
+
+/// CVE-2023-25809, case (a): rootless, no cgroup namespace (as `podman run --cgroupns=host`
+/// runs runc): hull cannot mount a cgroupfs of the container's own and binds the host's
+/// cgroups instead. Those binds are read-only, with the spec's `ro` and without it (runc's fix
+/// makes the fallback bind read-only unless the spec says `rw`), although the cgroups bound
+/// are the user's own.
+#[test]
+fn cve_2023_25809_rootless_without_a_cgroup_namespace_gets_a_read_only_cgroup_mount() {
+    let _one = serial();
+    if on_vm() {
+        common::skipped("skipped: a VM container's cgroups are the guest's (native check)");
+        return;
+    }
+    let out = cve_2023_25809_probe("rl-25809-a", without_cgroup_namespace);
+    cgroup_ro::assert_cgroup_read_only(&out, true, "the spec's cgroup mount (ro)");
+    let out = cve_2023_25809_probe("rl-25809-a2", |c| {
+        without_cgroup_namespace(c);
+        let m = cgroup_mount(c);
+        m["options"] = json!(["nosuid", "noexec", "nodev", "relatime"]);
+    });
+    cgroup_ro::assert_cgroup_read_only(&out, true, "a cgroup mount without ro");
+}
+
+/// CVE-2023-25809, case (b): `hull spec --rootless` binds /sys with `rbind,ro`. Every mount
+/// the recursive bind brings along (/sys/fs/cgroup and the hierarchies below it) is read-only
+/// too, with the spec as written and without its cgroup mount (then the host's tree, the
+/// user's cgroups in it, is what /sys/fs/cgroup shows).
+#[test]
+fn cve_2023_25809_rootless_spec_rbind_ro_sys_keeps_its_submounts_read_only() {
+    let _one = serial();
+    if on_vm() {
+        common::skipped("skipped: a VM container's /sys is the guest's (native check)");
+        return;
+    }
+    let out = cve_2023_25809_probe("rl-25809-b", |_| {});
+    cgroup_ro::assert_cgroup_read_only(&out, true, "spec --rootless as written");
+    let out = cve_2023_25809_probe("rl-25809-b2", |c| {
+        c["mounts"].as_array_mut().unwrap().retain(|m| m["destination"] != "/sys/fs/cgroup");
+    });
+    cgroup_ro::assert_cgroup_read_only(&out, true, "spec --rootless without its cgroup mount");
 }

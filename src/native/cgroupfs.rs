@@ -11,7 +11,7 @@ use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
 
 use super::error::{Context, Result};
 use super::mountopts::MountOpts;
-use super::mounts::{bind_source, MountCtx};
+use super::mounts::{bind_host_state, MountCtx};
 use super::paths::{open_in_root, proc_fd_path, Create};
 use crate::cgroups::{mounted_hierarchies, own_cgroups, Hierarchy};
 
@@ -40,16 +40,19 @@ pub fn mount(ctx: &MountCtx, dest: &Path, opts: &MountOpts) -> Result<()> {
         let own = own_cgroups().into_iter().find(|(k, _)| k.is_empty()).map(|(_, p)| p).unwrap_or_default();
         let host_dir = Path::new("/sys/fs/cgroup").join(own.trim_start_matches('/'));
         let mut o = opts.clone();
-        o.flags |= MsFlags::MS_BIND | MsFlags::MS_REC;
-        return bind_source(ctx, &host_dir, dest, &o)
+        o.flags |= MsFlags::MS_BIND | MsFlags::MS_REC | bind_read_only(opts);
+        return bind_host_state(ctx, &host_dir, dest, &o)
             .map_err(|e| super::error::Error::Msg(format!("{}: {e}", what())));
     }
-    // v1 / hybrid: a tmpfs holding one bind per hierarchy, made read-only at the end.
+    // v1 / hybrid: a tmpfs holding one bind per hierarchy, made read-only at the end (when
+    // the spec says ro, or a hierarchy had to be bound from the host).
     let target = open_in_root(ctx.root, dest, Create::Dir)?;
     let base = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY);
     nix::mount::mount(Some("tmpfs"), proc_fd_path(&target).as_str(), Some("tmpfs"), base, Some("mode=755"))
         .ctx(what)?;
     let own = own_cgroups();
+    // Whether a hierarchy was bound from the host (then the tmpfs is made read-only as well).
+    let mut bound = false;
     for h in mounted_hierarchies() {
         let Some(rel) = own.iter().find(|(k, _)| *k == h.key).map(|(_, p)| p.clone()) else {
             continue;
@@ -71,12 +74,13 @@ pub fn mount(ctx: &MountCtx, dest: &Path, opts: &MountOpts) -> Result<()> {
         }
         let keep = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
         let o = MountOpts {
-            flags: MsFlags::MS_BIND | MsFlags::MS_REC | (base & keep) | (opts.flags & MsFlags::MS_RDONLY),
+            flags: MsFlags::MS_BIND | MsFlags::MS_REC | (base & keep) | bind_read_only(opts),
             ..MountOpts::default()
         };
-        bind_source(ctx, &host_dir, &sub, &o)?;
+        bind_host_state(ctx, &host_dir, &sub, &o)?;
+        bound = true;
     }
-    if opts.flags.contains(MsFlags::MS_RDONLY) {
+    if opts.flags.contains(MsFlags::MS_RDONLY) || (bound && !opts.cleared.contains(MsFlags::MS_RDONLY)) {
         let target = open_in_root(ctx.root, dest, Create::No)?;
         nix::mount::mount(
             None::<&str>,
@@ -88,6 +92,18 @@ pub fn mount(ctx: &MountCtx, dest: &Path, opts: &MountOpts) -> Result<()> {
         .ctx(|| format!("remount {} read-only", dest.display()))?;
     }
     Ok(())
+}
+
+/// MS_RDONLY for a bind of the host's cgroups in place of a fresh cgroup mount, unless the
+/// spec's mount says `rw`: the host's tree (the user's own cgroups, for a rootless container)
+/// must not become writable because the fresh mount was not allowed (runc's CVE-2023-25809,
+/// whose fix does the same).
+fn bind_read_only(opts: &MountOpts) -> MsFlags {
+    if opts.cleared.contains(MsFlags::MS_RDONLY) {
+        MsFlags::empty()
+    } else {
+        MsFlags::MS_RDONLY
+    }
 }
 
 fn fresh_mount(ctx: &MountCtx, h: &Hierarchy, sub: &Path, base: MsFlags, opts: &MountOpts) -> Result<()> {

@@ -66,10 +66,21 @@ impl RecursiveAttrs {
 
 /// Applies the mount's recursive options to the mount at `dest` and everything below it.
 pub fn apply(root: &OwnedFd, dest: &Path, opts: &MountOpts) -> Result<()> {
-    let attrs = opts.recursive;
-    if attrs.is_empty() {
+    if opts.recursive.is_empty() {
         return Ok(());
     }
+    set_recursive(root, dest, opts.recursive)
+}
+
+/// Makes the mount at `dest` and every mount below it read-only. A `ro` bind with `rbind`
+/// needs it: the remount that makes a bind read-only changes the top mount only, and the
+/// submounts the recursive bind brought along (the host's /sys/fs/cgroup under /sys) stayed
+/// writable (runc's CVE-2023-25809).
+pub fn read_only_recursive(root: &OwnedFd, dest: &Path) -> Result<()> {
+    set_recursive(root, dest, RecursiveAttrs { set: libc::MOUNT_ATTR_RDONLY, clear: 0 })
+}
+
+fn set_recursive(root: &OwnedFd, dest: &Path, attrs: RecursiveAttrs) -> Result<()> {
     let target = open_in_root(root, dest, Create::No)?;
     let attr = libc::mount_attr { attr_set: attrs.set, attr_clr: attrs.clear, propagation: 0, userns_fd: 0 };
     // SAFETY: mount_setattr(2) reads `size` bytes of `attr`, which lives for the call; the

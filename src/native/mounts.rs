@@ -64,7 +64,7 @@ fn make(ctx: &MountCtx, index: usize, m: &Mount, opts: &MountOpts) -> Result<()>
                 Err(Errno::EPERM) if ctx.in_userns => {
                     let mut o = opts.clone();
                     o.flags |= MsFlags::MS_BIND | MsFlags::MS_REC;
-                    bind_source(ctx, Path::new("/sys"), dest, &o).map_err(|e| prefix(e, &what()))?;
+                    bind_host_state(ctx, Path::new("/sys"), dest, &o).map_err(|e| prefix(e, &what()))?;
                     return Ok(());
                 }
                 r => r.ctx(what)?,
@@ -120,7 +120,11 @@ fn bind(ctx: &MountCtx, index: usize, m: &Mount, opts: &MountOpts) -> Result<()>
     let src = if src.is_absolute() { src } else { ctx.bundle.join(src) };
     let mut o = opts.clone();
     o.flags |= MsFlags::MS_BIND;
-    bind_source(ctx, &src, m.destination(), &o).map_err(|e| prefix(e, &describe(m)))?;
+    if m.destination() == Path::new("/sys") {
+        bind_host_state(ctx, &src, m.destination(), &o).map_err(|e| prefix(e, &describe(m)))?;
+    } else {
+        bind_source(ctx, &src, m.destination(), &o).map_err(|e| prefix(e, &describe(m)))?;
+    }
     apply_propagation(ctx, m.destination(), opts).map_err(|e| prefix(e, &describe(m)))
 }
 
@@ -138,6 +142,25 @@ pub fn bind_source(ctx: &MountCtx, src: &Path, dest: &Path, o: &MountOpts) -> Re
         remount_bind(ctx, dest, extra, o.cleared)?;
     }
     Ok(())
+}
+
+/// For a `rbind,ro` of /sys (as `spec --rootless` writes it, and the host /sys a user namespace
+/// falls back to) and of the host's cgroups: the remount that makes a bind read-only reaches
+/// the top mount only, and the host's /sys/fs/cgroup under /sys stayed writable (runc's
+/// CVE-2023-25809). Other binds keep the OCI meaning of a plain `ro` (`rro` reaches the
+/// submounts).
+fn read_only_below(ctx: &MountCtx, dest: &Path, o: &MountOpts) -> Result<()> {
+    if o.flags.contains(MsFlags::MS_REC | MsFlags::MS_RDONLY) {
+        return mountattr::read_only_recursive(ctx.root, dest);
+    }
+    Ok(())
+}
+
+/// [`bind_source`] of host state (/sys, the host's cgroups), read-only all the way down when
+/// it is a read-only rbind: see [`read_only_below`].
+pub fn bind_host_state(ctx: &MountCtx, src: &Path, dest: &Path, o: &MountOpts) -> Result<()> {
+    bind_source(ctx, src, dest, o)?;
+    read_only_below(ctx, dest, o)
 }
 
 /// Puts the idmapped mount `hull create` made for `mounts[index]` on `dest` inside the rootfs,

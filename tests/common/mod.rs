@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{json, Value};
 
+pub mod cgroup_ro;
 mod check;
 pub mod fdpass;
 // Each suite is its own crate and uses some of these, not all.
