@@ -3,8 +3,8 @@
 # program's result against the expectations for this host.
 #
 #   integration/oci-validation/run.sh [--hull PATH | --runtime PATH] [--testvm] [--backend native|vm]
-#       [--kernel PATH] [--timeout S] [--expect FILE | --no-expect] [--only NAME]... [--keep]
-#       [--src DIR|TARBALL]
+#       [--kernel PATH] [--timeout S] [--expect FILE | --no-expect] [--only NAME]...
+#       [--skip NAME]... [--keep] [--src DIR|TARBALL]
 #
 # build.sh builds the programs once into a cache (see there for where the source comes from).
 # Each program NAME.t runs with RUNTIME set to a wrapper that gives the runtime a private
@@ -16,6 +16,8 @@
 # skipped, and fails otherwise (its result then reads fail:N for N `not ok` lines, error for a
 # bad exit without one, or timeout); README.md says how the hook and *_fail programs count. One TAP line per program, then the totals; the output of each program that failed
 # or differed from its expectation is printed after the table too, and kept with --keep.
+# --skip NAME leaves a program out (the run says which; `just ci` leaves out the vm backend's
+# slowest program, README.md says why).
 #
 # --runtime PATH runs another runtime through the same script (e.g. /usr/sbin/runc) and checks
 # no expectations unless --expect names a file. With hull the expectations file is
@@ -45,6 +47,7 @@ no_expect=0
 keep=0
 src_args=()
 only=()
+skip_names=()
 progs_dir=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -57,6 +60,7 @@ while [ $# -gt 0 ]; do
     --expect) expect="$2"; shift 2 ;;
     --no-expect) no_expect=1; shift ;;
     --only) only+=("$2"); shift 2 ;;
+    --skip) skip_names+=("$2"); shift 2 ;;
     --keep) keep=1; shift ;;
     --src) src_args=(--src "$2"); shift 2 ;;
     --programs) progs_dir="$2"; shift 2 ;; # inside the test machine: the built programs
@@ -131,6 +135,7 @@ if [ "$testvm" -eq 1 ]; then
     fi
     [ "$keep" -eq 1 ] && args+=(--keep)
     for o in "${only[@]}"; do args+=(--only "$o"); done
+    for o in "${skip_names[@]}"; do args+=(--skip "$o"); done
     # The guest is 2-3 times slower than this host (TCG): a whole run's limit is generous.
     rc=0
     "$repo/integration/testvm/testvm.sh" "${hull_arg[@]}" --timeout "$whole_limit" \
@@ -212,12 +217,23 @@ if [ "${#only[@]}" -gt 0 ]; then
 else
     for f in "$progs_dir"/*.t; do programs+=("$(basename "$f" .t)"); done
 fi
+if [ "${#skip_names[@]}" -gt 0 ]; then
+    kept=()
+    for p in "${programs[@]}"; do
+        [[ " ${skip_names[*]} " == *" $p "* ]] || kept+=("$p")
+    done
+    for o in "${skip_names[@]}"; do
+        [ -x "$progs_dir/$o.t" ] || die "--skip $o: no program $o.t in $progs_dir"
+    done
+    programs=("${kept[@]}")
+fi
 for p in "${!want[@]}"; do
     [ -x "$progs_dir/$p.t" ] || die "$expect names $p, which is not a program of the suite"
 done
 
 echo "oci-validation: $runtime_name$([ "$backend" = vm ] && echo " (backend vm)") on $(uname -r), $host_words; $(sed -n 's/^commit //p' "$progs_dir/.complete" | cut -c1-12), limit ${limit} s a program"
 [ -n "$expect" ] && echo "oci-validation: expectations: $(basename "$expect")"
+[ "${#skip_names[@]}" -eq 0 ] || echo "oci-validation: not run (--skip): ${skip_names[*]}"
 echo "1..${#programs[@]}"
 n=0
 p_pass=0 p_fail=0 p_skip=0 t_pass=0 t_fail=0 t_skip=0 differ=0 leftovers=0
@@ -261,25 +277,50 @@ run_program() {
     fi
 }
 
+# In the test machine (guest/init exports HULL_TESTVM_DONE, empty on a first try) each
+# program's result is handed to testvm.sh as `HULL-TESTVM-DONE ovN=RESULT` (N its place in this
+# run, `:` written `-`: the kernel command line that carries them to a rerun is short). When
+# the test machine itself dies (integration/testvm/README.md) and testvm.sh reruns the command,
+# the programs an earlier try finished keep their results and are not run again.
+in_testvm=0
+[ -n "${HULL_TESTVM_DONE+set}" ] && in_testvm=1
+resumed=0
 for p in "${programs[@]}"; do
     n=$((n + 1))
-    run_program "$p"
+    earlier=""
+    if [ "$in_testvm" -eq 1 ]; then
+        for w in $HULL_TESTVM_DONE; do
+            case "$w" in "ov$n="*) earlier="${w#ov"$n"=}" ;; esac
+        done
+    fi
+    if [ -n "$earlier" ]; then
+        # Its TAP counts stayed with the earlier try: only the result is known here.
+        result="${earlier/-/:}"
+        out="$logs/$p.tap"
+        echo "# $p: $result on an earlier try of the test machine, not run again" >"$out"
+        rc=0 secs="(earlier try)" pass=0 bad=0 skip=0
+        resumed=$((resumed + 1))
+    else
+        run_program "$p"
+    fi
     # On the vm backend the suite's fixed waits (10 s for a container to stop after `start`,
     # 5 or 10 s after a `kill`, often without saying so) can run out on a slow, nested guest:
     # a program that differs from its expectation runs once more, and says so. A regression
     # differs twice.
-    if [ "$backend" = vm ] && [ -n "$expect" ] && [[ "|${want[$p]:-pass}|" != *"|$result|"* ]]; then
+    if [ -z "$earlier" ] && [ "$backend" = vm ] && [ -n "$expect" ] && [[ "|${want[$p]:-pass}|" != *"|$result|"* ]]; then
         echo "# RETRY $p: $result (${secs} s), expected ${want[$p]:-pass}: the suite's fixed waits; once more"
         retried+=("$p")
         cleanup_containers >/dev/null
         mv "$out" "$out.first"
         run_program "$p"
     fi
+    [ "$in_testvm" -eq 0 ] || [ -n "$earlier" ] || echo "HULL-TESTVM-DONE ov$n=${result/:/-}"
     case "$result" in pass) p_pass=$((p_pass + 1)) ;; skip) p_skip=$((p_skip + 1)) ;; *) p_fail=$((p_fail + 1)) ;; esac
     t_pass=$((t_pass + pass)) t_fail=$((t_fail + bad)) t_skip=$((t_skip + skip))
     left=$(cleanup_containers)
     leftovers=$((leftovers + left))
     counts="$pass passed, $bad failed, $skip skipped, ${secs} s"
+    [ -z "$earlier" ] || counts="on an earlier try of the test machine"
     [ "$rc" -ne 0 ] && counts="$counts, exit $rc"
     [ "$left" -ne 0 ] && counts="$counts, $left container(s) left behind"
     if [ -n "$expect" ]; then
@@ -320,6 +361,7 @@ fi
 echo "# $runtime_name, $host_words: programs: ${#programs[@]}: $p_pass passed, $p_fail failed, $p_skip skipped;" \
     "TAP tests: $t_pass passed, $t_fail failed, $t_skip skipped; $(($(date +%s) - t_all)) s"
 [ "$leftovers" -eq 0 ] || echo "# $leftovers container(s) were left behind (deleted with --force)"
+[ "$resumed" -eq 0 ] || echo "# $resumed program(s) kept their result from an earlier try of the test machine (not in the TAP counts)"
 [ "${#retried[@]}" -eq 0 ] || echo "# rerun once (vm backend, differed the first time): ${retried[*]}"
 rc=0
 if [ -n "$expect" ]; then
