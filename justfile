@@ -2,7 +2,7 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-hull := justfile_directory() / "target/release/hull"
+hull := justfile_directory() / "target/x86_64-unknown-linux-gnu/release/hull"
 demo_dir := justfile_directory() / "target/demo"
 
 # List the recipes.
@@ -13,7 +13,7 @@ default:
 setup:
     ./scripts/setup.sh
 
-# Build the release binary (target/release/hull).
+# Build the release binary (target/x86_64-unknown-linux-gnu/release/hull).
 build:
     cargo build --release
 

@@ -57,7 +57,7 @@ fail() {
 # --kernel. Does not return.
 vm_script_in_testvm() {
     _repo="$(cd "$1/../.." && pwd)"
-    _hull="${3:-$_repo/target/release/hull}"
+    _hull="${3:-$_repo/target/x86_64-unknown-linux-gnu/release/hull}"
     [ -x "$_hull" ] || { echo "$2: no hull at $_hull (just build)" >&2; exit 2; }
     [ -f "$4" ] || { echo "$2: no guest kernel at $4 (just kernel)" >&2; exit 2; }
     _name="$2"

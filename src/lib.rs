@@ -10,6 +10,7 @@ pub mod container;
 pub mod fd_relay;
 pub mod fdpass;
 pub mod hooks;
+pub mod host_user;
 pub mod logging;
 pub mod native;
 pub mod netlink;

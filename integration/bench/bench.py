@@ -624,7 +624,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", type=int, default=int(os.environ.get("N", "100")),
                     help="samples per operation and runtime (default: $N or 100)")
-    ap.add_argument("--hull", default=os.path.join(REPO, "target", "release", "hull"))
+    ap.add_argument("--hull", default=os.path.join(REPO, "target", "x86_64-unknown-linux-gnu", "release", "hull"))
     ap.add_argument("--runc", default=None, help="runc binary (default: PATH; installed if missing)")
     ap.add_argument("--crun", default=None, help="crun binary (default: PATH; installed if missing)")
     ap.add_argument("--testvm", action="store_true",

@@ -111,7 +111,7 @@ stage_vhost_modules() { # REPO DIR
 
 if [ "$testvm" = 1 ]; then
     repo="$(cd "$here/../.." && pwd)"
-    [ -n "$hull" ] || hull="$repo/target/release/hull"
+    [ -n "$hull" ] || hull="$repo/target/x86_64-unknown-linux-gnu/release/hull"
     [ -x "$hull" ] || die "no hull at $hull (just build)"
     [ -f "$kernel" ] || die "no guest kernel at $kernel (just kernel)"
     if [ "$with_qemu" = 1 ]; then

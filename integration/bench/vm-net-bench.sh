@@ -52,7 +52,7 @@ done
 
 if [ "$testvm" = 1 ]; then
     repo="$(cd "$here/../.." && pwd)"
-    [ -n "$hull" ] || hull="$repo/target/release/hull"
+    [ -n "$hull" ] || hull="$repo/target/x86_64-unknown-linux-gnu/release/hull"
     [ -x "$hull" ] || die "no hull at $hull (just build)"
     [ -f "$kernel" ] || die "no guest kernel at $kernel (just kernel)"
     ip="$(command -v ip 2>/dev/null)" || die "no iproute2 ip on this host (apt-get install iproute2)"

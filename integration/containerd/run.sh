@@ -5,7 +5,7 @@
 #   integration/containerd/run.sh [--hull PATH] [--keep] [--backend native|vm] [--testvm]
 #                                 [--kernel PATH]
 #
-#   --hull PATH      the hull binary (default: target/release/hull under the repository root)
+#   --hull PATH      the hull binary (default: target/x86_64-unknown-linux-gnu/release/hull under the repository root)
 #   --keep           keep the temporary directory (containerd's root, logs) for a post-mortem
 #   --backend vm     the shim's runc is a `hull-vm` symlink: every container is a VM container
 #                    (hull's VMM booting a KVM microVM; needs an ordinary /dev/kvm, see --testvm)
@@ -27,7 +27,7 @@ set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=integration/lib.sh
 . "$repo/integration/lib.sh"
-hull="$repo/target/release/hull"
+hull="$repo/target/x86_64-unknown-linux-gnu/release/hull"
 keep=0
 backend=native
 testvm=0

@@ -7,7 +7,7 @@
 #
 #   integration/cri/run.sh [--hull PATH] [--keep] [--handlers "hull runc"] [--testvm] [--kernel PATH]
 #
-#   --hull PATH        the hull binary (default: target/release/hull under the repository root)
+#   --hull PATH        the hull binary (default: target/x86_64-unknown-linux-gnu/release/hull under the repository root)
 #   --keep             keep the temporary directory (containerd's root, its log, hull's argv log)
 #   --handlers LIST    the runtime handlers to run the checks against, in order (default
 #                      "hull runc"; runc is Debian's, the reference: a check it fails is broken;
@@ -29,7 +29,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 here="$repo/integration/cri"
 # shellcheck source=integration/lib.sh
 . "$repo/integration/lib.sh"
-hull="$repo/target/release/hull"
+hull="$repo/target/x86_64-unknown-linux-gnu/release/hull"
 keep=0
 handlers=""
 testvm=0

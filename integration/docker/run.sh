@@ -5,7 +5,7 @@
 #
 #   integration/docker/run.sh [--hull PATH] [--keep] [--runtimes "hull runc"] [--testvm] [--kernel PATH]
 #
-#   --hull PATH      the hull binary (default: target/release/hull under the repository root)
+#   --hull PATH      the hull binary (default: target/x86_64-unknown-linux-gnu/release/hull under the repository root)
 #   --keep           keep the temporary directory (dockerd's data root, logs) for a post-mortem
 #   --runtimes LIST  the runtimes to check, in order (default "hull runc"; hull-vm: every
 #                    container a VM container, hull's VMM booting a microVM; needs /dev/kvm)
@@ -30,7 +30,7 @@ set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=integration/lib.sh
 . "$repo/integration/lib.sh"
-hull="$repo/target/release/hull"
+hull="$repo/target/x86_64-unknown-linux-gnu/release/hull"
 keep=0
 runtimes=""
 testvm=0

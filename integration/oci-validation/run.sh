@@ -36,7 +36,7 @@ set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-runtime="$repo/target/release/hull"
+runtime="$repo/target/x86_64-unknown-linux-gnu/release/hull"
 runtime_given=0
 testvm=0
 backend=native

@@ -37,7 +37,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 # shellcheck source=integration/lib.sh
 . "$repo/integration/lib.sh"
-hull="$repo/target/release/hull"
+hull="$repo/target/x86_64-unknown-linux-gnu/release/hull"
 keep=0
 testvm=0
 backend=native

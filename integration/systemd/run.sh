@@ -26,7 +26,7 @@ set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-hull="$repo/target/release/hull"
+hull="$repo/target/x86_64-unknown-linux-gnu/release/hull"
 timeout=900
 mode=host
 checks_mode=""

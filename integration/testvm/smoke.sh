@@ -10,8 +10,9 @@ repo="$(cd "$here/../.." && pwd)"
 export PATH="$HOME/.cargo/bin:$PATH"
 
 target="$repo/target/testvm/kvm-smoke"
-cargo build --release --locked --quiet --manifest-path "$here/kvm-smoke/Cargo.toml" --target-dir "$target"
+cargo build --release --locked --quiet --manifest-path "$here/kvm-smoke/Cargo.toml" --target-dir "$target" \
+    --target x86_64-unknown-linux-gnu
 exec "$here/testvm.sh" --no-hull \
-    --add "$target/release/kvm-smoke:/usr/local/bin/kvm-smoke" \
+    --add "$target/x86_64-unknown-linux-gnu/release/kvm-smoke:/usr/local/bin/kvm-smoke" \
     --add "$here/guest/smoke:/usr/local/bin/testvm-smoke" \
     "$@" -- testvm-smoke

@@ -22,7 +22,7 @@ repo="$(cd "$here/../.." && pwd)"
 n=200
 load=0
 limit=60
-hull="$repo/target/release/hull"
+hull="$repo/target/x86_64-unknown-linux-gnu/release/hull"
 kernel="${HULL_KERNEL:-/usr/local/share/hull/vmlinuz}"
 while [ "$#" -gt 0 ]; do
     case "$1" in

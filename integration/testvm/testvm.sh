@@ -20,7 +20,7 @@
 #
 # Options:
 #   --hull PATH          hull binary to carry in as /hull (also on PATH as `hull`);
-#                        default target/release/hull when it exists. --no-hull: none.
+#                        default target/x86_64-unknown-linux-gnu/release/hull when it exists. --no-hull: none.
 #   --add HOST[:GUEST]   carry a file or directory in, at GUEST (default: the same absolute
 #                        path as on the host). Repeatable. Dynamically linked ELF executables
 #                        bring the libraries `ldd` lists.
@@ -132,7 +132,7 @@ for e in "${envs[@]}"; do
 done
 
 if [ "$no_hull" = 0 ]; then
-    if [ -z "$hull_bin" ]; then hull_bin="$repo/target/release/hull"; fi
+    if [ -z "$hull_bin" ]; then hull_bin="$repo/target/x86_64-unknown-linux-gnu/release/hull"; fi
     if [ ! -f "$hull_bin" ]; then
         if [ "$hull_explicit" = 1 ]; then die "no hull binary at $hull_bin"; fi
         log "note: no $hull_bin (run \`just build\`); the guest has no /hull"

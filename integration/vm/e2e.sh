@@ -10,7 +10,7 @@
 #
 # which runs, in effect:
 #
-#   integration/testvm/testvm.sh --hull target/release/hull --add KERNEL \
+#   integration/testvm/testvm.sh --hull target/x86_64-unknown-linux-gnu/release/hull --add KERNEL \
 #       --add integration:/integration -- sh /integration/vm/e2e.sh --kernel KERNEL
 #
 # Inside (or on any machine with a usable /dev/kvm):

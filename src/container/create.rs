@@ -145,5 +145,5 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 
 fn owner_name() -> String {
     let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
+    crate::host_user::name_of(uid.as_raw()).unwrap_or_else(|| uid.to_string())
 }

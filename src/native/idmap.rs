@@ -137,7 +137,7 @@ fn through_helper(pid: i32, ids: Ids, maps: &[LinuxIdMapping], own: u32) -> Resu
 /// /etc/subgid, the user's name too: shadow's tools list groups there under the user's name).
 fn user_name(own: u32, ids: Ids) -> Option<String> {
     let uid = if ids == Ids::USER { own } else { nix::unistd::geteuid().as_raw() };
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
+    crate::host_user::name_of(uid)
 }
 
 /// "start-end" for each range the subordinate-id file gives the caller.

@@ -163,12 +163,23 @@ mod tests {
         }
         assert_eq!(by("dev/console").map(|e| e.rdev), Some((5, 1)));
         assert_eq!(by("dev/null").map(|e| e.rdev), Some((1, 3)));
-        // The loader at its PT_INTERP path, as a regular file, and libc wherever it is mapped.
-        let interp = elf::interpreter(&init.data).unwrap().unwrap();
-        let loader = by(interp.trim_start_matches('/')).expect("the loader");
-        assert_eq!(loader.mode & 0o170000, 0o100000);
-        assert_eq!(loader.data, std::fs::read(&interp).unwrap());
-        assert!(entries.iter().any(|e| e.name.ends_with("/libc.so.6")), "libc");
+        // A dynamic executable: the loader at its PT_INTERP path, as a regular file, and libc
+        // wherever it is mapped. A static one (hull's own build, .cargo/config.toml): neither,
+        // and no shared library at all.
+        match elf::interpreter(&init.data).unwrap() {
+            Some(interp) => {
+                let loader = by(interp.trim_start_matches('/')).expect("the loader");
+                assert_eq!(loader.mode & 0o170000, 0o100000);
+                assert_eq!(loader.data, std::fs::read(&interp).unwrap());
+                assert!(entries.iter().any(|e| e.name.ends_with("/libc.so.6")), "libc");
+            }
+            None => {
+                let libs: Vec<_> =
+                    entries.iter().filter(|e| e.name.contains(".so")).map(|e| &e.name).collect();
+                assert!(libs.is_empty(), "a static init carries no libraries: {libs:?}");
+                assert_eq!(built.files.len(), 1, "{:?}", built.files);
+            }
+        }
         // Every file is under a directory that comes before it.
         for (i, e) in entries.iter().enumerate() {
             if let Some((parent, _)) = e.name.rsplit_once('/') {
