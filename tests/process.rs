@@ -37,6 +37,40 @@ fn user_groups_and_umask() {
     assert!(o.contains("0077"), "{o}");
 }
 
+/// Whatever starts hull may ignore or block signals (nohup ignores SIGHUP; a supervisor may
+/// ignore SIGPIPE or SIGINT): ignored signals survive execve, and a shell cannot trap a signal
+/// that was ignored when it started. The program must start with every default action and
+/// an empty mask, as crun's do.
+#[test]
+fn signals_the_caller_ignored_or_blocked_have_their_defaults_in_the_container() {
+    use std::os::unix::process::CommandExt;
+    let script = "grep -E '^Sig(Ign|Blk):' /proc/self/status; trap 'echo got-hup' HUP; \
+                  trap 'echo got-usr1' USR1; kill -HUP $$; kill -USR1 $$; echo after";
+    let env = Env::new(&["sh", "-c", script]);
+    let mut c = env.cmd(&["run", "--bundle", env.bundle.to_str().unwrap(), "proc-sig-defaults"]);
+    c.stdin(std::process::Stdio::null());
+    // SAFETY: only async-signal-safe calls between fork and exec: sigaction and sigprocmask.
+    unsafe {
+        c.pre_exec(|| {
+            for signo in [libc::SIGHUP, libc::SIGINT, libc::SIGUSR1, libc::SIGPIPE, libc::SIGRTMIN() + 3] {
+                libc::signal(signo, libc::SIG_IGN);
+            }
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR2);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let o = c.output().expect("run hull run");
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}\n{out}", stderr(&o));
+    assert_eq!(status_field(&out, "SigIgn"), "0000000000000000", "{out}");
+    assert_eq!(status_field(&out, "SigBlk"), "0000000000000000", "{out}");
+    assert!(out.contains("got-hup") && out.contains("got-usr1") && out.contains("after"), "{out}");
+}
+
 #[test]
 fn capabilities_sets() {
     let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];

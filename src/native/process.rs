@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 use nix::unistd::{chdir, execve, setgroups, setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::{Linux, LinuxIOPriority, LinuxPersonality, PosixRlimit, Process, Scheduler};
 
@@ -205,11 +205,39 @@ impl Prepared {
     }
 }
 
-/// Rust ignores SIGPIPE and hull may have blocked signals: the program gets the defaults.
+/// The program gets every signal's default action and an empty mask. Rust ignores SIGPIPE,
+/// hull may have blocked signals, and whatever started hull may have ignored some (nohup's
+/// SIGHUP, a supervisor's SIGPIPE or SIGINT): an ignored signal stays ignored across execve,
+/// and a shell cannot even `trap` a signal that was ignored when it started. crun resets them
+/// all the same way (podman's kill tests trap every signal).
 fn reset_signals() {
-    // SAFETY: SIG_DFL installs no handler code; this process is single-threaded here.
-    unsafe {
-        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+    // The kernel's struct sigaction on x86_64 (and the other arches without their own
+    // layout). The system call, not libc's sigaction: glibc refuses to touch signals 32 and
+    // 33, which it keeps for itself, and a caller that ignored them would pass that on.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: libc::sighandler_t,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+    for signo in 1..=64 {
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads a valid local struct of the kernel's layout (sigsetsize
+        // 8) and writes nothing (null old action); SIG_DFL installs no handler code, and
+        // this process is single-threaded here, about to exec.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signo,
+                &default,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
     }
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
