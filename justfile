@@ -159,6 +159,25 @@ bench *ARGS: build
     if [[ "${1:-}" =~ ^[0-9]+$ ]]; then n="$1"; shift; fi
     python3 integration/bench/bench.py -n "$n" --hull "{{ hull }}" "$@"
 
+# Puts a uprobe on each function of a release hull that keeps its symbols, runs a lifecycle on the
+# benchmark's bundles, writes the functions that ran, first-run first, and relinks hull with them
+# side by side (scripts/link/cc). Root. ARGS: [--all] (probe every function, not only those the
+# order names already: ~15 min of kernel setup; needed when the lifecycle runs new code).
+# Record the code order hull is linked with (scripts/link/hull.order).
+[positional-arguments]
+link-order *ARGS: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    [ "$(id -u)" -eq 0 ] || { echo "link-order: needs root" >&2; exit 1; }
+    [ -d target/bench/bundle-sleep ] || python3 integration/bench/bench.py -n 1 --warmup 0 \
+        --rss-rounds 1 --hull "{{ hull }}" >/dev/null
+    touch src/main.rs
+    HULL_LINK_KEEP_SYMBOLS=1 cargo build --release
+    cp "{{ hull }}" target/hull-with-symbols
+    touch src/main.rs
+    python3 scripts/link/record-order.py target/hull-with-symbols "$@"
+    cargo build --release
+
 # Same kernel, initramfs, memory and vcpus; in the test machine (integration/bench/README.md).
 # ARGS: [-n N] [--rss-runs N] [--mem MIB] [--no-qemu] ... (vm-bench.sh --help).
 # Then the network: a native and a VM container on one bridge (vm-net-bench.sh; `just bench-vm-net`).
