@@ -77,6 +77,10 @@ if [ -z "$go" ]; then
     [ "$(id -u)" -eq 0 ] || die "no Go >= 1.$GO_MIN_MINOR: install golang-1.23-go (bookworm-backports) as root"
     log "installing golang-1.23-go from bookworm-backports (apt)"
     apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q "$@" >&2; }
+    if [ "$("$here/../../scripts/bookworm-backports.sh")" = added ]; then
+        log "added Debian's bookworm-backports to apt's sources"
+        apt_get update
+    fi
     apt_get install -y --no-install-recommends -t bookworm-backports golang-1.23-go ||
         { apt_get update && apt_get install -y --no-install-recommends -t bookworm-backports golang-1.23-go; } ||
         die "could not install golang-1.23-go: is bookworm-backports in apt's sources?"

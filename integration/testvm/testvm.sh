@@ -186,11 +186,8 @@ ensure_backports_qemu() {
     local major
     major="$(qemu_major qemu-system-x86_64)"
     [ -n "$major" ] && [ "$major" -ge 10 ] && return 0
-    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-        log "adding Debian's bookworm-backports to apt's sources (QEMU 10 for the test machine)"
-        printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm-backports' \
-            'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
-            | as_root tee /etc/apt/sources.list.d/hull-bookworm-backports.sources >/dev/null
+    if [ "$(as_root "$here/../../scripts/bookworm-backports.sh")" = added ]; then
+        log "added Debian's bookworm-backports to apt's sources (QEMU 10 for the test machine)"
         apt_updated=0
     fi
     log "installing qemu-system-x86 from bookworm-backports (QEMU ${major:-?} freezes under multi-threaded TCG)"
