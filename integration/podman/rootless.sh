@@ -400,8 +400,18 @@ left="$(pm ps -aq 2>&1)"
 state_dir="$xdg/$(basename "$hull")"
 state="$(ls -A "$state_dir" 2>/dev/null)"
 # Zombies do not count: podman's helpers (conmon, slirp4netns) exit before their parent reaps.
-procs="$(for p in $(user_pids); do printf '%s %s\n' "$p" "$(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline")"; done 2>/dev/null |
-    grep -v -e 'catatonit' -e 'podman pause' -e '^[0-9]* $' -e 'systemd --user' -e 'dbus-daemon --session' || true)"
+user_procs() {
+    for p in $(user_pids); do printf '%s %s\n' "$p" "$(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline")"; done 2>/dev/null |
+        grep -v -e 'catatonit' -e 'podman pause' -e '^[0-9]* $' -e 'systemd --user' -e 'dbus-daemon --session' || true
+}
+# Up to 10 s for processes on their way out: in the test machine, a process with the cmdline of
+# the `timeout` that ran `podman ps -aq` just above, reparented to init, was seen sleeping there
+# after the command returned, and gone 2 s later. A container's process does not leave by itself.
+for _ in $(seq 20); do
+    procs="$(user_procs)"
+    [ -n "$procs" ] || break
+    sleep 0.5
+done
 if [ -z "$left" ] && [ -z "$state" ] && [ -d "$state_dir" ] && [ -z "$procs" ]; then
     pass "rm: no container, \$XDG_RUNTIME_DIR/$(basename "$hull") empty, no process left"
 else
