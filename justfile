@@ -178,6 +178,13 @@ link-order *ARGS: build
     python3 scripts/link/record-order.py target/hull-with-symbols "$@"
     cargo build --release
 
+# The functions `hull vm-run` and a VM container's VMM run that hull.order does not place, from
+# the pages they touch in the test machine (two runs of ~15 s, two links). Root and the guest
+# kernel (`just kernel`).
+# Record the VMM's part of the code order (scripts/link/vmm.order).
+link-order-vmm: build
+    scripts/link/record-vmm-order.sh
+
 # Same kernel, initramfs, memory and vcpus; in the test machine (integration/bench/README.md).
 # ARGS: [-n N] [--rss-runs N] [--mem MIB] [--no-qemu] ... (vm-bench.sh --help).
 # Then the network: a native and a VM container on one bridge (vm-net-bench.sh; `just bench-vm-net`).
