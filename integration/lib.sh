@@ -88,6 +88,18 @@ vm_script_prerequisites() {
     echo "$_hull"
 }
 
+# wait_for_file FILE PID: until FILE exists (0), PID is gone or 120 s passed (1). The VM
+# benchmarks wait with it for a guest workload's flag file.
+wait_for_file() {
+    _i=0
+    while [ ! -e "$1" ]; do
+        kill -0 "$2" 2>/dev/null || return 1
+        [ "$_i" -lt 2400 ] || return 1
+        sleep 0.05
+        _i=$((_i + 1))
+    done
+}
+
 # now_us: the wall clock (CLOCK_REALTIME) in microseconds, in $_now. busybox's date has no %N;
 # adjtimex prints the time to the microsecond (the same clock socat stamps its log with). The
 # benchmarks time with it.

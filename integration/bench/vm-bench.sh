@@ -235,17 +235,6 @@ rss_beyond_guest() { # PID [COPY]
     ' "/proc/$1/smaps"
 }
 
-# wait_for_file FILE PID: until FILE exists (0), PID is gone or 120 s passed (1).
-wait_for_file() {
-    _i=0
-    while [ ! -e "$1" ]; do
-        kill -0 "$2" 2>/dev/null || return 1
-        [ "$_i" -lt 2400 ] || return 1
-        sleep 0.05
-        _i=$((_i + 1))
-    done
-}
-
 # --- hull ------------------------------------------------------------------------------------
 
 hull_vm() { # ARGS... -- CMD...: starts hull vm-run in the background, pid in $vm_pid

@@ -63,22 +63,11 @@ present() {
     done
 }
 
-# wait_file FILE PID: until FILE exists (0) or PID is gone or 120 s passed (1).
-wait_file() {
-    i=0
-    while [ ! -e "$1" ]; do
-        kill -0 "$2" 2>/dev/null || return 1
-        [ "$i" -lt 1200 ] || return 1
-        sleep 0.1
-        i=$((i + 1))
-    done
-}
-
 # hull vm-run, as vm-bench.sh's RSS sample runs it.
 "$hull" vm-run --kernel "$kernel" --mem "$mem" --cpus 1 --share "$rootfs" --boot-timeout 200 \
     -- /bin/sh -c "touch $flag; sleep 3" </dev/null >"$work/vm-run.out" 2>"$work/vm-run.err" &
 vm_pid=$!
-if wait_file "$rootfs$flag" "$vm_pid"; then
+if wait_for_file "$rootfs$flag" "$vm_pid"; then
     present "$vm_pid" vm-run
 else
     echo "vmm-pages: vm-run did not reach its workload:" >&2
