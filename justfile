@@ -306,10 +306,11 @@ conformance-vm: build kernel
         out="$(mktemp /tmp/hull-conformance-vm.XXXXXX)"
         run_suite "$suite" 2>&1 | tee "$out" || s=$?
         # A guest whose CPU triple-faulted in the emulated machine (about one VM container in a
-        # hundred there, integration/testvm/README.md) fails the checks after it too: the suite
-        # runs once more.
-        if [ "$s" != 0 ] && grep -q 'triple-faulted (KVM_EXIT_SHUTDOWN' "$out"; then
-            echo "RETRY $suite: a guest's CPU triple-faulted (hull's message above); the whole suite once more"
+        # hundred there, integration/testvm/README.md), or that stalled while booting so that its
+        # agent never connected (backend.sh's start_runner retries the same two), fails the
+        # checks after it too: the suite runs once more. A real fault fails the rerun as well.
+        if [ "$s" != 0 ] && grep -qE 'triple-faulted \(KVM_EXIT_SHUTDOWN|guest agent did not connect within' "$out"; then
+            echo "RETRY $suite: a guest's CPU triple-faulted or its boot stalled (hull's message above); the whole suite once more"
             s=0
             run_suite "$suite" 2>&1 | tee "$out" || s=$?
         fi
