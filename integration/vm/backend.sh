@@ -464,6 +464,11 @@ IP=/opt/iproute2/ip
 TC=/opt/iproute2/tc
 ns=hullnet1
 id=net1
+# The transfers are the heaviest guest work of this script: a guest whose CPU triple-faults in
+# the emulated machine (integration/testvm/README.md) has done so here more than anywhere. Then
+# the check runs once more on a fresh container; a real fault fails both tries.
+net_try=1
+while :; do
 clock; rc=0
 net_out="" mac="" to_guest="" from_guest="" fetched="" ingress="" taps=""
 if [ -x "$IP" ] && [ -x "$TC" ]; then
@@ -510,9 +515,21 @@ else
 fi
 lap
 left="$(leftovers "$id")"
+net_ok=0
 if [ "$rc" = 0 ] && has "^mac=$mac\$" "$out" && has 'inet 10.88.0.2/24' "$out" && has '^default via 10.88.0.1 dev hv1' "$out" \
     && has "^got=$to_guest\$" "$out" && [ "$fetched" = "$from_guest" ] \
     && [ -z "$ingress" ] && [ "$taps" = 0 ] && [ -z "$left" ]; then
+    net_ok=1
+elif [ "$net_try" = 1 ] && grep -q 'triple-faulted (KVM_EXIT_SHUTDOWN' "$err" 2>/dev/null; then
+    printf 'RETRY network: the guest'"'"'s CPU triple-faulted; its stderr:\n'
+    sed 's/^/  | /' "$err" | tail -n 5
+    rm -rf "$work/net"
+    net_try=2
+    continue
+fi
+break
+done
+if [ "$net_ok" = 1 ]; then
     pass "network: the veth's name, address, MAC and default route in the guest; 256 MiB each way intact; nothing left on the veth"
 else
     fail "network: the veth's name, address, MAC and default route in the guest; 256 MiB each way intact; nothing left on the veth" \
