@@ -179,8 +179,8 @@ link-order *ARGS: build
     cargo build --release
 
 # The functions `hull vm-run` and a VM container's VMM run that hull.order does not place, from
-# the pages they touch in the test machine (two runs of ~15 s, two links). Root and the guest
-# kernel (`just kernel`).
+# the pages they touch in the test machine (three runs of ~15 s, three links: ~3 min). Root and
+# the guest kernel (`just kernel`).
 # Record the VMM's part of the code order (scripts/link/vmm.order).
 link-order-vmm: build
     scripts/link/record-vmm-order.sh
