@@ -100,6 +100,17 @@ wait_for_file() {
     done
 }
 
+# vm_bundle HULL DIR ROOTFS MEM_MIB ARGS: a bundle in DIR made by HULL's `hull spec`, on ROOTFS,
+# with no terminal, ARGS (JSON array items, e.g. '"/bin/true"') as process.args, and MEM_MIB of
+# guest RAM (hull.vm.memory_mib), so that the VM benchmarks know the guest's mapping by its size.
+vm_bundle() {
+    mkdir -p "$2" && (cd "$2" && "$1" spec) || return 1
+    sed -i -e 's/"terminal": true/"terminal": false/' -e "s#\"path\": \"rootfs\"#\"path\": \"$3\"#" \
+        -e "s#^\( *\)\"sh\"\$#\1$5#" "$2/config.json" || return 1
+    awk -v m="$4" '{ print } /"ociVersion"/ { print "  \"annotations\": {\"hull.vm.memory_mib\": \"" m "\"}," }' \
+        "$2/config.json" >"$2/config.new" && mv "$2/config.new" "$2/config.json"
+}
+
 # now_us: the wall clock (CLOCK_REALTIME) in microseconds, in $_now. busybox's date has no %N;
 # adjtimex prints the time to the microsecond (the same clock socat stamps its log with). The
 # benchmarks time with it.

@@ -569,15 +569,9 @@ done
 
 croot="$work/croot"
 export HULL_KERNEL="$kernel"
-cbundle() { # NAME ARGS_JSON: a bundle on the rootfs whose process.args are ARGS_JSON
-    _b="$work/$1"
-    mkdir -p "$_b"
-    (cd "$_b" && "$hull" spec) || die "hull spec"
-    sed -i -e 's/"terminal": true/"terminal": false/' -e "s#\"path\": \"rootfs\"#\"path\": \"$rootfs\"#" \
-        -e "s#^\( *\)\"sh\"\$#\1$2#" "$_b/config.json"
-    # The guest's RAM is --mem, so that the RSS above leaves the right mapping out.
-    awk -v m="$mem" '{ print } /"ociVersion"/ { print "  \"annotations\": {\"hull.vm.memory_mib\": \"" m "\"}," }' \
-        "$_b/config.json" >"$_b/config.new" && mv "$_b/config.new" "$_b/config.json"
+cbundle() { # NAME ARGS_JSON: a bundle on the rootfs whose process.args are ARGS_JSON, with
+    # --mem of guest RAM, so that the RSS above leaves the right mapping out.
+    vm_bundle "$hull" "$work/$1" "$rootfs" "$mem" "$2" || die "hull spec"
 }
 cbundle ctrue '"/bin/true"'
 cbundle csleep '"/bin/sleep", "1000"'

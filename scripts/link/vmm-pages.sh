@@ -79,12 +79,7 @@ vm_pid=""
 
 # A VM container, as vm-bench.sh's container path runs it: create, start, exec, then the sample.
 bundle="$work/bundle"
-mkdir -p "$bundle"
-(cd "$bundle" && "$hull" spec)
-sed -i -e 's/"terminal": true/"terminal": false/' -e "s#\"path\": \"rootfs\"#\"path\": \"$rootfs\"#" \
-    -e 's#^\( *\)"sh"$#\1"/bin/sleep", "1000"#' "$bundle/config.json"
-awk -v m="$mem" '{ print } /"ociVersion"/ { print "  \"annotations\": {\"hull.vm.memory_mib\": \"" m "\"}," }' \
-    "$bundle/config.json" >"$bundle/config.new" && mv "$bundle/config.new" "$bundle/config.json"
+vm_bundle "$hull" "$bundle" "$rootfs" "$mem" '"/bin/sleep", "1000"'
 h() { HULL_KERNEL="$kernel" timeout -s KILL 120 "$hull" --root "$work/croot" "$@" </dev/null; }
 h --backend vm create --bundle "$bundle" vmmpages >/dev/null
 h start vmmpages >/dev/null
