@@ -317,6 +317,10 @@ conformance-vm: build kernel
         [ "$s" = 0 ] || rc=1
         summary+=("$(printf '%-22s %-10s %5d s  %s' "$suite" "$([ "$s" = 0 ] && echo ok || echo "FAILED($s)")" $(($(date +%s) - t0)) \
             "$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n1)")")
+        # A failed suite's FAIL lines and the first lines of each reason go in the table too:
+        # the end of CI's log is what its report keeps.
+        fails="$(awk '/^FAIL/ { n = 4; print "    " $0; next } n > 0 && /^      / { n--; print "    " $0; next } { n = 0 }' "$out" | head -n 24)"
+        [ "$s" = 0 ] || [ -z "$fails" ] || summary+=("$fails")
         rm -f "$out"
     done
     echo "=== conformance-vm ==="
