@@ -26,6 +26,7 @@ use super::backend::Backend;
 use super::header::{
     EVENT_IDX, HEADER_SIZE, LINK_UP, MAX_FRAME, MRG_RXBUF, MTU, NUM_BUFFERS_OFFSET, OFFERED,
 };
+use super::used_batch::UsedBatch;
 use crate::devices::virtio::{read_config_bytes, ActivateError, Interrupt, VirtioDevice, TYPE_NET};
 use crate::memory::GuestMemoryMmap;
 
@@ -71,6 +72,8 @@ pub struct Net {
     /// The driver's features are to go to the backend (at the next wakeup, on the event loop).
     offloads_pending: bool,
     tx_frame: Vec<u8>,
+    /// The rx queue's used entries: a frame's chains are published together.
+    rx_used: UsedBatch,
     dropped: Dropped,
 }
 
@@ -99,6 +102,7 @@ impl Net {
             backend_polled: false,
             offloads_pending: false,
             tx_frame: vec![0; MAX_FRAME],
+            rx_used: UsedBatch::new(),
             dropped: Dropped::default(),
         })
     }
@@ -173,7 +177,14 @@ impl Net {
                     }
                 }
             }
-            match place_frame(&mut active.rx, mem, &mut self.rx_frame[..self.rx_len], mergeable) {
+            let placed = place_frame(
+                &mut active.rx,
+                mem,
+                &mut self.rx_frame[..self.rx_len],
+                mergeable,
+                &mut self.rx_used,
+            );
+            match placed {
                 Placed::Done => {
                     self.rx_len = 0;
                     used = true;
@@ -198,8 +209,10 @@ impl Net {
             // fd may have nothing more to wake the loop with, so the queue's event does.
             let _ = self.queue_events[RX_QUEUE].write(1);
         }
-        if used {
-            active.interrupt.signal_used_unless_suppressed(&mut active.rx, mem);
+        if used && self.rx_used.needs_notification(&active.rx, mem) {
+            // The irqfd write only fails if its counter overflows, and then an interrupt is
+            // pending anyway.
+            let _ = active.interrupt.signal_used_queue();
         }
     }
 
@@ -232,8 +245,15 @@ fn send_chain(
 
 /// Places `frame` (header first) in the rx queue: over as many chains as it takes when
 /// `mergeable`, else in one. The chains are measured before anything is written, and handed
-/// back untouched when they do not add up to the frame.
-fn place_frame(rx: &mut Queue, mem: &GuestMemoryMmap, frame: &mut [u8], mergeable: bool) -> Placed {
+/// back untouched when they do not add up to the frame. The driver sees the frame's chains
+/// all at once ([`UsedBatch`]).
+fn place_frame(
+    rx: &mut Queue,
+    mem: &GuestMemoryMmap,
+    frame: &mut [u8],
+    mergeable: bool,
+    used: &mut UsedBatch,
+) -> Placed {
     let mut chains: Vec<(DescriptorChain<&GuestMemoryMmap>, usize)> = Vec::new();
     let mut room = 0usize;
     while room < frame.len() {
@@ -248,8 +268,11 @@ fn place_frame(rx: &mut Queue, mem: &GuestMemoryMmap, frame: &mut [u8], mergeabl
             // frame is dropped and the chains go back to the guest empty.
             chains.push((chain, 0));
             for (chain, _) in chains {
-                let _ = rx.add_used(mem, chain.head_index(), 0);
+                used.push(chain.head_index(), 0);
             }
+            // Heads come from the queue and the ring was checked when the driver set it up;
+            // if this fails anyway, the chains are lost to the driver, as with add_used.
+            let _ = used.publish(rx, mem);
             return Placed::Dropped;
         }
         room += size;
@@ -268,8 +291,9 @@ fn place_frame(rx: &mut Queue, mem: &GuestMemoryMmap, frame: &mut [u8], mergeabl
         };
         offset += part;
         // Fits: `part` is at most a chain's size, which a u32 descriptor length bounds.
-        let _ = rx.add_used(mem, head, written as u32);
+        used.push(head, written as u32);
     }
+    let _ = used.publish(rx, mem);
     Placed::Done
 }
 
@@ -347,6 +371,7 @@ impl VirtioDevice for Net {
         self.acked_features = 0;
         self.rx_len = 0;
         self.rx_starved = false;
+        self.rx_used.reset();
         self.offloads_pending = false;
         // The backend's fd leaves the epoll set on the event loop thread.
         let _ = self.wakeup.write(1);
