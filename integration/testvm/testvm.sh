@@ -316,9 +316,10 @@ fetch_kernel() { # sets kdir (the unpacked package) and kver (its uname -r)
 # container's network needs (tun for its taps; veth, the ingress qdisc, u32 filters and the
 # mirred action for the plumbing and the tests' namespaces; bridge for the podman suite's CNI
 # bridge networks; nf_tables with the x_tables matches and targets that iptables-nft and CNI's
-# bridge (ipMasq), portmap and firewall plugins use, for podman's default network and -p), and
-# what they depend on, resolved from each module's .modinfo `depends=`.
-base_modules=(kvm_amd kvm_intel tun veth sch_ingress cls_u32 act_mirred bridge
+# bridge (ipMasq), portmap and firewall plugins use, for podman's default network and -p),
+# vhost_net for QEMU's reference numbers (integration/bench/vm-net-qemu.sh), and what they
+# depend on, resolved from each module's .modinfo `depends=`.
+base_modules=(kvm_amd kvm_intel tun veth sch_ingress cls_u32 act_mirred bridge vhost_net
     nf_tables nft_compat nft_chain_nat xt_nat xt_MASQUERADE xt_addrtype xt_conntrack xt_comment
     xt_mark xt_multiport xt_tcpudp)
 

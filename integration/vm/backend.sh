@@ -108,11 +108,14 @@ wait_status() {
     done
     return 1
 }
-# wait_line FILE LINE SECONDS
+# wait_line FILE LINE SECONDS [PID]: whether FILE has the line LINE within SECONDS (sooner
+# false when PID, the job that would write it, is gone)
 wait_line() {
     i=0
     while [ $i -lt $(($3 * 10)) ]; do
         grep -q "^$2\$" "$1" 2>/dev/null && return 0
+        # PID gone: the line will not come (a guest that died waits out no limit).
+        [ -z "${4:-}" ] || kill -0 "$4" 2>/dev/null || { grep -q "^$2\$" "$1" 2>/dev/null; return; }
         sleep 0.1
         i=$((i + 1))
     done
@@ -493,8 +496,22 @@ if [ -x "$IP" ] && [ -x "$TC" ]; then
     bundle net '"/bin/sh", "-c", "echo ready; echo mac=$(cat /sys/class/net/hv1/address); ip -o -4 addr show dev hv1; ip route; set -- $(timeout 300 wget -q -O - http://10.88.0.1:8080/blob | md5sum); echo got=$1; httpd -p 8081 -h /srv && echo serving; i=0; until [ -e /fetched ]; do sleep 0.1; i=$((i + 1)); [ $i -lt 3000 ] || exit 6; done"' \
         "/\"type\": \"network\"/s#\"network\"#\"network\", \"path\": \"/run/netns/$ns\"#"
     if start_runner "$id" --bundle "$work/net"; then
-        wait_line "$out" serving 300
-        fetched="$(timeout 300 wget -q -O - http://10.88.0.2:8081/blob 2>>"$err" | md5sum | cut -d' ' -f1)"
+        if wait_line "$out" serving 300 "$runner"; then
+            rm -f "$work/fetch.pid"
+            (timeout 300 wget -q -O - http://10.88.0.2:8081/blob 2>>"$err" & echo $! >"$work/fetch.pid"; wait) |
+                md5sum | cut -d' ' -f1 >"$work/fetched" &
+            fetch=$!
+            while kill -0 "$fetch" 2>/dev/null; do
+                # The guest gone (its CPU triple-faulted): nothing answers the GET any more, and
+                # its 300 s limit need not be waited out.
+                kill -0 "$runner" 2>/dev/null || kill "$(cat "$work/fetch.pid" 2>/dev/null)" 2>/dev/null
+                sleep 0.2
+            done
+            wait "$fetch"
+            rm -f "$work/fetch.pid"
+            fetched="$(cat "$work/fetched" 2>/dev/null)"
+            rm -f "$work/fetched"
+        fi
         touch "$rootfs/fetched"
         wait_bounded "$runner" 120
     else
