@@ -116,8 +116,9 @@ vm-backend: build kernel
     # (about one VM container in a hundred there, integration/testvm/README.md), or whose boot
     # stalled so that its agent never connected (a CI run lost three bind-mount checks in a row
     # to that): the whole run once more, as conformance-vm does. A real fault fails both.
-    if [ "$s" != 0 ] && grep -qE '^  \| .*(triple-faulted \(KVM_EXIT_SHUTDOWN|guest agent did not connect within)' "$out"; then
-        echo "RETRY vm-backend: a guest's CPU triple-faulted or its boot stalled (hull's message above); the whole run once more"
+    # The same when the test machine stalled on both of testvm's tries (status 123).
+    if [ "$s" != 0 ] && { [ "$s" = 123 ] || grep -qE '^  \| .*(triple-faulted \(KVM_EXIT_SHUTDOWN|guest agent did not connect within)' "$out"; }; then
+        echo "RETRY vm-backend: a guest's CPU triple-faulted, its boot stalled or the test machine stalled twice (status $s, the messages above); the whole run once more"
         s=0
         ./integration/vm/backend.sh --testvm --hull "{{ hull }}" || s=$?
     fi
@@ -310,8 +311,10 @@ conformance-vm: build kernel
         # hundred there, integration/testvm/README.md), or that stalled while booting so that its
         # agent never connected (backend.sh's start_runner retries the same two), fails the
         # checks after it too: the suite runs once more. A real fault fails the rerun as well.
-        if [ "$s" != 0 ] && grep -qE 'triple-faulted \(KVM_EXIT_SHUTDOWN|guest agent did not connect within' "$out"; then
-            echo "RETRY $suite: a guest's CPU triple-faulted or its boot stalled (hull's message above); the whole suite once more"
+        # So does one whose test machine stalled on both of testvm's tries (status 123: its
+        # kernel panicked twice, as it did in a CI run on 2026-12-07).
+        if [ "$s" != 0 ] && { [ "$s" = 123 ] || grep -qE 'triple-faulted \(KVM_EXIT_SHUTDOWN|guest agent did not connect within' "$out"; }; then
+            echo "RETRY $suite: a guest's CPU triple-faulted, its boot stalled or the test machine stalled twice (status $s, the messages above); the whole suite once more"
             s=0
             run_suite "$suite" 2>&1 | tee "$out" || s=$?
         fi

@@ -170,6 +170,14 @@ fn connect_to(socket: &Path, port: u32) -> Result<UnixStream, String> {
             Ok(_) if byte[0] == b'\n' => break,
             Ok(_) => line.push(byte[0]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // The read timeout ran out (SO_RCVTIMEO reads as EAGAIN): say so, not "resource
+            // temporarily unavailable".
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(format!(
+                    "the guest did not answer the connection to its port {port} within {} s (is its agent stuck?)",
+                    START_TIMEOUT.as_secs()
+                ))
+            }
             Err(e) => return Err(format!("connecting to the guest's exec port: {e}")),
         }
     }
