@@ -54,17 +54,22 @@ impl UsedBatch {
     /// Writes the gathered entries after the queue's next used slot, then the used index once.
     /// The batch is empty afterwards, whether or not it could be published.
     pub fn publish(&mut self, queue: &mut Queue, mem: &GuestMemoryMmap) -> Result<(), PublishError> {
-        let entries = std::mem::take(&mut self.entries);
-        if entries.is_empty() {
+        let written = self.write(queue, mem);
+        self.entries.clear();
+        written
+    }
+
+    fn write(&mut self, queue: &mut Queue, mem: &GuestMemoryMmap) -> Result<(), PublishError> {
+        if self.entries.is_empty() {
             return Ok(());
         }
         let size = queue.size();
-        let used = queue.used_ring();
-        if let Some((head, _)) = entries.iter().find(|(head, _)| *head >= size) {
+        if let Some((head, _)) = self.entries.iter().find(|(head, _)| *head >= size) {
             return Err(PublishError::BadHead(*head, size));
         }
+        let used = queue.used_ring();
         let mut next = Wrapping(queue.next_used());
-        for (head, len) in &entries {
+        for (head, len) in &self.entries {
             let slot = u64::from(next.0 % size);
             let addr = used
                 .checked_add(USED_RING_HEADER + slot * USED_ELEM_SIZE)
@@ -80,9 +85,7 @@ impl UsedBatch {
             .map_err(|_| PublishError::OutOfMemory)?;
         queue.set_next_used(next.0);
         // At most a queue's worth per frame: the count cannot wrap between checks that matter.
-        self.unchecked += Wrapping(entries.len() as u16);
-        self.entries = entries;
-        self.entries.clear();
+        self.unchecked += Wrapping(self.entries.len() as u16);
         Ok(())
     }
 
